@@ -1,0 +1,222 @@
+"""NeuronAgent: one neuron as an autonomous Mesa agent.
+
+A neuron owns its incoming synapses (one :class:`Synapses` block per projection), its bias,
+its optimizer state and its inbox.  It never reads another agent's state: everything it
+knows arrives as messages, and everything it tells arrives at others as messages.  The
+reference executor calls its stage methods in the order DESIGN.md fixes; this file is the
+readable statement of the semantics that faster executors reproduce.
+
+Rules, for neuron j with inputs x_i, u_j = sum_i W_ij x_i + b_j, y_j = f(u_j), and the
+batch mean written <.>:
+  gradient rules:  g_ij = <delta_j x_i>,  g_bj = <delta_j>
+  Oja:             g_ij = -<y_j (x_i - y_j W_ij)>
+  Sanger (GHA):    g_ij = -<y_j (x_i - sum_{k<=j} y_k W_ik)>
+and the optimizer turns g into a step; chiral modulation scales each synapse's step by
+1 + kappa (2a - 1), a = the share of the neuron's plastic synapses whose gradient has the
+same sign.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import mesa
+import numpy as np
+
+from ribbed.agents.activations import ACTIVATIONS
+from ribbed.agents.optimizers import Optimizer, make_optimizer
+from ribbed.scheduler.messages import TASK, Kind, Message, Stage
+
+if TYPE_CHECKING:
+    from ribbed.environment.network import PopulationInfo, ProjectionInfo
+    from ribbed.scheduler.bus import MessageBus
+
+__all__ = ["NeuronAgent", "Synapses", "chiral_scale"]
+
+
+class Synapses:
+    """A neuron's incoming synapses from one projection."""
+
+    __slots__ = ("projection", "pre_ids", "pre_local", "weights", "feedback", "optimizer", "inputs")
+
+    def __init__(self, projection: ProjectionInfo, pre_local: np.ndarray, weights: np.ndarray,
+                 feedback: np.ndarray | None):
+        self.projection = projection
+        self.pre_local = pre_local
+        self.pre_ids = [int(i) for i in pre_local + projection.pre.start]
+        self.weights = weights
+        self.feedback = feedback
+        self.optimizer: Optimizer | None = None if projection.frozen else make_optimizer(
+            projection.learning, weights.shape)
+        self.inputs: np.ndarray | None = None  # presynaptic activity of this tick, (n_in, batch)
+
+
+def chiral_scale(grads: np.ndarray, kappa: np.ndarray) -> np.ndarray:
+    """Per-synapse step scale 1 + kappa (2a - 1), with a the share of the same-sign gradients."""
+    signs = np.sign(grads)
+    counts = {s: np.count_nonzero(signs == s) for s in (-1.0, 0.0, 1.0)}
+    share = np.select([signs < 0, signs > 0], [counts[-1.0], counts[1.0]], counts[0.0]) / grads.size
+    return 1.0 + kappa * (2.0 * share - 1.0)
+
+
+class NeuronAgent(mesa.Agent):
+    """A neuron: state (u, y, delta), incoming synapses, bias, optimizer state, inbox."""
+
+    def __init__(self, model: mesa.Model, agent_id: int, population: PopulationInfo, index: int):
+        super().__init__(model)
+        self.unique_id = agent_id
+        self.population = population
+        self.index = index
+        self.activation = ACTIVATIONS[population.activation]
+        self.incoming: list[Synapses] = []
+        self.outgoing: list[tuple[bool, list[int]]] = []  # (delayed, postsynaptic ids) per projection
+        self.bias = 0.0
+        self.bias_optimizer: Optimizer | None = (
+            make_optimizer(population.learning, ()) if population.learns_bias else None
+        )
+        self.dfa: np.ndarray | None = None  # this neuron's fixed random projection of the output error
+        self.output_start = 0  # id of the first output neuron (to place broadcast errors)
+        self.broadcast_to: list[int] = []  # output neurons: the neurons their error is broadcast to (DFA)
+        self.later_peers: list[int] = []  # Sanger: neurons of the population after this one
+        self.u: np.ndarray | None = None
+        self.y: np.ndarray | None = None
+        self.delta: np.ndarray | None = None
+        self.inbox: list[Message] = []
+        # Held-out activation statistics, set by each evaluation.
+        self.activation_mean = float("nan")
+        self.activation_std = float("nan")
+
+    # ------------------------------------------------------------------ messaging
+
+    def take(self, kind: Kind) -> list[Message]:
+        """Remove and return the inbox messages of one kind, in delivery order."""
+        taken = [m for m in self.inbox if m.kind == kind]
+        if taken:
+            self.inbox = [m for m in self.inbox if m.kind != kind]
+        return taken
+
+    @property
+    def in_degree(self) -> int:
+        return sum(len(s.pre_ids) for s in self.incoming)
+
+    # ------------------------------------------------------------------ stages
+
+    def forward(self, tick: int, bus: MessageBus) -> None:
+        """Read activations, compute u and y, send y along every outgoing synapse."""
+        activations = self.take(Kind.ACTIVATION)
+        if self.population.role == "input":
+            (message,) = activations
+            self.u = self.y = message.payload
+        else:
+            self.u, self.y = self.compute({m.src: m.payload for m in activations}, bus.batch_size, keep_inputs=True)
+        for delayed, targets in self.outgoing:
+            bus.send_each(tick, Stage.FORWARD, self.unique_id, targets, Kind.ACTIVATION, self.y, delayed=delayed)
+
+    def compute(self, values: dict[int, np.ndarray], batch: int,
+                keep_inputs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """u and y from presynaptic activations by id; a delayed input not yet received is 0."""
+        u = np.full(batch, self.bias)
+        for synapses in self.incoming:
+            if synapses.projection.delayed:
+                zero = np.zeros(batch)
+                inputs = np.stack([values.get(i, zero) for i in synapses.pre_ids])
+            else:
+                inputs = np.stack([values[i] for i in synapses.pre_ids])
+            if keep_inputs:
+                synapses.inputs = inputs
+            u = u + synapses.weights @ inputs
+        return u, self.activation.f(u)
+
+    def readout(self, tick: int, bus: MessageBus) -> None:
+        """An output neuron reports its activation to the task."""
+        bus.send(Message(tick, Stage.READOUT, self.unique_id, TASK, Kind.ACTIVATION, self.y))
+
+    def backward(self, tick: int, bus: MessageBus) -> None:
+        """Turn the error messages into this neuron's credit delta and send credit on."""
+        errors = self.take(Kind.ERROR)
+        if not self.population.needs_credit:
+            return
+        derivative = self.activation.df(self.u, self.y)
+        if self.dfa is not None:
+            broadcast = np.zeros((self.dfa.shape[0], bus.batch_size))
+            for m in errors:
+                broadcast[m.src - self.output_start] = m.payload
+            self.delta = derivative * (self.dfa @ broadcast)
+        else:
+            total = np.zeros(bus.batch_size)
+            for m in errors:
+                total = total + m.payload
+            self.delta = derivative * total
+        for synapses in self.incoming:
+            if synapses.projection.sends_error:
+                matrix = synapses.feedback if synapses.feedback is not None else synapses.weights
+                payloads = np.multiply.outer(matrix, self.delta)
+                bus.send_rows(tick, Stage.BACKWARD, self.unique_id, synapses.pre_ids, Kind.ERROR, payloads)
+        if self.broadcast_to:
+            bus.send_each(tick, Stage.BACKWARD, self.unique_id, self.broadcast_to, Kind.ERROR, self.delta)
+
+    def send_lateral(self, tick: int, bus: MessageBus) -> None:
+        """Sanger's rule: tell the later neurons of the population what this one reconstructs."""
+        blocks = []
+        for synapses in self.incoming:
+            if synapses.projection.sanger:
+                dense = np.zeros(synapses.projection.pre.size)
+                dense[synapses.pre_local] = synapses.weights
+                blocks.append(np.multiply.outer(self.y, dense))
+        if blocks and self.later_peers:
+            bus.send_each(tick, Stage.BACKWARD, self.unique_id, self.later_peers, Kind.FEEDBACK,
+                          np.concatenate(blocks, axis=1))
+
+    def learn(self, tick: int) -> None:
+        """Update the incoming weights and the bias from this tick's signals."""
+        lateral = self.take(Kind.FEEDBACK)
+        plastic = [s for s in self.incoming if s.optimizer is not None]
+        if plastic:
+            grads = [self._gradient(s, lateral) for s in plastic]
+            steps = [s.optimizer.step(g) for s, g in zip(plastic, grads)]
+            kappas = [s.projection.learning.kappa for s in plastic]
+            if any(kappas):
+                scale = chiral_scale(np.concatenate(grads),
+                                     np.concatenate([np.full(g.size, k) for g, k in zip(grads, kappas)]))
+                splits = np.cumsum([g.size for g in grads])[:-1]
+                steps = [step * part for step, part in zip(steps, np.split(scale, splits))]
+            for synapses, step in zip(plastic, steps):
+                synapses.weights = synapses.weights + step
+        if self.bias_optimizer is not None and self.delta is not None:
+            self.bias = self.bias + float(self.bias_optimizer.step(np.asarray(self.delta.mean())))
+        self.delta = None
+
+    def _gradient(self, synapses: Synapses, lateral: list[Message]) -> np.ndarray:
+        x = synapses.inputs
+        batch = x.shape[1]
+        rule = synapses.projection.learning.rule
+        if rule != "hebbian":
+            delta = self.delta if self.delta is not None else np.zeros(batch)
+            return (x @ delta) / batch
+        y = self.y
+        residual = x
+        if synapses.projection.sanger:
+            offset = 0
+            for s in self.incoming:
+                if s is synapses:
+                    break
+                if s.projection.sanger:
+                    offset += s.projection.pre.size
+            width = synapses.projection.pre.size
+            if lateral:
+                reconstruction = sum(m.payload[:, offset:offset + width] for m in lateral)
+                residual = x - reconstruction[:, synapses.pre_local].T
+        return -(residual @ y) / batch + (y @ y / batch) * synapses.weights
+
+    # ------------------------------------------------------------------ inspection
+
+    def incoming_weights(self) -> np.ndarray:
+        """All incoming weights, concatenated in projection order."""
+        return np.concatenate([s.weights for s in self.incoming]) if self.incoming else np.zeros(0)
+
+    @property
+    def weight_norm(self) -> float:
+        return float(np.linalg.norm(self.incoming_weights()))
+
+    def __repr__(self) -> str:
+        return f"NeuronAgent({self.unique_id}, population={self.population.name!r}, index={self.index})"

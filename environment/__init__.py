@@ -1,0 +1,1 @@
+"""The world a network lives in: its populations and projections, and the task."""

@@ -1,0 +1,260 @@
+"""The network a scenario describes: populations, projections, initial state, and the
+structure of a tick (topological levels, cycle-closing projections, who needs credit).
+
+Everything here is a pure function of the scenario and its seed, computed once in shared
+code; executors only consume it.  Agent ids are global and contiguous per population, in
+the order the populations are declared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from ribbed.environment.connectivity import ConnectivityError, connect
+from ribbed.environment.weights import initial_weights
+from ribbed.errors import Problem, ScenarioError
+from ribbed.scenarios.schema import GRADIENT_RULES, LearningSpec, Scenario
+from ribbed.seeding import component_rng
+
+__all__ = ["Network", "PopulationInfo", "ProjectionInfo", "build_network"]
+
+#: Rules that send error messages back along their projection.
+ERROR_SENDING_RULES = ("backprop", "feedback_alignment")
+
+
+@dataclass(eq=False)
+class PopulationInfo:
+    """A population as the executors see it."""
+
+    name: str
+    index: int
+    size: int
+    start: int
+    role: str
+    activation: str
+    bias: bool
+    learning: LearningSpec
+    level: int = 0
+    needs_credit: bool = False
+    dfa_receiver: bool = False
+
+    @property
+    def ids(self) -> range:
+        """Global agent ids of the population's neurons."""
+        return range(self.start, self.start + self.size)
+
+    @property
+    def learns_bias(self) -> bool:
+        return self.bias and self.role != "input" and self.learning.rule in GRADIENT_RULES
+
+
+@dataclass(eq=False)
+class ProjectionInfo:
+    """A projection's synapses in canonical (post, pre) order, with their initial weights."""
+
+    name: str
+    index: int
+    pre: PopulationInfo
+    post: PopulationInfo
+    pre_idx: np.ndarray
+    post_idx: np.ndarray
+    weights: np.ndarray
+    feedback: np.ndarray | None
+    learning: LearningSpec
+    frozen: bool
+    delayed: bool = False
+    sends_error: bool = False
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.pre_idx.shape[0])
+
+    @property
+    def plastic(self) -> bool:
+        return not self.frozen
+
+    @property
+    def sanger(self) -> bool:
+        return self.plastic and self.learning.rule == "hebbian" and self.learning.variant == "sanger"
+
+
+@dataclass(eq=False)
+class Network:
+    """Populations, projections and initial state of one scenario and seed."""
+
+    scenario: Scenario
+    populations: dict[str, PopulationInfo]
+    projections: list[ProjectionInfo]
+    dfa_matrices: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def input(self) -> PopulationInfo:
+        return next(p for p in self.populations.values() if p.role == "input")
+
+    @property
+    def output(self) -> PopulationInfo:
+        return next(p for p in self.populations.values() if p.role == "output")
+
+    @property
+    def n_neurons(self) -> int:
+        return sum(p.size for p in self.populations.values())
+
+    @property
+    def n_synapses(self) -> int:
+        return sum(p.n_synapses for p in self.projections)
+
+    @property
+    def levels(self) -> list[list[PopulationInfo]]:
+        """Populations grouped by topological level (level 0 holds the input population)."""
+        depth = max(p.level for p in self.populations.values())
+        return [[p for p in self.populations.values() if p.level == d] for d in range(depth + 1)]
+
+    def population_of(self, agent_id: int) -> PopulationInfo:
+        for population in self.populations.values():
+            if population.start <= agent_id < population.start + population.size:
+                return population
+        raise KeyError(agent_id)
+
+    def population_graph(self) -> nx.MultiDiGraph:
+        """Populations as nodes, projections as edges (attribute ``delayed`` marks cycle closers)."""
+        graph = nx.MultiDiGraph()
+        for population in self.populations.values():
+            graph.add_node(population.name, size=population.size, role=population.role, level=population.level)
+        for projection in self.projections:
+            graph.add_edge(projection.pre.name, projection.post.name, key=projection.name,
+                           synapses=projection.n_synapses, delayed=projection.delayed)
+        return graph
+
+    def neuron_graph(self) -> nx.DiGraph:
+        """Neurons as nodes (global agent ids), synapses as edges with their initial weights."""
+        graph = nx.DiGraph()
+        for population in self.populations.values():
+            graph.add_nodes_from(population.ids, population=population.name)
+        for projection in self.projections:
+            pre = projection.pre_idx + projection.pre.start
+            post = projection.post_idx + projection.post.start
+            graph.add_edges_from(
+                (int(a), int(b), {"projection": projection.name, "weight": float(w), "delayed": projection.delayed})
+                for a, b, w in zip(pre, post, projection.weights)
+            )
+        return graph
+
+
+def build_network(scenario: Scenario) -> Network:
+    """Draw the network of ``scenario`` from its seed (connectivity, weights, feedback matrices)."""
+    populations: dict[str, PopulationInfo] = {}
+    start = 0
+    for index, spec in enumerate(scenario.populations):
+        populations[spec.name] = PopulationInfo(
+            name=spec.name, index=index, size=spec.size, start=start, role=spec.role,
+            activation="identity" if spec.role == "input" else spec.activation, bias=spec.bias and spec.role != "input",
+            learning=scenario.population_learning(spec),
+        )
+        start += spec.size
+
+    projections = []
+    for index, spec in enumerate(scenario.projections):
+        pre, post = populations[spec.pre], populations[spec.post]
+        try:
+            pre_idx, post_idx = connect(spec.connectivity, pre.size, post.size, pre is post,
+                                        component_rng(scenario.seed, "connectivity", spec.label))
+        except ConnectivityError as exc:
+            raise ScenarioError(Problem(scenario.source, f"projections[{index}].connectivity", str(exc),
+                                        "change the rule's parameters")) from None
+        if pre_idx.size == 0:
+            raise ScenarioError(Problem(scenario.source, f"projections[{index}].connectivity",
+                                        "the rule made no synapses", "raise the connection probability or degree"))
+        learning = scenario.projection_learning(spec)
+        weights = initial_weights(spec.init, pre_idx, post_idx, pre.size, post.size,
+                                  component_rng(scenario.seed, "weights", spec.label))
+        feedback = None
+        if learning.rule == "feedback_alignment":
+            feedback = initial_weights(spec.init, pre_idx, post_idx, pre.size, post.size,
+                                       component_rng(scenario.seed, "feedback", spec.label))
+        projections.append(ProjectionInfo(
+            name=spec.label, index=index, pre=pre, post=post, pre_idx=pre_idx, post_idx=post_idx,
+            weights=weights, feedback=feedback, learning=learning, frozen=spec.frozen,
+        ))
+
+    network = Network(scenario=scenario, populations=populations, projections=projections)
+    _mark_delayed(network)
+    _assign_levels(network)
+    _assign_credit(network)
+    n_out = network.output.size
+    for population in populations.values():
+        if population.dfa_receiver:
+            rng = component_rng(scenario.seed, "dfa", population.name)
+            network.dfa_matrices[population.name] = rng.uniform(-1.0, 1.0, (population.size, n_out)) / np.sqrt(n_out)
+    return network
+
+
+def _mark_delayed(network: Network) -> None:
+    """Mark the projections that close a cycle: back edges of a depth-first search from the
+    input population (then from any unvisited population), taking projections in declaration
+    order.  Their messages are delivered on the next tick."""
+    outgoing: dict[str, list[ProjectionInfo]] = {name: [] for name in network.populations}
+    for projection in network.projections:
+        outgoing[projection.pre.name].append(projection)
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        for projection in outgoing[name]:
+            target = projection.post.name
+            if state.get(target) == 1:
+                projection.delayed = True
+            elif target not in state:
+                visit(target)
+        state[name] = 2
+
+    roots = [network.input.name] + [name for name in network.populations if name != network.input.name]
+    for name in roots:
+        if name not in state:
+            visit(name)
+
+
+def _assign_levels(network: Network) -> None:
+    """Level 0 is the input population; every other population sits one level above the
+    highest of its non-delayed presynaptic populations (level 1 when it has none)."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(network.populations)
+    graph.add_edges_from((p.pre.name, p.post.name) for p in network.projections if not p.delayed)
+    for name in nx.lexicographical_topological_sort(graph, key=lambda n: network.populations[n].index):
+        population = network.populations[name]
+        if population.role == "input":
+            population.level = 0
+            continue
+        preds = [network.populations[p].level for p in graph.predecessors(name)]
+        population.level = 1 + max(preds, default=0)
+
+
+def _assign_credit(network: Network) -> None:
+    """Decide which populations need a credit signal (delta) and which projections carry
+    error messages back, so no message is sent that nobody would use."""
+    by_level = sorted(network.populations.values(), key=lambda p: (p.level, p.index))
+    incoming = {name: [p for p in network.projections if p.post.name == name] for name in network.populations}
+    for population in by_level:
+        if population.role == "input":
+            continue
+        own = population.learns_bias or any(
+            p.plastic and p.learning.rule in GRADIENT_RULES for p in incoming[population.name]
+        )
+        passes = any(
+            not p.delayed and p.learning.rule in ERROR_SENDING_RULES and p.pre.needs_credit
+            for p in incoming[population.name]
+        )
+        population.needs_credit = own or passes
+        population.dfa_receiver = population.role == "hidden" and population.needs_credit and (
+            population.learning.rule == "direct_feedback_alignment"
+            or any(p.plastic and p.learning.rule == "direct_feedback_alignment" for p in incoming[population.name])
+        )
+    for projection in network.projections:
+        projection.sends_error = (
+            not projection.delayed
+            and projection.learning.rule in ERROR_SENDING_RULES
+            and projection.pre.needs_credit
+            and projection.post.needs_credit
+        )

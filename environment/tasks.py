@@ -1,0 +1,134 @@
+"""Tasks: the data a network is fed and how its output population is judged.
+
+A task is drawn once, in shared code, from the scenario seed: the samples (for synthetic
+tasks), the stratified train/test split, and the scaling (fitted on the training part only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits, make_moons
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from ribbed.errors import Problem, ScenarioError
+from ribbed.scenarios.schema import Scenario
+from ribbed.seeding import component_rng
+
+__all__ = ["Dataset", "load_task"]
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Training and held-out samples.  For classification ``y`` holds integer labels."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    problem: str  # "classification" or "regression"
+    loss: str  # "cross_entropy" or "mse"
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        if self.problem == "classification":
+            return int(max(self.y_train.max(), self.y_test.max())) + 1
+        return int(self.y_train.shape[1])
+
+    @property
+    def classification(self) -> bool:
+        return self.problem == "classification"
+
+    def targets(self, y: np.ndarray) -> np.ndarray:
+        """Target matrix (n, n_outputs): one-hot rows for classification, the values for regression."""
+        if self.classification:
+            return np.eye(self.n_outputs)[y]
+        return y
+
+
+def _split_scale(X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, stratify: bool,
+                 problem: str, loss: str) -> Dataset:
+    split_seed = int(component_rng(seed, "data", "split").integers(0, 2**31 - 1))
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=test_fraction, random_state=split_seed, stratify=y if stratify else None
+    )
+    scaler = StandardScaler().fit(X_train)
+    return Dataset(scaler.transform(X_train), y_train, scaler.transform(X_test), y_test, problem, loss)
+
+
+def load_task(scenario: Scenario) -> Dataset:
+    """The dataset of ``scenario.task``, drawn from the scenario seed."""
+    task, seed = scenario.task, scenario.seed
+    if task.kind == "digits":
+        digits = load_digits()
+        return _split_scale(digits.data.astype(np.float64), digits.target.astype(np.int64), task.test_fraction,
+                            seed, True, "classification", task.loss)
+    if task.kind == "moons":
+        sample_seed = int(component_rng(seed, "data", "samples").integers(0, 2**31 - 1))
+        X, y = make_moons(n_samples=task.n_samples, noise=task.noise, random_state=sample_seed)
+        return _split_scale(X, y.astype(np.int64), task.test_fraction, seed, True, "classification", task.loss)
+    if task.kind == "xor":
+        rng = component_rng(seed, "data", "samples")
+        signs = rng.choice([-1.0, 1.0], size=(task.n_samples, 2))
+        X = signs + task.noise * rng.standard_normal((task.n_samples, 2))
+        y = (signs[:, 0] != signs[:, 1]).astype(np.int64)
+        return _split_scale(X, y, task.test_fraction, seed, True, "classification", task.loss)
+    if task.kind == "sine":
+        rng = component_rng(seed, "data", "samples")
+        x = rng.uniform(-np.pi, np.pi, size=(task.n_samples, 1))
+        y = np.sin(x) + task.noise * rng.standard_normal(x.shape)
+        return _split_scale(x, y, task.test_fraction, seed, False, "regression", "mse")
+    if task.kind == "npz":
+        return _load_npz(scenario)
+    raise TypeError(f"unknown task {task.kind!r}")  # pragma: no cover
+
+
+def _load_npz(scenario: Scenario) -> Dataset:
+    task = scenario.task
+    path = Path(task.path)
+    if not path.is_absolute() and scenario.folder is not None:
+        path = scenario.folder / path
+
+    def problem(message: str, fix: str) -> ScenarioError:
+        return ScenarioError(Problem(scenario.source, "task.path", message, fix))
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in ("X_train", "y_train", "X_test", "y_test") if key in archive}
+    except FileNotFoundError:
+        raise problem(f"no such file: {path}", "give the .npz path relative to the scenario file") from None
+    except (OSError, ValueError) as exc:
+        raise problem(f"cannot read {path} as .npz without pickles: {exc}",
+                      "save it with numpy.savez and plain numeric arrays") from None
+    missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in arrays]
+    if missing:
+        raise problem(f"{path} lacks the arrays {missing}", "save X_train, y_train, X_test and y_test")
+    X_train, X_test = arrays["X_train"], arrays["X_test"]
+    if X_train.ndim != 2 or X_test.ndim != 2 or X_train.shape[1] != X_test.shape[1]:
+        raise problem(f"X_train {X_train.shape} and X_test {X_test.shape} must be 2-D with equal columns",
+                      "store one sample per row")
+    y_train, y_test = arrays["y_train"], arrays["y_test"]
+    if task.problem == "classification":
+        if y_train.ndim != 1 or not np.issubdtype(y_train.dtype, np.integer) or y_train.min(initial=0) < 0:
+            raise problem("y_train must be a 1-D array of integer labels 0..C-1", "store labels as integers")
+        y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
+    else:
+        y_train = y_train.reshape(len(y_train), -1).astype(np.float64)
+        y_test = y_test.reshape(len(y_test), -1).astype(np.float64)
+    if len(y_train) != len(X_train) or len(y_test) != len(X_test):
+        raise problem("X and y arrays have different numbers of rows", "store one target per sample")
+    dataset = Dataset(X_train.astype(np.float64), y_train, X_test.astype(np.float64), y_test,
+                      task.problem, task.loss)
+    for role, n, what in (("input", dataset.n_features, "features"), ("output", dataset.n_outputs, "outputs")):
+        population = next(p for p in scenario.populations if p.role == role)
+        if population.size != n:
+            raise problem(f"the data has {n} {what} but population '{population.name}' has {population.size} neurons",
+                          f"set that population's size to {n}")
+    return dataset

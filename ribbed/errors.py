@@ -1,0 +1,38 @@
+"""The errors ribbed raises for bad input, each naming the file, the field and the fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Problem", "ScenarioError", "RibbedError"]
+
+
+class RibbedError(Exception):
+    """Base of ribbed's own errors: the CLI prints them without a traceback, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: where (file, line, field path), what, and how to fix it."""
+
+    source: str
+    path: str
+    message: str
+    fix: str = ""
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.source + (f":{self.line}" if self.line else "")
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return text + (f"\n  fix: {self.fix}" if self.fix else "")
+
+
+class ScenarioError(RibbedError, ValueError):
+    """A scenario that cannot be loaded or run as written."""
+
+    def __init__(self, problems: list[Problem] | Problem):
+        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)

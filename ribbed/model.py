@@ -1,0 +1,256 @@
+"""NetworkModel: a network of neuron agents as a ``mesa.Model``.
+
+The model draws everything random from the scenario seed in shared code (the network, the
+data and its order), hands the network to the executor the scenario names, and runs it one
+tick per ``step()``.  Evaluation on the held-out set is recorded through a Mesa
+``DataCollector`` (model-level metrics and per-neuron metrics), as Mesa users expect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import mesa
+from mesa.agent import AgentSet
+import numpy as np
+import pandas as pd
+
+from ribbed.agents.neuron import NeuronAgent
+from ribbed.environment.losses import LOSSES, accuracy, r2
+from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo, build_network
+from ribbed.environment.stream import DataStream
+from ribbed.environment.tasks import Dataset, load_task
+from ribbed.scenarios.loader import load_scenario
+from ribbed.scenarios.schema import Scenario
+from ribbed.scheduler.executor import Executor, TickResult, make_executor
+from ribbed.scheduler.messages import Kind
+
+__all__ = ["NetworkModel", "Population", "Projection"]
+
+#: Per-neuron metrics recorded at each evaluation (attribute names of NeuronAgent, or callables).
+AGENT_REPORTERS: dict[str, str | Callable] = {
+    "population": lambda agent: agent.population.name,
+    "in_degree": "in_degree",
+    "weight_norm": "weight_norm",
+    "bias": "bias",
+    "activation_mean": "activation_mean",
+    "activation_std": "activation_std",
+}
+
+
+class Population:
+    """A population of the running model: its neurons as a Mesa AgentSet, and its biases."""
+
+    def __init__(self, model: NetworkModel, info: PopulationInfo):
+        self.model = model
+        self.info = info
+        self.agents = AgentSet([model.neuron(i) for i in info.ids], random=model.random)
+
+    name = property(lambda self: self.info.name)
+    size = property(lambda self: self.info.size)
+
+    def __len__(self) -> int:
+        return self.info.size
+
+    def __repr__(self) -> str:
+        return f"Population({self.info.name!r}, size={self.info.size}, role={self.info.role!r})"
+
+    def get_biases(self) -> np.ndarray:
+        return self.model.executor.get_biases(self.info)
+
+    def set_biases(self, values: np.ndarray) -> None:
+        self.model.executor.set_biases(self.info, np.asarray(values, dtype=np.float64).reshape(self.info.size))
+
+    def get_dfa_matrix(self) -> np.ndarray | None:
+        """This population's fixed random projections of the output error, (size, n_outputs)."""
+        return self.model.executor.get_dfa(self.info)
+
+    def set_dfa_matrix(self, values: np.ndarray) -> None:
+        self.model.executor.set_dfa(self.info, np.asarray(values, dtype=np.float64))
+
+
+class Projection:
+    """A projection of the running model, with PyNN-style weight access.
+
+    ``get_weights()`` returns one weight per synapse in canonical order (sorted by post, then
+    pre; see :meth:`connections`); ``get_weights(format="array")`` an (n_pre, n_post) matrix
+    with NaN where there is no synapse.
+    """
+
+    def __init__(self, model: NetworkModel, info: ProjectionInfo):
+        self.model = model
+        self.info = info
+
+    name = property(lambda self: self.info.name)
+    pre = property(lambda self: self.info.pre.name)
+    post = property(lambda self: self.info.post.name)
+
+    def __len__(self) -> int:
+        return self.info.n_synapses
+
+    def __repr__(self) -> str:
+        return f"Projection({self.info.name!r}, synapses={self.info.n_synapses})"
+
+    def connections(self) -> tuple[np.ndarray, np.ndarray]:
+        """Population-local (pre, post) indices of the synapses, in canonical order."""
+        return self.info.pre_idx.copy(), self.info.post_idx.copy()
+
+    def _as_array(self, values: np.ndarray) -> np.ndarray:
+        matrix = np.full((self.info.pre.size, self.info.post.size), np.nan)
+        matrix[self.info.pre_idx, self.info.post_idx] = values
+        return matrix
+
+    def _from_input(self, values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape == (self.info.pre.size, self.info.post.size):
+            return values[self.info.pre_idx, self.info.post_idx]
+        if values.shape == (self.info.n_synapses,):
+            return values
+        raise ValueError(f"expected {self.info.n_synapses} values or an array of shape "
+                         f"({self.info.pre.size}, {self.info.post.size}), got shape {values.shape}")
+
+    def get_weights(self, format: str = "list") -> np.ndarray:
+        values = self.model.executor.get_weights(self.info)
+        return self._as_array(values) if format == "array" else values
+
+    def set_weights(self, values: np.ndarray) -> None:
+        self.model.executor.set_weights(self.info, self._from_input(values))
+
+    def get_feedback(self, format: str = "list") -> np.ndarray | None:
+        """The fixed random feedback weights of feedback alignment (None for other rules)."""
+        values = self.model.executor.get_feedback(self.info)
+        if values is None:
+            return None
+        return self._as_array(values) if format == "array" else values
+
+    def set_feedback(self, values: np.ndarray) -> None:
+        if self.info.feedback is None:
+            raise ValueError(f"projection '{self.info.name}' does not use feedback_alignment")
+        self.model.executor.set_feedback(self.info, self._from_input(values))
+
+
+class NetworkModel(mesa.Model):
+    """A scenario's network of neuron agents, trained one mini-batch per tick.
+
+    >>> model = NetworkModel(load_scenario("xor"))   # doctest: +SKIP
+    >>> metrics = model.run()                         # doctest: +SKIP
+    """
+
+    def __init__(self, scenario: Scenario | str | Path | Mapping[str, Any]):
+        scenario = load_scenario(scenario)
+        super().__init__(seed=scenario.seed)
+        self.scenario = scenario
+        self.network: Network = build_network(scenario)
+        self.dataset: Dataset = load_task(scenario)
+        self.stream = DataStream(len(self.dataset.X_train), scenario.run.batch_size, scenario.seed)
+        self.targets_train = self.dataset.targets(self.dataset.y_train)
+        self.targets_test = self.dataset.targets(self.dataset.y_test)
+        self.tick = 0
+        self.executor: Executor = make_executor(self)
+        self.populations = {name: Population(self, info) for name, info in self.network.populations.items()}
+        self.projections = {p.name: Projection(self, p) for p in self.network.projections}
+        self.last_result: TickResult | None = None
+        self.last_metrics: dict[str, float] = {}
+        self._window_loss: list[float] = []
+        self._window_score: list[float] = []
+        self._counts_at_record = np.zeros(len(Kind), dtype=np.int64)
+        self.datacollector = mesa.DataCollector(
+            model_reporters={key: _metric(key) for key in self._metric_names()},
+            agent_reporters=dict(AGENT_REPORTERS),
+        )
+
+    # ------------------------------------------------------------------ agents
+
+    def neuron(self, agent_id: int) -> NeuronAgent:
+        """The agent (or agent view) of neuron ``agent_id``."""
+        return self.executor.neurons[agent_id]
+
+    @property
+    def neurons(self) -> list[NeuronAgent]:
+        return self.executor.neurons
+
+    # ------------------------------------------------------------------ ticks
+
+    def step(self) -> None:
+        """One tick: one mini-batch through sense, forward, readout, backward and learn."""
+        index = self.stream.indices(self.tick)
+        result = self.executor.tick(self.tick, self.dataset.X_train[index], self.targets_train[index])
+        self.tick += 1
+        self.last_result = result
+        self._window_loss.append(result.loss)
+        if self.dataset.classification:
+            self._window_score.append(accuracy(result.outputs, self.dataset.y_train[index]))
+
+    def evaluate(self) -> dict[str, float]:
+        """Metrics on the held-out set (and per-neuron activation statistics on it)."""
+        prediction = self.executor.predict(self.dataset.X_test)
+        loss, _ = LOSSES[self.dataset.loss](prediction.outputs, self.targets_test)
+        metrics = {"test_loss": loss}
+        if self.dataset.classification:
+            metrics["test_accuracy"] = accuracy(prediction.outputs, self.dataset.y_test)
+        else:
+            metrics["test_r2"] = r2(prediction.outputs, self.targets_test)
+        for neuron, mean, std in zip(self.neurons, prediction.activation_mean, prediction.activation_std):
+            neuron.activation_mean, neuron.activation_std = float(mean), float(std)
+        return metrics
+
+    def record(self) -> dict[str, float]:
+        """Evaluate and append one row of metrics to the DataCollector."""
+        counts = self.executor.message_counts
+        window = counts - self._counts_at_record
+        self._counts_at_record = counts
+        row: dict[str, float] = {
+            "tick": self.tick,
+            "epoch": self.tick * self.scenario.run.batch_size / len(self.dataset.X_train),
+            "train_loss": float(np.mean(self._window_loss)) if self._window_loss else float("nan"),
+        }
+        if self.dataset.classification:
+            row["train_accuracy"] = float(np.mean(self._window_score)) if self._window_score else float("nan")
+        row.update(self.evaluate())
+        row["messages"] = int(window.sum())
+        row.update({f"msg_{kind.name.lower()}": int(window[kind]) for kind in Kind})
+        self._window_loss, self._window_score = [], []
+        self.last_metrics = row
+        self.datacollector.collect(self)
+        return row
+
+    def _metric_names(self) -> list[str]:
+        names = ["tick", "epoch", "train_loss"]
+        names += ["train_accuracy", "test_loss", "test_accuracy"] if self.dataset.classification else ["test_loss", "test_r2"]
+        return names + ["messages"] + [f"msg_{kind.name.lower()}" for kind in Kind]
+
+    def run(self, ticks: int | None = None, *, on_tick: Callable[[NetworkModel], None] | None = None,
+            on_record: Callable[[NetworkModel, dict], None] | None = None) -> pd.DataFrame:
+        """Run ``ticks`` ticks (the scenario's ``run.ticks`` by default), evaluating at tick 0,
+        every ``run.eval_every`` ticks and after the last; return the metrics so far."""
+        ticks = self.scenario.run.ticks if ticks is None else ticks
+        end = self.tick + ticks
+        every = self.scenario.run.eval_every
+        if not self.last_metrics:
+            row = self.record()
+            if on_record:
+                on_record(self, row)
+        while self.tick < end:
+            self.step()
+            if on_tick:
+                on_tick(self)
+            if self.tick % every == 0 or self.tick == end:
+                row = self.record()
+                if on_record:
+                    on_record(self, row)
+        return self.metrics
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """One row per evaluation (the DataCollector's model variables)."""
+        return self.datacollector.get_model_vars_dataframe()
+
+    @property
+    def agent_metrics(self) -> pd.DataFrame:
+        """One row per neuron per evaluation (the DataCollector's agent variables)."""
+        return self.datacollector.get_agent_vars_dataframe()
+
+
+def _metric(key: str) -> Callable[[NetworkModel], float]:
+    return lambda model: model.last_metrics.get(key, float("nan"))

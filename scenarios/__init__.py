@@ -1,0 +1,1 @@
+"""Scenarios: the schema, the YAML loader, and the built-in scenarios (``builtin/``)."""

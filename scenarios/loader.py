@@ -1,0 +1,273 @@
+"""Load a scenario from a YAML file, a built-in name, or a mapping, with errors a person can act on.
+
+YAML is read with ``yaml.SafeLoader`` only (no Python objects are ever constructed), and a
+key written twice in one mapping is an error rather than a silent overwrite.  Pydantic's
+validation errors are translated into :class:`~ribbed.errors.Problem` records that carry the
+file, the line, the field path (``projections[1].connectivity.k``) and a fix.
+"""
+
+from __future__ import annotations
+
+import io
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ribbed.errors import Problem, ScenarioError
+from ribbed.scenarios.schema import Scenario
+
+__all__ = ["builtin_scenarios", "load_scenario", "scenario_to_yaml", "resolve_source"]
+
+_BUILTIN_PACKAGE = "ribbed.scenarios.builtin"
+
+
+# --------------------------------------------------------------------------- YAML reading
+
+
+class _StrictSafeLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping."""
+
+
+def _construct_mapping(loader: _StrictSafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark,
+                f"found the key {key!r} a second time (first on line {seen[key] + 1})", key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictSafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(io.StringIO(text), Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        message = f"invalid YAML: {exc.problem or exc.context}"
+        if mark is not None:
+            message += f" (column {mark.column + 1})"
+        raise ScenarioError(Problem(source, "", message, "fix the YAML syntax at that line", line)) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(Problem(source, "", f"invalid YAML: {exc}", "fix the YAML syntax")) from None
+
+
+def _line_of(text: str | None, loc: tuple) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (or of its nearest existing ancestor)."""
+    if not text:
+        return None
+    try:
+        node = yaml.compose(io.StringIO(text), Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)]
+            if not match:
+                break
+            key, node = match[0]
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+# --------------------------------------------------------------------------- error translation
+
+
+def _format_path(loc: Iterable) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _strip_union_tags(loc: tuple, model: type[BaseModel] = Scenario) -> tuple[tuple, type | None]:
+    """Remove the tags pydantic inserts for discriminated unions; return the clean loc and the
+    model class that owns the last element (to list its keys in hints)."""
+    clean: list = []
+    current: Any = model
+    owner: type | None = model
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        candidates = _union_members(current)
+        if candidates is not None and isinstance(part, str):
+            tagged = [m for m in candidates if _tag_of(m) == part]
+            if tagged:
+                current = tagged[0]
+                owner = current
+                continue
+        clean.append(part)
+        current = _child_type(current, part)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            owner = current
+    return tuple(clean), owner
+
+
+def _unwrap(annotation: Any) -> Any:
+    while get_origin(annotation) is not None and getattr(annotation, "__metadata__", None) is not None:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _union_members(annotation: Any) -> list | None:
+    annotation = _unwrap(annotation)
+    args = [_unwrap(a) for a in get_args(annotation) if a is not type(None)]
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models if len(models) > 1 else None
+
+
+def _tag_of(model: type[BaseModel]) -> str | None:
+    for field in ("rule", "kind"):
+        info = model.model_fields.get(field)
+        if info is not None:
+            args = get_args(info.annotation)
+            if len(args) == 1 and isinstance(args[0], str):
+                return args[0]
+    return None
+
+
+def _child_type(annotation: Any, part: Any) -> Any:
+    annotation = _unwrap(annotation)
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is not None and len(args) == 1 and get_origin(annotation) is not list:
+        annotation = _unwrap(args[0])  # Optional[X]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(part, str):
+        info = annotation.model_fields.get(part)
+        return info.annotation if info is not None else None
+    if get_origin(annotation) in (list, tuple) and isinstance(part, int):
+        inner = get_args(annotation)
+        return inner[0] if get_origin(annotation) is list else (inner[part] if part < len(inner) else None)
+    return None
+
+
+def _problem(error: dict, source: str, text: str | None) -> Problem:
+    loc, owner = _strip_union_tags(tuple(error["loc"]))
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    path = _format_path(loc)
+    line = _line_of(text, loc)
+    keys = sorted(owner.model_fields) if isinstance(owner, type) and issubclass(owner, BaseModel) else []
+
+    if kind == "extra_forbidden":
+        key = loc[-1] if loc else "?"
+        return Problem(source, path, f"unknown key '{key}'",
+                       f"remove it, or use one of: {', '.join(keys)}" if keys else "remove it", line)
+    if kind == "missing":
+        return Problem(source, path, "a required key is missing", f"add '{loc[-1]}: ...'" if loc else "", line)
+    if kind == "union_tag_invalid":
+        return Problem(source, path, f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} {ctx.get('tag')!r}",
+                       f"use one of: {ctx.get('expected_tags')}", line)
+    if kind == "union_tag_not_found":
+        field = str(ctx.get("discriminator", "kind")).strip("'")
+        return Problem(source, path, f"the key '{field}' is missing", f"add '{field}: ...'", line)
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return Problem(source, path, f"expected a mapping of keys to values, got {_describe(value)}",
+                       "write it as 'key: value' lines", line)
+    if kind == "scenario":
+        return Problem(source, path, error["msg"], ctx.get("fix", ""), line)
+    expected = error["msg"]
+    expected = expected[0].lower() + expected[1:] if expected else expected
+    return Problem(source, path, f"{expected} (got {_describe(value)})", _fix_hint(kind, ctx), line)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    return repr(value)
+
+
+def _fix_hint(kind: str, ctx: Mapping) -> str:
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return "use a number in the allowed range"
+    if kind == "literal_error":
+        return f"use one of: {ctx.get('expected')}"
+    if kind.startswith(("int_", "float_", "bool_", "string_")):
+        return "use a value of that type"
+    if kind == "too_short":
+        return "add at least one entry"
+    return ""
+
+
+def _translate(exc: ValidationError, source: str, text: str | None) -> ScenarioError:
+    return ScenarioError([_problem(error, source, text) for error in exc.errors(include_url=False)])
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def builtin_scenarios() -> dict[str, str]:
+    """Names of the built-in scenarios mapped to their one-line descriptions."""
+    listing: dict[str, str] = {}
+    folder = resources.files(_BUILTIN_PACKAGE)
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            data = yaml.safe_load(entry.read_text(encoding="utf-8"))
+            listing[entry.name[: -len(".yaml")]] = str(data.get("description", "")).strip().splitlines()[0]
+    return listing
+
+
+def resolve_source(name_or_path: str | Path) -> tuple[str, str, Path | None]:
+    """Return ``(label, yaml_text, folder)`` for a file path or a built-in scenario name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        try:
+            return str(path), path.read_text(encoding="utf-8"), path.resolve().parent
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ScenarioError(Problem(str(path), "", f"cannot read the file: {exc}",
+                                        "check the file's permissions and that it is UTF-8 text")) from None
+    if path.is_dir():
+        raise ScenarioError(Problem(str(path), "", "is a folder, not a scenario file",
+                                    "name a .yaml file or a built-in scenario"))
+    name = str(name_or_path)
+    if name in builtin_scenarios():
+        entry = resources.files(_BUILTIN_PACKAGE).joinpath(f"{name}.yaml")
+        return f"{name} (built-in)", entry.read_text(encoding="utf-8"), None
+    choices = ", ".join(builtin_scenarios())
+    raise ScenarioError(Problem(name, "", "no such file, and no built-in scenario of that name",
+                                f"give the path of a YAML file, or one of the built-ins: {choices}"))
+
+
+def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario:
+    """Load and validate a scenario from a YAML path, a built-in name, a mapping, or a Scenario.
+
+    Raises :class:`~ribbed.errors.ScenarioError` naming the file, line and field of each problem.
+    """
+    if isinstance(source, Scenario):
+        return source
+    if isinstance(source, Mapping):
+        label, text, folder, data = "<mapping>", None, None, dict(source)
+    else:
+        label, text, folder = resolve_source(source)
+        data = _read_yaml(text, label)
+    if not isinstance(data, dict):
+        raise ScenarioError(Problem(label, "", f"expected a mapping of sections at the top, got {_describe(data)}",
+                                    "start the file with 'name: ...', 'task: ...', 'populations: ...'", 1))
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise _translate(exc, label, text) from None
+    scenario._source = label
+    scenario._folder = folder
+    return scenario
+
+
+def scenario_to_yaml(scenario: Scenario) -> str:
+    """The fully resolved scenario (every default written out) as YAML that loads back equal."""
+    data = scenario.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)

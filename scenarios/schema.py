@@ -1,0 +1,568 @@
+"""The scenario schema: the validated description of one run.
+
+Every section is a strict pydantic model (unknown keys are errors).  The checks that need
+more than one field at a time (a projection naming an unknown population, a task whose
+input size does not match the input population...) live in :func:`_check_scenario` and
+report errors at the path of the offending field, so a message can always say *where*.
+
+Field descriptions double as documentation: ``ribbed schema`` prints them as JSON Schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+__all__ = [
+    "ACTIVATIONS",
+    "BackendSpec",
+    "ConnectivitySpec",
+    "LearningOverride",
+    "LearningSpec",
+    "OutputSpec",
+    "PopulationSpec",
+    "ProjectionSpec",
+    "RunSpec",
+    "Scenario",
+    "ScheduleSpec",
+    "TaskSpec",
+    "WeightInitSpec",
+]
+
+ACTIVATIONS = ("identity", "tanh", "relu", "sigmoid", "leaky_relu")
+GRADIENT_RULES = ("backprop", "feedback_alignment", "direct_feedback_alignment")
+
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$",
+        max_length=64,
+        description="A name: letters, digits, '_', '-', '.'; starting with a letter or '_'.",
+    ),
+]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class Strict(BaseModel):
+    """Base of every section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _tag_shorthand(tag: str):
+    """Let a tagged section be written as just its tag (``connectivity: all_to_all``)."""
+
+    def expand(value: Any) -> Any:
+        return {tag: value} if isinstance(value, str) else value
+
+    return BeforeValidator(expand)
+
+
+# --------------------------------------------------------------------------- learning
+
+
+class LearningSpec(Strict):
+    """How synapses learn: the rule that produces each weight's update, and the optimizer."""
+
+    rule: Literal["backprop", "feedback_alignment", "direct_feedback_alignment", "hebbian"] = Field(
+        "backprop",
+        description=(
+            "backprop: exact gradient by error messages; feedback_alignment: errors travel "
+            "back through fixed random matrices; direct_feedback_alignment: output errors are "
+            "broadcast to every hidden neuron through its own fixed random projection; "
+            "hebbian: local, no error messages (see variant)."
+        ),
+    )
+    variant: Literal["oja", "sanger"] = Field(
+        "oja",
+        description=(
+            "Hebbian variant. oja: each neuron alone (first principal component); sanger: the "
+            "generalized Hebbian algorithm, neurons of a population exchange lateral messages "
+            "and learn the leading principal components in order. Ignored by other rules."
+        ),
+    )
+    optimizer: Literal["sgd", "momentum", "adam"] = Field(
+        "sgd", description="Per-neuron optimizer; the update formulas are torch.optim's."
+    )
+    lr: float = Field(0.05, gt=0.0, description="Learning rate.")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum coefficient (optimizer: momentum).")
+    beta1: float = Field(0.9, ge=0.0, lt=1.0, description="Adam's first-moment decay.")
+    beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Adam's second-moment decay.")
+    eps: float = Field(1e-8, gt=0.0, description="Adam's denominator epsilon.")
+    kappa: float = Field(
+        0.0,
+        ge=-1.0,
+        le=1.0,
+        description=(
+            "Chiral modulation: each synapse's step is scaled by 1 + kappa * (2a - 1), where a "
+            "is the share of the neuron's incoming gradients with the same sign. 0 is the plain rule."
+        ),
+    )
+
+
+def _partial(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:
+    """A copy of ``model`` whose fields are all optional and default to None (an override)."""
+    fields: dict[str, Any] = {}
+    for field_name, info in model.model_fields.items():
+        annotation = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        fields[field_name] = (Optional[annotation], Field(None, description=info.description))
+    return create_model(name, __base__=Strict, __doc__=doc, **fields)
+
+
+LearningOverride = _partial(
+    LearningSpec,
+    "LearningOverride",
+    "Overrides of the network-wide learning settings; the keys left out are inherited.",
+)
+
+
+def resolve_learning(base: LearningSpec, *overrides: BaseModel | None) -> LearningSpec:
+    """The network-wide settings with each override's explicitly set keys applied in turn."""
+    resolved = base
+    for override in overrides:
+        if override is not None:
+            update = {k: v for k, v in override.model_dump(exclude_unset=True).items() if v is not None}
+            if update:
+                resolved = LearningSpec.model_validate({**resolved.model_dump(), **update})
+    return resolved
+
+
+# --------------------------------------------------------------------------- network
+
+
+class PopulationSpec(Strict):
+    """A named group of neurons of one kind (PyNN's Population)."""
+
+    name: Name
+    size: int = Field(..., gt=0, description="Number of neurons.")
+    role: Literal["input", "hidden", "output"] = Field(
+        "hidden",
+        description="input: fed by the task; output: judged by the task; exactly one of each.",
+    )
+    activation: Optional[Literal["identity", "tanh", "relu", "sigmoid", "leaky_relu"]] = Field(
+        None,
+        description="y = f(u); defaults to tanh. Input neurons pass their input through unchanged (identity).",
+    )
+    bias: bool = Field(True, description="Whether each neuron has a bias b_j (learned by gradient rules).")
+    learning: Optional[LearningOverride] = Field(  # type: ignore[valid-type]
+        None,
+        description="Overrides for this population's biases and the projections into it.",
+    )
+
+    @model_validator(mode="after")
+    def _default_activation(self) -> "PopulationSpec":
+        if self.role == "input" and self.activation not in (None, "identity"):
+            raise PydanticCustomError("scenario", "input neurons pass their input through unchanged",
+                                      {"fix": "remove 'activation' from the input population"})
+        if self.activation is None:
+            # Written back so a dumped scenario states it; bypasses validate_assignment.
+            self.__dict__["activation"] = "identity" if self.role == "input" else "tanh"
+        return self
+
+
+class AllToAll(Strict):
+    """Every presynaptic neuron to every postsynaptic neuron."""
+
+    rule: Literal["all_to_all"]
+    allow_self_connections: bool = Field(True, description="For a projection of a population onto itself.")
+
+
+class OneToOne(Strict):
+    """Neuron i to neuron i; both populations have the same size."""
+
+    rule: Literal["one_to_one"]
+
+
+class FixedProbability(Strict):
+    """Each possible synapse exists independently with probability p."""
+
+    rule: Literal["fixed_probability"]
+    p: float = Field(..., gt=0.0, le=1.0)
+    allow_self_connections: bool = True
+
+
+class FixedInDegree(Strict):
+    """Each postsynaptic neuron gets exactly k distinct presynaptic neurons, drawn at random."""
+
+    rule: Literal["fixed_in_degree"]
+    k: int = Field(..., gt=0)
+    allow_self_connections: bool = True
+
+
+class NetworkxGraph(Strict):
+    """Synapses from a networkx graph generator, by name (``watts_strogatz_graph``...).
+
+    For a projection of a population onto itself the generator is called with the population
+    size as its first argument and its nodes are the neurons.  Between two populations it is
+    called with ``(n_pre, n_post)`` (a bipartite generator such as ``bipartite.random_graph``):
+    nodes ``0..n_pre-1`` are the presynaptic neurons and the rest the postsynaptic ones.
+    Undirected edges become synapses in both directions (pre to post only, between populations).
+    """
+
+    rule: Literal["networkx"]
+    generator: str = Field(..., description="A generator in networkx's namespace, e.g. 'erdos_renyi_graph'.")
+    params: dict[str, Union[bool, int, float, str]] = Field(
+        default_factory=dict, description="Keyword arguments of the generator (the seed is supplied)."
+    )
+
+
+class EdgeList(Strict):
+    """An explicit list of synapses as ``[pre_index, post_index]`` pairs, local to each population."""
+
+    rule: Literal["edges"]
+    edges: list[tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]] = Field(..., min_length=1)
+
+
+ConnectivitySpec = Annotated[
+    Union[AllToAll, OneToOne, FixedProbability, FixedInDegree, NetworkxGraph, EdgeList],
+    Field(discriminator="rule"),
+    _tag_shorthand("rule"),
+]
+
+
+class FanInUniform(Strict):
+    """U(-gain/sqrt(fan_in), gain/sqrt(fan_in)): torch.nn.Linear's default when gain is 1."""
+
+    kind: Literal["fan_in_uniform"]
+    gain: float = Field(1.0, gt=0.0)
+
+
+class GlorotUniform(Strict):
+    """U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010)."""
+
+    kind: Literal["glorot_uniform"]
+    gain: float = Field(1.0, gt=0.0)
+
+
+class HeNormal(Strict):
+    """N(0, gain^2 * 2 / fan_in) (He et al., 2015)."""
+
+    kind: Literal["he_normal"]
+    gain: float = Field(1.0, gt=0.0)
+
+
+class Normal(Strict):
+    kind: Literal["normal"]
+    mean: float = 0.0
+    std: float = Field(..., gt=0.0)
+
+
+class Uniform(Strict):
+    kind: Literal["uniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Uniform":
+        if not self.low < self.high:
+            raise PydanticCustomError("ordered", "low must be smaller than high (got low={low}, high={high})",
+                                      {"low": self.low, "high": self.high})
+        return self
+
+
+class Constant(Strict):
+    kind: Literal["constant"]
+    value: float
+
+
+WeightInitSpec = Annotated[
+    Union[FanInUniform, GlorotUniform, HeNormal, Normal, Uniform, Constant],
+    Field(discriminator="kind"),
+    _tag_shorthand("kind"),
+]
+
+
+class ProjectionSpec(Strict):
+    """The synapses from one population to another (PyNN's Projection)."""
+
+    name: Optional[Name] = Field(None, description="Defaults to 'PRE->POST'.")
+    pre: Name = Field(..., description="Presynaptic population.")
+    post: Name = Field(..., description="Postsynaptic population.")
+    connectivity: ConnectivitySpec = Field(default_factory=lambda: AllToAll(rule="all_to_all"))  # type: ignore[valid-type]
+    init: WeightInitSpec = Field(default_factory=lambda: FanInUniform(kind="fan_in_uniform"))  # type: ignore[valid-type]
+    learning: Optional[LearningOverride] = Field(None, description="Overrides for this projection only.")  # type: ignore[valid-type]
+    frozen: bool = Field(False, description="No plasticity: weights keep their initial values (credit still flows).")
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.pre}->{self.post}"
+
+
+# --------------------------------------------------------------------------- task
+
+
+class _TaskBase(Strict):
+    test_fraction: Fraction = Field(0.2, description="Share of the samples held out for evaluation.")
+
+
+class DigitsTask(_TaskBase):
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), stratified split, standardized."""
+
+    kind: Literal["digits"]
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+
+
+class MoonsTask(_TaskBase):
+    """Two interleaving half circles (scikit-learn's make_moons), 2 classes, standardized."""
+
+    kind: Literal["moons"]
+    n_samples: int = Field(1000, ge=10)
+    noise: float = Field(0.1, ge=0.0)
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+
+
+class XorTask(_TaskBase):
+    """Points around the four corners of [-1, 1]^2, labelled by the XOR of their signs."""
+
+    kind: Literal["xor"]
+    n_samples: int = Field(400, ge=8)
+    noise: float = Field(0.1, ge=0.0)
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+
+
+class SineTask(_TaskBase):
+    """Regression of y = sin(x) + noise on x uniform in [-pi, pi]."""
+
+    kind: Literal["sine"]
+    n_samples: int = Field(1000, ge=10)
+    noise: float = Field(0.0, ge=0.0)
+    loss: Literal["mse"] = "mse"
+
+
+class NpzTask(Strict):
+    """Your own arrays: an .npz file with X_train, y_train, X_test, y_test (no pickles)."""
+
+    kind: Literal["npz"]
+    path: str = Field(..., description="Path of the .npz file, relative to the scenario file.")
+    problem: Literal["classification", "regression"] = Field(
+        ..., description="classification: y holds integer labels 0..C-1; regression: y holds targets."
+    )
+    loss: Literal["cross_entropy", "mse"] = "mse"
+
+
+TaskSpec = Annotated[
+    Union[DigitsTask, MoonsTask, XorTask, SineTask, NpzTask],
+    Field(discriminator="kind"),
+    _tag_shorthand("kind"),
+]
+
+#: Input and output sizes of the tasks whose data is known without reading a file.
+TASK_SHAPES: dict[str, tuple[int, int]] = {"digits": (64, 10), "moons": (2, 2), "xor": (2, 2), "sine": (1, 1)}
+
+
+# --------------------------------------------------------------------------- run
+
+
+class ScheduleSpec(Strict):
+    """When messages are delivered."""
+
+    mode: Literal["staged"] = Field(
+        "staged",
+        description="staged: messages sent in a stage are delivered before the next stage.",
+    )
+
+
+class RunSpec(Strict):
+    """How long the run is and how often it is evaluated."""
+
+    ticks: int = Field(1000, gt=0, description="Number of ticks; one tick consumes one mini-batch.")
+    batch_size: int = Field(32, gt=0)
+    eval_every: int = Field(
+        100, gt=0, description="Evaluate on the held-out set every this many ticks, and after the last tick."
+    )
+
+
+class BackendSpec(Strict):
+    """Which executor runs the tick."""
+
+    kind: Literal["reference", "batched", "ray"] = Field(
+        "reference",
+        description="reference: per-agent Mesa objects and explicit messages (the oracle).",
+    )
+    device: str = Field("auto", description="batched executor: cpu, cuda, or auto.")
+    dtype: Literal["float32", "float64"] = Field("float64", description="batched executor's float type.")
+    shards: Optional[int] = Field(None, gt=0, description="ray executor: number of shards.")
+
+
+class OutputSpec(Strict):
+    """Where a run writes its results."""
+
+    dir: str = Field("runs", description="Parent folder of run directories.")
+    agent_metrics: bool = Field(True, description="Also write per-neuron metrics (agents.csv) at each evaluation.")
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+class Scenario(Strict):
+    """One run: seed, task, populations, projections, learning, schedule, run length, backend, output."""
+
+    name: Name
+    description: str = ""
+    seed: int = Field(0, ge=0, description="Root seed: every random draw of the run derives from it.")
+    task: TaskSpec  # type: ignore[valid-type]
+    populations: list[PopulationSpec] = Field(..., min_length=1)
+    projections: list[ProjectionSpec] = Field(default_factory=list)
+    learning: LearningSpec = Field(default_factory=LearningSpec, description="Network-wide learning settings.")
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    run: RunSpec = Field(default_factory=RunSpec)
+    backend: BackendSpec = Field(default_factory=BackendSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+    # Where the scenario came from: used in messages and to resolve relative paths (npz task).
+    _source: str = PrivateAttr("<python>")
+    _folder: Optional[Path] = PrivateAttr(None)
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def folder(self) -> Optional[Path]:
+        return self._folder
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Scenario":
+        errors = list(_check_scenario(self))
+        if errors:
+            raise ValidationError.from_exception_data("Scenario", errors)
+        return self
+
+    # Convenience lookups used throughout the package.
+    def population(self, name: str) -> PopulationSpec:
+        for population in self.populations:
+            if population.name == name:
+                return population
+        raise KeyError(name)
+
+    def population_learning(self, population: PopulationSpec) -> LearningSpec:
+        return resolve_learning(self.learning, population.learning)
+
+    def projection_learning(self, projection: ProjectionSpec) -> LearningSpec:
+        return resolve_learning(self.learning, self.population(projection.post).learning, projection.learning)
+
+
+def _error(loc: tuple, message: str, value: Any, fix: str) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("scenario", message, {"fix": fix}), loc=loc, input=value
+    )
+
+
+def _check_scenario(s: Scenario):
+    """Yield an error for every inconsistency between fields of a parsed scenario."""
+    names = [p.name for p in s.populations]
+    sizes = {p.name: p.size for p in s.populations}
+    for i, population in enumerate(s.populations):
+        if names.index(population.name) != i:
+            yield _error(("populations", i, "name"), f"population name '{population.name}' is used twice",
+                         population.name, "give every population its own name")
+
+    for role in ("input", "output"):
+        holders = [i for i, p in enumerate(s.populations) if p.role == role]
+        if not holders:
+            yield _error(("populations",), f"no population has role: {role}", names,
+                         f"set 'role: {role}' on the population the task should "
+                         + ("feed" if role == "input" else "judge"))
+        for i in holders[1:]:
+            yield _error(("populations", i, "role"), f"only one population can have role: {role}",
+                         role, "set 'role: hidden' on all but one")
+
+    labels: dict[str, int] = {}
+    for i, projection in enumerate(s.projections):
+        for end in ("pre", "post"):
+            target = getattr(projection, end)
+            if target not in sizes:
+                yield _error(("projections", i, end), f"unknown population '{target}'", target,
+                             "name one of: " + ", ".join(names))
+        if projection.label in labels:
+            yield _error(("projections", i, "name"), f"projection name '{projection.label}' is used twice",
+                         projection.label, "give the projections distinct 'name's")
+        labels.setdefault(projection.label, i)
+        if projection.pre not in sizes or projection.post not in sizes:
+            continue
+        if s.population(projection.post).role == "input":
+            yield _error(("projections", i, "post"), "the input population receives no projections",
+                         projection.post, "project into a hidden or output population")
+        yield from _check_connectivity(i, projection, sizes[projection.pre], sizes[projection.post])
+
+    incoming = {p.post for p in s.projections}
+    for i, population in enumerate(s.populations):
+        if population.role != "input" and population.name not in incoming:
+            yield _error(("populations", i, "name"), f"population '{population.name}' receives no projection",
+                         population.name, f"add a projection with 'post: {population.name}', or remove it")
+
+    inputs = [p.name for p in s.populations if p.role == "input"]
+    for i, population in enumerate(s.populations):
+        if population.role == "output" and inputs and population.name not in _reachable(s, inputs[0]):
+            yield _error(("populations", i, "role"),
+                         f"the output population '{population.name}' is not reachable from the input population",
+                         population.name, "add projections that lead from the input population to it")
+
+    if s.task.kind == "npz" and s.task.problem == "regression" and s.task.loss == "cross_entropy":
+        yield _error(("task", "loss"), "cross_entropy needs class labels, and this task is a regression",
+                     s.task.loss, "use loss: mse, or problem: classification")
+
+    shape = TASK_SHAPES.get(s.task.kind)
+    if shape is not None:
+        for role, n, what in (("input", shape[0], "inputs"), ("output", shape[1], "outputs")):
+            for i, population in enumerate(s.populations):
+                if population.role == role and population.size != n:
+                    yield _error(("populations", i, "size"),
+                                 f"task '{s.task.kind}' has {n} {what} but population "
+                                 f"'{population.name}' has {population.size} neurons",
+                                 population.size, f"set size: {n}")
+
+
+def _reachable(s: Scenario, start: str) -> set[str]:
+    seen, frontier = {start}, [start]
+    while frontier:
+        current = frontier.pop()
+        for projection in s.projections:
+            if projection.pre == current and projection.post not in seen:
+                seen.add(projection.post)
+                frontier.append(projection.post)
+    return seen
+
+
+def _check_connectivity(i: int, projection: ProjectionSpec, n_pre: int, n_post: int):
+    c = projection.connectivity
+    loc = ("projections", i, "connectivity")
+    self_projection = projection.pre == projection.post
+    if c.rule == "one_to_one" and n_pre != n_post:
+        yield _error(loc + ("rule",), f"one_to_one needs equal sizes (pre {n_pre}, post {n_post})",
+                     c.rule, "use populations of the same size or another rule")
+    if c.rule == "fixed_in_degree":
+        available = n_pre - (1 if self_projection and not c.allow_self_connections else 0)
+        if c.k > available:
+            yield _error(loc + ("k",), f"k={c.k} exceeds the {available} available presynaptic neurons",
+                         c.k, f"use k <= {available}")
+    if c.rule == "edges":
+        seen: dict[tuple[int, int], int] = {}
+        for e, (a, b) in enumerate(c.edges):
+            if a >= n_pre or b >= n_post:
+                yield _error(loc + ("edges", e), f"edge [{a}, {b}] is out of range for sizes pre {n_pre}, post {n_post}",
+                             [a, b], "use indices local to each population, starting at 0")
+            if (a, b) in seen:
+                yield _error(loc + ("edges", e), f"edge [{a}, {b}] is listed twice (first at {seen[(a, b)]})",
+                             [a, b], "list each synapse once")
+            seen.setdefault((a, b), e)
+    if c.rule == "networkx":
+        from ribbed.environment.connectivity import networkx_generator
+
+        try:
+            networkx_generator(c.generator)
+        except ValueError as exc:
+            yield _error(loc + ("generator",), str(exc), c.generator,
+                         "name a generator function of networkx, e.g. 'erdos_renyi_graph'")
