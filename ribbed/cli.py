@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ribbed import __version__
@@ -40,8 +41,14 @@ class BackendName(str, Enum):
     ray = "ray"
 
 
+def _report(exc: RibbedError) -> None:
+    """Print an error; its text is escaped, because file paths ('exp[lr]/a.yaml') and the keys
+    a user wrote ('[/x]') are not rich markup: unescaped they vanish or raise a MarkupError."""
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+
+
 def _fail(exc: RibbedError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    _report(exc)
     return typer.Exit(code=2)
 
 
@@ -104,8 +111,9 @@ def run(
     else:
         headline = f"held-out R^2 {final['test_r2']:.4f}"
     out.print(f"{name}: {headline} (test loss {final['test_loss']:.4f}) after {result.model.tick} ticks "
-              f"in {result.seconds:.1f} s on the {result.model.executor.name} executor", highlight=False)
-    out.print(f"run directory: {result.directory}", highlight=False)
+              f"in {result.seconds:.1f} s on the {result.model.executor.name} executor",
+              highlight=False, markup=False)
+    out.print(f"run directory: {result.directory}", highlight=False, markup=False)
 
 
 @app.command()
@@ -115,20 +123,22 @@ def validate(
     """Check scenario files: schema, cross-references, connectivity and task data."""
     from ribbed.environment.network import build_network
     from ribbed.environment.tasks import load_task
+    from ribbed.scheduler.executor import check_backend
 
     failed = False
     for name in files:
         try:
             scenario = load_scenario(name)
+            check_backend(scenario)
             network = build_network(scenario)
             load_task(scenario)
         except RibbedError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _report(exc)
             failed = True
             continue
         out.print(f"ok: {scenario.source}: '{scenario.name}', {len(network.populations)} populations, "
                   f"{network.n_neurons} neurons, {network.n_synapses} synapses, task {scenario.task.kind}",
-                  highlight=False)
+                  highlight=False, markup=False)
     if failed:
         raise typer.Exit(code=2)
 
@@ -146,7 +156,7 @@ def scenarios() -> None:
     listing = builtin_scenarios()
     width = max(map(len, listing))
     for name, description in listing.items():
-        out.print(f"{name:<{width}}  {description}", highlight=False)
+        out.print(f"{name:<{width}}  {description}", highlight=False, markup=False)
 
 
 def main() -> None:

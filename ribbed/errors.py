@@ -7,10 +7,6 @@ from dataclasses import dataclass
 __all__ = ["Problem", "ScenarioError", "RibbedError"]
 
 
-class RibbedError(Exception):
-    """Base of ribbed's own errors: the CLI prints them without a traceback, exit code 2."""
-
-
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with an input: where (file, line, field path), what, and how to fix it."""
@@ -27,8 +23,9 @@ class Problem:
         return text + (f"\n  fix: {self.fix}" if self.fix else "")
 
 
-class ScenarioError(RibbedError, ValueError):
-    """A scenario that cannot be loaded or run as written."""
+class RibbedError(Exception):
+    """Base of ribbed's errors about its input: each carries the problems it found, and the
+    CLI prints them without a traceback, with exit code 2."""
 
     def __init__(self, problems: list[Problem] | Problem):
         self.problems = [problems] if isinstance(problems, Problem) else list(problems)
@@ -36,3 +33,7 @@ class ScenarioError(RibbedError, ValueError):
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)
+
+
+class ScenarioError(RibbedError, ValueError):
+    """A scenario that cannot be loaded or run as written."""

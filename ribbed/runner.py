@@ -91,8 +91,8 @@ class RunDirectory:
         if out is not None:
             path = Path(out)
             if path.exists() and (not path.is_dir() or any(path.iterdir())):
-                raise RibbedError(str(Problem("--out", "", f"'{path}' already exists and is not an empty folder",
-                                              "choose a new folder, so no earlier run is overwritten")))
+                raise RibbedError(Problem(str(path), "", "already exists and is not an empty folder",
+                                          "choose a new folder for --out, so no earlier run is overwritten"))
             return path
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base = Path(scenario.output.dir) / f"{scenario.name}-s{scenario.seed}-{stamp}"
@@ -130,9 +130,11 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
         on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
     """Load, build and run a scenario; write its run directory unless ``write`` is False."""
     scenario = apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed, backend=backend)
+    # The folder is checked before the model is built (which can take long), and created after,
+    # so a scenario that cannot be built leaves no empty run directory behind.
+    path = RunDirectory.choose(scenario, out) if write else None
     model = NetworkModel(scenario)
-    directory = RunDirectory(RunDirectory.choose(scenario, out), scenario, scenario.output.agent_metrics) \
-        if write else None
+    directory = RunDirectory(path, scenario, scenario.output.agent_metrics) if path is not None else None
     start = time.perf_counter()
     status, error = "completed", None
     try:

@@ -9,6 +9,7 @@ file, the line, the field path (``projections[1].connectivity.k``) and a fix.
 from __future__ import annotations
 
 import io
+from collections.abc import Hashable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping, get_args, get_origin
@@ -31,15 +32,25 @@ class _StrictSafeLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key written twice in one mapping."""
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A key written twice in one mapping; keeps the second key's node so the error can name
+    the field path, not only the line."""
+
+    def __init__(self, mapping: yaml.MappingNode, key_node: yaml.Node, key: Any, first_line: int):
+        super().__init__("while reading a mapping", mapping.start_mark,
+                         f"found the key {key!r} a second time (first on line {first_line})", key_node.start_mark)
+        self.key_node, self.key, self.first_line = key_node, key, first_line
+
+
 def _construct_mapping(loader: _StrictSafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):  # '? [a, b]': refused as invalid YAML, not a TypeError
+            raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark,
+                                                    "found a key that is a list or a mapping", key_node.start_mark)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping", node.start_mark,
-                f"found the key {key!r} a second time (first on line {seen[key] + 1})", key_node.start_mark,
-            )
+            raise _DuplicateKey(node, key_node, key, seen[key] + 1)
         seen[key] = key_node.start_mark.line
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -47,9 +58,36 @@ def _construct_mapping(loader: _StrictSafeLoader, node: yaml.MappingNode, deep: 
 _StrictSafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _loc_of(node: yaml.Node | None, target: yaml.Node) -> tuple | None:
+    """The field path from ``node`` down to the mapping key ``target``, or None if it is not below."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key is target:
+                return (key.value,)
+            below = _loc_of(value, target)
+            if below is not None:
+                return (key.value, *below)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            below = _loc_of(item, target)
+            if below is not None:
+                return (index, *below)
+    return None
+
+
 def _read_yaml(text: str, source: str) -> Any:
+    # Composed and constructed in two steps (what yaml.load does) so that a duplicate key can be
+    # located in the composed tree and reported at its field path.
+    loader = _StrictSafeLoader(io.StringIO(text))
+    root: yaml.Node | None = None
     try:
-        return yaml.load(io.StringIO(text), Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+        root = loader.get_single_node()
+        return loader.construct_document(root) if root is not None else None
+    except _DuplicateKey as exc:
+        loc = _loc_of(root, exc.key_node) or (str(exc.key),)
+        raise ScenarioError(Problem(source, _format_path(loc),
+                                    f"the key is written twice (first on line {exc.first_line})",
+                                    "keep only one of the two", exc.key_node.start_mark.line + 1)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -59,6 +97,8 @@ def _read_yaml(text: str, source: str) -> Any:
         raise ScenarioError(Problem(source, "", message, "fix the YAML syntax at that line", line)) from None
     except yaml.YAMLError as exc:
         raise ScenarioError(Problem(source, "", f"invalid YAML: {exc}", "fix the YAML syntax")) from None
+    finally:
+        loader.dispose()
 
 
 def _line_of(text: str | None, loc: tuple) -> int | None:
@@ -170,12 +210,15 @@ def _problem(error: dict, source: str, text: str | None) -> Problem:
                        f"remove it, or use one of: {', '.join(keys)}" if keys else "remove it", line)
     if kind == "missing":
         return Problem(source, path, "a required key is missing", f"add '{loc[-1]}: ...'" if loc else "", line)
-    if kind == "union_tag_invalid":
-        return Problem(source, path, f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} {ctx.get('tag')!r}",
-                       f"use one of: {ctx.get('expected_tags')}", line)
-    if kind == "union_tag_not_found":
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        # Located at the tag itself (task.kind), the field to change, whether the section was
+        # written out or as the shorthand 'task: mnist'.
         field = str(ctx.get("discriminator", "kind")).strip("'")
-        return Problem(source, path, f"the key '{field}' is missing", f"add '{field}: ...'", line)
+        path = _format_path((*loc, field))
+        if kind == "union_tag_not_found":
+            return Problem(source, path, f"the key '{field}' is missing", f"add '{field}: ...'", line)
+        return Problem(source, path, f"unknown {field} {ctx.get('tag')!r}",
+                       f"use one of: {ctx.get('expected_tags')}", _line_of(text, (*loc, field)))
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return Problem(source, path, f"expected a mapping of keys to values, got {_describe(value)}",
                        "write it as 'key: value' lines", line)
@@ -197,10 +240,14 @@ def _fix_hint(kind: str, ctx: Mapping) -> str:
         return "use a number in the allowed range"
     if kind == "literal_error":
         return f"use one of: {ctx.get('expected')}"
+    if kind == "string_pattern_mismatch":  # the only pattern in the schema is that of a name
+        return "use letters, digits, '_', '-' and '.', starting with a letter or '_'"
     if kind.startswith(("int_", "float_", "bool_", "string_")):
         return "use a value of that type"
     if kind == "too_short":
         return "add at least one entry"
+    if kind == "list_type":
+        return "write it as a list, one '- ...' entry per line"
     return ""
 
 
@@ -256,7 +303,9 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario
         label, text, folder = resolve_source(source)
         data = _read_yaml(text, label)
     if not isinstance(data, dict):
-        raise ScenarioError(Problem(label, "", f"expected a mapping of sections at the top, got {_describe(data)}",
+        # An empty file (or one with only comments) reads as None: say so rather than "got None".
+        got = "an empty file" if data is None and text is not None else _describe(data)
+        raise ScenarioError(Problem(label, "", f"expected a mapping of sections at the top, got {got}",
                                     "start the file with 'name: ...', 'task: ...', 'populations: ...'", 1))
     try:
         scenario = Scenario.model_validate(data)
@@ -268,6 +317,9 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario
 
 
 def scenario_to_yaml(scenario: Scenario) -> str:
-    """The fully resolved scenario (every default written out) as YAML that loads back equal."""
+    """The fully resolved scenario as YAML that stands alone: every default written out, and a
+    data file's path made absolute, so it runs the same from any folder."""
     data = scenario.model_dump(mode="json")
+    if data["task"]["kind"] == "npz" and scenario.folder is not None and not Path(data["task"]["path"]).is_absolute():
+        data["task"]["path"] = str(scenario.folder / data["task"]["path"])
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)

@@ -11,13 +11,14 @@ Field descriptions double as documentation: ``ribbed schema`` prints them as JSO
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    GetPydanticSchema,
     PrivateAttr,
     ValidationError,
     create_model,
@@ -56,18 +57,33 @@ Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
 class Strict(BaseModel):
-    """Base of every section: unknown keys are errors, values are checked on assignment."""
+    """Base of every section: unknown keys are errors, values are checked on assignment, and
+    nothing is coerced (``size: "4"`` or ``size: true`` is an error, not 4 or 1)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
-def _tag_shorthand(tag: str):
-    """Let a tagged section be written as just its tag (``connectivity: all_to_all``)."""
+def _tagged_union(tag: str, *members: type[BaseModel]) -> Any:
+    """A section that is one of ``members``, chosen by its ``tag`` key, which may also be written
+    as just the tag (``connectivity: all_to_all``).
+
+    The JSON Schema admits that shorthand too, so an editor checking a file against
+    ``ribbed schema`` accepts exactly what the loader accepts (the built-ins use it).
+    """
+    tags = [get_args(member.model_fields[tag].annotation)[0] for member in members]
 
     def expand(value: Any) -> Any:
         return {tag: value} if isinstance(value, str) else value
 
-    return BeforeValidator(expand)
+    def document(schema: Any, handler: Any) -> dict[str, Any]:
+        return {"anyOf": [{"type": "string", "enum": tags}, handler(schema)]}
+
+    return Annotated[
+        Union[members],  # type: ignore[valid-type]
+        Field(discriminator=tag),
+        BeforeValidator(expand),
+        GetPydanticSchema(get_pydantic_json_schema=document),
+    ]
 
 
 # --------------------------------------------------------------------------- learning
@@ -222,14 +238,12 @@ class EdgeList(Strict):
     """An explicit list of synapses as ``[pre_index, post_index]`` pairs, local to each population."""
 
     rule: Literal["edges"]
-    edges: list[tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]] = Field(..., min_length=1)
+    edges: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]] = Field(
+        ..., min_length=1, description="[pre_index, post_index] pairs."
+    )
 
 
-ConnectivitySpec = Annotated[
-    Union[AllToAll, OneToOne, FixedProbability, FixedInDegree, NetworkxGraph, EdgeList],
-    Field(discriminator="rule"),
-    _tag_shorthand("rule"),
-]
+ConnectivitySpec = _tagged_union("rule", AllToAll, OneToOne, FixedProbability, FixedInDegree, NetworkxGraph, EdgeList)
 
 
 class FanInUniform(Strict):
@@ -277,11 +291,7 @@ class Constant(Strict):
     value: float
 
 
-WeightInitSpec = Annotated[
-    Union[FanInUniform, GlorotUniform, HeNormal, Normal, Uniform, Constant],
-    Field(discriminator="kind"),
-    _tag_shorthand("kind"),
-]
+WeightInitSpec = _tagged_union("kind", FanInUniform, GlorotUniform, HeNormal, Normal, Uniform, Constant)
 
 
 class ProjectionSpec(Strict):
@@ -352,11 +362,7 @@ class NpzTask(Strict):
     loss: Literal["cross_entropy", "mse"] = "mse"
 
 
-TaskSpec = Annotated[
-    Union[DigitsTask, MoonsTask, XorTask, SineTask, NpzTask],
-    Field(discriminator="kind"),
-    _tag_shorthand("kind"),
-]
+TaskSpec = _tagged_union("kind", DigitsTask, MoonsTask, XorTask, SineTask, NpzTask)
 
 #: Input and output sizes of the tasks whose data is known without reading a file.
 TASK_SHAPES: dict[str, tuple[int, int]] = {"digits": (64, 10), "moons": (2, 2), "xor": (2, 2), "sine": (1, 1)}
@@ -433,6 +439,13 @@ class Scenario(Strict):
     def folder(self) -> Optional[Path]:
         return self._folder
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when every field is: where a scenario was loaded from (its source and folder)
+        is provenance, not content, so a run's scenario.yaml loads back equal to the original."""
+        if not isinstance(other, Scenario):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
     @model_validator(mode="after")
     def _consistent(self) -> "Scenario":
         errors = list(_check_scenario(self))
@@ -469,9 +482,13 @@ def _check_scenario(s: Scenario):
             yield _error(("populations", i, "name"), f"population name '{population.name}' is used twice",
                          population.name, "give every population its own name")
 
+    # A missing role or a projection naming an unknown population leaves the graph checks
+    # below with nothing sound to check: they would only repeat the first error in other words.
+    broken = False
     for role in ("input", "output"):
         holders = [i for i, p in enumerate(s.populations) if p.role == role]
         if not holders:
+            broken = True
             yield _error(("populations",), f"no population has role: {role}", names,
                          f"set 'role: {role}' on the population the task should "
                          + ("feed" if role == "input" else "judge"))
@@ -484,6 +501,7 @@ def _check_scenario(s: Scenario):
         for end in ("pre", "post"):
             target = getattr(projection, end)
             if target not in sizes:
+                broken = True
                 yield _error(("projections", i, end), f"unknown population '{target}'", target,
                              "name one of: " + ", ".join(names))
         if projection.label in labels:
@@ -497,18 +515,19 @@ def _check_scenario(s: Scenario):
                          projection.post, "project into a hidden or output population")
         yield from _check_connectivity(i, projection, sizes[projection.pre], sizes[projection.post])
 
-    incoming = {p.post for p in s.projections}
-    for i, population in enumerate(s.populations):
-        if population.role != "input" and population.name not in incoming:
-            yield _error(("populations", i, "name"), f"population '{population.name}' receives no projection",
-                         population.name, f"add a projection with 'post: {population.name}', or remove it")
+    if not broken:
+        incoming = {p.post for p in s.projections}
+        for i, population in enumerate(s.populations):
+            if population.role != "input" and population.name not in incoming:
+                yield _error(("populations", i, "name"), f"population '{population.name}' receives no projection",
+                             population.name, f"add a projection with 'post: {population.name}', or remove it")
 
-    inputs = [p.name for p in s.populations if p.role == "input"]
-    for i, population in enumerate(s.populations):
-        if population.role == "output" and inputs and population.name not in _reachable(s, inputs[0]):
-            yield _error(("populations", i, "role"),
-                         f"the output population '{population.name}' is not reachable from the input population",
-                         population.name, "add projections that lead from the input population to it")
+        inputs = [p.name for p in s.populations if p.role == "input"]
+        for i, population in enumerate(s.populations):
+            if population.role == "output" and population.name not in _reachable(s, inputs[0]):
+                yield _error(("populations", i, "role"),
+                             f"the output population '{population.name}' is not reachable from the input population",
+                             population.name, "add projections that lead from the input population to it")
 
     if s.task.kind == "npz" and s.task.problem == "regression" and s.task.loss == "cross_entropy":
         yield _error(("task", "loss"), "cross_entropy needs class labels, and this task is a regression",
@@ -538,7 +557,9 @@ def _reachable(s: Scenario, start: str) -> set[str]:
 
 def _check_connectivity(i: int, projection: ProjectionSpec, n_pre: int, n_post: int):
     c = projection.connectivity
-    loc = ("projections", i, "connectivity")
+    # The rule's tag is part of the location, as in pydantic's own errors, so the loader strips
+    # it the same way; without it the 'edges' field of an edge list would be taken for the tag.
+    loc = ("projections", i, "connectivity", c.rule)
     self_projection = projection.pre == projection.post
     if c.rule == "one_to_one" and n_pre != n_post:
         yield _error(loc + ("rule",), f"one_to_one needs equal sizes (pre {n_pre}, post {n_post})",

@@ -17,8 +17,12 @@ from ribbed.errors import Problem, ScenarioError
 if TYPE_CHECKING:
     from ribbed.environment.network import PopulationInfo, ProjectionInfo
     from ribbed.model import NetworkModel
+    from ribbed.scenarios.schema import Scenario
 
-__all__ = ["Executor", "Prediction", "TickResult", "make_executor"]
+__all__ = ["AVAILABLE_EXECUTORS", "Executor", "Prediction", "TickResult", "check_backend", "make_executor"]
+
+#: The executors this version can run.
+AVAILABLE_EXECUTORS = ("reference",)
 
 
 class TickResult(NamedTuple):
@@ -74,14 +78,18 @@ class Executor:
         raise NotImplementedError
 
 
+def check_backend(scenario: Scenario) -> None:
+    """Refuse, with a clear error, a backend the schema accepts but this version cannot run."""
+    if scenario.backend.kind not in AVAILABLE_EXECUTORS:
+        raise ScenarioError(Problem(
+            scenario.source, "backend.kind", f"the '{scenario.backend.kind}' executor is not available yet",
+            "use 'backend: {kind: reference}' (or --backend reference)",
+        ))
+
+
 def make_executor(model: NetworkModel) -> Executor:
     """The executor named by the scenario's backend."""
-    backend = model.scenario.backend
-    if backend.kind == "reference":
-        from ribbed.scheduler.reference import ReferenceExecutor
+    check_backend(model.scenario)
+    from ribbed.scheduler.reference import ReferenceExecutor
 
-        return ReferenceExecutor(model)
-    raise ScenarioError(Problem(
-        model.scenario.source, "backend.kind", f"the '{backend.kind}' executor is not available yet",
-        "use 'backend: {kind: reference}' (or --backend reference)",
-    ))
+    return ReferenceExecutor(model)

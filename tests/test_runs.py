@@ -1,0 +1,99 @@
+"""Whole runs: the Python API, reproducibility, run directories, and the accuracy the built-in
+scenarios reach on the reference executor."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import ribbed
+from conftest import layered_scenario, write_npz
+from ribbed.runner import run
+
+
+def test_three_line_python_api_returns_the_metrics_as_a_dataframe():
+    scenario = ribbed.load_scenario("xor")
+    model = ribbed.NetworkModel(scenario)
+    metrics = model.run()
+    assert isinstance(metrics, pd.DataFrame)
+    assert list(metrics["tick"]) == list(range(0, scenario.run.ticks + 1, scenario.run.eval_every))
+    assert {"train_loss", "test_loss", "test_accuracy", "messages", "msg_activation", "msg_error"} <= set(metrics)
+    assert metrics["test_accuracy"].iloc[-1] > 0.95
+    agents = model.agent_metrics
+    assert len(agents) == len(metrics) * model.network.n_neurons
+    assert set(agents["population"]) == {"in", "hidden", "out"}
+
+
+def test_every_builtin_scenario_round_trips_through_its_resolved_yaml():
+    for name in ribbed.builtin_scenarios():
+        scenario = ribbed.load_scenario(name)
+        assert ribbed.load_scenario(__import__("yaml").safe_load(ribbed.scenario_to_yaml(scenario))) == scenario
+
+
+def test_same_scenario_and_seed_give_identical_metrics_files_and_another_seed_does_not(tmp_path):
+    runs = {}
+    for label, seed in (("a", 3), ("b", 3), ("c", 4)):
+        result = run("digits", out=tmp_path / label, ticks=60, seed=seed)
+        runs[label] = result.directory
+    files = ("metrics.csv", "agents.csv", "scenario.yaml")
+    for name in files:
+        assert (runs["a"] / name).read_bytes() == (runs["b"] / name).read_bytes(), name
+    assert (runs["a"] / "metrics.csv").read_bytes() != (runs["c"] / "metrics.csv").read_bytes()
+    summary = json.loads((runs["a"] / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["ticks"] == 60 and summary["seed"] == 3
+
+
+def test_an_interrupted_run_keeps_everything_it_wrote(tmp_path):
+    def interrupt(model):
+        if model.tick == 250:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run("xor", out=tmp_path / "run", on_tick=interrupt)
+    rows = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert list(rows["tick"]) == [0, 100, 200]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["ticks"] == 250
+    assert ribbed.load_scenario(tmp_path / "run" / "scenario.yaml").name == "xor"
+
+
+def test_a_recorded_scenario_stands_alone_with_its_data_path_made_absolute(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    write_npz(project, np.eye(4), np.array([0, 1, 0, 1]))
+    scenario = layered_scenario([4, 3, 2], ["tanh", "identity"], ticks=3,
+                                task={"kind": "npz", "path": "data.npz", "problem": "classification",
+                                      "loss": "cross_entropy"})
+    (project / "my.yaml").write_text(yaml.safe_dump(scenario), encoding="utf-8")
+    result = run(project / "my.yaml", out=tmp_path / "run")
+    monkeypatch.chdir(tmp_path)  # elsewhere, the recorded scenario still finds its data
+    again = run(result.directory / "scenario.yaml", out=tmp_path / "again")
+    pd.testing.assert_frame_equal(result.metrics, again.metrics)
+
+
+def test_a_run_directory_is_never_overwritten(tmp_path):
+    run("xor", out=tmp_path / "run", ticks=5)
+    with pytest.raises(ribbed.RibbedError, match="already exists"):
+        run("xor", out=tmp_path / "run", ticks=5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, bar", [
+    ("digits", 0.95),
+    ("digits-fa", 0.92),
+    ("digits-dfa", 0.92),
+    ("digits-hebbian", 0.85),
+])
+def test_builtin_digits_scenarios_reach_their_accuracy_bar(name, bar):
+    metrics = ribbed.NetworkModel(ribbed.load_scenario(name)).run()
+    assert metrics["test_accuracy"].iloc[-1] >= bar
+
+
+@pytest.mark.slow
+def test_builtin_sine_scenario_fits_the_sine():
+    metrics = ribbed.NetworkModel(ribbed.load_scenario("sine")).run()
+    assert metrics["test_r2"].iloc[-1] >= 0.99
