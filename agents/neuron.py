@@ -78,6 +78,8 @@ class NeuronAgent(mesa.Agent):
         self.output_start = 0  # id of the first output neuron (to place broadcast errors)
         self.broadcast_to: list[int] = []  # output neurons: the neurons their error is broadcast to (DFA)
         self.later_peers: list[int] = []  # Sanger: neurons of the population after this one
+        self.sanger_offsets: dict[int, int] = {}  # Sanger: projection index -> column offset
+        self.sanger_width = 0  # Sanger: length of the reconstruction vector
         self.u: np.ndarray | None = None
         self.y: np.ndarray | None = None
         self.delta: np.ndarray | None = None
@@ -108,18 +110,20 @@ class NeuronAgent(mesa.Agent):
             (message,) = activations
             self.u = self.y = message.payload
         else:
-            self.u, self.y = self.compute({m.src: m.payload for m in activations}, bus.batch_size, keep_inputs=True)
+            values = {m.src: m.payload for m in activations}
+            self.u, self.y = self.compute(values, values, bus.batch_size, keep_inputs=True)
         for delayed, targets in self.outgoing:
             bus.send_each(tick, Stage.FORWARD, self.unique_id, targets, Kind.ACTIVATION, self.y, delayed=delayed)
 
-    def compute(self, values: dict[int, np.ndarray], batch: int,
+    def compute(self, values: dict[int, np.ndarray], delayed_values: dict[int, np.ndarray], batch: int,
                 keep_inputs: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """u and y from presynaptic activations by id; a delayed input not yet received is 0."""
+        """u and y from presynaptic activations by id: ``values`` for this tick's inputs,
+        ``delayed_values`` for cycle-closing ones (an input not received reads as 0)."""
         u = np.full(batch, self.bias)
         for synapses in self.incoming:
             if synapses.projection.delayed:
                 zero = np.zeros(batch)
-                inputs = np.stack([values.get(i, zero) for i in synapses.pre_ids])
+                inputs = np.stack([delayed_values.get(i, zero) for i in synapses.pre_ids])
             else:
                 inputs = np.stack([values[i] for i in synapses.pre_ids])
             if keep_inputs:
@@ -156,16 +160,16 @@ class NeuronAgent(mesa.Agent):
             bus.send_each(tick, Stage.BACKWARD, self.unique_id, self.broadcast_to, Kind.ERROR, self.delta)
 
     def send_lateral(self, tick: int, bus: MessageBus) -> None:
-        """Sanger's rule: tell the later neurons of the population what this one reconstructs."""
-        blocks = []
+        """Sanger's rule: tell the later neurons of the population what this one reconstructs,
+        y_k W_k over the presynaptic neurons of all the population's Sanger projections."""
+        if not self.later_peers:
+            return
+        weights = np.zeros(self.sanger_width)
         for synapses in self.incoming:
             if synapses.projection.sanger:
-                dense = np.zeros(synapses.projection.pre.size)
-                dense[synapses.pre_local] = synapses.weights
-                blocks.append(np.multiply.outer(self.y, dense))
-        if blocks and self.later_peers:
-            bus.send_each(tick, Stage.BACKWARD, self.unique_id, self.later_peers, Kind.FEEDBACK,
-                          np.concatenate(blocks, axis=1))
+                weights[self.sanger_offsets[synapses.projection.index] + synapses.pre_local] = synapses.weights
+        bus.send_each(tick, Stage.BACKWARD, self.unique_id, self.later_peers, Kind.FEEDBACK,
+                      np.multiply.outer(self.y, weights))
 
     def learn(self, tick: int) -> None:
         """Update the incoming weights and the bias from this tick's signals."""
@@ -174,12 +178,10 @@ class NeuronAgent(mesa.Agent):
         if plastic:
             grads = [self._gradient(s, lateral) for s in plastic]
             steps = [s.optimizer.step(g) for s, g in zip(plastic, grads)]
-            kappas = [s.projection.learning.kappa for s in plastic]
-            if any(kappas):
-                scale = chiral_scale(np.concatenate(grads),
-                                     np.concatenate([np.full(g.size, k) for g, k in zip(grads, kappas)]))
-                splits = np.cumsum([g.size for g in grads])[:-1]
-                steps = [step * part for step, part in zip(steps, np.split(scale, splits))]
+            kappas = np.concatenate([np.full(g.size, s.projection.learning.kappa) for s, g in zip(plastic, grads)])
+            scale = chiral_scale(np.concatenate(grads), kappas)
+            splits = np.cumsum([g.size for g in grads])[:-1]
+            steps = [step * part for step, part in zip(steps, np.split(scale, splits))]
             for synapses, step in zip(plastic, steps):
                 synapses.weights = synapses.weights + step
         if self.bias_optimizer is not None and self.delta is not None:
@@ -195,17 +197,10 @@ class NeuronAgent(mesa.Agent):
             return (x @ delta) / batch
         y = self.y
         residual = x
-        if synapses.projection.sanger:
-            offset = 0
-            for s in self.incoming:
-                if s is synapses:
-                    break
-                if s.projection.sanger:
-                    offset += s.projection.pre.size
-            width = synapses.projection.pre.size
-            if lateral:
-                reconstruction = sum(m.payload[:, offset:offset + width] for m in lateral)
-                residual = x - reconstruction[:, synapses.pre_local].T
+        if synapses.projection.sanger and lateral:
+            columns = self.sanger_offsets[synapses.projection.index] + synapses.pre_local
+            reconstruction = sum(m.payload[:, columns] for m in lateral)
+            residual = x - reconstruction.T
         return -(residual @ y) / batch + (y @ y / batch) * synapses.weights
 
     # ------------------------------------------------------------------ inspection

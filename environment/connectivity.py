@@ -78,25 +78,18 @@ def _skip_self(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
 
 def _fixed_probability(p: float, n_pre: int, n_post: int, no_self: bool,
                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Bernoulli(p) for every possible synapse, drawn as geometric gaps between successes:
-    the cost grows with the number of synapses made, not with n_pre * n_post."""
+    """Bernoulli(p) for every possible synapse.  Small projections draw one key per possible
+    synapse; large ones draw the number of synapses (binomial) and then that many distinct
+    positions uniformly, so the cost grows with the synapses made, not with n_pre * n_post."""
     width = n_pre - 1 if no_self else n_pre
     total = width * n_post
-    if total == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    found: list[np.ndarray] = []
-    position = -1
-    chunk = int(min(_CHUNK, max(1024, p * total * 1.05 + 64)))
-    while True:
-        flat = position + np.cumsum(rng.geometric(p, size=chunk), dtype=np.int64)
-        done = flat[-1] >= total
-        flat = flat[flat < total]
-        found.append(flat)
-        if done:
-            break
-        position = int(flat[-1])
-    flat = np.concatenate(found)
+    if total <= _CHUNK:
+        flat = np.flatnonzero(rng.random(total) < p)
+    else:
+        count = int(rng.binomial(total, p))
+        flat = np.unique(rng.integers(0, total, size=count, dtype=np.int64))
+        while flat.size < count:  # the first `count` distinct draws form a uniform subset
+            flat = np.union1d(flat, rng.integers(0, total, size=count - flat.size, dtype=np.int64))
     pre, post = flat % width, flat // width
     return (_skip_self(pre, post) if no_self else pre), post
 
@@ -159,6 +152,8 @@ def _from_networkx(rule: NetworkxGraph, n_pre: int, n_post: int, self_projection
         graph = generator(*sizes, **params)
     except Exception as exc:  # networkx raises many types for bad parameters
         raise ConnectivityError(f"{rule.generator}{sizes} with {rule.params} failed: {exc}") from None
+    if not isinstance(graph, nx.Graph):
+        raise ConnectivityError(f"{rule.generator} returned a value of type '{type(graph).__name__}', not a graph")
     expected = n_pre if self_projection else n_pre + n_post
     if graph.number_of_nodes() != expected:
         raise ConnectivityError(

@@ -89,6 +89,11 @@ class Network:
     populations: dict[str, PopulationInfo]
     projections: list[ProjectionInfo]
     dfa_matrices: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Per population learning by Sanger's rule: its Sanger projections, each with the column
+    #: offset of its presynaptic population in the lateral messages' reconstruction vector.
+    sanger_layout: dict[str, list[tuple[ProjectionInfo, int]]] = field(default_factory=dict)
+    #: Things that are valid but probably not what was meant (shown by validate and run).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def input(self) -> PopulationInfo:
@@ -107,16 +112,15 @@ class Network:
         return sum(p.n_synapses for p in self.projections)
 
     @property
+    def broadcast_targets(self) -> list[int]:
+        """Agent ids that receive the output neurons' delta directly (DFA populations with credit)."""
+        return [i for p in self.populations.values() if p.dfa_receiver and p.needs_credit for i in p.ids]
+
+    @property
     def levels(self) -> list[list[PopulationInfo]]:
         """Populations grouped by topological level (level 0 holds the input population)."""
         depth = max(p.level for p in self.populations.values())
         return [[p for p in self.populations.values() if p.level == d] for d in range(depth + 1)]
-
-    def population_of(self, agent_id: int) -> PopulationInfo:
-        for population in self.populations.values():
-            if population.start <= agent_id < population.start + population.size:
-                return population
-        raise KeyError(agent_id)
 
     def population_graph(self) -> nx.MultiDiGraph:
         """Populations as nodes, projections as edges (attribute ``delayed`` marks cycle closers)."""
@@ -183,6 +187,13 @@ def build_network(scenario: Scenario) -> Network:
     _mark_delayed(network)
     _assign_levels(network)
     _assign_credit(network)
+    network.warnings = _credit_warnings(network)
+    for name in populations:
+        offset = 0
+        for projection in projections:
+            if projection.post.name == name and projection.sanger:
+                network.sanger_layout.setdefault(name, []).append((projection, offset))
+                offset += projection.pre.size
     n_out = network.output.size
     for population in populations.values():
         if population.dfa_receiver:
@@ -232,29 +243,56 @@ def _assign_levels(network: Network) -> None:
 
 
 def _assign_credit(network: Network) -> None:
-    """Decide which populations need a credit signal (delta) and which projections carry
-    error messages back, so no message is sent that nobody would use."""
-    by_level = sorted(network.populations.values(), key=lambda p: (p.level, p.index))
+    """Route credit: which populations compute a delta, which receive the output error directly
+    (DFA), and which projections carry error messages back.  Computed once here so that every
+    executor sends exactly the same messages, and none that nobody would use.
+
+    A population needs credit when it learns by a gradient rule (a plastic incoming projection
+    or its bias), when it must pass credit back to a population that needs it (through a
+    non-delayed backprop or feedback-alignment projection from that population), or, for the
+    output population, when a DFA population needs the output error.  Increasing to a fixed point.
+    """
     incoming = {name: [p for p in network.projections if p.post.name == name] for name in network.populations}
-    for population in by_level:
-        if population.role == "input":
-            continue
-        own = population.learns_bias or any(
-            p.plastic and p.learning.rule in GRADIENT_RULES for p in incoming[population.name]
-        )
-        passes = any(
-            not p.delayed and p.learning.rule in ERROR_SENDING_RULES and p.pre.needs_credit
-            for p in incoming[population.name]
-        )
-        population.needs_credit = own or passes
-        population.dfa_receiver = population.role == "hidden" and population.needs_credit and (
+    learners = [p for p in network.populations.values() if p.role != "input"]
+    for population in learners:
+        population.dfa_receiver = population.role == "hidden" and (
             population.learning.rule == "direct_feedback_alignment"
             or any(p.plastic and p.learning.rule == "direct_feedback_alignment" for p in incoming[population.name])
         )
+    own = {
+        population.name: population.learns_bias
+        or any(p.plastic and p.learning.rule in GRADIENT_RULES for p in incoming[population.name])
+        for population in learners
+    }
+
+    def carries_error(projection: ProjectionInfo) -> bool:
+        # A DFA population takes its credit from the broadcast only.
+        return (not projection.delayed and projection.learning.rule in ERROR_SENDING_RULES
+                and projection.pre.needs_credit and not projection.pre.dfa_receiver)
+
+    changed = True
+    while changed:
+        changed = False
+        broadcast_needed = any(p.dfa_receiver and p.needs_credit for p in learners)
+        for population in learners:
+            needs = own[population.name] or any(carries_error(p) for p in incoming[population.name])
+            needs = needs or (population.role == "output" and broadcast_needed)
+            if needs and not population.needs_credit:
+                population.needs_credit = changed = True
     for projection in network.projections:
-        projection.sends_error = (
-            not projection.delayed
-            and projection.learning.rule in ERROR_SENDING_RULES
-            and projection.pre.needs_credit
-            and projection.post.needs_credit
-        )
+        projection.sends_error = carries_error(projection) and projection.post.needs_credit
+
+
+def _credit_warnings(network: Network) -> list[str]:
+    """Populations that learn by a gradient rule but that no credit can ever reach."""
+    warnings = []
+    for population in network.populations.values():
+        if population.role in ("input", "output") or not population.needs_credit or population.dfa_receiver:
+            continue
+        if not any(p.sends_error and p.pre is population for p in network.projections):
+            warnings.append(
+                f"population '{population.name}' learns by a gradient rule, but no error reaches it "
+                "(no backprop or feedback-alignment projection leads from it to a population with credit): "
+                "its incoming weights and biases will not change"
+            )
+    return warnings

@@ -53,14 +53,23 @@ class Dataset:
         return y
 
 
-def _split_scale(X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, stratify: bool,
-                 problem: str, loss: str) -> Dataset:
-    split_seed = int(component_rng(seed, "data", "split").integers(0, 2**31 - 1))
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=test_fraction, random_state=split_seed, stratify=y if stratify else None
-    )
+def _split_scale(scenario: Scenario, X: np.ndarray, y: np.ndarray, stratify: bool, problem: str) -> Dataset:
+    task = scenario.task
+    split_seed = int(component_rng(scenario.seed, "data", "split").integers(0, 2**31 - 1))
+    try:
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=task.test_fraction, random_state=split_seed, stratify=y if stratify else None
+        )
+    except ValueError as exc:  # too few samples for the fraction (or for every class on both sides)
+        raise ScenarioError(Problem(
+            scenario.source, "task.test_fraction", f"cannot split {len(X)} samples this way: {exc}",
+            "choose a test_fraction that leaves samples of every class on both sides, or use more samples",
+        )) from None
+    if not np.all(np.isfinite(X_train)):
+        raise ScenarioError(Problem(scenario.source, "task.noise", "the task produced non-finite inputs",
+                                    "lower the noise"))
     scaler = StandardScaler().fit(X_train)
-    return Dataset(scaler.transform(X_train), y_train, scaler.transform(X_test), y_test, problem, loss)
+    return Dataset(scaler.transform(X_train), y_train, scaler.transform(X_test), y_test, problem, task.loss)
 
 
 def load_task(scenario: Scenario) -> Dataset:
@@ -68,23 +77,23 @@ def load_task(scenario: Scenario) -> Dataset:
     task, seed = scenario.task, scenario.seed
     if task.kind == "digits":
         digits = load_digits()
-        return _split_scale(digits.data.astype(np.float64), digits.target.astype(np.int64), task.test_fraction,
-                            seed, True, "classification", task.loss)
+        return _split_scale(scenario, digits.data.astype(np.float64), digits.target.astype(np.int64),
+                            True, "classification")
     if task.kind == "moons":
         sample_seed = int(component_rng(seed, "data", "samples").integers(0, 2**31 - 1))
         X, y = make_moons(n_samples=task.n_samples, noise=task.noise, random_state=sample_seed)
-        return _split_scale(X, y.astype(np.int64), task.test_fraction, seed, True, "classification", task.loss)
+        return _split_scale(scenario, X, y.astype(np.int64), True, "classification")
     if task.kind == "xor":
         rng = component_rng(seed, "data", "samples")
         signs = rng.choice([-1.0, 1.0], size=(task.n_samples, 2))
         X = signs + task.noise * rng.standard_normal((task.n_samples, 2))
         y = (signs[:, 0] != signs[:, 1]).astype(np.int64)
-        return _split_scale(X, y, task.test_fraction, seed, True, "classification", task.loss)
+        return _split_scale(scenario, X, y, True, "classification")
     if task.kind == "sine":
         rng = component_rng(seed, "data", "samples")
         x = rng.uniform(-np.pi, np.pi, size=(task.n_samples, 1))
         y = np.sin(x) + task.noise * rng.standard_normal(x.shape)
-        return _split_scale(x, y, task.test_fraction, seed, False, "regression", "mse")
+        return _split_scale(scenario, x, y, False, "regression")
     if task.kind == "npz":
         return _load_npz(scenario)
     raise TypeError(f"unknown task {task.kind!r}")  # pragma: no cover
@@ -110,18 +119,29 @@ def _load_npz(scenario: Scenario) -> Dataset:
     missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in arrays]
     if missing:
         raise problem(f"{path} lacks the arrays {missing}", "save X_train, y_train, X_test and y_test")
+    for key, array in arrays.items():
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise problem(f"{key} in {path} holds {array.dtype} values, not numbers", "store numeric arrays")
+        if array.shape[:1] == (0,):
+            raise problem(f"{key} in {path} is empty", "store at least one sample in each array")
+        if not np.all(np.isfinite(array)):
+            raise problem(f"{key} in {path} holds infinite or NaN values", "store finite numbers only")
     X_train, X_test = arrays["X_train"], arrays["X_test"]
     if X_train.ndim != 2 or X_test.ndim != 2 or X_train.shape[1] != X_test.shape[1]:
         raise problem(f"X_train {X_train.shape} and X_test {X_test.shape} must be 2-D with equal columns",
                       "store one sample per row")
     y_train, y_test = arrays["y_train"], arrays["y_test"]
     if task.problem == "classification":
-        if y_train.ndim != 1 or not np.issubdtype(y_train.dtype, np.integer) or y_train.min(initial=0) < 0:
-            raise problem("y_train must be a 1-D array of integer labels 0..C-1", "store labels as integers")
+        for key, y in (("y_train", y_train), ("y_test", y_test)):
+            if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+                raise problem(f"{key} must be a 1-D array of integer labels 0..C-1", "store labels as integers")
         y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
     else:
         y_train = y_train.reshape(len(y_train), -1).astype(np.float64)
         y_test = y_test.reshape(len(y_test), -1).astype(np.float64)
+        if y_train.shape[1] != y_test.shape[1]:
+            raise problem(f"y_train has {y_train.shape[1]} targets per sample and y_test {y_test.shape[1]}",
+                          "store the same targets for both")
     if len(y_train) != len(X_train) or len(y_test) != len(X_test):
         raise problem("X and y arrays have different numbers of rows", "store one target per sample")
     dataset = Dataset(X_train.astype(np.float64), y_train, X_test.astype(np.float64), y_test,

@@ -7,7 +7,7 @@ The three-line run::
     metrics = model.run()          # a pandas DataFrame, one row per evaluation
 """
 
-from ribbed.errors import Problem, RibbedError, ScenarioError
+from ribbed.errors import Problem, RibbedError, RibbedWarning, ScenarioError
 from ribbed.model import NetworkModel, Population, Projection
 from ribbed.runner import run
 from ribbed.scenarios.loader import builtin_scenarios, load_scenario, scenario_to_yaml
@@ -19,6 +19,7 @@ __all__ = [
     "Problem",
     "Projection",
     "RibbedError",
+    "RibbedWarning",
     "Scenario",
     "ScenarioError",
     "builtin_scenarios",

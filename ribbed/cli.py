@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -19,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ribbed import __version__
-from ribbed.errors import RibbedError
+from ribbed.errors import Problem, RibbedError, RibbedWarning
 from ribbed.model import NetworkModel
 from ribbed.scenarios.loader import builtin_scenarios, load_scenario
 from ribbed.scenarios.schema import Scenario
@@ -47,6 +48,10 @@ def _report(exc: RibbedError) -> None:
     err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
 
 
+def _warn(message: object) -> None:
+    err.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def _fail(exc: RibbedError) -> typer.Exit:
     _report(exc)
     return typer.Exit(code=2)
@@ -67,6 +72,11 @@ def main_options(
 
 def _format(value: float, digits: int = 4) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _show_warnings(caught: list) -> None:
+    while caught:
+        _warn(caught.pop(0).message)
 
 
 @app.command()
@@ -96,9 +106,11 @@ def run(
         progress.update(state["task"], completed=model.tick, loss=_format(model.last_result.loss), score=score)
 
     try:
-        with progress:
+        with progress, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RibbedWarning)
             result = run_scenario(scenario, out=out_dir, ticks=ticks, seed=seed,
-                                  backend=backend.value if backend else None, on_tick=on_tick)
+                                  backend=backend.value if backend else None,
+                                  on_tick=lambda model: _show_warnings(caught) or on_tick(model))
     except RibbedError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
@@ -136,6 +148,13 @@ def validate(
             _report(exc)
             failed = True
             continue
+        except MemoryError:
+            _report(RibbedError(Problem(name, "", "ran out of memory building this network",
+                                        "use smaller populations or sparser connectivity")))
+            failed = True
+            continue
+        for message in network.warnings:
+            _warn(f"{scenario.source}: {message}")
         out.print(f"ok: {scenario.source}: '{scenario.name}', {len(network.populations)} populations, "
                   f"{network.n_neurons} neurons, {network.n_synapses} synapses, task {scenario.task.kind}",
                   highlight=False, markup=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Problem", "ScenarioError", "RibbedError"]
+__all__ = ["Problem", "RibbedError", "RibbedWarning", "ScenarioError"]
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,7 @@ class RibbedError(Exception):
 
 class ScenarioError(RibbedError, ValueError):
     """A scenario that cannot be loaded or run as written."""
+
+
+class RibbedWarning(UserWarning):
+    """Something valid that is probably not what was meant (a layer no credit can reach...)."""

@@ -8,6 +8,7 @@ tick per ``step()``.  Evaluation on the held-out set is recorded through a Mesa
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ribbed.agents.neuron import NeuronAgent
+from ribbed.errors import RibbedWarning
 from ribbed.environment.losses import LOSSES, accuracy, r2
 from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo, build_network
 from ribbed.environment.stream import DataStream
@@ -25,6 +27,7 @@ from ribbed.scenarios.loader import load_scenario
 from ribbed.scenarios.schema import Scenario
 from ribbed.scheduler.executor import Executor, TickResult, make_executor
 from ribbed.scheduler.messages import Kind
+from ribbed.seeding import component_rng
 
 __all__ = ["NetworkModel", "Population", "Projection"]
 
@@ -139,9 +142,12 @@ class NetworkModel(mesa.Model):
 
     def __init__(self, scenario: Scenario | str | Path | Mapping[str, Any]):
         scenario = load_scenario(scenario)
-        super().__init__(seed=scenario.seed)
+        # Mesa's own generators (model.random, model.rng) are seeded like every other component.
+        super().__init__(rng=component_rng(scenario.seed, "mesa"))
         self.scenario = scenario
         self.network: Network = build_network(scenario)
+        for message in self.network.warnings:
+            warnings.warn(f"{scenario.source}: {message}", RibbedWarning, stacklevel=2)
         self.dataset: Dataset = load_task(scenario)
         self.stream = DataStream(len(self.dataset.X_train), scenario.run.batch_size, scenario.seed)
         self.targets_train = self.dataset.targets(self.dataset.y_train)
@@ -240,6 +246,17 @@ class NetworkModel(mesa.Model):
                 if on_record:
                     on_record(self, row)
         return self.metrics
+
+    def agent_records(self) -> list[dict]:
+        """The per-neuron metrics of the latest evaluation, one dict per neuron (the same
+        reporters the DataCollector records), for writing as they are produced."""
+        rows = []
+        for agent in self.neurons:
+            row = {"tick": self.tick, "AgentID": agent.unique_id}
+            for key, reporter in AGENT_REPORTERS.items():
+                row[key] = reporter(agent) if callable(reporter) else getattr(agent, reporter)
+            rows.append(row)
+        return rows
 
     @property
     def metrics(self) -> pd.DataFrame:

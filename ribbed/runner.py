@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -73,6 +75,9 @@ def apply_overrides(scenario: Scenario, **overrides: Any) -> Scenario:
     return updated
 
 
+_WRITABLE_FIX = "choose a folder this process can write to (--out, or output.dir in the scenario)"
+
+
 class RunDirectory:
     """Writes a run's files as the run goes."""
 
@@ -81,8 +86,12 @@ class RunDirectory:
         self.write_agents = write_agents
         self._metrics_file = None
         self._agents_file = None
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "scenario.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "scenario.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
+        except OSError as exc:
+            raise RibbedError(Problem(str(path), "", f"cannot create the run folder: {exc.strerror or exc}",
+                                      _WRITABLE_FIX)) from None
 
     @staticmethod
     def choose(scenario: Scenario, out: str | Path | None) -> Path:
@@ -93,21 +102,25 @@ class RunDirectory:
             if path.exists() and (not path.is_dir() or any(path.iterdir())):
                 raise RibbedError(Problem(str(path), "", "already exists and is not an empty folder",
                                           "choose a new folder for --out, so no earlier run is overwritten"))
-            return path
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Path(scenario.output.dir) / f"{scenario.name}-s{scenario.seed}-{stamp}"
-        path, n = base, 1
-        while path.exists():
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
+        else:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            base = Path(scenario.output.dir) / f"{scenario.name}-s{scenario.seed}-{stamp}"
+            path, n = base, 1
+            while path.exists():
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
+        existing = path
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise RibbedError(Problem(str(path), "", f"cannot create the run folder: '{existing}' is not a "
+                                      "folder this process can write to", _WRITABLE_FIX))
         return path
 
     def record(self, model: NetworkModel, row: dict) -> None:
         self._metrics_file = self._append(self._metrics_file, "metrics.csv", [row])
         if self.write_agents:
-            frame = model.agent_metrics.xs(model.steps, level="Step").reset_index()
-            frame.insert(0, "tick", model.tick)
-            self._agents_file = self._append(self._agents_file, "agents.csv", frame.to_dict("records"))
+            self._agents_file = self._append(self._agents_file, "agents.csv", model.agent_records())
 
     def _append(self, handle, name: str, rows: list[dict]):
         if handle is None:
@@ -122,7 +135,24 @@ class RunDirectory:
         for handle in (self._metrics_file, self._agents_file):
             if handle is not None:
                 handle[0].close()
-        (self.path / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        text = json.dumps(_finite(summary), indent=2, default=str, allow_nan=False)
+        (self.path / "summary.json").write_text(text + "\n", encoding="utf-8")
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities (a diverged run) as null, so summary.json stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _out_of_memory(scenario: Scenario) -> RibbedError:
+    return RibbedError(Problem(scenario.source, "", "ran out of memory for this network",
+                               "use smaller populations, sparser connectivity or a smaller run.batch_size"))
 
 
 def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path | None = None,
@@ -133,7 +163,10 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
     # The folder is checked before the model is built (which can take long), and created after,
     # so a scenario that cannot be built leaves no empty run directory behind.
     path = RunDirectory.choose(scenario, out) if write else None
-    model = NetworkModel(scenario)
+    try:
+        model = NetworkModel(scenario)
+    except MemoryError:
+        raise _out_of_memory(scenario) from None
     directory = RunDirectory(path, scenario, scenario.output.agent_metrics) if path is not None else None
     start = time.perf_counter()
     status, error = "completed", None
@@ -142,6 +175,9 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
     except KeyboardInterrupt:
         status = "interrupted"
         raise
+    except MemoryError:
+        status, error = "failed", "out of memory"
+        raise _out_of_memory(scenario) from None
     except BaseException as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise

@@ -97,6 +97,9 @@ def _read_yaml(text: str, source: str) -> Any:
         raise ScenarioError(Problem(source, "", message, "fix the YAML syntax at that line", line)) from None
     except yaml.YAMLError as exc:
         raise ScenarioError(Problem(source, "", f"invalid YAML: {exc}", "fix the YAML syntax")) from None
+    except RecursionError:
+        raise ScenarioError(Problem(source, "", "the YAML is nested too deeply to read",
+                                    "write a scenario of a few levels of sections")) from None
     finally:
         loader.dispose()
 
@@ -240,6 +243,8 @@ def _fix_hint(kind: str, ctx: Mapping) -> str:
         return "use a number in the allowed range"
     if kind == "literal_error":
         return f"use one of: {ctx.get('expected')}"
+    if kind == "finite_number":
+        return "use a finite number"
     if kind == "string_pattern_mismatch":  # the only pattern in the schema is that of a name
         return "use letters, digits, '_', '-' and '.', starting with a letter or '_'"
     if kind.startswith(("int_", "float_", "bool_", "string_")):

@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 ACTIVATIONS = ("identity", "tanh", "relu", "sigmoid", "leaky_relu")
+#: Agent ids are 32-bit: the largest network (all populations together).
+MAX_NEURONS = 2**31 - 1
 GRADIENT_RULES = ("backprop", "feedback_alignment", "direct_feedback_alignment")
 
 Name = Annotated[
@@ -57,10 +59,11 @@ Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
 class Strict(BaseModel):
-    """Base of every section: unknown keys are errors, values are checked on assignment, and
-    nothing is coerced (``size: "4"`` or ``size: true`` is an error, not 4 or 1)."""
+    """Base of every section: unknown keys are errors, values are checked on assignment,
+    nothing is coerced (``size: "4"`` or ``size: true`` is an error, not 4 or 1), and no
+    number is infinite or NaN."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 def _tagged_union(tag: str, *members: type[BaseModel]) -> Any:
@@ -162,7 +165,7 @@ class PopulationSpec(Strict):
     """A named group of neurons of one kind (PyNN's Population)."""
 
     name: Name
-    size: int = Field(..., gt=0, description="Number of neurons.")
+    size: int = Field(..., gt=0, le=MAX_NEURONS, description="Number of neurons.")
     role: Literal["input", "hidden", "output"] = Field(
         "hidden",
         description="input: fed by the task; output: judged by the task; exactly one of each.",
@@ -495,6 +498,11 @@ def _check_scenario(s: Scenario):
         for i in holders[1:]:
             yield _error(("populations", i, "role"), f"only one population can have role: {role}",
                          role, "set 'role: hidden' on all but one")
+
+    total = sum(sizes.values())
+    if total > MAX_NEURONS:
+        yield _error(("populations",), f"the populations hold {total} neurons together, more than {MAX_NEURONS}",
+                     total, "use smaller populations")
 
     labels: dict[str, int] = {}
     for i, projection in enumerate(s.projections):

@@ -1,13 +1,15 @@
 """What every executor provides, and how a scenario's backend picks one.
 
 An executor runs ticks of one network (drawn in shared code) and gives access to its state
-in the canonical orders of :mod:`ribbed.environment.network`: weights in (post, pre) synapse
-order per projection, biases and feedback matrices per population.  The reference, batched
-and Ray executors must give the same results for the same scenario and seed.
+in the canonical orders of :mod:`ribbed.environment.network`: weights and feedback weights in
+(post, pre) synapse order per projection, biases and DFA matrices per population.  The
+reference, batched and Ray executors must give the same results for the same scenario and
+seed (to floating-point tolerance; see docs/semantics.md), and send the same messages.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -15,6 +17,7 @@ import numpy as np
 from ribbed.errors import Problem, ScenarioError
 
 if TYPE_CHECKING:
+    from ribbed.agents.neuron import NeuronAgent
     from ribbed.environment.network import PopulationInfo, ProjectionInfo
     from ribbed.model import NetworkModel
     from ribbed.scenarios.schema import Scenario
@@ -36,46 +39,55 @@ class Prediction(NamedTuple):
     activation_std: np.ndarray
 
 
-class Executor:
-    """Interface of the executors (see the module docstring)."""
+class Executor(ABC):
+    """What the model needs from an executor (see the module docstring).
+
+    ``neurons`` holds one agent per neuron, indexed by agent id: the model registers them as
+    its Mesa agents, so analysis code reads neuron state the same way on every executor.
+    """
 
     name = "executor"
+    neurons: list[NeuronAgent]
 
+    @abstractmethod
     def tick(self, tick: int, inputs: np.ndarray, targets: np.ndarray) -> TickResult:
-        raise NotImplementedError
+        """Run one tick on a mini-batch (``inputs``: batch x n_inputs, ``targets``: batch x n_outputs)."""
 
+    @abstractmethod
     def predict(self, inputs: np.ndarray) -> Prediction:
         """Outputs for ``inputs`` without learning or messages; cycle-closing inputs read as 0."""
-        raise NotImplementedError
 
+    @abstractmethod
     def get_weights(self, projection: ProjectionInfo) -> np.ndarray:
-        raise NotImplementedError
+        """The projection's weights, one per synapse in canonical order."""
 
-    def set_weights(self, projection: ProjectionInfo, values: np.ndarray) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def set_weights(self, projection: ProjectionInfo, values: np.ndarray) -> None: ...
 
+    @abstractmethod
     def get_feedback(self, projection: ProjectionInfo) -> np.ndarray | None:
-        raise NotImplementedError
+        """The fixed feedback weights of a feedback-alignment projection, else None."""
 
-    def set_feedback(self, projection: ProjectionInfo, values: np.ndarray) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def set_feedback(self, projection: ProjectionInfo, values: np.ndarray) -> None: ...
 
-    def get_biases(self, population: PopulationInfo) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def get_biases(self, population: PopulationInfo) -> np.ndarray: ...
 
-    def set_biases(self, population: PopulationInfo, values: np.ndarray) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def set_biases(self, population: PopulationInfo, values: np.ndarray) -> None: ...
 
+    @abstractmethod
     def get_dfa(self, population: PopulationInfo) -> np.ndarray | None:
-        raise NotImplementedError
+        """A DFA population's fixed projections of the output error (size x n_outputs), else None."""
 
-    def set_dfa(self, population: PopulationInfo, values: np.ndarray) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def set_dfa(self, population: PopulationInfo, values: np.ndarray) -> None: ...
 
     @property
+    @abstractmethod
     def message_counts(self) -> np.ndarray:
         """Messages sent so far, by :class:`~ribbed.scheduler.messages.Kind`."""
-        raise NotImplementedError
 
 
 def check_backend(scenario: Scenario) -> None:

@@ -49,7 +49,7 @@ class ReferenceExecutor(Executor):
             for level in network.levels
         ]
         self._learners = [n for n in self.neurons if n.population.role != "input"]
-        self._sanger = {p.post.name for p in network.projections if p.sanger}
+        self._sanger = set(network.sanger_layout)
 
     def _wire(self, network: Network) -> None:
         for projection in network.projections:
@@ -71,19 +71,22 @@ class ReferenceExecutor(Executor):
                 if targets:
                     self.neurons[pre_start + i].outgoing.append((projection.delayed, targets))
         output = network.output
-        receivers = [i for name, matrix in network.dfa_matrices.items() for i in network.populations[name].ids]
         for name, matrix in network.dfa_matrices.items():
             population = network.populations[name]
             for i, agent_id in enumerate(population.ids):
                 self.neurons[agent_id].dfa = matrix[i].copy()
                 self.neurons[agent_id].output_start = output.start
-        if output.needs_credit:
-            for agent_id in output.ids:
-                self.neurons[agent_id].broadcast_to = receivers
-        for name in {p.post.name for p in network.projections if p.sanger}:
+        receivers = network.broadcast_targets
+        for agent_id in output.ids:
+            self.neurons[agent_id].broadcast_to = receivers
+        for name, layout in network.sanger_layout.items():
             ids = list(network.populations[name].ids)
+            offsets = {projection.index: offset for projection, offset in layout}
+            width = sum(projection.pre.size for projection, _ in layout)
             for position, agent_id in enumerate(ids):
-                self.neurons[agent_id].later_peers = ids[position + 1:]
+                neuron = self.neurons[agent_id]
+                neuron.later_peers = ids[position + 1:]
+                neuron.sanger_offsets, neuron.sanger_width = offsets, width
 
     # ------------------------------------------------------------------ the tick
 
@@ -144,7 +147,7 @@ class ReferenceExecutor(Executor):
         for level in self._levels:
             for neuron in level:
                 if neuron.population.role != "input":
-                    values[neuron.unique_id] = neuron.compute(values, batch)[1]
+                    values[neuron.unique_id] = neuron.compute(values, {}, batch)[1]
                 activations[neuron.unique_id] = values[neuron.unique_id]
         output = self.network.output
         return Prediction(outputs=activations[output.start:output.start + output.size].T,

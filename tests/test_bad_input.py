@@ -88,6 +88,19 @@ def npz_task(columns: int, save: bool = True) -> Mutation:
     return mutate
 
 
+def npz_arrays(**overrides: np.ndarray) -> Mutation:
+    """Switch the task to an .npz file whose arrays are valid but for ``overrides``."""
+
+    def mutate(data: dict, folder: Path) -> None:
+        rng = np.random.default_rng(0)
+        arrays = {"X_train": rng.standard_normal((40, 2)), "y_train": np.arange(40) % 2,
+                  "X_test": rng.standard_normal((10, 2)), "y_test": np.arange(10) % 2, **overrides}
+        np.savez(folder / "data.npz", **arrays)
+        data["task"] = {"kind": "npz", "path": "data.npz", "problem": "classification", "loss": "cross_entropy"}
+
+    return mutate
+
+
 @dataclass(frozen=True)
 class Case:
     """One bad input: the file's content, where the error is, and what the message must say.
@@ -164,7 +177,31 @@ CASES = {
         setting("projections[1].connectivity", {"rule": "networkx", "generator": "no_such_graph"}),
         "projections[1].connectivity.generator",
         ("no graph generator named 'no_such_graph'", "erdos_renyi_graph")),
+    "infinite noise": Case(setting("task", {"kind": "xor", "noise": float("inf")}), "task.noise",
+                           ("finite number", "inf")),
+    "infinite learning rate": Case(setting("learning", {"lr": float("inf")}), "learning.lr", ("finite number",)),
+    "NaN initial weight": Case(setting("projections[0].init", {"kind": "constant", "value": float("nan")}),
+                               "projections[0].init.value", ("finite number",)),
+    "YAML nested too deeply": Case("name: " + "[" * 5000 + "]" * 5000 + "\n", "", ("nested too deeply",)),
     # ---- found when the model is built
+    "too few samples to split": Case(setting("task", {"kind": "xor", "n_samples": 8, "test_fraction": 0.1}),
+                                     "task.test_fraction", ("cannot split 8 samples", "test_fraction"),
+                                     stage="build"),
+    "generator that returns no graph": Case(
+        lambda data, folder: data["projections"].append(
+            {"pre": "hidden", "post": "hidden",
+             "connectivity": {"rule": "networkx", "generator": "number_of_nonisomorphic_trees"}}),
+        "projections[2].connectivity", ("returned a value of type 'int', not a graph",), stage="build"),
+    "npz with an empty X_train": Case(npz_arrays(X_train=np.zeros((0, 2)), y_train=np.zeros(0, dtype=int)),
+                                      "task.path", ("X_train", "is empty"), stage="build"),
+    "npz with text inputs": Case(npz_arrays(X_test=np.array([["a", "b"]] * 10)), "task.path",
+                                 ("X_test", "not numbers"), stage="build"),
+    "npz with infinite inputs": Case(npz_arrays(X_train=np.full((40, 2), np.inf)), "task.path",
+                                     ("X_train", "infinite or NaN"), stage="build"),
+    "npz with 2-D test labels": Case(npz_arrays(y_test=np.zeros((10, 2), dtype=int)), "task.path",
+                                     ("y_test must be a 1-D array of integer labels",), stage="build"),
+    "npz with negative test labels": Case(npz_arrays(y_test=-(np.arange(10) % 2)), "task.path",
+                                          ("y_test must be a 1-D array of integer labels",), stage="build"),
     "npz task file missing": Case(npz_task(2, save=False), "task.path",
                                   ("no such file", "data.npz", "relative to the scenario file"), stage="build"),
     "npz task with the wrong number of columns": Case(npz_task(3), "task.path",
@@ -397,6 +434,34 @@ def test_console_script_backend_ray(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
     assert f"error: {path}: backend.kind: the 'ray' executor is not available yet" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_folder_that_cannot_be_created(tmp_path: Path, runner: CliRunner) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("", encoding="utf-8")
+    path = tmp_path / "scenario.yaml"
+    path.write_text(BASE_YAML + f"output: {{dir: {blocker}}}\n", encoding="utf-8")
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "cannot create the run folder" in result.stderr and "can write to" in result.stderr
+
+
+def test_a_network_that_no_credit_reaches_is_warned_about(tmp_path: Path, runner: CliRunner) -> None:
+    data = copy.deepcopy(BASE)
+    data["populations"].insert(2, {"name": "pca", "size": 3, "bias": False})
+    data["projections"] = [{"pre": "in", "post": "hidden"},
+                           {"pre": "hidden", "post": "pca", "learning": {"rule": "hebbian"}},
+                           {"pre": "pca", "post": "out"}]
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    for args in (["validate", str(path)], ["run", str(path), "--out", str(tmp_path / "run")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "warning:" in result.stderr and "population 'hidden'" in result.stderr
+        assert "no error reaches it" in result.stderr
+    with pytest.warns(ribbed.RibbedWarning, match="population 'hidden'"):
+        ribbed.NetworkModel(ribbed.load_scenario(path))
 
 
 def test_the_base_scenario_is_valid(tmp_path: Path) -> None:

@@ -215,3 +215,26 @@ def test_agents_are_mesa_agents_with_global_contiguous_ids():
         assert all(a.population.name == name for a in population.agents)
     hidden = model.populations["hidden"].agents
     assert all(agent.in_degree == 2 for agent in hidden)
+
+
+def test_evaluation_reads_cycle_closing_inputs_as_zero(tmp_path):
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((30, 3)), rng.standard_normal((30, 2))
+    model = model_from(cyclic_scenario(npz_task(tmp_path, X, Y, "regression", "mse")))
+    model.step()  # leaves activity in flight on the delayed projections
+    w = {name: np.nan_to_num(p.get_weights(format="array")) for name, p in model.projections.items()}
+    b = {name: p.get_biases() for name, p in model.populations.items()}
+    a = np.tanh(X @ w["in->a"] + b["a"])  # b->a and a->a read as zero
+    hidden_b = 0.5 * (1 + np.tanh(0.5 * (a @ w["a->b"] + b["b"])))
+    expected = hidden_b @ w["b->out"] + b["out"]
+    np.testing.assert_allclose(model.executor.predict(X).outputs, expected, rtol=1e-12)
+
+
+def test_fixed_probability_with_a_vanishing_probability_and_a_large_projection():
+    pre, _ = connect(FixedProbability(rule="fixed_probability", p=1e-300), 4000, 5000, False,
+                     np.random.default_rng(0))
+    assert len(pre) == 0
+    n, p = 6000, 0.002  # 3.6e7 possible synapses: the binomial path
+    pre, post = connect(FixedProbability(rule="fixed_probability", p=p), n, n, True, np.random.default_rng(1))
+    assert is_canonical(pre, post, n) and pre.max() < n and post.max() < n
+    assert abs(len(pre) - n * n * p) < 5 * np.sqrt(n * n * p)

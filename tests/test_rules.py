@@ -118,6 +118,78 @@ def test_direct_feedback_alignment_broadcasts_only_output_errors(data_dir):
     assert counts[1] == 3 + 3 * (6 + 4)
 
 
+def test_dfa_population_feeding_a_backprop_layer_takes_only_the_broadcast(data_dir):
+    """in -> h1 (DFA) -> h2 -> out (backprop): h2 learns from propagated errors, h1 from the
+    output error through its own D, and h2 sends nothing back to h1."""
+    lr = 0.3
+    data = layered_scenario([5, 4, 2, 3], ["tanh", "tanh", "identity"], task=classification_task(data_dir), lr=lr,
+                            batch_size=16)
+    data["populations"][1]["learning"] = {"rule": "direct_feedback_alignment"}
+    model = model_from(data)
+    w = [p.get_weights(format="array") for p in model.projections.values()]
+    biases = snapshot(model)[1]
+    D = model.populations["p1"].get_dfa_matrix()
+    index = model.stream.indices(0)
+    X, T = model.dataset.X_train[index], model.targets_train[index]
+    B = len(X)
+    h1 = np.tanh(X @ w[0] + biases["p1"])
+    h2 = np.tanh(h1 @ w[1] + biases["p2"])
+    logits = h2 @ w[2] + biases["p3"]
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    e = p / p.sum(1, keepdims=True) - T
+    delta2 = (1 - h2**2) * (e @ w[2].T)
+    delta1 = (1 - h1**2) * (e @ D.T)
+    model.step()
+    after = [p.get_weights(format="array") for p in model.projections.values()]
+    for before, now, grad in zip(w, after, [X.T @ delta1 / B, h1.T @ delta2 / B, h2.T @ e / B]):
+        np.testing.assert_allclose(now - before, -lr * grad, rtol=1e-9, atol=1e-15)
+    # task -> 3 outputs, outputs -> h2 along 2*3 synapses, outputs -> h1 broadcast 3*4.
+    assert model.executor.message_counts[1] == 3 + 6 + 12
+
+
+def test_dfa_population_learns_when_the_readout_is_frozen(data_dir):
+    """The output error is computed for the broadcast even when the output layer learns nothing."""
+    data = layered_scenario([5, 6, 3], ["tanh", "identity"], task=classification_task(data_dir),
+                            rule="direct_feedback_alignment", batch_size=8)
+    data["projections"][1]["frozen"] = True
+    data["populations"][2]["bias"] = False
+    model = model_from(data)
+    before = model.projections["p0->p1"].get_weights()
+    model.step()
+    assert not np.allclose(model.projections["p0->p1"].get_weights(), before)
+    np.testing.assert_array_equal(model.network.broadcast_targets, list(model.populations["p1"].info.ids))
+
+
+def test_sanger_over_two_sparse_projections_follows_the_generalized_hebbian_rule(data_dir):
+    """One tick against -<y_j (x_i - sum_{k<=j} y_k W_ik)> over the concatenated inputs."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((40, 3))
+    lr = 0.01
+    data = layered_scenario([3, 3], ["identity"], task=npz_task(data_dir, X, np.zeros((40, 3)), "regression", "mse"),
+                            rule="hebbian", learning={"variant": "sanger"}, lr=lr, bias=False, batch_size=10)
+    data["populations"].insert(1, {"name": "side", "size": 2, "activation": "tanh"})
+    data["projections"] = [
+        {"name": "A", "pre": "side", "post": "p1", "connectivity": {"rule": "edges", "edges": [[0, 2], [1, 2]]}},
+        {"name": "B", "pre": "p0", "post": "p1", "connectivity": {"rule": "fixed_probability", "p": 0.7}},
+        {"name": "S", "pre": "p0", "post": "side", "frozen": True},
+    ]
+    model = model_from(data)
+    full = {n: np.nan_to_num(model.projections[n].get_weights(format="array")) for n in ("A", "B", "S")}
+    masks = {n: ~np.isnan(model.projections[n].get_weights(format="array")) for n in ("A", "B")}
+    x0 = X[model.stream.indices(0)]
+    inputs = np.concatenate([np.tanh(x0 @ full["S"]), x0], axis=1)  # offsets follow declaration: A then B
+    W = np.concatenate([full["A"], full["B"]], axis=0)  # (2 + 3) x 3
+    y = inputs @ W
+    expected = np.zeros_like(W)
+    for j in range(3):
+        reconstruction = sum(np.outer(y[:, k], W[:, k]) for k in range(j + 1))
+        expected[:, j] = ((inputs - reconstruction) * y[:, [j]]).mean(0)
+    model.step()
+    for name, rows in (("A", slice(0, 2)), ("B", slice(2, 5))):
+        step = np.nan_to_num(model.projections[name].get_weights(format="array")) - full[name]
+        np.testing.assert_allclose(step[masks[name]], lr * expected[rows][masks[name]], rtol=1e-9, atol=1e-15)
+
+
 # ----------------------------------------------------------------------------- chiral modulation
 
 
@@ -270,6 +342,17 @@ def test_optimizers_follow_torch_optim_over_several_ticks(data_dir, optimizer):
                                    rtol=1e-9, atol=1e-14)
     for name, bias in mirror.biases.items():
         np.testing.assert_allclose(model.populations[name].get_biases(), bias.detach().numpy(), rtol=1e-9, atol=1e-14)
+    # Each neuron's optimizer state is torch's state for its own synapses.
+    torch_keys = {"momentum": ["momentum_buffer"], "adam": ["exp_avg", "exp_avg_sq"]}.get(optimizer, [])
+    for name, projection in model.projections.items():
+        neurons = sorted(model.populations[projection.post].agents, key=lambda agent: agent.unique_id)
+        blocks = [s for agent in neurons for s in agent.incoming if s.projection is projection.info]
+        for key in torch_keys:
+            ours = np.concatenate([block.optimizer.state()[key] for block in blocks])
+            np.testing.assert_allclose(ours, mirror.synapse_values(name, reference.state[mirror.weights[name]][key]),
+                                       rtol=1e-9, atol=1e-14)
+        if optimizer == "adam":
+            assert all(block.optimizer.state()["step"] == 6 for block in blocks)
 
 
 def test_frozen_projection_keeps_its_weights_but_passes_credit(data_dir):

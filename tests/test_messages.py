@@ -1,0 +1,82 @@
+"""The messages of a tick follow from the network alone (docs/semantics.md, "Messages per
+tick"): counted here from the network description, independently of any executor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import layered_scenario, model_from, npz_task
+from ribbed.environment.network import Network
+from ribbed.scheduler.messages import Kind
+
+
+def expected_counts(network: Network) -> np.ndarray:
+    counts = np.zeros(len(Kind), dtype=np.int64)
+    counts[Kind.ACTIVATION] = network.input.size + network.n_synapses + network.output.size
+    counts[Kind.ERROR] = network.output.size
+    counts[Kind.ERROR] += sum(p.n_synapses for p in network.projections if p.sends_error)
+    if network.output.needs_credit:
+        counts[Kind.ERROR] += network.output.size * len(network.broadcast_targets)
+    for name in network.sanger_layout:
+        k = network.populations[name].size
+        counts[Kind.FEEDBACK] += k * (k - 1) // 2
+    return counts
+
+
+def mixed_scenario(task):
+    return {
+        "name": "mixed", "seed": 1, "task": task,
+        "populations": [
+            {"name": "in", "size": 4, "role": "input"},
+            {"name": "dfa", "size": 5, "learning": {"rule": "direct_feedback_alignment"}},
+            {"name": "fa", "size": 3, "learning": {"rule": "feedback_alignment"}},
+            {"name": "pca", "size": 4, "activation": "identity", "bias": False,
+             "learning": {"rule": "hebbian", "variant": "sanger", "lr": 0.001}},
+            {"name": "out", "size": 3, "role": "output", "activation": "identity"},
+        ],
+        "projections": [
+            {"pre": "in", "post": "dfa"},
+            {"pre": "dfa", "post": "fa", "connectivity": {"rule": "fixed_in_degree", "k": 2}},
+            {"pre": "fa", "post": "fa", "connectivity": {"rule": "one_to_one"}},  # delayed
+            {"pre": "in", "post": "pca"},
+            {"pre": "pca", "post": "out", "frozen": True},
+            {"pre": "fa", "post": "out"},
+            {"pre": "out", "post": "dfa", "connectivity": {"rule": "fixed_probability", "p": 0.5}},  # delayed
+        ],
+        "learning": {"rule": "backprop", "lr": 0.05},
+        "run": {"ticks": 4, "batch_size": 5, "eval_every": 4},
+    }
+
+
+@pytest.mark.parametrize("name, build", [
+    ("layered backprop", lambda t: layered_scenario([4, 6, 5, 3], ["tanh", "relu", "identity"], task=t)),
+    ("dfa", lambda t: layered_scenario([4, 6, 5, 3], ["tanh", "relu", "identity"], task=t,
+                                       rule="direct_feedback_alignment")),
+    ("hebbian only", lambda t: layered_scenario([4, 3], ["identity"], task=t, rule="hebbian", bias=False,
+                                                learning={"variant": "sanger"})),
+    ("mixed rules with cycles", mixed_scenario),
+])
+def test_message_counts_per_tick_follow_from_the_network(tmp_path, name, build):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 4)), np.arange(30) % 3
+    task = npz_task(tmp_path, X, y, "classification", "mse")
+    model = model_from(build(task))
+    for tick in range(1, 4):
+        model.step()
+        np.testing.assert_array_equal(model.executor.message_counts, tick * expected_counts(model.network))
+
+
+def test_mixed_network_routes_credit_as_the_semantics_say(tmp_path):
+    rng = np.random.default_rng(0)
+    task = npz_task(tmp_path, rng.standard_normal((30, 4)), np.arange(30) % 3, "classification", "mse")
+    network = model_from(mixed_scenario(task)).network
+    credit = {name: (p.needs_credit, p.dfa_receiver) for name, p in network.populations.items()}
+    assert credit == {"in": (False, False), "dfa": (True, True), "fa": (True, False), "pca": (False, False),
+                      "out": (True, False)}
+    sends = {p.name: p.sends_error for p in network.projections}
+    # fa -> out carries errors back to fa; dfa -> fa does not (dfa takes the broadcast only);
+    # delayed projections never carry credit; pca -> out does not (pca learns by Sanger's rule).
+    assert sends == {"in->dfa": False, "dfa->fa": False, "fa->fa": False, "in->pca": False, "pca->out": False,
+                     "fa->out": True, "out->dfa": False}
+    assert {p.name for p in network.projections if p.delayed} == {"fa->fa", "out->dfa"}
