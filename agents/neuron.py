@@ -18,6 +18,7 @@ same sign.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import mesa
@@ -52,11 +53,12 @@ class Synapses:
 
 
 def chiral_scale(grads: np.ndarray, kappa: np.ndarray) -> np.ndarray:
-    """Per-synapse step scale 1 + kappa (2a - 1), with a the share of the same-sign gradients."""
-    signs = np.sign(grads)
-    counts = {s: np.count_nonzero(signs == s) for s in (-1.0, 0.0, 1.0)}
-    share = np.select([signs < 0, signs > 0], [counts[-1.0], counts[1.0]], counts[0.0]) / grads.size
-    return 1.0 + kappa * (2.0 * share - 1.0)
+    """Per-synapse step scale 1 + kappa (2a - 1), with a the share of the same-sign gradients
+    (zero counts as a sign of its own)."""
+    positive, negative = grads > 0, grads < 0
+    n_positive, n_negative = np.count_nonzero(positive), np.count_nonzero(negative)
+    same = np.where(positive, n_positive, np.where(negative, n_negative, grads.size - n_positive - n_negative))
+    return 1.0 + kappa * (2.0 * same / grads.size - 1.0)
 
 
 class NeuronAgent(mesa.Agent):
@@ -87,6 +89,19 @@ class NeuronAgent(mesa.Agent):
         # Held-out activation statistics, set by each evaluation.
         self.activation_mean = float("nan")
         self.activation_std = float("nan")
+
+    @functools.cached_property
+    def _plastic(self) -> list[Synapses]:
+        return [s for s in self.incoming if s.optimizer is not None]
+
+    @functools.cached_property
+    def _kappa(self) -> np.ndarray:
+        """Each plastic synapse's chiral kappa (from its projection), in learning order."""
+        return np.concatenate([np.full(len(s.pre_ids), s.projection.learning.kappa) for s in self._plastic])
+
+    @functools.cached_property
+    def _splits(self) -> np.ndarray:
+        return np.cumsum([len(s.pre_ids) for s in self._plastic])[:-1]
 
     # ------------------------------------------------------------------ messaging
 
@@ -174,21 +189,23 @@ class NeuronAgent(mesa.Agent):
     def learn(self, tick: int) -> None:
         """Update the incoming weights and the bias from this tick's signals."""
         lateral = self.take(Kind.FEEDBACK)
-        plastic = [s for s in self.incoming if s.optimizer is not None]
+        reconstruction = None  # Sanger: sum over earlier neurons k of y_k W_k
+        if lateral:
+            reconstruction = lateral[0].payload.copy()
+            for message in lateral[1:]:
+                reconstruction += message.payload
+        plastic = self._plastic
         if plastic:
-            grads = [self._gradient(s, lateral) for s in plastic]
+            grads = [self._gradient(s, reconstruction) for s in plastic]
             steps = [s.optimizer.step(g) for s, g in zip(plastic, grads)]
-            kappas = np.concatenate([np.full(g.size, s.projection.learning.kappa) for s, g in zip(plastic, grads)])
-            scale = chiral_scale(np.concatenate(grads), kappas)
-            splits = np.cumsum([g.size for g in grads])[:-1]
-            steps = [step * part for step, part in zip(steps, np.split(scale, splits))]
-            for synapses, step in zip(plastic, steps):
-                synapses.weights = synapses.weights + step
+            scale = chiral_scale(np.concatenate(grads), self._kappa)
+            for synapses, step, part in zip(plastic, steps, np.split(scale, self._splits)):
+                synapses.weights = synapses.weights + step * part
         if self.bias_optimizer is not None and self.delta is not None:
             self.bias = self.bias + float(self.bias_optimizer.step(np.asarray(self.delta.mean())))
         self.delta = None
 
-    def _gradient(self, synapses: Synapses, lateral: list[Message]) -> np.ndarray:
+    def _gradient(self, synapses: Synapses, reconstruction: np.ndarray | None) -> np.ndarray:
         x = synapses.inputs
         batch = x.shape[1]
         rule = synapses.projection.learning.rule
@@ -197,10 +214,9 @@ class NeuronAgent(mesa.Agent):
             return (x @ delta) / batch
         y = self.y
         residual = x
-        if synapses.projection.sanger and lateral:
+        if synapses.projection.sanger and reconstruction is not None:
             columns = self.sanger_offsets[synapses.projection.index] + synapses.pre_local
-            reconstruction = sum(m.payload[:, columns] for m in lateral)
-            residual = x - reconstruction.T
+            residual = x - reconstruction[:, columns].T
         return -(residual @ y) / batch + (y @ y / batch) * synapses.weights
 
     # ------------------------------------------------------------------ inspection
