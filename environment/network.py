@@ -122,16 +122,6 @@ class Network:
         depth = max(p.level for p in self.populations.values())
         return [[p for p in self.populations.values() if p.level == d] for d in range(depth + 1)]
 
-    def population_graph(self) -> nx.MultiDiGraph:
-        """Populations as nodes, projections as edges (attribute ``delayed`` marks cycle closers)."""
-        graph = nx.MultiDiGraph()
-        for population in self.populations.values():
-            graph.add_node(population.name, size=population.size, role=population.role, level=population.level)
-        for projection in self.projections:
-            graph.add_edge(projection.pre.name, projection.post.name, key=projection.name,
-                           synapses=projection.n_synapses, delayed=projection.delayed)
-        return graph
-
     def neuron_graph(self) -> nx.DiGraph:
         """Neurons as nodes (global agent ids), synapses as edges with their initial weights."""
         graph = nx.DiGraph()

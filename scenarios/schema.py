@@ -27,7 +27,6 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
-    "ACTIVATIONS",
     "BackendSpec",
     "ConnectivitySpec",
     "LearningOverride",
@@ -42,7 +41,6 @@ __all__ = [
     "WeightInitSpec",
 ]
 
-ACTIVATIONS = ("identity", "tanh", "relu", "sigmoid", "leaky_relu")
 #: Agent ids are 32-bit: the largest network (all populations together).
 MAX_NEURONS = 2**31 - 1
 GRADIENT_RULES = ("backprop", "feedback_alignment", "direct_feedback_alignment")

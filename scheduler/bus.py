@@ -34,8 +34,8 @@ class MessageBus:
         self.pending, self.next_tick = self.next_tick, []
         self.deliver()
 
-    def send(self, message: Message, delayed: bool = False) -> None:
-        (self.next_tick if delayed else self.pending).append(message)
+    def send(self, message: Message) -> None:
+        self.pending.append(message)
         self.counts[message.kind] += 1
 
     def send_each(self, tick: int, stage: Stage, src: int, targets: Sequence[int], kind: Kind,

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Kind", "Message", "Stage", "STAGE_ORDER", "TASK"]
+__all__ = ["Kind", "Message", "Stage", "TASK"]
 
 #: The id that stands for the task (the environment) as a message's source or destination.
 TASK = -1
@@ -29,8 +29,6 @@ class Stage(IntEnum):
     LEARN = 5
     META = 6
 
-
-STAGE_ORDER = tuple(Stage)
 
 
 class Kind(IntEnum):
