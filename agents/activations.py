@@ -7,7 +7,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-__all__ = ["Activation", "ACTIVATIONS"]
+__all__ = ["Activation", "ACTIVATIONS", "TORCH_ACTIVATIONS"]
 
 LEAKY_SLOPE = 0.01
 
@@ -32,3 +32,26 @@ ACTIVATIONS: dict[str, Activation] = {
         "leaky_relu", lambda u: np.where(u > 0, u, LEAKY_SLOPE * u), lambda u, y: np.where(u > 0, 1.0, LEAKY_SLOPE)
     ),
 }
+
+
+def _torch_table() -> dict[str, Activation]:
+    """The same functions on torch tensors (for the batched executor), computed by the same
+    formulas so that both executors agree to rounding."""
+    import torch
+
+    def sigmoid(u):
+        return torch.tanh(0.5 * u).add_(1.0).mul_(0.5)
+
+    return {
+        "identity": Activation("identity", lambda u: u, lambda u, y: torch.ones_like(u)),
+        "tanh": Activation("tanh", torch.tanh, lambda u, y: 1.0 - y * y),
+        "relu": Activation("relu", torch.relu, lambda u, y: (u > 0).to(u.dtype)),
+        "sigmoid": Activation("sigmoid", sigmoid, lambda u, y: y * (1.0 - y)),
+        "leaky_relu": Activation(
+            "leaky_relu", lambda u: torch.where(u > 0, u, LEAKY_SLOPE * u),
+            lambda u, y: torch.where(u > 0, 1.0, LEAKY_SLOPE).to(u.dtype),
+        ),
+    }
+
+
+TORCH_ACTIVATIONS: dict[str, Activation] = _torch_table()

@@ -203,7 +203,6 @@ class NeuronAgent(mesa.Agent):
                 synapses.weights = synapses.weights + step * part
         if self.bias_optimizer is not None and self.delta is not None:
             self.bias = self.bias + float(self.bias_optimizer.step(np.asarray(self.delta.mean())))
-        self.delta = None
 
     def _gradient(self, synapses: Synapses, reconstruction: np.ndarray | None) -> np.ndarray:
         x = synapses.inputs
@@ -228,6 +227,15 @@ class NeuronAgent(mesa.Agent):
     @property
     def weight_norm(self) -> float:
         return float(np.linalg.norm(self.incoming_weights()))
+
+    def optimizer_state(self) -> dict[str, dict[str, np.ndarray | int]]:
+        """The optimizer state of this neuron's plastic synapses, by projection name (and
+        ``"bias"`` for its bias), in torch.optim's names."""
+        state = {s.projection.name: s.optimizer.state() for s in self._plastic}
+        if self.bias_optimizer is not None:
+            state["bias"] = {key: value if isinstance(value, int) else float(value)
+                             for key, value in self.bias_optimizer.state().items()}
+        return state
 
     def __repr__(self) -> str:
         return f"NeuronAgent({self.unique_id}, population={self.population.name!r}, index={self.index})"

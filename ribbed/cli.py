@@ -83,6 +83,8 @@ def _show_warnings(caught: list) -> None:
 def run(
     scenario: str = typer.Argument(..., help="A scenario YAML file, or the name of a built-in scenario."),
     backend: Optional[BackendName] = typer.Option(None, help="Executor to run on (overrides backend.kind)."),
+    device: Optional[str] = typer.Option(None, help="batched executor: cpu, cuda, cuda:N or auto "
+                                         "(overrides backend.device)."),
     ticks: Optional[int] = typer.Option(None, min=1, help="Number of ticks (overrides run.ticks)."),
     seed: Optional[int] = typer.Option(None, min=0, help="Root seed (overrides seed)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (must not exist or be empty)."),
@@ -109,7 +111,7 @@ def run(
         with progress, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RibbedWarning)
             result = run_scenario(scenario, out=out_dir, ticks=ticks, seed=seed,
-                                  backend=backend.value if backend else None,
+                                  backend=backend.value if backend else None, device=device,
                                   on_tick=lambda model: _show_warnings(caught) or on_tick(model))
     except RibbedError as exc:
         raise _fail(exc) from None
@@ -123,7 +125,8 @@ def run(
     else:
         headline = f"held-out R^2 {final['test_r2']:.4f}"
     out.print(f"{name}: {headline} (test loss {final['test_loss']:.4f}) after {result.model.tick} ticks "
-              f"in {result.seconds:.1f} s on the {result.model.executor.name} executor",
+              f"in {result.seconds:.1f} s on the {result.model.executor.name} executor "
+              f"({result.model.executor.device_name}, {result.model.executor.dtype_name})",
               highlight=False, markup=False)
     out.print(f"run directory: {result.directory}", highlight=False, markup=False)
 

@@ -158,8 +158,7 @@ class NetworkModel(mesa.Model):
         self.projections = {p.name: Projection(self, p) for p in self.network.projections}
         self.last_result: TickResult | None = None
         self.last_metrics: dict[str, float] = {}
-        self._window_loss: list[float] = []
-        self._window_score: list[float] = []
+        self._window: list[tuple[TickResult, np.ndarray]] = []
         self._counts_at_record = np.zeros(len(Kind), dtype=np.int64)
         self.datacollector = mesa.DataCollector(
             model_reporters={key: _metric(key) for key in self._metric_names()},
@@ -181,12 +180,11 @@ class NetworkModel(mesa.Model):
     def step(self) -> None:
         """One tick: one mini-batch through sense, forward, readout, backward and learn."""
         index = self.stream.indices(self.tick)
-        result = self.executor.tick(self.tick, self.dataset.X_train[index], self.targets_train[index])
+        result = self.executor.tick(self.tick, index)
         self.tick += 1
         self.last_result = result
-        self._window_loss.append(result.loss)
-        if self.dataset.classification:
-            self._window_score.append(accuracy(result.outputs, self.dataset.y_train[index]))
+        # Read at the next evaluation, so that a device-side executor is not waited for every tick.
+        self._window.append((result, index))
 
     def evaluate(self) -> dict[str, float]:
         """Metrics on the held-out set (and per-neuron activation statistics on it)."""
@@ -197,8 +195,7 @@ class NetworkModel(mesa.Model):
             metrics["test_accuracy"] = accuracy(prediction.outputs, self.dataset.y_test)
         else:
             metrics["test_r2"] = r2(prediction.outputs, self.targets_test)
-        for neuron, mean, std in zip(self.neurons, prediction.activation_mean, prediction.activation_std):
-            neuron.activation_mean, neuron.activation_std = float(mean), float(std)
+        self.executor.store_activation_stats(prediction.activation_mean, prediction.activation_std)
         return metrics
 
     def record(self) -> dict[str, float]:
@@ -209,14 +206,15 @@ class NetworkModel(mesa.Model):
         row: dict[str, float] = {
             "tick": self.tick,
             "epoch": self.tick * self.scenario.run.batch_size / len(self.dataset.X_train),
-            "train_loss": float(np.mean(self._window_loss)) if self._window_loss else float("nan"),
+            "train_loss": float(np.mean([r.loss for r, _ in self._window])) if self._window else float("nan"),
         }
         if self.dataset.classification:
-            row["train_accuracy"] = float(np.mean(self._window_score)) if self._window_score else float("nan")
+            scores = [accuracy(r.outputs, self.dataset.y_train[index]) for r, index in self._window]
+            row["train_accuracy"] = float(np.mean(scores)) if scores else float("nan")
         row.update(self.evaluate())
         row["messages"] = int(window.sum())
         row.update({f"msg_{kind.name.lower()}": int(window[kind]) for kind in Kind})
-        self._window_loss, self._window_score = [], []
+        self._window = []
         self.last_metrics = row
         self.datacollector.collect(self)
         return row

@@ -52,13 +52,13 @@ def package_versions() -> dict[str, str]:
 
 
 def apply_overrides(scenario: Scenario, **overrides: Any) -> Scenario:
-    """A copy of ``scenario`` with command-line style overrides (``ticks``, ``seed``, ``backend``),
+    """A copy of ``scenario`` with command-line style overrides (``ticks``, ``seed``, ``backend``, ``device``),
     validated again; errors name the option."""
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return scenario
     data = scenario.model_dump()
-    where = {"ticks": ("run", "ticks"), "seed": ("seed",), "backend": ("backend", "kind")}
+    where = {"ticks": ("run", "ticks"), "seed": ("seed",), "backend": ("backend", "kind"), "device": ("backend", "device")}
     for key, value in given.items():
         target = data
         *parents, last = where[key]
@@ -157,9 +157,9 @@ def _out_of_memory(scenario: Scenario) -> RibbedError:
 
 def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path | None = None,
         write: bool = True, ticks: int | None = None, seed: int | None = None, backend: str | None = None,
-        on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
+        device: str | None = None, on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
     """Load, build and run a scenario; write its run directory unless ``write`` is False."""
-    scenario = apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed, backend=backend)
+    scenario = apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed, backend=backend, device=device)
     # The folder is checked before the model is built (which can take long), and created after,
     # so a scenario that cannot be built leaves no empty run directory behind.
     path = RunDirectory.choose(scenario, out) if write else None
@@ -186,6 +186,7 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
         if directory is not None:
             directory.finish({
                 "scenario": scenario.name, "seed": scenario.seed, "backend": scenario.backend.kind,
+                "device": model.executor.device_name, "dtype": model.executor.dtype_name,
                 "status": status, "error": error, "ticks": model.tick, "seconds": round(seconds, 3),
                 "ticks_per_second": round(model.tick / seconds, 2) if seconds > 0 else None,
                 "final": model.last_metrics, "neurons": model.network.n_neurons,

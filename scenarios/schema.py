@@ -305,6 +305,11 @@ class ProjectionSpec(Strict):
     init: WeightInitSpec = Field(default_factory=lambda: FanInUniform(kind="fan_in_uniform"))  # type: ignore[valid-type]
     learning: Optional[LearningOverride] = Field(None, description="Overrides for this projection only.")  # type: ignore[valid-type]
     frozen: bool = Field(False, description="No plasticity: weights keep their initial values (credit still flows).")
+    storage: Literal["auto", "dense", "sparse"] = Field(
+        "auto",
+        description="batched executor: how the weights are held. auto: a dense matrix, or a sparse (CSR) one "
+        "when the projection's density is below backend.sparse_threshold.",
+    )
 
     @property
     def label(self) -> str:
@@ -398,8 +403,18 @@ class BackendSpec(Strict):
         "reference",
         description="reference: per-agent Mesa objects and explicit messages (the oracle).",
     )
-    device: str = Field("auto", description="batched executor: cpu, cuda, or auto.")
-    dtype: Literal["float32", "float64"] = Field("float64", description="batched executor's float type.")
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")] = Field(
+        "auto", description="batched executor: cpu, cuda, cuda:N, or auto (cuda when a GPU is present)."
+    )
+    dtype: Optional[Literal["float32", "float64"]] = Field(
+        None, description="Float type; default: float32 on the batched executor, float64 on the reference one "
+        "(which computes in float64 only)."
+    )
+    sparse_threshold: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="batched executor: projections with fewer than this share of all possible synapses "
+        "are stored sparse (CSR); see projections[].storage.",
+    )
     shards: Optional[int] = Field(None, gt=0, description="ray executor: number of shards.")
 
 

@@ -25,12 +25,31 @@ if TYPE_CHECKING:
 __all__ = ["AVAILABLE_EXECUTORS", "Executor", "Prediction", "TickResult", "check_backend", "make_executor"]
 
 #: The executors this version can run.
-AVAILABLE_EXECUTORS = ("reference",)
+AVAILABLE_EXECUTORS = ("reference", "batched")
 
 
-class TickResult(NamedTuple):
-    loss: float
-    outputs: np.ndarray  # (batch, n_outputs)
+class TickResult:
+    """The loss and the outputs (batch x n_outputs) of one tick.
+
+    An executor on a device may hand them over as tensors: they are converted when read, so a
+    run does not wait for the device at every tick.
+    """
+
+    __slots__ = ("_loss", "_outputs")
+
+    def __init__(self, loss, outputs):
+        self._loss, self._outputs = loss, outputs
+
+    @property
+    def loss(self) -> float:
+        return float(self._loss)
+
+    @property
+    def outputs(self) -> np.ndarray:
+        outputs = self._outputs
+        if not isinstance(outputs, np.ndarray):
+            outputs = self._outputs = outputs.detach().cpu().numpy()
+        return outputs
 
 
 class Prediction(NamedTuple):
@@ -47,11 +66,15 @@ class Executor(ABC):
     """
 
     name = "executor"
+    #: Where and in what precision it computes (recorded in a run's summary).
+    device_name = "cpu"
+    dtype_name = "float64"
     neurons: list[NeuronAgent]
 
     @abstractmethod
-    def tick(self, tick: int, inputs: np.ndarray, targets: np.ndarray) -> TickResult:
-        """Run one tick on a mini-batch (``inputs``: batch x n_inputs, ``targets``: batch x n_outputs)."""
+    def tick(self, tick: int, index: np.ndarray) -> TickResult:
+        """Run one tick on the mini-batch of training samples ``index`` (the executor holds the
+        training inputs and targets it was given, on its device)."""
 
     @abstractmethod
     def predict(self, inputs: np.ndarray) -> Prediction:
@@ -89,19 +112,39 @@ class Executor(ABC):
     def message_counts(self) -> np.ndarray:
         """Messages sent so far, by :class:`~ribbed.scheduler.messages.Kind`."""
 
+    def store_activation_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Keep each neuron's held-out activation statistics (from :meth:`predict`) where its
+        agent reads them."""
+        for neuron, m, s in zip(self.neurons, mean, std):
+            neuron.activation_mean, neuron.activation_std = float(m), float(s)
+
 
 def check_backend(scenario: Scenario) -> None:
     """Refuse, with a clear error, a backend the schema accepts but this version cannot run."""
-    if scenario.backend.kind not in AVAILABLE_EXECUTORS:
+    backend = scenario.backend
+    if backend.kind not in AVAILABLE_EXECUTORS:
         raise ScenarioError(Problem(
-            scenario.source, "backend.kind", f"the '{scenario.backend.kind}' executor is not available yet",
-            "use 'backend: {kind: reference}' (or --backend reference)",
+            scenario.source, "backend.kind", f"the '{backend.kind}' executor is not available yet",
+            "use 'backend: {kind: batched}' or 'backend: {kind: reference}' (or --backend batched)",
         ))
+    if backend.kind == "reference" and backend.dtype == "float32":
+        raise ScenarioError(Problem(
+            scenario.source, "backend.dtype", "the reference executor computes in float64 only",
+            "remove backend.dtype, or use 'backend: {kind: batched, dtype: float32}'",
+        ))
+    if backend.kind == "batched":
+        from ribbed.scheduler.device import resolve_device
+
+        resolve_device(scenario)
 
 
 def make_executor(model: NetworkModel) -> Executor:
     """The executor named by the scenario's backend."""
     check_backend(model.scenario)
+    if model.scenario.backend.kind == "batched":
+        from ribbed.scheduler.batched import BatchedExecutor
+
+        return BatchedExecutor(model)
     from ribbed.scheduler.reference import ReferenceExecutor
 
     return ReferenceExecutor(model)

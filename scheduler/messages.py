@@ -53,3 +53,17 @@ class Message(NamedTuple):
     dst: int
     kind: Kind
     payload: np.ndarray
+
+
+def messages_per_tick(network) -> np.ndarray:
+    """The messages every tick of ``network`` sends, by kind (docs/semantics.md, "Messages per
+    tick"): executors that do not build messages one by one count these."""
+    counts = np.zeros(len(Kind), dtype=np.int64)
+    counts[Kind.ACTIVATION] = network.input.size + network.n_synapses + network.output.size
+    counts[Kind.ERROR] = network.output.size + sum(p.n_synapses for p in network.projections if p.sends_error)
+    if network.output.needs_credit:
+        counts[Kind.ERROR] += network.output.size * len(network.broadcast_targets)
+    for name in network.sanger_layout:
+        size = network.populations[name].size
+        counts[Kind.FEEDBACK] += size * (size - 1) // 2
+    return counts

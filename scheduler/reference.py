@@ -37,6 +37,7 @@ class ReferenceExecutor(Executor):
         network: Network = model.network
         self.network = network
         self.loss = LOSSES[model.dataset.loss]
+        self.inputs, self.targets = model.dataset.X_train, model.targets_train
         self.neurons = [
             NeuronAgent(model, population.start + i, population, i)
             for population in network.populations.values()
@@ -90,7 +91,8 @@ class ReferenceExecutor(Executor):
 
     # ------------------------------------------------------------------ the tick
 
-    def tick(self, tick: int, inputs: np.ndarray, targets: np.ndarray) -> TickResult:
+    def tick(self, tick: int, index: np.ndarray) -> TickResult:
+        inputs, targets = self.inputs[index], self.targets[index]
         bus = self.bus
         batch = inputs.shape[0]
         bus.start_tick(batch)

@@ -207,9 +207,17 @@ CASES = {
     "npz task with the wrong number of columns": Case(npz_task(3), "task.path",
                                                       ("3 features", "'in' has 2 neurons", "size to 3"),
                                                       stage="build"),
-    "executor not available yet": Case(setting("backend", {"kind": "batched"}), "backend.kind",
-                                       ("'batched' executor is not available yet", "reference"),
+    "executor not available yet": Case(setting("backend", {"kind": "ray"}), "backend.kind",
+                                       ("'ray' executor is not available yet", "kind: batched"),
                                        stage="build"),
+    "reference executor in float32": Case(setting("backend", {"kind": "reference", "dtype": "float32"}),
+                                          "backend.dtype", ("float64 only", "remove backend.dtype"), stage="build"),
+    "a GPU that is not there": Case(setting("backend", {"kind": "batched", "device": "cuda:99"}), "backend.device",
+                                    ("'cuda:99' was requested", "device: cpu"), stage="build"),
+    "a device torch does not know": Case(setting("backend", {"kind": "batched", "device": "tpu"}),
+                                         "backend.device", ("tpu",)),
+    "storage that is not a layout": Case(setting("projections[1].storage", "csc"),
+                                         "projections[1].storage", ("'auto', 'dense' or 'sparse'",)),
 }
 
 
@@ -321,7 +329,7 @@ def test_validate_reports_each_bad_file_and_still_checks_the_good_ones(tmp_path:
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("backend", ["batched", "ray"])
+@pytest.mark.parametrize("backend", ["ray"])
 def test_backend_option_for_an_executor_not_available_yet(backend: str, tmp_path: Path, runner: CliRunner) -> None:
     path = tmp_path / "scenario.yaml"
     path.write_text(BASE_YAML, encoding="utf-8")
@@ -332,7 +340,7 @@ def test_backend_option_for_an_executor_not_available_yet(backend: str, tmp_path
     assert "Traceback" not in text
     assert str(path) in text and ": backend.kind: " in text
     assert f"the '{backend}' executor is not available yet" in text
-    assert "--backend reference" in text
+    assert "--backend batched" in text
     assert not out.exists()
     with pytest.raises(ribbed.ScenarioError) as info:
         ribbed.run(path, backend=backend, write=False)

@@ -1,0 +1,368 @@
+"""The batched executor: the reference executor's tick as tensor operations in torch.
+
+Populations are (batch, size) tensors, projections dense or sparse matrices
+(:mod:`ribbed.scheduler.projection_tensors`), optimizer state one tensor per projection.  A
+stage that the reference executor runs neuron by neuron runs here population by population,
+with the same arithmetic: the messages of a stage become the matrix products that sum them.
+Nothing in a tick loops over neurons or synapses in Python, and the training data stays on
+the device.  Messages are not built one by one; the executor counts the ones the tick implies
+(:func:`~ribbed.scheduler.messages.messages_per_tick`).
+
+See docs/semantics.md for the tick, and how closely the executors agree.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ribbed.agents.activations import TORCH_ACTIVATIONS
+from ribbed.agents.stacked_optimizers import StackedOptimizer, make_stacked_optimizer
+from ribbed.agents.view import NeuronView
+from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo
+from ribbed.scheduler.device import resolve_device, resolve_dtype
+from ribbed.scheduler.executor import Executor, Prediction, TickResult
+from ribbed.scheduler.messages import messages_per_tick
+from ribbed.scheduler.projection_tensors import ProjectionTensors, SparseProjection, make_projection_tensors
+
+if TYPE_CHECKING:
+    from ribbed.model import NetworkModel
+
+__all__ = ["BatchedExecutor"]
+
+#: Evaluation runs the held-out set in chunks of at most this many neuron activations.
+PREDICT_CHUNK = 2**24
+
+
+class _Synapses:
+    """One projection's tensors: layout, weights, fixed feedback weights, optimizer."""
+
+    def __init__(self, info: ProjectionInfo, layout: ProjectionTensors):
+        self.info = info
+        self.layout = layout
+        self.weights = layout.tensor(info.weights)
+        self.feedback = None if info.feedback is None else layout.tensor(info.feedback)
+        self.optimizer: StackedOptimizer | None = (
+            None if info.frozen else make_stacked_optimizer(info.learning, self.weights)
+        )
+        self.kappa = info.learning.kappa
+        self.x: torch.Tensor | None = None  # the presynaptic activity of this tick
+
+
+class _Population:
+    """One population's tensors and the projections that concern it."""
+
+    def __init__(self, info: PopulationInfo, device: torch.device, dtype: torch.dtype):
+        self.info = info
+        self.activation = TORCH_ACTIVATIONS[info.activation]
+        self.bias = torch.zeros(info.size, dtype=dtype, device=device)
+        self.bias_optimizer = make_stacked_optimizer(info.learning, self.bias) if info.learns_bias else None
+        self.incoming: list[_Synapses] = []
+        self.sends_error: list[_Synapses] = []  # outgoing projections that carry errors back to it
+        self.plastic: list[_Synapses] = []
+        self.dfa: torch.Tensor | None = None  # (size, n_outputs)
+        self.sanger: list[_Synapses] = []
+        self.u: torch.Tensor | None = None
+        self.y: torch.Tensor | None = None
+        self.delta: torch.Tensor | None = None
+        self.previous: torch.Tensor | None = None  # last tick's y, for cycle-closing projections
+
+
+class BatchedExecutor(Executor):
+    """Runs the tick as tensor operations, on the CPU or a GPU (see the module docstring)."""
+
+    name = "batched"
+
+    def __init__(self, model: NetworkModel):
+        network: Network = model.network
+        scenario = network.scenario
+        self.network = network
+        self.device, self.dtype = resolve_device(scenario), resolve_dtype(scenario)
+        self.device_name, self.dtype_name = str(self.device), str(self.dtype).removeprefix("torch.")
+        self.inputs = torch.as_tensor(model.dataset.X_train, dtype=self.dtype, device=self.device)
+        self.targets = torch.as_tensor(model.targets_train, dtype=self.dtype, device=self.device)
+        self.loss_name = model.dataset.loss
+        backend = scenario.backend
+        self.populations = {name: _Population(info, self.device, self.dtype) for name, info in network.populations.items()}
+        self.projections: list[_Synapses] = []
+        for info, spec in zip(network.projections, scenario.projections):
+            layout = make_projection_tensors(info, spec.storage, backend.sparse_threshold, self.device, self.dtype)
+            synapses = _Synapses(info, layout)
+            self.projections.append(synapses)
+            post = self.populations[info.post.name]
+            post.incoming.append(synapses)
+            if synapses.optimizer is not None:
+                post.plastic.append(synapses)
+            if info.sends_error:
+                self.populations[info.pre.name].sends_error.append(synapses)
+            if info.sanger:
+                post.sanger.append(synapses)
+        for name, matrix in network.dfa_matrices.items():
+            self.populations[name].dfa = torch.as_tensor(matrix, dtype=self.dtype, device=self.device)
+        self._delayed_sources = sorted({p.info.pre.name for p in self.projections if p.info.delayed})
+        self._levels = [[self.populations[p.name] for p in level if p.role != "input"] for level in network.levels]
+        self._output = self.populations[network.output.name]
+        self._input = self.populations[network.input.name]
+        self._per_tick = messages_per_tick(network)
+        self._ticks = 0
+        self._activation_stats: np.ndarray | None = None
+        self.neurons = [
+            NeuronView(model, self, population, i)
+            for population in network.populations.values()
+            for i in range(population.size)
+        ]
+
+    # ------------------------------------------------------------------ the tick
+
+    def tick(self, tick: int, index: np.ndarray) -> TickResult:
+        with torch.no_grad():
+            return self._tick(torch.as_tensor(index, device=self.device))
+
+    def _tick(self, index: torch.Tensor) -> TickResult:
+        x = self.inputs.index_select(0, index)
+        targets = self.targets.index_select(0, index)
+        batch = x.shape[0]
+        for name in self._delayed_sources:
+            population = self.populations[name]
+            y = population.y
+            population.previous = (
+                y if y is not None and y.shape[0] == batch
+                else torch.zeros(batch, population.info.size, dtype=self.dtype, device=self.device)
+            )
+
+        # sense and forward, level by level.
+        self._input.u = self._input.y = x
+        for level in self._levels:
+            for population in level:
+                u = population.bias.expand(batch, -1).clone()
+                for synapses in population.incoming:
+                    pre = self.populations[synapses.info.pre.name]
+                    synapses.x = pre.previous if synapses.info.delayed else pre.y
+                    synapses.layout.forward(synapses.x, u, synapses.weights)
+                population.u, population.y = u, population.activation.f(u)
+
+        # readout: the task's loss and its answer e = B dL/dy.
+        outputs = self._output.y
+        loss, error = _LOSSES[self.loss_name](outputs, targets)
+
+        # backward, in reverse level order.
+        output_level = self.network.output.level
+        for level in reversed(self._levels):
+            for population in level:
+                population.delta = None
+                info = population.info
+                if not info.needs_credit:
+                    continue
+                if population.dfa is not None:
+                    # The output's delta reaches a DFA population only if the output acted at a
+                    # higher level (messages of a level are delivered after it).
+                    source = self._output.delta if output_level > info.level else None
+                    total = (torch.zeros_like(population.u) if source is None
+                             else torch.mm(source, population.dfa.T))
+                else:
+                    total = error.clone() if population is self._output else torch.zeros_like(population.u)
+                    for synapses in population.sends_error:
+                        matrix = synapses.weights if synapses.feedback is None else synapses.feedback
+                        post = self.populations[synapses.info.post.name]
+                        synapses.layout.backward(post.delta, matrix, total)
+                population.delta = total.mul_(population.activation.df(population.u, population.y))
+
+        # learn.
+        for level in self._levels:
+            for population in level:
+                self._learn(population, batch)
+        self._ticks += 1
+        return TickResult(loss=loss, outputs=outputs)
+
+    def _learn(self, population: _Population, batch: int) -> None:
+        plastic = population.plastic
+        if plastic:
+            sanger = self._sanger_gradients(population) if population.sanger else {}
+            grads = [sanger[id(s)] if id(s) in sanger else self._gradient(population, s, batch) for s in plastic]
+            scales = self._chiral_scales(plastic, grads)
+            for synapses, grad, scale in zip(plastic, grads, scales):
+                step = synapses.optimizer.step(grad)
+                if scale is not None:
+                    step.mul_(scale)
+                synapses.weights.add_(step)
+        if population.bias_optimizer is not None and population.delta is not None:
+            population.bias.add_(population.bias_optimizer.step(population.delta.mean(dim=0)))
+
+    def _gradient(self, population: _Population, synapses: _Synapses, batch: int) -> torch.Tensor:
+        layout, x = synapses.layout, synapses.x
+        if synapses.info.learning.rule != "hebbian":
+            delta = population.delta if population.delta is not None else torch.zeros_like(population.y)
+            return layout.outer_mean(delta, x)
+        # Oja: -<y_j x_i> + <y_j^2> W_ij
+        y = population.y
+        square = (y * y).sum(dim=0).div_(batch)
+        return layout.outer_mean(y, x).neg_().add_(layout.per_row(square) * synapses.weights)
+
+    def _sanger_gradients(self, population: _Population) -> dict[int, torch.Tensor]:
+        """Sanger's rule for all of a population's Sanger projections at once:
+        G = -<y^T x> + tril(<y^T y>) W over the concatenated presynaptic populations."""
+        y = population.y
+        batch = y.shape[0]
+        x = torch.cat([s.x for s in population.sanger], dim=1)
+        weights = torch.cat([s.layout.full(s.weights) for s in population.sanger], dim=1)
+        correlation = torch.tril(torch.mm(y.T, y).div_(batch))
+        full = torch.mm(y.T, x).div_(batch).neg_().add_(torch.mm(correlation, weights))
+        grads, offset = {}, 0
+        for synapses in population.sanger:
+            width = synapses.layout.n_pre
+            grads[id(synapses)] = synapses.layout.from_full(full[:, offset:offset + width].contiguous())
+            offset += width
+        return grads
+
+    def _chiral_scales(self, plastic: list[_Synapses], grads: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """Per synapse 1 + kappa (2a - 1), a = the share of the neuron's plastic synapses whose
+        gradient has its sign (zero counts as a sign); None where kappa is 0."""
+        if all(s.kappa == 0.0 for s in plastic):
+            return [None] * len(plastic)
+        positive = sum(s.layout.row_sum((g > 0).to(self.dtype)) for s, g in zip(plastic, grads))
+        negative = sum(s.layout.row_sum((g < 0).to(self.dtype)) for s, g in zip(plastic, grads))
+        total = torch.as_tensor(sum(s.layout.row_counts for s in plastic), dtype=self.dtype, device=self.device)
+        zero = total - positive - negative
+        total = total.clamp(min=1.0)
+        scales = []
+        for synapses, grad in zip(plastic, grads):
+            if synapses.kappa == 0.0:
+                scales.append(None)
+                continue
+            per_row = synapses.layout.per_row
+            same = torch.where(grad > 0, per_row(positive), torch.where(grad < 0, per_row(negative), per_row(zero)))
+            share = (2.0 * same) / per_row(total)
+            scales.append(1.0 + synapses.kappa * (share - 1.0))
+        return scales
+
+    # ------------------------------------------------------------------ evaluation
+
+    def predict(self, inputs: np.ndarray) -> Prediction:
+        samples = inputs.shape[0]
+        chunk = max(1, min(samples, PREDICT_CHUNK // max(1, self.network.n_neurons)))
+        outputs, count = [], 0
+        mean = m2 = None
+        with torch.no_grad():
+            for start in range(0, samples, chunk):
+                x = torch.as_tensor(inputs[start:start + chunk], dtype=self.dtype, device=self.device)
+                activations = self._forward_only(x)
+                outputs.append(activations[self._output.info.name].cpu().numpy())
+                values = torch.cat([activations[name] for name in self.populations], dim=1).to(torch.float64)
+                n = values.shape[0]
+                part_var, part_mean = torch.var_mean(values, dim=0, correction=0)
+                if mean is None:
+                    mean, m2 = part_mean, part_var * n
+                else:  # Chan et al.'s pairwise combination of means and sums of squares
+                    diff = part_mean - mean
+                    mean = mean + diff * (n / (count + n))
+                    m2 = m2 + part_var * n + diff * diff * (count * n / (count + n))
+                count += n
+        return Prediction(outputs=np.concatenate(outputs).astype(np.float64), activation_mean=mean.cpu().numpy(),
+                          activation_std=torch.sqrt(m2 / count).cpu().numpy())
+
+    def _forward_only(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Activations of every population for ``x``, cycle-closing inputs read as zero."""
+        batch = x.shape[0]
+        values = {self._input.info.name: x}
+        for level in self._levels:
+            for population in level:
+                u = population.bias.expand(batch, -1).clone()
+                for synapses in population.incoming:
+                    if not synapses.info.delayed:
+                        synapses.layout.forward(values[synapses.info.pre.name], u, synapses.weights)
+                values[population.info.name] = population.activation.f(u)
+        return values
+
+    def store_activation_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self._activation_stats = np.stack([mean, std])
+
+    def activation_stat(self, which: int, agent_id: int) -> float:
+        return float("nan") if self._activation_stats is None else float(self._activation_stats[which, agent_id])
+
+    # ------------------------------------------------------------------ state access
+
+    def _synapses(self, projection: ProjectionInfo) -> _Synapses:
+        return self.projections[projection.index]
+
+    def _as_layout(self, synapses: _Synapses, values: np.ndarray) -> torch.Tensor:
+        return synapses.layout.tensor(np.asarray(values, dtype=np.float64))
+
+    def get_weights(self, projection: ProjectionInfo) -> np.ndarray:
+        synapses = self._synapses(projection)
+        return synapses.layout.canonical(synapses.weights)
+
+    def set_weights(self, projection: ProjectionInfo, values: np.ndarray) -> None:
+        synapses = self._synapses(projection)
+        synapses.weights.copy_(self._as_layout(synapses, values))  # in place: views and optimizers stay valid
+
+    def get_feedback(self, projection: ProjectionInfo) -> np.ndarray | None:
+        synapses = self._synapses(projection)
+        return None if synapses.feedback is None else synapses.layout.canonical(synapses.feedback)
+
+    def set_feedback(self, projection: ProjectionInfo, values: np.ndarray) -> None:
+        synapses = self._synapses(projection)
+        synapses.feedback.copy_(self._as_layout(synapses, values))
+
+    def get_biases(self, population: PopulationInfo) -> np.ndarray:
+        return self.populations[population.name].bias.cpu().numpy().astype(np.float64)
+
+    def set_biases(self, population: PopulationInfo, values: np.ndarray) -> None:
+        self.populations[population.name].bias.copy_(torch.as_tensor(values, dtype=self.dtype))
+
+    def get_dfa(self, population: PopulationInfo) -> np.ndarray | None:
+        dfa = self.populations[population.name].dfa
+        return None if dfa is None else dfa.cpu().numpy().astype(np.float64)
+
+    def set_dfa(self, population: PopulationInfo, values: np.ndarray) -> None:
+        self.populations[population.name].dfa.copy_(torch.as_tensor(values, dtype=self.dtype))
+
+    @property
+    def message_counts(self) -> np.ndarray:
+        return self._per_tick * self._ticks
+
+    # ------------------------------------------------------------------ per-neuron reads (agent views)
+
+    def state_of(self, population: PopulationInfo, name: str) -> torch.Tensor | None:
+        return getattr(self.populations[population.name], name)
+
+    def neuron_bias(self, population: PopulationInfo, index: int) -> float:
+        return float(self.populations[population.name].bias[index])
+
+    def neuron_in_degree(self, population: PopulationInfo, index: int) -> int:
+        return int(sum(s.layout.row_counts[index] for s in self.populations[population.name].incoming))
+
+    def neuron_weights(self, population: PopulationInfo, index: int) -> np.ndarray:
+        parts = [s.layout.neuron_values(s.weights, index) for s in self.populations[population.name].incoming]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def neuron_optimizer_state(self, population: PopulationInfo, index: int) -> dict[str, dict]:
+        state_of = self.populations[population.name]
+        result = {}
+        for synapses in state_of.plastic:
+            result[synapses.info.name] = {
+                key: value if isinstance(value, int) else synapses.layout.neuron_values(value, index)
+                for key, value in synapses.optimizer.state().items()
+            }
+        if state_of.bias_optimizer is not None:
+            result["bias"] = {key: value if isinstance(value, int) else float(value[index])
+                              for key, value in state_of.bias_optimizer.state().items()}
+        return result
+
+
+def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`ribbed.environment.losses.cross_entropy`, in torch."""
+    shifted = logits - logits.max(dim=1, keepdim=True).values
+    log_p = shifted - torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))
+    loss = -(targets * log_p).sum(dim=1).mean()
+    return loss, torch.exp(log_p) - targets
+
+
+def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`ribbed.environment.losses.mse`, in torch."""
+    diff = outputs - targets
+    return torch.mean(diff * diff), diff * (2.0 / outputs.shape[1])
+
+
+_LOSSES = {"cross_entropy": _cross_entropy, "mse": _mse}

@@ -1,0 +1,252 @@
+"""The batched executor against the reference executor (DESIGN.md, "One semantics, three
+executors"): on generated scenarios, in float64, they agree on the loss of every tick and on
+every weight, bias and optimizer state after 20 ticks, to a relative 1e-7; they send the same
+messages; their agents read the same."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from conftest import model_from, write_npz
+from ribbed import ScenarioError
+
+RTOL = 1e-7
+#: An absolute floor, for values that pass near zero. The executors sum in different orders, so
+#: a gradient that nearly cancels differs in its last digits relative to its own (tiny) size;
+#: Adam normalizes each step by the gradient's size, so that relative difference becomes an
+#: absolute one of about lr x (relative difference) in the weight, whatever the weight's size.
+ATOL = 1e-8
+TICKS = 20
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+RULES = ["backprop", "feedback_alignment", "direct_feedback_alignment", "hebbian"]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory) -> dict:
+    """npz tasks by (n_inputs, problem): 3 classes, or 2 regression targets."""
+    folder = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(7)
+    tasks = {}
+    for n_in in range(2, 6):
+        X = rng.standard_normal((40, n_in))
+        labels = np.arange(40) % 3
+        path = write_npz(folder, X, labels, name=f"c{n_in}.npz")
+        tasks[n_in, "classification"] = {"kind": "npz", "path": str(path), "problem": "classification",
+                                         "loss": "cross_entropy"}
+        targets = np.stack([np.sin(X[:, 0]), X[:, 1] * X[:, 0]], axis=1)
+        path = write_npz(folder, X, targets, name=f"r{n_in}.npz")
+        tasks[n_in, "regression"] = {"kind": "npz", "path": str(path), "problem": "regression", "loss": "mse"}
+    return tasks
+
+
+@st.composite
+def connectivities(draw, n_pre: int, n_post: int, same: bool):
+    rules = ["all_to_all", "fixed_probability", "fixed_in_degree", "edges", "networkx"]
+    if n_pre == n_post:
+        rules.append("one_to_one")
+    rule = draw(st.sampled_from(rules))
+    if rule in ("all_to_all", "one_to_one"):
+        return rule
+    if rule == "fixed_probability":
+        return {"rule": rule, "p": draw(st.floats(0.3, 1.0))}
+    if rule == "fixed_in_degree":
+        return {"rule": rule, "k": draw(st.integers(1, n_pre))}
+    if rule == "networkx":
+        if same:
+            return {"rule": rule, "generator": "gnp_random_graph", "params": {"p": 0.6, "directed": True}}
+        return {"rule": rule, "generator": "bipartite.random_graph", "params": {"p": 0.7}}
+    pairs = draw(st.lists(st.tuples(st.integers(0, n_pre - 1), st.integers(0, n_post - 1)), min_size=1,
+                          max_size=12, unique=True))
+    return {"rule": "edges", "edges": [list(p) for p in pairs]}
+
+
+@st.composite
+def scenarios(draw, datasets: dict) -> dict:
+    """A small network: input, 1-3 hidden populations, output; a rule, optimizer and chiral
+    setting per population; random connectivity and storage per projection; sometimes a skip
+    projection and a cycle-closing one."""
+    n_in = draw(st.integers(2, 5))
+    problem = draw(st.sampled_from(["classification", "regression"]))
+    n_out = 3 if problem == "classification" else 2
+    hidden = draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))
+    populations = [{"name": "in", "size": n_in, "role": "input"}]
+    for i, size in enumerate(hidden):
+        rule = draw(st.sampled_from(RULES))
+        learning = {"rule": rule, "optimizer": draw(st.sampled_from(["sgd", "momentum", "adam"])),
+                    "lr": draw(st.sampled_from([0.01, 0.05])),
+                    "kappa": draw(st.sampled_from([0.0, 0.0, 0.5, -0.7]))}
+        population = {"name": f"h{i}", "size": size, "learning": learning,
+                      "activation": draw(st.sampled_from(["tanh", "relu", "sigmoid", "leaky_relu", "identity"]))}
+        if rule == "hebbian":
+            learning["variant"] = draw(st.sampled_from(["oja", "sanger"]))
+            learning["lr"] = 0.01
+            population.update(activation="identity", bias=False)
+        populations.append(population)
+    populations.append({"name": "out", "size": n_out, "role": "output",
+                        "activation": draw(st.sampled_from(["identity", "tanh"]))})
+    sizes = {p["name"]: p["size"] for p in populations}
+    names = [p["name"] for p in populations]
+
+    def projection(pre: str, post: str, name: str | None = None) -> dict:
+        return {**({"name": name} if name else {}), "pre": pre, "post": post,
+                "connectivity": draw(connectivities(sizes[pre], sizes[post], pre == post)),
+                "storage": draw(st.sampled_from(["auto", "dense", "sparse"])),
+                "frozen": draw(st.booleans()) if draw(st.integers(0, 5)) == 0 else False}
+
+    projections = [projection(a, b) for a, b in zip(names, names[1:])]
+    if draw(st.booleans()):  # a skip projection
+        projections.append(projection(draw(st.sampled_from(names[:-2])), "out", "skip"))
+    if draw(st.booleans()):  # a cycle-closing projection (delayed): back to a hidden population
+        projections.append(projection(draw(st.sampled_from(names[1:])), draw(st.sampled_from(names[1:-1])), "cycle"))
+    return {
+        "name": "generated", "seed": draw(st.integers(0, 2**31)), "task": datasets[n_in, problem],
+        "populations": populations, "projections": projections,
+        "learning": {"rule": "backprop", "lr": 0.05},
+        "run": {"ticks": TICKS, "batch_size": draw(st.integers(1, 6)), "eval_every": TICKS},
+    }
+
+
+def pair(data: dict, device: str = "cpu"):
+    reference = model_from({**data, "backend": {"kind": "reference"}})
+    batched = model_from({**data, "backend": {"kind": "batched", "dtype": "float64", "device": device}})
+    return reference, batched
+
+
+def assert_same_state(reference, batched) -> None:
+    for name, projection in reference.projections.items():
+        np.testing.assert_allclose(batched.projections[name].get_weights(), projection.get_weights(),
+                                   rtol=RTOL, atol=ATOL, err_msg=f"weights of {name}")
+    for name, population in reference.populations.items():
+        np.testing.assert_allclose(batched.populations[name].get_biases(), population.get_biases(),
+                                   rtol=RTOL, atol=ATOL, err_msg=f"biases of {name}")
+    for a, b in zip(reference.neurons, batched.neurons):
+        for key, state in a.optimizer_state().items():
+            for field, value in state.items():
+                np.testing.assert_allclose(b.optimizer_state()[key][field], value, rtol=RTOL, atol=ATOL,
+                                           err_msg=f"{field} of neuron {a.unique_id} ({key})")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_batched_agrees_with_reference_on_generated_scenarios(datasets, device, data):
+    scenario = data.draw(scenarios(datasets))
+    try:
+        reference, batched = pair(scenario, device)
+    except ScenarioError as exc:  # a random rule that drew no synapse at all
+        assume("made no synapses" not in str(exc))
+        raise
+    for _ in range(TICKS):
+        reference.step()
+        batched.step()
+        assert batched.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL, abs=ATOL)
+    assert_same_state(reference, batched)
+    np.testing.assert_array_equal(batched.executor.message_counts, reference.executor.message_counts)
+    X = reference.dataset.X_test
+    expected, got = reference.executor.predict(X), batched.executor.predict(X)
+    for field in ("outputs", "activation_mean", "activation_std"):
+        np.testing.assert_allclose(getattr(got, field), getattr(expected, field), rtol=RTOL, atol=ATOL)
+
+
+def recurrent_scenario(task: dict, rule: str = "backprop", optimizer: str = "adam") -> dict:
+    return {
+        "name": "recurrent", "seed": 3, "task": task,
+        "populations": [
+            {"name": "in", "size": 4, "role": "input"},
+            {"name": "a", "size": 6, "activation": "tanh"},
+            {"name": "b", "size": 5, "activation": "relu"},
+            {"name": "out", "size": 3 if task["problem"] == "classification" else 2, "role": "output",
+             "activation": "identity"},
+        ],
+        "projections": [
+            {"pre": "in", "post": "a"},
+            {"pre": "a", "post": "b", "connectivity": {"rule": "fixed_in_degree", "k": 3}},
+            {"pre": "b", "post": "a", "connectivity": {"rule": "fixed_probability", "p": 0.5}},  # closes a cycle
+            {"pre": "b", "post": "b", "connectivity": "one_to_one", "storage": "sparse"},  # onto itself
+            {"pre": "b", "post": "out"},
+        ],
+        "learning": {"rule": rule, "optimizer": optimizer, "lr": 0.02, "kappa": 0.3},
+        "run": {"ticks": TICKS, "batch_size": 5, "eval_every": TICKS},
+    }
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("rule", ["backprop", "feedback_alignment"])
+def test_a_recurrent_network_agrees_tick_by_tick(datasets, device, rule):
+    reference, batched = pair(recurrent_scenario(datasets[4, "classification"], rule), device)
+    assert [p.delayed for p in reference.network.projections] == [False, False, True, True, False]
+    for _ in range(TICKS):
+        reference.step()
+        batched.step()
+        assert batched.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL)
+        np.testing.assert_allclose(batched.last_result.outputs, reference.last_result.outputs, rtol=RTOL, atol=ATOL)
+    assert_same_state(reference, batched)
+
+
+def test_agent_views_read_like_reference_agents(datasets):
+    """Mesa-style analysis code runs unchanged on both executors."""
+    reference, batched = pair(recurrent_scenario(datasets[4, "regression"]))
+    reference.run(6)
+    batched.run(6)
+
+    def analysis(model) -> list:
+        return [(agent.unique_id, agent.population.name, agent.in_degree, agent.bias, agent.weight_norm,
+                 agent.activation_mean, agent.activation_std) for agent in model.agents]
+
+    for (a, b) in zip(analysis(reference), analysis(batched)):
+        assert a[:3] == b[:3]
+        np.testing.assert_allclose(b[3:], a[3:], rtol=RTOL, atol=ATOL)
+    for a, b in zip(reference.neurons, batched.neurons):
+        np.testing.assert_allclose(b.incoming_weights(), a.incoming_weights(), rtol=RTOL, atol=ATOL)
+        for field in ("u", "y", "delta"):
+            expected = getattr(a, field)
+            if a.population.role != "input" or field != "delta":
+                np.testing.assert_allclose(getattr(b, field), expected, rtol=RTOL, atol=ATOL)
+    assert len(batched.agents) == batched.network.n_neurons
+    assert len(batched.populations["b"].agents) == 5
+    np.testing.assert_array_equal(batched.metrics["messages"], reference.metrics["messages"])
+    np.testing.assert_allclose(batched.agent_metrics["weight_norm"], reference.agent_metrics["weight_norm"],
+                               rtol=RTOL)
+
+
+def test_set_weights_reach_the_batched_tick(datasets):
+    reference, batched = pair(recurrent_scenario(datasets[4, "classification"], "backprop", "sgd"))
+    rng = np.random.default_rng(0)
+    for name in reference.projections:
+        values = rng.normal(size=len(reference.projections[name]))
+        reference.projections[name].set_weights(values)
+        batched.projections[name].set_weights(values)
+    reference.populations["a"].set_biases(np.full(6, 0.1))
+    batched.populations["a"].set_biases(np.full(6, 0.1))
+    reference.step()
+    batched.step()
+    assert batched.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL)
+    assert_same_state(reference, batched)
+
+
+def test_float32_is_the_batched_default_and_float64_on_request(datasets):
+    scenario = recurrent_scenario(datasets[4, "classification"])
+    default = model_from({**scenario, "backend": {"kind": "batched", "device": "cpu"}})
+    assert default.executor.dtype_name == "float32"
+    assert default.executor.projections[0].weights.dtype == torch.float32
+    reference, batched = pair(scenario)
+    reference.run(TICKS)
+    default.run(TICKS)
+    # float32 follows the float64 trajectory to float32 accuracy.
+    np.testing.assert_allclose(default.projections["in->a"].get_weights(), reference.projections["in->a"].get_weights(),
+                               rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("storage, layout", [("auto", "sparse"), ("dense", "dense"), ("sparse", "sparse")])
+def test_storage_is_chosen_by_density_unless_set(datasets, storage, layout):
+    scenario = recurrent_scenario(datasets[4, "classification"])
+    scenario["projections"][3]["storage"] = storage  # one-to-one: density 1/5
+    scenario["backend"] = {"kind": "batched", "sparse_threshold": 0.25}
+    model = model_from(scenario)
+    assert model.executor.projections[3].layout.layout == layout
+    assert model.executor.projections[0].layout.layout == "dense"  # all-to-all
