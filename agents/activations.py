@@ -49,7 +49,7 @@ def _torch_table() -> dict[str, Activation]:
         "sigmoid": Activation("sigmoid", sigmoid, lambda u, y: y * (1.0 - y)),
         "leaky_relu": Activation(
             "leaky_relu", lambda u: torch.where(u > 0, u, LEAKY_SLOPE * u),
-            lambda u, y: torch.where(u > 0, 1.0, LEAKY_SLOPE).to(u.dtype),
+            lambda u, y: torch.where(u > 0, torch.ones_like(u), torch.full_like(u, LEAKY_SLOPE)),
         ),
     }
 

@@ -63,7 +63,7 @@ class NeuronView(mesa.Agent):
 
     @property
     def weight_norm(self) -> float:
-        return float(np.linalg.norm(self.incoming_weights()))
+        return self._executor.neuron_weight_norm(self.population, self.index)
 
     def optimizer_state(self) -> dict[str, dict[str, np.ndarray | int]]:
         """This neuron's optimizer state, by projection name (and ``"bias"``), as in

@@ -276,7 +276,14 @@ def _assign_credit(network: Network) -> None:
 def _credit_warnings(network: Network) -> list[str]:
     """Populations that learn by a gradient rule but that no credit can ever reach."""
     warnings = []
+    output = network.output
     for population in network.populations.values():
+        if population.dfa_receiver and population.needs_credit and population.level >= output.level:
+            warnings.append(
+                f"population '{population.name}' learns by direct feedback alignment but acts at or after the "
+                f"output population's level ({population.level} >= {output.level}): the output's error reaches it "
+                "only after its backward stage, so its credit is always zero"
+            )
         if population.role in ("input", "output") or not population.needs_credit or population.dfa_receiver:
             continue
         if not any(p.sends_error and p.pre is population for p in network.projections):

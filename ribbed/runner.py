@@ -150,9 +150,21 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError, or torch's (a GPU's, or the CPU allocator's RuntimeError)."""
+    if isinstance(exc, MemoryError):
+        return True
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
 def _out_of_memory(scenario: Scenario) -> RibbedError:
     return RibbedError(Problem(scenario.source, "", "ran out of memory for this network",
-                               "use smaller populations, sparser connectivity or a smaller run.batch_size"))
+                               "use smaller populations, sparser connectivity, a smaller run.batch_size, "
+                               "or backend.dtype float32"))
 
 
 def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path | None = None,
@@ -165,7 +177,9 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
     path = RunDirectory.choose(scenario, out) if write else None
     try:
         model = NetworkModel(scenario)
-    except MemoryError:
+    except (MemoryError, RuntimeError) as exc:
+        if not _is_out_of_memory(exc):
+            raise
         raise _out_of_memory(scenario) from None
     directory = RunDirectory(path, scenario, scenario.output.agent_metrics) if path is not None else None
     start = time.perf_counter()
@@ -175,10 +189,10 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
     except KeyboardInterrupt:
         status = "interrupted"
         raise
-    except MemoryError:
-        status, error = "failed", "out of memory"
-        raise _out_of_memory(scenario) from None
     except BaseException as exc:
+        if _is_out_of_memory(exc):
+            status, error = "failed", "out of memory"
+            raise _out_of_memory(scenario) from None
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:

@@ -411,7 +411,7 @@ class BackendSpec(Strict):
         "(which computes in float64 only)."
     )
     sparse_threshold: float = Field(
-        0.1, ge=0.0, le=1.0,
+        0.3, ge=0.0, le=1.0,
         description="batched executor: projections with fewer than this share of all possible synapses "
         "are stored sparse (CSR); see projections[].storage.",
     )

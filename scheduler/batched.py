@@ -64,6 +64,7 @@ class _Population:
         self.plastic: list[_Synapses] = []
         self.dfa: torch.Tensor | None = None  # (size, n_outputs)
         self.sanger: list[_Synapses] = []
+        self.plastic_counts: torch.Tensor | None = None  # plastic synapses per neuron (chiral shares)
         self.u: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
         self.delta: torch.Tensor | None = None
@@ -108,6 +109,10 @@ class BatchedExecutor(Executor):
         self._per_tick = messages_per_tick(network)
         self._ticks = 0
         self._activation_stats: np.ndarray | None = None
+        self._agent_cache: dict | None = None  # per-neuron values the agent views read
+        for population in self.populations.values():
+            counts = sum(s.layout.row_counts for s in population.plastic)
+            population.plastic_counts = torch.as_tensor(counts, dtype=self.dtype, device=self.device)
         self.neurons = [
             NeuronView(model, self, population, i)
             for population in network.populations.values()
@@ -117,8 +122,13 @@ class BatchedExecutor(Executor):
     # ------------------------------------------------------------------ the tick
 
     def tick(self, tick: int, index: np.ndarray) -> TickResult:
+        index = torch.from_numpy(np.ascontiguousarray(index))
+        if self.device.type == "cuda":  # from pinned memory, so the copy does not wait for the GPU
+            index = index.pin_memory().to(self.device, non_blocking=True)
         with torch.no_grad():
-            return self._tick(torch.as_tensor(index, device=self.device))
+            result = self._tick(index)
+        self._agent_cache = None
+        return result
 
     def _tick(self, index: torch.Tensor) -> TickResult:
         x = self.inputs.index_select(0, index)
@@ -181,7 +191,7 @@ class BatchedExecutor(Executor):
         if plastic:
             sanger = self._sanger_gradients(population) if population.sanger else {}
             grads = [sanger[id(s)] if id(s) in sanger else self._gradient(population, s, batch) for s in plastic]
-            scales = self._chiral_scales(plastic, grads)
+            scales = self._chiral_scales(population, grads)
             for synapses, grad, scale in zip(plastic, grads, scales):
                 step = synapses.optimizer.step(grad)
                 if scale is not None:
@@ -216,14 +226,15 @@ class BatchedExecutor(Executor):
             offset += width
         return grads
 
-    def _chiral_scales(self, plastic: list[_Synapses], grads: list[torch.Tensor]) -> list[torch.Tensor | None]:
+    def _chiral_scales(self, population: _Population, grads: list[torch.Tensor]) -> list[torch.Tensor | None]:
         """Per synapse 1 + kappa (2a - 1), a = the share of the neuron's plastic synapses whose
         gradient has its sign (zero counts as a sign); None where kappa is 0."""
+        plastic = population.plastic
         if all(s.kappa == 0.0 for s in plastic):
             return [None] * len(plastic)
         positive = sum(s.layout.row_sum((g > 0).to(self.dtype)) for s, g in zip(plastic, grads))
         negative = sum(s.layout.row_sum((g < 0).to(self.dtype)) for s, g in zip(plastic, grads))
-        total = torch.as_tensor(sum(s.layout.row_counts for s in plastic), dtype=self.dtype, device=self.device)
+        total = population.plastic_counts
         zero = total - positive - negative
         total = total.clamp(min=1.0)
         scales = []
@@ -296,6 +307,7 @@ class BatchedExecutor(Executor):
     def set_weights(self, projection: ProjectionInfo, values: np.ndarray) -> None:
         synapses = self._synapses(projection)
         synapses.weights.copy_(self._as_layout(synapses, values))  # in place: views and optimizers stay valid
+        self._agent_cache = None
 
     def get_feedback(self, projection: ProjectionInfo) -> np.ndarray | None:
         synapses = self._synapses(projection)
@@ -310,6 +322,7 @@ class BatchedExecutor(Executor):
 
     def set_biases(self, population: PopulationInfo, values: np.ndarray) -> None:
         self.populations[population.name].bias.copy_(torch.as_tensor(values, dtype=self.dtype))
+        self._agent_cache = None
 
     def get_dfa(self, population: PopulationInfo) -> np.ndarray | None:
         dfa = self.populations[population.name].dfa
@@ -327,8 +340,25 @@ class BatchedExecutor(Executor):
     def state_of(self, population: PopulationInfo, name: str) -> torch.Tensor | None:
         return getattr(self.populations[population.name], name)
 
+    def _agent_values(self) -> dict:
+        """Every neuron's bias and weight norm, computed once per state (a view reading one
+        neuron at a time would otherwise copy from the device once per neuron)."""
+        if self._agent_cache is None:
+            biases, norms = {}, {}
+            for name, population in self.populations.items():
+                biases[name] = population.bias.cpu().numpy().astype(np.float64)
+                squares = torch.zeros(population.info.size, dtype=torch.float64, device=self.device)
+                for synapses in population.incoming:
+                    squares += synapses.layout.row_sum(synapses.weights.to(torch.float64) ** 2)
+                norms[name] = torch.sqrt(squares).cpu().numpy()
+            self._agent_cache = {"bias": biases, "weight_norm": norms}
+        return self._agent_cache
+
     def neuron_bias(self, population: PopulationInfo, index: int) -> float:
-        return float(self.populations[population.name].bias[index])
+        return float(self._agent_values()["bias"][population.name][index])
+
+    def neuron_weight_norm(self, population: PopulationInfo, index: int) -> float:
+        return float(self._agent_values()["weight_norm"][population.name][index])
 
     def neuron_in_degree(self, population: PopulationInfo, index: int) -> int:
         return int(sum(s.layout.row_counts[index] for s in self.populations[population.name].incoming))

@@ -160,10 +160,6 @@ class SparseProjection(ProjectionTensors):
             self._csr[key] = matrix
         return matrix
 
-    def forget(self, values: torch.Tensor) -> None:
-        """Drop the cached CSR view of a value tensor that is being replaced."""
-        self._csr.pop(values.data_ptr(), None)
-
     def tensor(self, values: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(values), dtype=self.dtype, device=self.device).clone()
 
@@ -186,7 +182,8 @@ class SparseProjection(ProjectionTensors):
                 n = self.info.n_synapses
                 self._gather = (torch.empty(n, dtype=self.dtype, device=self.device),
                                 torch.empty(n, dtype=self.dtype, device=self.device))
-            # Reused buffers: allocating (and first touching) nnz floats costs more than the gathers.
+            # Reused buffers (each projection has its own layout, and its gradient is used once a
+            # tick): allocating and first touching nnz floats costs more than the gathers.
             gathered, result = self._gather
             torch.index_select(x[0], 0, self.col, out=gathered)
             torch.index_select(a[0], 0, self.row, out=result)

@@ -215,3 +215,18 @@ def test_out_of_range_options_are_refused(option: str, value: str, tmp_path: Pat
     assert f"Invalid value for '{option}'" in result.stderr
     assert "greater than or equal to" in result.stderr
     assert not out.exists()
+
+
+def test_run_on_the_batched_executor_from_the_command_line(tmp_path: Path, runner: CliRunner) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", "xor", "--backend", "batched", "--device", "cpu", "--ticks", "50",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "on the batched executor (cpu, float32)" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["backend"], summary["device"], summary["dtype"]) == ("batched", "cpu", "float32")
+    assert yaml.safe_load((out / "scenario.yaml").read_text())["backend"]["kind"] == "batched"
+    with open(out / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["tick"]) for r in rows] == [0, 50]
+    assert int(rows[-1]["messages"]) > 0

@@ -1,5 +1,5 @@
 """Whole runs: the Python API, reproducibility, run directories, and the accuracy the built-in
-scenarios reach on the reference executor."""
+scenarios reach on both executors."""
 
 from __future__ import annotations
 
@@ -88,16 +88,22 @@ def test_a_run_directory_is_never_overwritten(tmp_path):
         run("xor", out=tmp_path / "run", ticks=5)
 
 
-@pytest.mark.slow
+def test_builtin_digits_scenarios_run_on_the_batched_executor_by_default():
+    for name in ("digits", "digits-fa", "digits-dfa", "digits-hebbian"):
+        assert ribbed.load_scenario(name).backend.kind == "batched"
+
+
+@pytest.mark.parametrize("backend", ["batched", pytest.param("reference", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name, bar", [
     ("digits", 0.95),
     ("digits-fa", 0.92),
     ("digits-dfa", 0.92),
     ("digits-hebbian", 0.85),
 ])
-def test_builtin_digits_scenarios_reach_their_accuracy_bar(name, bar):
-    metrics = ribbed.NetworkModel(ribbed.load_scenario(name)).run()
-    assert metrics["test_accuracy"].iloc[-1] >= bar
+def test_builtin_digits_scenarios_reach_their_accuracy_bar(name, bar, backend):
+    result = run(name, backend=backend, write=False)
+    assert result.model.executor.name == backend
+    assert result.metrics["test_accuracy"].iloc[-1] >= bar
 
 
 @pytest.mark.slow
