@@ -25,7 +25,7 @@ from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo
 from ribbed.scheduler.device import resolve_device, resolve_dtype
 from ribbed.scheduler.executor import Executor, Prediction, TickResult
 from ribbed.scheduler.messages import messages_per_tick
-from ribbed.scheduler.projection_tensors import ProjectionTensors, SparseProjection, make_projection_tensors
+from ribbed.scheduler.projection_tensors import ProjectionTensors, make_projection_tensors
 
 if TYPE_CHECKING:
     from ribbed.model import NetworkModel

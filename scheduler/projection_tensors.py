@@ -147,6 +147,7 @@ class SparseProjection(ProjectionTensors):
         self.col_csr = self.col.to(index_type) if small else self.col
         self._csr: dict[int, torch.Tensor] = {}  # CSR views of value tensors, by storage address
         self._gather: tuple[torch.Tensor, torch.Tensor] | None = None  # reused batch-1 buffers
+        self._ones: torch.Tensor | None = None  # the sparsity pattern, for sampled products
 
     def csr(self, values: torch.Tensor) -> torch.Tensor:
         """A CSR tensor that shares ``values``' storage (so updates in place show through)."""
@@ -193,7 +194,7 @@ class SparseProjection(ProjectionTensors):
         return sampled.values().div_(a.shape[0])
 
     def ones(self) -> torch.Tensor:
-        if not hasattr(self, "_ones"):
+        if self._ones is None:
             self._ones = torch.ones(self.info.n_synapses, dtype=self.dtype, device=self.device)
         return self._ones
 

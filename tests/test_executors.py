@@ -130,6 +130,13 @@ def assert_same_state(reference, batched) -> None:
                                            err_msg=f"{field} of neuron {a.unique_id} ({key})")
 
 
+def assert_same_prediction(reference, batched) -> None:
+    X = reference.dataset.X_test
+    expected, got = reference.executor.predict(X), batched.executor.predict(X)
+    for field in ("outputs", "activation_mean", "activation_std"):
+        np.testing.assert_allclose(getattr(got, field), getattr(expected, field), rtol=RTOL, atol=ATOL)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
 @settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -147,10 +154,7 @@ def test_batched_agrees_with_reference_on_generated_scenarios(datasets, device, 
         assert batched.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL, abs=ATOL)
     assert_same_state(reference, batched)
     np.testing.assert_array_equal(batched.executor.message_counts, reference.executor.message_counts)
-    X = reference.dataset.X_test
-    expected, got = reference.executor.predict(X), batched.executor.predict(X)
-    for field in ("outputs", "activation_mean", "activation_std"):
-        np.testing.assert_allclose(getattr(got, field), getattr(expected, field), rtol=RTOL, atol=ATOL)
+    assert_same_prediction(reference, batched)
 
 
 def recurrent_scenario(task: dict, rule: str = "backprop", optimizer: str = "adam") -> dict:
@@ -260,10 +264,7 @@ def test_evaluation_in_chunks_gives_the_same_statistics(datasets, monkeypatch):
     reference.run(5)
     monkeypatch.setattr(batched_module, "PREDICT_CHUNK", 3 * batched.network.n_neurons)  # 3 samples a chunk
     batched.run(5)
-    X = reference.dataset.X_test
-    expected, got = reference.executor.predict(X), batched.executor.predict(X)
-    for field in ("outputs", "activation_mean", "activation_std"):
-        np.testing.assert_allclose(getattr(got, field), getattr(expected, field), rtol=RTOL, atol=ATOL)
+    assert_same_prediction(reference, batched)
 
 
 def dfa_timing_scenario(task: dict, output_feeds_dfa: bool) -> dict:
