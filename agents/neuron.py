@@ -25,6 +25,7 @@ import mesa
 import numpy as np
 
 from ribbed.agents.activations import ACTIVATIONS
+from ribbed.agents.guides import guide_features
 from ribbed.agents.optimizers import Optimizer, make_optimizer
 from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 
@@ -64,6 +65,8 @@ def chiral_scale(grads: np.ndarray, kappa: np.ndarray) -> np.ndarray:
 class NeuronAgent(mesa.Agent):
     """A neuron: state (u, y, delta), incoming synapses, bias, optimizer state, inbox."""
 
+    agent_kind = "neuron"
+
     def __init__(self, model: mesa.Model, agent_id: int, population: PopulationInfo, index: int):
         super().__init__(model)
         self.unique_id = agent_id
@@ -86,6 +89,17 @@ class NeuronAgent(mesa.Agent):
         self.y: np.ndarray | None = None
         self.delta: np.ndarray | None = None
         self.inbox: list[Message] = []
+        # Guided learning (populations with a guide): the clusters on this neuron's guide path (root
+        # first), this tick's context, features and guidance, and the trust alpha set by its meta unit.
+        self.guided = False
+        self.guide_path: list[int] = []
+        self.alpha = float("nan")
+        self.context: np.ndarray | None = None
+        self.features: np.ndarray | None = None
+        self.guidance: np.ndarray | None = None  # the sum of the path's predictions, over the batch
+        self.guidance_parts: np.ndarray | None = None  # (depth, batch): each guide's prediction
+        self.signature: np.ndarray | None = None  # running activity signature (regrouping couplings)
+        self.credit: np.ndarray | None = None  # what the neuron learned from this tick
         # Held-out activation statistics, set by each evaluation.
         self.activation_mean = float("nan")
         self.activation_std = float("nan")
@@ -150,8 +164,9 @@ class NeuronAgent(mesa.Agent):
         """An output neuron reports its activation to the task."""
         bus.send(Message(tick, Stage.READOUT, self.unique_id, TASK, Kind.ACTIVATION, self.y))
 
-    def backward(self, tick: int, bus: MessageBus) -> None:
-        """Turn the error messages into this neuron's credit delta and send credit on."""
+    def backward(self, tick: int, bus: MessageBus, send: bool = True) -> None:
+        """Turn the error messages into this neuron's credit delta and send credit on (unless
+        ``send`` is false: an output neuron on a tick without propagated error keeps its delta)."""
         errors = self.take(Kind.ERROR)
         if not self.population.needs_credit:
             return
@@ -166,6 +181,8 @@ class NeuronAgent(mesa.Agent):
             for m in errors:
                 total = total + m.payload
             self.delta = derivative * total
+        if not send:
+            return
         for synapses in self.incoming:
             if synapses.projection.sends_error:
                 matrix = synapses.feedback if synapses.feedback is not None else synapses.weights
@@ -186,6 +203,55 @@ class NeuronAgent(mesa.Agent):
         bus.send_each(tick, Stage.BACKWARD, self.unique_id, self.later_peers, Kind.FEEDBACK,
                       np.multiply.outer(self.y, weights))
 
+    # ------------------------------------------------------------------ guided learning
+
+    def read_context(self, signature_decay: float | None) -> None:
+        """Guide stage: take the task's context, form the features, and update the signature."""
+        (message,) = self.take(Kind.TARGET)
+        self.context = message.payload
+        derivative = self.activation.df(self.u, self.y)
+        self.features = guide_features(self.u, self.y, derivative, self.context)
+        if signature_decay is not None:
+            batch = self.y.shape[0]
+            now = np.concatenate([[self.y.mean()], self.y @ self.context / batch])
+            previous = np.zeros_like(now) if self.signature is None else self.signature
+            self.signature = previous + signature_decay * (now - previous)
+
+    def ask_guides(self, tick: int, bus: MessageBus) -> None:
+        """Send the features to every guide on the path."""
+        bus.send_each(tick, Stage.GUIDE, self.unique_id, self.guide_path, Kind.GUIDANCE, self.features)
+
+    def read_guidance(self) -> None:
+        """Sum the path's predictions (they arrive in path order: clusters answer in id order, and
+        a path's clusters have increasing ids)."""
+        answers = {m.src: m.payload for m in self.take(Kind.GUIDANCE)}
+        self.guidance_parts = np.stack([answers[c] for c in self.guide_path])
+        self.guidance = self.guidance_parts.sum(axis=0)
+
+    def send_feedback(self, tick: int, bus: MessageBus) -> None:
+        """When the true credit arrived: send each guide on the path its training rows, the target
+        being the credit minus what the guides above it predicted."""
+        if self.delta is None:
+            return
+        above = np.cumsum(self.guidance_parts, axis=0) - self.guidance_parts
+        tail = np.column_stack([self.guidance, self.delta])
+        payloads = [np.column_stack([self.features, self.delta - above[level], tail])
+                    for level in range(len(self.guide_path))]
+        bus.send_rows(tick, Stage.GUIDE, self.unique_id, self.guide_path, Kind.FEEDBACK, payloads)
+
+    def read_modulation(self) -> None:
+        (message,) = self.take(Kind.MODULATION)
+        self.alpha = float(message.payload)
+
+    def _credit(self) -> np.ndarray | None:
+        """What this neuron learns from: its delta, or, when guided, (1 - alpha) delta + alpha
+        guidance (alpha guidance alone when no propagated error arrived this tick)."""
+        if not self.guided:
+            return self.delta
+        if self.delta is None:
+            return self.alpha * self.guidance
+        return (1.0 - self.alpha) * self.delta + self.alpha * self.guidance
+
     def learn(self, tick: int) -> None:
         """Update the incoming weights and the bias from this tick's signals."""
         lateral = self.take(Kind.FEEDBACK)
@@ -194,6 +260,7 @@ class NeuronAgent(mesa.Agent):
             reconstruction = lateral[0].payload.copy()
             for message in lateral[1:]:
                 reconstruction += message.payload
+        self.credit = self._credit()
         plastic = self._plastic
         if plastic:
             grads = [self._gradient(s, reconstruction) for s in plastic]
@@ -201,16 +268,16 @@ class NeuronAgent(mesa.Agent):
             scale = chiral_scale(np.concatenate(grads), self._kappa)
             for synapses, step, part in zip(plastic, steps, np.split(scale, self._splits)):
                 synapses.weights = synapses.weights + step * part
-        if self.bias_optimizer is not None and self.delta is not None:
-            self.bias = self.bias + float(self.bias_optimizer.step(np.asarray(self.delta.mean())))
+        if self.bias_optimizer is not None and self.credit is not None:
+            self.bias = self.bias + float(self.bias_optimizer.step(np.asarray(self.credit.mean())))
 
     def _gradient(self, synapses: Synapses, reconstruction: np.ndarray | None) -> np.ndarray:
         x = synapses.inputs
         batch = x.shape[1]
         rule = synapses.projection.learning.rule
         if rule != "hebbian":
-            delta = self.delta if self.delta is not None else np.zeros(batch)
-            return (x @ delta) / batch
+            credit = self.credit if self.credit is not None else np.zeros(batch)
+            return (x @ credit) / batch
         y = self.y
         residual = x
         if synapses.projection.sanger and reconstruction is not None:

@@ -18,11 +18,13 @@ if TYPE_CHECKING:
     from ribbed.environment.network import PopulationInfo
     from ribbed.scheduler.batched import BatchedExecutor
 
-__all__ = ["NeuronView"]
+__all__ = ["ClusterView", "NeuronView"]
 
 
 class NeuronView(mesa.Agent):
     """One neuron's state inside the batched executor's tensors."""
+
+    agent_kind = "neuron"
 
     def __init__(self, model: mesa.Model, executor: BatchedExecutor, population: PopulationInfo, index: int):
         super().__init__(model)
@@ -78,5 +80,52 @@ class NeuronView(mesa.Agent):
     def activation_std(self) -> float:
         return self._executor.activation_stat(1, self.unique_id)
 
+    @property
+    def alpha(self) -> float:
+        """Trust in the guide (guided populations; NaN elsewhere)."""
+        return self._executor.neuron_guidance_value(self.population, "alpha", self.index)
+
+    @property
+    def guidance(self) -> np.ndarray | None:
+        """The guides' prediction of this neuron's credit over the last tick's batch."""
+        return self._executor.neuron_guidance_value(self.population, "guidance", self.index)
+
+    @property
+    def credit(self) -> np.ndarray | None:
+        """What the neuron learned from on the last tick."""
+        return self._column(self._executor.state_of(self.population, "credit"))
+
     def __repr__(self) -> str:
         return f"NeuronView({self.unique_id}, population={self.population.name!r}, index={self.index})"
+
+
+class ClusterView(mesa.Agent):
+    """A guide of the batched executor (one row of its stacked guides), seen as a Mesa agent with
+    the ids and reads of a reference :class:`~ribbed.agents.cluster.ClusterAgent`."""
+
+    agent_kind = "cluster"
+
+    def __init__(self, model: mesa.Model, executor: BatchedExecutor, agent_id: int, population: PopulationInfo,
+                 index: int):
+        super().__init__(model)
+        self.unique_id = agent_id
+        self.population = population
+        self.index = index
+        self._executor = executor
+
+    @property
+    def members(self) -> list[int]:
+        """Ids of the neurons whose path includes this guide."""
+        paths = self._executor.populations[self.population.name].guidance.paths
+        return [self.population.start + int(i) for i in np.flatnonzero((paths == self.index).any(axis=1))]
+
+    @property
+    def alpha(self) -> float:
+        """The alpha this guide's meta unit set (NaN if it is not a meta unit)."""
+        guidance = self._executor.populations[self.population.name].guidance
+        units = guidance.coupling.unit_guides()
+        where = np.flatnonzero(units == self.index)
+        return float(guidance.unit_alpha[int(where[0])]) if where.size else float("nan")
+
+    def __repr__(self) -> str:
+        return f"ClusterView({self.unique_id}, population={self.population.name!r}, guide={self.index})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cross_entropy", "mse", "accuracy", "r2"]
+__all__ = ["cross_entropy", "mse", "accuracy", "r2", "sample_losses"]
 
 
 def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
@@ -28,6 +28,17 @@ def mse(outputs: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 LOSSES = {"cross_entropy": cross_entropy, "mse": mse}
+
+
+def sample_losses(name: str, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Each sample's own loss (its term in the batch mean); the task broadcasts 1 - exp(-loss)
+    to guided neurons as the sample's surprise."""
+    if name == "mse":
+        diff = outputs - targets
+        return (diff * diff).mean(axis=1)
+    shifted = outputs - outputs.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -(targets * log_p).sum(axis=1)
 
 
 def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:

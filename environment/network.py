@@ -14,6 +14,8 @@ import networkx as nx
 import numpy as np
 
 from ribbed.environment.connectivity import ConnectivityError, connect
+from ribbed.agents.guides import n_context_columns
+from ribbed.environment.guidance import GuidedPopulation, guided_populations
 from ribbed.environment.weights import initial_weights
 from ribbed.errors import Problem, ScenarioError
 from ribbed.scenarios.schema import GRADIENT_RULES, LearningSpec, Scenario
@@ -94,6 +96,8 @@ class Network:
     sanger_layout: dict[str, list[tuple[ProjectionInfo, int]]] = field(default_factory=dict)
     #: Things that are valid but probably not what was meant (shown by validate and run).
     warnings: list[str] = field(default_factory=list)
+    #: Populations with a guide, by name (see :mod:`ribbed.environment.guidance`).
+    guided: dict[str, GuidedPopulation] = field(default_factory=dict)
 
     @property
     def input(self) -> PopulationInfo:
@@ -189,6 +193,7 @@ def build_network(scenario: Scenario) -> Network:
         if population.dfa_receiver:
             rng = component_rng(scenario.seed, "dfa", population.name)
             network.dfa_matrices[population.name] = rng.uniform(-1.0, 1.0, (population.size, n_out)) / np.sqrt(n_out)
+    network.guided = guided_populations(scenario, populations, n_context=n_context_columns(n_out))
     return network
 
 

@@ -1,4 +1,5 @@
-"""Meta-controllers: the coupling strength alpha of each neuron or cluster, and evolution.
+"""Meta-controllers: the coupling strength alpha of each neuron or cluster (Meta-BP)."""
 
-Neurons without guides have nothing to weigh; the meta-controllers arrive with the guides.
-"""
+from ribbed.meta.controllers import ConfidenceController, FixedController, MetaController, make_controller
+
+__all__ = ["ConfidenceController", "FixedController", "MetaController", "make_controller"]

@@ -138,6 +138,7 @@ def validate(
     """Check scenario files: schema, cross-references, connectivity and task data."""
     from ribbed.environment.network import build_network
     from ribbed.environment.tasks import load_task
+    from ribbed.model import check_estimators
     from ribbed.scheduler.executor import check_backend
 
     failed = False
@@ -145,6 +146,7 @@ def validate(
         try:
             scenario = load_scenario(name)
             check_backend(scenario)
+            check_estimators(scenario, {})  # a file cannot supply scikit-learn estimators
             network = build_network(scenario)
             load_task(scenario)
         except RibbedError as exc:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ribbed.agents.neuron import NeuronAgent
-from ribbed.errors import RibbedWarning
+from ribbed.errors import Problem, RibbedWarning, ScenarioError
 from ribbed.environment.losses import LOSSES, accuracy, r2
 from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo, build_network
 from ribbed.environment.stream import DataStream
@@ -28,8 +28,9 @@ from ribbed.scenarios.schema import Scenario
 from ribbed.scheduler.executor import Executor, TickResult, make_executor
 from ribbed.scheduler.messages import Kind
 from ribbed.seeding import component_rng
+from ribbed.specialization_recorder import NEURON_METRICS, SpecializationRecorder
 
-__all__ = ["NetworkModel", "Population", "Projection"]
+__all__ = ["NetworkModel", "Population", "Projection", "check_estimators"]
 
 #: Per-neuron metrics recorded at each evaluation (attribute names of NeuronAgent, or callables).
 AGENT_REPORTERS: dict[str, str | Callable] = {
@@ -39,6 +40,8 @@ AGENT_REPORTERS: dict[str, str | Callable] = {
     "bias": "bias",
     "activation_mean": "activation_mean",
     "activation_std": "activation_std",
+    **{name: (lambda name: lambda agent: agent.model.neuron_metric(name, agent))(name) for name in NEURON_METRICS},
+    "agent_kind": "agent_kind",
 }
 
 
@@ -140,8 +143,12 @@ class NetworkModel(mesa.Model):
     >>> metrics = model.run()                         # doctest: +SKIP
     """
 
-    def __init__(self, scenario: Scenario | str | Path | Mapping[str, Any]):
+    def __init__(self, scenario: Scenario | str | Path | Mapping[str, Any], *,
+                 guides: Mapping[str, Any] | None = None):
+        """``guides`` maps a population whose guide is ``{kind: sklearn}`` to the scikit-learn
+        regressor its guides are cloned from."""
         scenario = load_scenario(scenario)
+        self.guide_estimators = check_estimators(scenario, dict(guides or {}))
         # Mesa's own generators (model.random, model.rng) are seeded like every other component.
         super().__init__(rng=component_rng(scenario.seed, "mesa"))
         self.scenario = scenario
@@ -154,6 +161,7 @@ class NetworkModel(mesa.Model):
         self.targets_test = self.dataset.targets(self.dataset.y_test)
         self.tick = 0
         self.executor: Executor = make_executor(self)
+        self.specialization = SpecializationRecorder(self)
         self.populations = {name: Population(self, info) for name, info in self.network.populations.items()}
         self.projections = {p.name: Projection(self, p) for p in self.network.projections}
         self.last_result: TickResult | None = None
@@ -188,7 +196,7 @@ class NetworkModel(mesa.Model):
 
     def evaluate(self) -> dict[str, float]:
         """Metrics on the held-out set (and per-neuron activation statistics on it)."""
-        prediction = self.executor.predict(self.dataset.X_test)
+        prediction = self.executor.predict(self.dataset.X_test, keep=self.specialization.kept_populations)
         loss, _ = LOSSES[self.dataset.loss](prediction.outputs, self.targets_test)
         metrics = {"test_loss": loss}
         if self.dataset.classification:
@@ -196,7 +204,15 @@ class NetworkModel(mesa.Model):
         else:
             metrics["test_r2"] = r2(prediction.outputs, self.targets_test)
         self.executor.store_activation_stats(prediction.activation_mean, prediction.activation_std)
+        metrics.update(self.specialization.record(prediction.activations))
         return metrics
+
+    def neuron_metric(self, name: str, agent: Any) -> float:
+        """A per-neuron specialization value of the latest evaluation (NaN where it does not
+        apply; None for agents that are not neurons)."""
+        if getattr(agent, "agent_kind", None) != "neuron":
+            return None
+        return float(self.specialization.values[name][agent.unique_id])
 
     def record(self) -> dict[str, float]:
         """Evaluate and append one row of metrics to the DataCollector."""
@@ -222,7 +238,8 @@ class NetworkModel(mesa.Model):
     def _metric_names(self) -> list[str]:
         names = ["tick", "epoch", "train_loss"]
         names += ["train_accuracy", "test_loss", "test_accuracy"] if self.dataset.classification else ["test_loss", "test_r2"]
-        return names + ["messages"] + [f"msg_{kind.name.lower()}" for kind in Kind]
+        names += ["messages"] + [f"msg_{kind.name.lower()}" for kind in Kind]
+        return names + self.specialization.metric_names()
 
     def run(self, ticks: int | None = None, *, on_tick: Callable[[NetworkModel], None] | None = None,
             on_record: Callable[[NetworkModel, dict], None] | None = None) -> pd.DataFrame:
@@ -269,3 +286,27 @@ class NetworkModel(mesa.Model):
 
 def _metric(key: str) -> Callable[[NetworkModel], float]:
     return lambda model: model.last_metrics.get(key, float("nan"))
+
+
+def check_estimators(scenario: Scenario, guides: dict[str, Any]) -> dict[str, Any]:
+    """The estimators for the populations with ``guide: {kind: sklearn}``, checked."""
+    kinds = {p.name: (i, p.guide.kind if p.guide is not None else None) for i, p in enumerate(scenario.populations)}
+    for name, estimator in guides.items():
+        if name not in kinds or kinds[name][1] != "sklearn":
+            where = f"populations[{kinds[name][0]}].guide" if name in kinds else "populations"
+            raise ScenarioError(Problem(scenario.source, where,
+                                        f"an estimator was given for population '{name}', whose guide is not "
+                                        "of kind sklearn", f"set 'guide: {{kind: sklearn}}' on population '{name}', "
+                                        "or leave it out of guides="))
+        if not (hasattr(estimator, "fit") and hasattr(estimator, "predict") and hasattr(estimator, "get_params")):
+            raise ScenarioError(Problem(scenario.source, f"populations[{kinds[name][0]}].guide",
+                                        f"the guide given for '{name}' is not a scikit-learn regressor "
+                                        f"({type(estimator).__name__})", "pass an estimator with fit, predict "
+                                        "and get_params, e.g. sklearn.neighbors.KNeighborsRegressor()"))
+    for name, (i, kind) in kinds.items():
+        if kind == "sklearn" and name not in guides:
+            raise ScenarioError(Problem(scenario.source, f"populations[{i}].guide",
+                                        f"population '{name}' has a guide of kind sklearn, and no estimator was given",
+                                        f"pass it from Python: NetworkModel(scenario, guides={{'{name}': "
+                                        "estimator}), or use guide kind tree, linear or mlp"))
+    return guides

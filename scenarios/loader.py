@@ -170,6 +170,8 @@ def _unwrap(annotation: Any) -> Any:
 def _union_members(annotation: Any) -> list | None:
     annotation = _unwrap(annotation)
     args = [_unwrap(a) for a in get_args(annotation) if a is not type(None)]
+    if len(args) == 1 and len(get_args(annotation)) == 2:  # Optional[a tagged union]
+        return _union_members(args[0])
     models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
     return models if len(models) > 1 else None
 

@@ -11,20 +11,20 @@ Field descriptions double as documentation: ``ribbed schema`` prints them as JSO
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union, get_args
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    GetPydanticSchema,
     PrivateAttr,
     ValidationError,
     create_model,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from ribbed.scenarios.base import MAX_NEURONS, Fraction, Name, Strict, tagged_union
+from ribbed.scenarios.guidance import ConfidenceMetaSpec, CouplingSpec, DirectCouplingSpec, GuideSpec, MetaSpec
 
 __all__ = [
     "BackendSpec",
@@ -41,51 +41,7 @@ __all__ = [
     "WeightInitSpec",
 ]
 
-#: Agent ids are 32-bit: the largest network (all populations together).
-MAX_NEURONS = 2**31 - 1
 GRADIENT_RULES = ("backprop", "feedback_alignment", "direct_feedback_alignment")
-
-Name = Annotated[
-    str,
-    Field(
-        pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$",
-        max_length=64,
-        description="A name: letters, digits, '_', '-', '.'; starting with a letter or '_'.",
-    ),
-]
-Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
-
-
-class Strict(BaseModel):
-    """Base of every section: unknown keys are errors, values are checked on assignment,
-    nothing is coerced (``size: "4"`` or ``size: true`` is an error, not 4 or 1), and no
-    number is infinite or NaN."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
-
-
-def _tagged_union(tag: str, *members: type[BaseModel]) -> Any:
-    """A section that is one of ``members``, chosen by its ``tag`` key, which may also be written
-    as just the tag (``connectivity: all_to_all``).
-
-    The JSON Schema admits that shorthand too, so an editor checking a file against
-    ``ribbed schema`` accepts exactly what the loader accepts (the built-ins use it).
-    """
-    tags = [get_args(member.model_fields[tag].annotation)[0] for member in members]
-
-    def expand(value: Any) -> Any:
-        return {tag: value} if isinstance(value, str) else value
-
-    def document(schema: Any, handler: Any) -> dict[str, Any]:
-        return {"anyOf": [{"type": "string", "enum": tags}, handler(schema)]}
-
-    return Annotated[
-        Union[members],  # type: ignore[valid-type]
-        Field(discriminator=tag),
-        BeforeValidator(expand),
-        GetPydanticSchema(get_pydantic_json_schema=document),
-    ]
-
 
 # --------------------------------------------------------------------------- learning
 
@@ -177,6 +133,17 @@ class PopulationSpec(Strict):
         None,
         description="Overrides for this population's biases and the projections into it.",
     )
+    guide: Optional[GuideSpec] = Field(  # type: ignore[valid-type]
+        None,
+        description="Hidden populations: the ML model each neuron consults for its credit (tree, linear, mlp); "
+        "see the scenario's coupling and meta sections.",
+    )
+    coupling: Optional[CouplingSpec] = Field(  # type: ignore[valid-type]
+        None, description="Overrides the scenario's coupling for this population's guides."
+    )
+    meta: Optional[MetaSpec] = Field(  # type: ignore[valid-type]
+        None, description="Overrides the scenario's meta-controller for this population."
+    )
 
     @model_validator(mode="after")
     def _default_activation(self) -> "PopulationSpec":
@@ -244,7 +211,7 @@ class EdgeList(Strict):
     )
 
 
-ConnectivitySpec = _tagged_union("rule", AllToAll, OneToOne, FixedProbability, FixedInDegree, NetworkxGraph, EdgeList)
+ConnectivitySpec = tagged_union("rule", AllToAll, OneToOne, FixedProbability, FixedInDegree, NetworkxGraph, EdgeList)
 
 
 class FanInUniform(Strict):
@@ -292,7 +259,7 @@ class Constant(Strict):
     value: float
 
 
-WeightInitSpec = _tagged_union("kind", FanInUniform, GlorotUniform, HeNormal, Normal, Uniform, Constant)
+WeightInitSpec = tagged_union("kind", FanInUniform, GlorotUniform, HeNormal, Normal, Uniform, Constant)
 
 
 class ProjectionSpec(Strict):
@@ -368,7 +335,7 @@ class NpzTask(Strict):
     loss: Literal["cross_entropy", "mse"] = "mse"
 
 
-TaskSpec = _tagged_union("kind", DigitsTask, MoonsTask, XorTask, SineTask, NpzTask)
+TaskSpec = tagged_union("kind", DigitsTask, MoonsTask, XorTask, SineTask, NpzTask)
 
 #: Input and output sizes of the tasks whose data is known without reading a file.
 TASK_SHAPES: dict[str, tuple[int, int]] = {"digits": (64, 10), "moons": (2, 2), "xor": (2, 2), "sine": (1, 1)}
@@ -383,6 +350,11 @@ class ScheduleSpec(Strict):
     mode: Literal["staged"] = Field(
         "staged",
         description="staged: messages sent in a stage are delivered before the next stage.",
+    )
+    backward_every: int = Field(
+        1, gt=0,
+        description="The propagated error (the backward stage) runs on ticks that are multiples of this; "
+        "in between, hidden neurons learn from their guides alone (or not at all, without a guide).",
     )
 
 
@@ -429,7 +401,8 @@ class OutputSpec(Strict):
 
 
 class Scenario(Strict):
-    """One run: seed, task, populations, projections, learning, schedule, run length, backend, output."""
+    """One run: seed, task, populations, projections, learning, coupling, meta, schedule, run length,
+    backend, output."""
 
     name: Name
     description: str = ""
@@ -438,6 +411,12 @@ class Scenario(Strict):
     populations: list[PopulationSpec] = Field(..., min_length=1)
     projections: list[ProjectionSpec] = Field(default_factory=list)
     learning: LearningSpec = Field(default_factory=LearningSpec, description="Network-wide learning settings.")
+    coupling: Optional[CouplingSpec] = Field(  # type: ignore[valid-type]
+        None, description="How neurons of guided populations reach their guides; default: direct."
+    )
+    meta: Optional[MetaSpec] = Field(  # type: ignore[valid-type]
+        None, description="How much each guided neuron trusts its guide; default: confidence."
+    )
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     run: RunSpec = Field(default_factory=RunSpec)
     backend: BackendSpec = Field(default_factory=BackendSpec)
@@ -478,6 +457,14 @@ class Scenario(Strict):
 
     def population_learning(self, population: PopulationSpec) -> LearningSpec:
         return resolve_learning(self.learning, population.learning)
+
+    def population_coupling(self, population: PopulationSpec) -> CouplingSpec:  # type: ignore[valid-type]
+        """The coupling of a guided population: its own, the scenario's, or direct."""
+        return population.coupling or self.coupling or DirectCouplingSpec(kind="direct")
+
+    def population_meta(self, population: PopulationSpec) -> MetaSpec:  # type: ignore[valid-type]
+        """The meta-controller of a guided population: its own, the scenario's, or confidence."""
+        return population.meta or self.meta or ConfidenceMetaSpec(kind="confidence")
 
     def projection_learning(self, projection: ProjectionSpec) -> LearningSpec:
         return resolve_learning(self.learning, self.population(projection.post).learning, projection.learning)
@@ -550,6 +537,8 @@ def _check_scenario(s: Scenario):
                              f"the output population '{population.name}' is not reachable from the input population",
                              population.name, "add projections that lead from the input population to it")
 
+    yield from _check_guidance(s)
+
     if s.task.kind == "npz" and s.task.problem == "regression" and s.task.loss == "cross_entropy":
         yield _error(("task", "loss"), "cross_entropy needs class labels, and this task is a regression",
                      s.task.loss, "use loss: mse, or problem: classification")
@@ -608,3 +597,35 @@ def _check_connectivity(i: int, projection: ProjectionSpec, n_pre: int, n_post: 
         except ValueError as exc:
             yield _error(loc + ("generator",), str(exc), c.generator,
                          "name a generator function of networkx, e.g. 'erdos_renyi_graph'")
+
+
+def _check_guidance(s: Scenario):
+    """Guides only where there is credit to predict; coupling and meta only where there are guides."""
+    guided = False
+    for i, population in enumerate(s.populations):
+        if population.guide is None:
+            for section in ("coupling", "meta"):
+                if getattr(population, section) is not None:
+                    yield _error(("populations", i, section), f"population '{population.name}' has no guide, "
+                                 f"so its {section} has nothing to act on", section,
+                                 f"add 'guide: mlp' (or tree, linear) to the population, or remove '{section}'")
+            continue
+        if population.role != "hidden":
+            yield _error(("populations", i, "guide"), f"guides predict the credit of hidden neurons, and "
+                         f"'{population.name}' is the {population.role} population", population.guide.kind,
+                         "move the guide to a hidden population")
+            continue
+        rule = s.population_learning(population).rule
+        if rule not in GRADIENT_RULES:
+            yield _error(("populations", i, "guide"), f"population '{population.name}' learns by the {rule} rule, "
+                         "which uses no credit for a guide to predict", population.guide.kind,
+                         "use a gradient rule (backprop, feedback_alignment, direct_feedback_alignment) for it, "
+                         "or remove the guide")
+            continue
+        guided = True
+    if not guided:
+        for section in ("coupling", "meta"):
+            if getattr(s, section) is not None:
+                yield _error((section,), f"no population has a guide, so '{section}' has nothing to act on",
+                             getattr(s, section).kind, "add 'guide: mlp' (or tree, linear) to a hidden population, "
+                             f"or remove '{section}'")

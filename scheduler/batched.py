@@ -13,15 +13,17 @@ See docs/semantics.md for the tick, and how closely the executors agree.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from ribbed.agents.activations import TORCH_ACTIVATIONS
+from ribbed.agents.guides import task_context
 from ribbed.agents.stacked_optimizers import StackedOptimizer, make_stacked_optimizer
-from ribbed.agents.view import NeuronView
+from ribbed.agents.view import ClusterView, NeuronView
 from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo
+from ribbed.scheduler.batched_guidance import BatchedGuidance
 from ribbed.scheduler.device import resolve_device, resolve_dtype
 from ribbed.scheduler.executor import Executor, Prediction, TickResult
 from ribbed.scheduler.messages import messages_per_tick
@@ -68,6 +70,8 @@ class _Population:
         self.u: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
         self.delta: torch.Tensor | None = None
+        self.credit: torch.Tensor | None = None  # what it learns from: delta, or delta blended with guidance
+        self.guidance: BatchedGuidance | None = None
         self.previous: torch.Tensor | None = None  # last tick's y, for cycle-closing projections
 
 
@@ -106,8 +110,13 @@ class BatchedExecutor(Executor):
         self._levels = [[self.populations[p.name] for p in level if p.role != "input"] for level in network.levels]
         self._output = self.populations[network.output.name]
         self._input = self.populations[network.input.name]
-        self._per_tick = messages_per_tick(network)
-        self._ticks = 0
+        self._per_tick = {backward: messages_per_tick(network, backward) for backward in (True, False)}
+        self._counts = np.zeros_like(self._per_tick[True])
+        self._backward_every = scenario.schedule.backward_every
+        for name, guided in network.guided.items():
+            self.populations[name].guidance = BatchedGuidance(guided, model.guide_estimators.get(name),
+                                                              self.device, self.dtype)
+        self._guided = [self.populations[name] for name in network.guided]
         self._activation_stats: np.ndarray | None = None
         self._agent_cache: dict | None = None  # per-neuron values the agent views read
         for population in self.populations.values():
@@ -118,6 +127,10 @@ class BatchedExecutor(Executor):
             for population in network.populations.values()
             for i in range(population.size)
         ]
+        self.clusters: list[ClusterView] = []
+        for name, guided in network.guided.items():
+            self.clusters += [ClusterView(model, self, network.n_neurons + len(self.clusters) + g, guided.population, g)
+                              for g in range(guided.coupling.n_guides)]
 
     # ------------------------------------------------------------------ the tick
 
@@ -126,11 +139,11 @@ class BatchedExecutor(Executor):
         if self.device.type == "cuda":  # from pinned memory, so the copy does not wait for the GPU
             index = index.pin_memory().to(self.device, non_blocking=True)
         with torch.no_grad():
-            result = self._tick(index)
+            result = self._tick(tick, index)
         self._agent_cache = None
         return result
 
-    def _tick(self, index: torch.Tensor) -> TickResult:
+    def _tick(self, tick: int, index: torch.Tensor) -> TickResult:
         x = self.inputs.index_select(0, index)
         targets = self.targets.index_select(0, index)
         batch = x.shape[0]
@@ -142,7 +155,38 @@ class BatchedExecutor(Executor):
                 else torch.zeros(batch, population.info.size, dtype=self.dtype, device=self.device)
             )
 
-        # sense and forward, level by level.
+        self._forward(x)
+
+        # readout: the task's loss and its answer e = B dL/dy.
+        outputs = self._output.y
+        loss, error = _LOSSES[self.loss_name](outputs, targets)
+        backward = tick % self._backward_every == 0
+        self._backward(error, backward)
+
+        # guide: guided populations consult and train their guides.
+        if self._guided:
+            context = task_context(targets, _sample_losses(self.loss_name, outputs, targets))
+        for population in self._guided:
+            population.guidance.guide_stage(tick, population.u, population.y,
+                                            population.activation.df(population.u, population.y), context,
+                                            population.delta)
+
+        # learn.
+        for level in self._levels:
+            for population in level:
+                population.credit = (population.delta if population.guidance is None
+                                     else population.guidance.credit(population.delta))
+                self._learn(population, batch)
+
+        # meta: alpha for the next tick.
+        for population in self._guided:
+            population.guidance.meta_stage()
+        self._counts += self._per_tick[backward]
+        return TickResult(loss=loss, outputs=outputs)
+
+    def _forward(self, x: torch.Tensor) -> None:
+        """sense and forward, level by level (cycle-closing inputs from ``previous``)."""
+        batch = x.shape[0]
         self._input.u = self._input.y = x
         for level in self._levels:
             for population in level:
@@ -153,17 +197,15 @@ class BatchedExecutor(Executor):
                     synapses.layout.forward(synapses.x, u, synapses.weights)
                 population.u, population.y = u, population.activation.f(u)
 
-        # readout: the task's loss and its answer e = B dL/dy.
-        outputs = self._output.y
-        loss, error = _LOSSES[self.loss_name](outputs, targets)
-
-        # backward, in reverse level order.
+    def _backward(self, error: torch.Tensor, backward: bool) -> None:
+        """backward, in reverse level order; on a tick without propagated error
+        (schedule.backward_every) only the output population takes the task's answer."""
         output_level = self.network.output.level
         for level in reversed(self._levels):
             for population in level:
                 population.delta = None
                 info = population.info
-                if not info.needs_credit:
+                if not info.needs_credit or not (backward or population is self._output):
                     continue
                 if population.dfa is not None:
                     # The output's delta reaches a DFA population only if the output acted at a
@@ -173,18 +215,11 @@ class BatchedExecutor(Executor):
                              else torch.mm(source, population.dfa.T))
                 else:
                     total = error.clone() if population is self._output else torch.zeros_like(population.u)
-                    for synapses in population.sends_error:
+                    for synapses in population.sends_error if backward else ():
                         matrix = synapses.weights if synapses.feedback is None else synapses.feedback
                         post = self.populations[synapses.info.post.name]
                         synapses.layout.backward(post.delta, matrix, total)
                 population.delta = total.mul_(population.activation.df(population.u, population.y))
-
-        # learn.
-        for level in self._levels:
-            for population in level:
-                self._learn(population, batch)
-        self._ticks += 1
-        return TickResult(loss=loss, outputs=outputs)
 
     def _learn(self, population: _Population, batch: int) -> None:
         plastic = population.plastic
@@ -197,14 +232,14 @@ class BatchedExecutor(Executor):
                 if scale is not None:
                     step.mul_(scale)
                 synapses.weights.add_(step)
-        if population.bias_optimizer is not None and population.delta is not None:
-            population.bias.add_(population.bias_optimizer.step(population.delta.mean(dim=0)))
+        if population.bias_optimizer is not None and population.credit is not None:
+            population.bias.add_(population.bias_optimizer.step(population.credit.mean(dim=0)))
 
     def _gradient(self, population: _Population, synapses: _Synapses, batch: int) -> torch.Tensor:
         layout, x = synapses.layout, synapses.x
         if synapses.info.learning.rule != "hebbian":
-            delta = population.delta if population.delta is not None else torch.zeros_like(population.y)
-            return layout.outer_mean(delta, x)
+            credit = population.credit if population.credit is not None else torch.zeros_like(population.y)
+            return layout.outer_mean(credit, x)
         # Oja: -<y_j x_i> + <y_j^2> W_ij
         y = population.y
         square = (y * y).sum(dim=0).div_(batch)
@@ -250,16 +285,19 @@ class BatchedExecutor(Executor):
 
     # ------------------------------------------------------------------ evaluation
 
-    def predict(self, inputs: np.ndarray) -> Prediction:
+    def predict(self, inputs: np.ndarray, keep: Sequence[str] = ()) -> Prediction:
         samples = inputs.shape[0]
         chunk = max(1, min(samples, PREDICT_CHUNK // max(1, self.network.n_neurons)))
         outputs, count = [], 0
+        kept: dict[str, list[np.ndarray]] = {}
         mean = m2 = None
         with torch.no_grad():
             for start in range(0, samples, chunk):
                 x = torch.as_tensor(inputs[start:start + chunk], dtype=self.dtype, device=self.device)
                 activations = self._forward_only(x)
                 outputs.append(activations[self._output.info.name].cpu().numpy())
+                for name in keep:
+                    kept.setdefault(name, []).append(activations[name].cpu().numpy().astype(np.float64))
                 values = torch.cat([activations[name] for name in self.populations], dim=1).to(torch.float64)
                 n = values.shape[0]
                 part_var, part_mean = torch.var_mean(values, dim=0, correction=0)
@@ -271,7 +309,46 @@ class BatchedExecutor(Executor):
                     m2 = m2 + part_var * n + diff * diff * (count * n / (count + n))
                 count += n
         return Prediction(outputs=np.concatenate(outputs).astype(np.float64), activation_mean=mean.cpu().numpy(),
-                          activation_std=torch.sqrt(m2 / count).cpu().numpy())
+                          activation_std=torch.sqrt(m2 / count).cpu().numpy(),
+                          activations={name: np.concatenate(parts) for name, parts in kept.items()})
+
+    def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+        """For each guided population, sums over neurons and samples of (guidance - credit)^2,
+        credit and credit^2, and the count, for ``inputs`` (the true credit of a tick with
+        propagated error and no learning; cycle-closing inputs read as 0).  The tick's state is
+        left as it was."""
+        if not self._guided:
+            return {}
+        saved = {name: (p.u, p.y, p.delta, p.previous, [s.x for s in p.incoming])
+                 for name, p in self.populations.items()}
+        samples = inputs.shape[0]
+        chunk = max(1, min(samples, PREDICT_CHUNK // max(1, self.network.n_neurons)))
+        sums = {p.info.name: torch.zeros(4, dtype=torch.float64, device=self.device) for p in self._guided}
+        with torch.no_grad():
+            for start in range(0, samples, chunk):
+                x = torch.as_tensor(inputs[start:start + chunk], dtype=self.dtype, device=self.device)
+                t = torch.as_tensor(targets[start:start + chunk], dtype=self.dtype, device=self.device)
+                for name in self._delayed_sources:
+                    population = self.populations[name]
+                    population.previous = torch.zeros(x.shape[0], population.info.size, dtype=self.dtype,
+                                                      device=self.device)
+                self._forward(x)
+                self._backward(_LOSSES[self.loss_name](self._output.y, t)[1], True)
+                context = task_context(t, _sample_losses(self.loss_name, self._output.y, t))
+                for population in self._guided:
+                    credit = population.delta.to(torch.float64)
+                    guidance = population.guidance.predict(population.u, population.y,
+                                                           population.activation.df(population.u, population.y), context)
+                    sums[population.info.name] += torch.stack([((guidance.to(torch.float64) - credit) ** 2).sum(),
+                                                               credit.sum(), (credit * credit).sum(),
+                                                               torch.tensor(float(credit.numel()), dtype=torch.float64,
+                                                                            device=self.device)])
+        for name, (u, y, delta, previous, xs) in saved.items():
+            population = self.populations[name]
+            population.u, population.y, population.delta, population.previous = u, y, delta, previous
+            for synapses, x in zip(population.incoming, xs):
+                synapses.x = x
+        return {name: values.cpu().numpy() for name, values in sums.items()}
 
     def _forward_only(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Activations of every population for ``x``, cycle-closing inputs read as zero."""
@@ -333,7 +410,18 @@ class BatchedExecutor(Executor):
 
     @property
     def message_counts(self) -> np.ndarray:
-        return self._per_tick * self._ticks
+        return self._counts.copy()
+
+    def guidance_state(self, name: str) -> dict[str, np.ndarray]:
+        return self.populations[name].guidance.state()
+
+    def neuron_guidance_value(self, population: PopulationInfo, key: str, index: int):
+        guidance = self.populations[population.name].guidance
+        if guidance is None:
+            return float("nan") if key == "alpha" else None
+        if key == "alpha":
+            return float(guidance.alpha[index])
+        return None if guidance.guidance is None else guidance.guidance[:, index].cpu().numpy().astype(np.float64)
 
     # ------------------------------------------------------------------ per-neuron reads (agent views)
 
@@ -396,3 +484,13 @@ def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 _LOSSES = {"cross_entropy": _cross_entropy, "mse": _mse}
+
+
+def _sample_losses(name: str, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """As :func:`ribbed.environment.losses.sample_losses`, in torch."""
+    if name == "mse":
+        diff = outputs - targets
+        return (diff * diff).mean(dim=1)
+    shifted = outputs - outputs.max(dim=1, keepdim=True).values
+    log_p = shifted - torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))
+    return -(targets * log_p).sum(dim=1)

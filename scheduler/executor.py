@@ -10,7 +10,7 @@ seed (to floating-point tolerance; see docs/semantics.md), and send the same mes
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import numpy as np
 
@@ -56,6 +56,7 @@ class Prediction(NamedTuple):
     outputs: np.ndarray  # (samples, n_outputs)
     activation_mean: np.ndarray  # per neuron, over the samples
     activation_std: np.ndarray
+    activations: dict[str, np.ndarray] = {}  # (samples, size) of the populations asked for
 
 
 class Executor(ABC):
@@ -77,8 +78,9 @@ class Executor(ABC):
         training inputs and targets it was given, on its device)."""
 
     @abstractmethod
-    def predict(self, inputs: np.ndarray) -> Prediction:
-        """Outputs for ``inputs`` without learning or messages; cycle-closing inputs read as 0."""
+    def predict(self, inputs: np.ndarray, keep: Sequence[str] = ()) -> Prediction:
+        """Outputs for ``inputs`` without learning or messages; cycle-closing inputs read as 0.
+        The activations of the populations named in ``keep`` come back too."""
 
     @abstractmethod
     def get_weights(self, projection: ProjectionInfo) -> np.ndarray:
@@ -111,6 +113,18 @@ class Executor(ABC):
     @abstractmethod
     def message_counts(self) -> np.ndarray:
         """Messages sent so far, by :class:`~ribbed.scheduler.messages.Kind`."""
+
+    @abstractmethod
+    def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+        """Per guided population, ``[sum (guidance - credit)^2, sum credit, sum credit^2, count]``
+        over its neurons and the samples ``inputs`` (with ``targets`` as context): the true
+        credit is that of a tick with propagated error, without learning; the guides predict
+        from the same features; cycle-closing inputs read as 0."""
+
+    @abstractmethod
+    def guidance_state(self, name: str) -> dict[str, np.ndarray]:
+        """A guided population's ``alpha`` and meta unit (``cluster``) per neuron, and the last
+        tick's ``guidance`` (batch x size; None before the first tick)."""
 
     def store_activation_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Keep each neuron's held-out activation statistics (from :meth:`predict`) where its

@@ -11,21 +11,59 @@ the task, which sends back dL/dy) · ``backward`` (reverse level order) · ``lea
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from ribbed.agents.cluster import ClusterAgent
+from ribbed.agents.guides import guide_features, make_guides, task_context
 from ribbed.agents.neuron import NeuronAgent, Synapses
-from ribbed.environment.losses import LOSSES
+from ribbed.environment.losses import LOSSES, sample_losses
 from ribbed.scheduler.bus import MessageBus
 from ribbed.scheduler.executor import Executor, Prediction, TickResult
 from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 
 if TYPE_CHECKING:
+    from ribbed.environment.guidance import GuidedPopulation
     from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo
     from ribbed.model import NetworkModel
 
 __all__ = ["ReferenceExecutor"]
+
+
+class _GuidedGroup:
+    """A guided population in the reference executor: its neurons, its ClusterAgents (one per
+    guide), and the coupling's current paths."""
+
+    def __init__(self, model: NetworkModel, guided: GuidedPopulation, neurons: list[NeuronAgent], first_id: int):
+        population = guided.population
+        self.guided = guided
+        self.coupling = guided.coupling
+        self.neurons = neurons[population.start:population.start + population.size]
+        guides = make_guides(guided.guide, self.coupling.n_guides, guided.n_features, guided.guide_rng(),
+                             model.guide_estimators.get(population.name))
+        unit_guides = set(self.coupling.unit_guides().tolist())
+        self.clusters = [
+            ClusterAgent(model, first_id + i, population, i, guide, guided.controller if i in unit_guides else None)
+            for i, guide in enumerate(guides)
+        ]
+        self.units = [self.clusters[i] for i in sorted(unit_guides)]
+        alpha = guided.controller.initial_alpha()
+        for neuron in self.neurons:
+            neuron.guided, neuron.alpha = True, alpha
+        self.paths = np.empty((0, 0), dtype=np.int64)
+        self.assign(self.coupling.initial_paths())
+
+    def assign(self, paths: np.ndarray) -> None:
+        """Point every neuron at the clusters on its path, and every cluster at its members."""
+        self.paths = paths
+        first = self.clusters[0].unique_id
+        for cluster in self.clusters:
+            cluster.members = []
+        for neuron, path in zip(self.neurons, paths.tolist()):
+            neuron.guide_path = [first + g for g in path]
+            for g in path:
+                self.clusters[g].members.append(neuron.unique_id)
 
 
 class ReferenceExecutor(Executor):
@@ -36,14 +74,21 @@ class ReferenceExecutor(Executor):
     def __init__(self, model: NetworkModel):
         network: Network = model.network
         self.network = network
-        self.loss = LOSSES[model.dataset.loss]
+        self.loss_name = model.dataset.loss
+        self.loss = LOSSES[self.loss_name]
         self.inputs, self.targets = model.dataset.X_train, model.targets_train
         self.neurons = [
             NeuronAgent(model, population.start + i, population, i)
             for population in network.populations.values()
             for i in range(population.size)
         ]
-        self.bus = MessageBus(self.neurons)
+        self.clusters: list[ClusterAgent] = []
+        self._guided: list[_GuidedGroup] = []
+        for guided in network.guided.values():
+            self._guided.append(_GuidedGroup(model, guided, self.neurons, network.n_neurons + len(self.clusters)))
+            self.clusters.extend(self._guided[-1].clusters)
+        self._backward_every = model.scenario.schedule.backward_every
+        self.bus = MessageBus(self.neurons + self.clusters)
         self._wire(network)
         self._levels = [
             [n for population in level for n in self.neurons[population.start:population.start + population.size]]
@@ -122,25 +167,80 @@ class ReferenceExecutor(Executor):
         bus.deliver()
 
         # backward, in reverse level order; Sanger populations also send their lateral signals.
+        # On a tick without propagated error (schedule.backward_every) only the output neurons
+        # turn the task's answer into their delta, and send nothing on.
+        backward = tick % self._backward_every == 0
         for level in reversed(self._levels):
             for neuron in level:
-                if neuron.population.role == "input":
+                role = neuron.population.role
+                if role == "input":
                     continue
-                neuron.backward(tick, bus)
+                if backward or role == "output":
+                    neuron.backward(tick, bus, send=backward)
+                else:
+                    neuron.delta = None
                 if neuron.population.name in self._sanger:
                     neuron.send_lateral(tick, bus)
             bus.deliver()
 
+        if self._guided:
+            context = task_context(targets, sample_losses(self.loss_name, outputs, targets))
+            self._guide_stage(tick, context, backward)
+
         # learn: every neuron updates its own incoming weights and bias.
         for neuron in self._learners:
             neuron.learn(tick)
+
+        # meta: each meta unit sets its members' alpha for the next tick.
+        if self._guided:
+            for group in self._guided:
+                for cluster in group.units:
+                    cluster.modulate(tick, bus)
+            bus.deliver()
+            for group in self._guided:
+                for neuron in group.neurons:
+                    neuron.read_modulation()
+
         for neuron in self.neurons:
             neuron.inbox.clear()  # errors nobody needed (a neuron without credit) are dropped
         return TickResult(loss=loss, outputs=outputs)
 
+    def _guide_stage(self, tick: int, context: np.ndarray, backward: bool) -> None:
+        """The task sends each guided neuron the context; neurons ask the guides on their path;
+        guides answer; when the true credit arrived, neurons send it to their guides, which learn."""
+        bus = self.bus
+        for group in self._guided:
+            bus.send_each(tick, Stage.GUIDE, TASK, [n.unique_id for n in group.neurons], Kind.TARGET, context)
+        bus.deliver()
+        for group in self._guided:
+            decay = group.coupling.signature_decay if group.coupling.regroup_every else None
+            for neuron in group.neurons:
+                neuron.read_context(decay)
+            if group.coupling.regroups_at(tick):
+                group.assign(group.coupling.regroup(np.stack([n.signature for n in group.neurons]), group.paths))
+            for neuron in group.neurons:
+                neuron.ask_guides(tick, bus)
+        bus.deliver()
+        for cluster in self.clusters:
+            cluster.answer(tick, bus)
+        bus.deliver()
+        for group in self._guided:
+            for neuron in group.neurons:
+                neuron.read_guidance()
+                if backward:
+                    neuron.send_feedback(tick, bus)
+        bus.deliver()
+        for cluster in self.clusters:
+            cluster.learn()
+        for group in self._guided:
+            every = getattr(group.guided.guide, "refit_every", None)
+            if every is not None and (tick + 1) % every == 0:
+                for cluster in group.clusters:
+                    cluster.refit()
+
     # ------------------------------------------------------------------ evaluation
 
-    def predict(self, inputs: np.ndarray) -> Prediction:
+    def predict(self, inputs: np.ndarray, keep: Sequence[str] = ()) -> Prediction:
         batch = inputs.shape[0]
         values: dict[int, np.ndarray] = {}
         for i, agent_id in enumerate(self.network.input.ids):
@@ -152,8 +252,67 @@ class ReferenceExecutor(Executor):
                     values[neuron.unique_id] = neuron.compute(values, {}, batch)[1]
                 activations[neuron.unique_id] = values[neuron.unique_id]
         output = self.network.output
+        kept = {name: activations[p.start:p.start + p.size].T.copy()
+                for name, p in self.network.populations.items() if name in keep}
         return Prediction(outputs=activations[output.start:output.start + output.size].T,
-                          activation_mean=activations.mean(axis=1), activation_std=activations.std(axis=1))
+                          activation_mean=activations.mean(axis=1), activation_std=activations.std(axis=1),
+                          activations=kept)
+
+    def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+        """As :meth:`BatchedExecutor.held_out_credit`: the held-out samples go through sense,
+        forward, readout and backward as one batch on a bus of their own (nothing is counted, no
+        one learns), then each guided neuron asks its guides directly.  The neurons' state of the
+        last tick is restored."""
+        if not self._guided:
+            return {}
+        fields = ("u", "y", "delta", "inbox")
+        saved = [({f: getattr(n, f) for f in fields}, [s.inputs for s in n.incoming]) for n in self.neurons]
+        bus, self.bus = self.bus, MessageBus(self.neurons + self.clusters)
+        try:
+            batch = inputs.shape[0]
+            self.bus.start_tick(batch)
+            for neuron in self.neurons:
+                neuron.inbox = []
+            for i, agent_id in enumerate(self.network.input.ids):
+                self.bus.send(Message(-1, Stage.SENSE, TASK, agent_id, Kind.ACTIVATION, inputs[:, i]))
+            self.bus.deliver()
+            for level in self._levels:
+                for neuron in level:
+                    neuron.forward(-1, self.bus)
+                self.bus.deliver()
+            for agent_id in self.network.output.ids:
+                self.neurons[agent_id].readout(-1, self.bus)
+            self.bus.deliver()
+            reports = {m.src: m.payload for m in self.bus.take_task_inbox()}
+            outputs = np.stack([reports[agent_id] for agent_id in self.network.output.ids], axis=1)
+            _, grad = self.loss(outputs, targets)
+            context = task_context(targets, sample_losses(self.loss_name, outputs, targets))
+            for k, agent_id in enumerate(self.network.output.ids):
+                self.bus.send(Message(-1, Stage.READOUT, TASK, agent_id, Kind.ERROR, grad[:, k]))
+            self.bus.deliver()
+            for level in reversed(self._levels):
+                for neuron in level:
+                    if neuron.population.role != "input":
+                        neuron.backward(-1, self.bus)
+                self.bus.deliver()
+            sums = {}
+            for group in self._guided:
+                totals = np.zeros(4)
+                for neuron in group.neurons:
+                    features = guide_features(neuron.u, neuron.y, neuron.activation.df(neuron.u, neuron.y), context)
+                    guidance = sum(self.clusters[c - self.clusters[0].unique_id].guide.predict(features)
+                                   for c in neuron.guide_path)
+                    credit = neuron.delta
+                    totals += [((guidance - credit) ** 2).sum(), credit.sum(), (credit**2).sum(), credit.size]
+                sums[group.guided.name] = totals
+        finally:
+            self.bus = bus
+            for neuron, (state, inputs_) in zip(self.neurons, saved):
+                for f, value in state.items():
+                    setattr(neuron, f, value)
+                for synapses, x in zip(neuron.incoming, inputs_):
+                    synapses.inputs = x
+        return sums
 
     # ------------------------------------------------------------------ state access
 
@@ -199,3 +358,10 @@ class ReferenceExecutor(Executor):
     @property
     def message_counts(self) -> np.ndarray:
         return self.bus.counts.copy()
+
+    def guidance_state(self, name: str) -> dict[str, np.ndarray]:
+        group = next(g for g in self._guided if g.guided.name == name)
+        guidance = [n.guidance for n in group.neurons]
+        return {"alpha": np.array([n.alpha for n in group.neurons]),
+                "cluster": group.coupling.units(group.paths),
+                "guidance": None if guidance[0] is None else np.stack(guidance, axis=1)}

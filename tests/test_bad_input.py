@@ -218,6 +218,30 @@ CASES = {
                                          "backend.device", ("tpu",)),
     "storage that is not a layout": Case(setting("projections[1].storage", "csc"),
                                          "projections[1].storage", ("'auto', 'dense' or 'sparse'",)),
+    # ---- guided learning
+    "a guide kind not in the registry": Case(setting("populations[1].guide", "sklearn.svm.SVR"),
+                                             "populations[1].guide.kind", ("unknown kind 'sklearn.svm.SVR'",
+                                                                                "'tree', 'sklearn', 'linear', 'mlp'")),
+    "a guide on the output population": Case(setting("populations[2].guide", "mlp"), "populations[2].guide",
+                                             ("hidden neurons", "output population", "move the guide")),
+    "a guide on a hebbian population": Case(
+        lambda data, folder: data["populations"][1].update(guide="linear", learning={"rule": "hebbian"}),
+        "populations[1].guide", ("hebbian rule", "no credit", "gradient rule")),
+    "a coupling without a guide": Case(setting("populations[1].coupling", "hash"), "populations[1].coupling",
+                                       ("has no guide", "add 'guide: mlp'")),
+    "a meta section and no guide anywhere": Case(setting("meta", {"kind": "fixed", "alpha": 0.5}), "meta",
+                                                 ("no population has a guide", "remove 'meta'")),
+    "alpha outside [0, 1]": Case(lambda data, folder: data.update(meta={"kind": "fixed", "alpha": 1.5})
+                                 or data["populations"][1].update(guide="mlp"), "meta.alpha",
+                                 ("less than or equal to 1",)),
+    "hash with too many bits": Case(lambda data, folder: data["populations"][1].update(
+        guide="linear", coupling={"kind": "hash", "bits": 40}), "populations[1].coupling.bits",
+        ("less than or equal to 16",)),
+    "backward_every of zero": Case(setting("schedule", {"backward_every": 0}), "schedule.backward_every",
+                                   ("greater than 0",)),
+    "an estimator guide from a file": Case(setting("populations[1].guide", "sklearn"), "populations[1].guide",
+                                           ("no estimator was given", "NetworkModel(scenario, guides="),
+                                           stage="build"),
 }
 
 

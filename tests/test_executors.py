@@ -65,6 +65,22 @@ def connectivities(draw, n_pre: int, n_post: int, same: bool):
 
 
 @st.composite
+def guidance(draw) -> dict:
+    """A guide, coupling and meta-controller for a hidden population."""
+    guide = draw(st.sampled_from([
+        "linear", {"kind": "linear", "forget": 1.0, "ridge": 0.1}, "mlp", {"kind": "mlp", "optimizer": "sgd", "hidden": 3},
+        {"kind": "tree", "refit_every": 3, "min_samples_leaf": 2, "max_depth": 3, "buffer": 50},
+    ]))
+    coupling = draw(st.sampled_from([
+        "direct", {"kind": "hash", "bits": 2, "rehash_every": 4}, {"kind": "hash", "bits": 1, "rehash_every": 7},
+        {"kind": "tree", "leaf_size": 2, "reorder_every": 5}, {"kind": "tree", "leaf_size": 1, "reorder_every": 3},
+    ]))
+    meta = draw(st.sampled_from(["confidence", {"kind": "confidence", "decay": 0.5, "alpha_max": 0.8},
+                                 {"kind": "fixed", "alpha": 0.4}]))
+    return {"guide": guide, "coupling": coupling, "meta": meta}
+
+
+@st.composite
 def scenarios(draw, datasets: dict) -> dict:
     """A small network: input, 1-3 hidden populations, output; a rule, optimizer and chiral
     setting per population; random connectivity and storage per projection; sometimes a skip
@@ -85,6 +101,8 @@ def scenarios(draw, datasets: dict) -> dict:
             learning["variant"] = draw(st.sampled_from(["oja", "sanger"]))
             learning["lr"] = 0.01
             population.update(activation="identity", bias=False)
+        elif draw(st.integers(0, 2)) == 0:
+            population.update(draw(guidance()))
         populations.append(population)
     populations.append({"name": "out", "size": n_out, "role": "output",
                         "activation": draw(st.sampled_from(["identity", "tanh"]))})
@@ -102,7 +120,9 @@ def scenarios(draw, datasets: dict) -> dict:
         projections.append(projection(draw(st.sampled_from(names[:-2])), "out", "skip"))
     if draw(st.booleans()):  # a cycle-closing projection (delayed): back to a hidden population
         projections.append(projection(draw(st.sampled_from(names[1:])), draw(st.sampled_from(names[1:-1])), "cycle"))
+    guided = any("guide" in p for p in populations)
     return {
+        "schedule": {"backward_every": draw(st.sampled_from([1, 2, 3])) if guided else 1},
         "name": "generated", "seed": draw(st.integers(0, 2**31)), "task": datasets[n_in, problem],
         "populations": populations, "projections": projections,
         "learning": {"rule": "backprop", "lr": 0.05},
@@ -130,6 +150,19 @@ def assert_same_state(reference, batched) -> None:
                                            err_msg=f"{field} of neuron {a.unique_id} ({key})")
 
 
+def assert_same_guidance(reference, batched) -> None:
+    """Guided populations: the same guidance, alpha and clusters; tree guides bit for bit."""
+    for name, guided in reference.network.guided.items():
+        expected, got = reference.executor.guidance_state(name), batched.executor.guidance_state(name)
+        np.testing.assert_array_equal(got["cluster"], expected["cluster"], err_msg=f"clusters of {name}")
+        if guided.guide.kind == "tree":
+            np.testing.assert_array_equal(got["guidance"], expected["guidance"], err_msg=f"tree guidance of {name}")
+        else:
+            np.testing.assert_allclose(got["guidance"], expected["guidance"], rtol=RTOL, atol=ATOL,
+                                       err_msg=f"guidance of {name}")
+        np.testing.assert_allclose(got["alpha"], expected["alpha"], rtol=RTOL, atol=ATOL, err_msg=f"alpha of {name}")
+
+
 def assert_same_prediction(reference, batched) -> None:
     X = reference.dataset.X_test
     expected, got = reference.executor.predict(X), batched.executor.predict(X)
@@ -152,6 +185,7 @@ def test_batched_agrees_with_reference_on_generated_scenarios(datasets, device, 
         reference.step()
         batched.step()
         assert batched.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL, abs=ATOL)
+        assert_same_guidance(reference, batched)
     assert_same_state(reference, batched)
     np.testing.assert_array_equal(batched.executor.message_counts, reference.executor.message_counts)
     assert_same_prediction(reference, batched)

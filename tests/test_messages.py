@@ -36,6 +36,21 @@ def mixed_scenario(task):
     }
 
 
+def guided_scenario(task):
+    return {
+        "name": "guided", "seed": 2, "task": task,
+        "populations": [
+            {"name": "in", "size": 4, "role": "input"},
+            {"name": "first", "size": 4},
+            {"name": "h", "size": 6, "guide": "linear", "coupling": {"kind": "tree", "leaf_size": 2}},
+            {"name": "out", "size": 3, "role": "output", "activation": "identity"},
+        ],
+        "projections": [{"pre": "in", "post": "first"}, {"pre": "first", "post": "h"}, {"pre": "h", "post": "out"}],
+        "schedule": {"backward_every": 3},
+        "run": {"ticks": 6, "batch_size": 5, "eval_every": 6},
+    }
+
+
 @pytest.mark.parametrize("name, build", [
     ("layered backprop", lambda t: layered_scenario([4, 6, 5, 3], ["tanh", "relu", "identity"], task=t)),
     ("dfa", lambda t: layered_scenario([4, 6, 5, 3], ["tanh", "relu", "identity"], task=t,
@@ -43,15 +58,36 @@ def mixed_scenario(task):
     ("hebbian only", lambda t: layered_scenario([4, 3], ["identity"], task=t, rule="hebbian", bias=False,
                                                 learning={"variant": "sanger"})),
     ("mixed rules with cycles", mixed_scenario),
+    ("guided, thinned error", guided_scenario),
 ])
 def test_message_counts_per_tick_follow_from_the_network(tmp_path, name, build):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((30, 4)), np.arange(30) % 3
     task = npz_task(tmp_path, X, y, "classification", "mse")
     model = model_from({**build(task), "backend": {"kind": "reference"}})
-    for tick in range(1, 4):
+    every = model.scenario.schedule.backward_every
+    expected = np.zeros(len(Kind), dtype=np.int64)
+    for tick in range(7):
         model.step()
-        np.testing.assert_array_equal(model.executor.message_counts, tick * messages_per_tick(model.network))
+        expected += messages_per_tick(model.network, backward=tick % every == 0)
+        np.testing.assert_array_equal(model.executor.message_counts, expected)
+
+
+def test_guidance_messages_are_counted_by_kind(tmp_path):
+    """A tree-coupled population of 6 with leaves of 2 has paths of 3 guides: per tick, a context
+    message per neuron, a request and an answer per (neuron, guide), training rows per (neuron,
+    guide) when the error arrives, and an alpha per neuron; error messages only every 3rd tick."""
+    rng = np.random.default_rng(0)
+    task = npz_task(tmp_path, rng.standard_normal((30, 4)), np.arange(30) % 3, "classification", "mse")
+    network = model_from(guided_scenario(task)).network
+    with_error, without = messages_per_tick(network, True), messages_per_tick(network, False)
+    assert with_error[Kind.TARGET] == without[Kind.TARGET] == 6
+    assert with_error[Kind.GUIDANCE] == without[Kind.GUIDANCE] == 2 * 6 * 3
+    assert (with_error[Kind.FEEDBACK], without[Kind.FEEDBACK]) == (6 * 3, 0)
+    assert with_error[Kind.MODULATION] == without[Kind.MODULATION] == 6
+    assert without[Kind.ERROR] == 3  # the task's answer to the output neurons
+    # ... and with the error, W delta along each synapse of h->out and first->h (in->first carries none).
+    assert with_error[Kind.ERROR] == 3 + 6 * 3 + 4 * 6
 
 
 def test_mixed_network_routes_credit_as_the_semantics_say(tmp_path):

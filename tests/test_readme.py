@@ -42,3 +42,15 @@ def test_python_example_runs(monkeypatch):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert len(namespace["metrics"]) > 1
+
+
+def test_guide_fragment_is_a_valid_part_of_a_scenario():
+    import yaml
+
+    fragment = yaml.safe_load(block("yaml", "## Guides, coupling and trust"))
+    data = ribbed.load_scenario("digits").model_dump(exclude_none=True)
+    data["populations"][1].update(fragment["populations"][0])
+    data.update({key: fragment[key] for key in ("coupling", "meta", "schedule")})
+    scenario = ribbed.load_scenario(data)
+    assert scenario.populations[1].guide.kind == "mlp" and scenario.schedule.backward_every == 4
+    assert scenario.population_coupling(scenario.populations[1]).kind == "hash"

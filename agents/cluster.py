@@ -1,0 +1,86 @@
+"""ClusterAgent: the owner of a guide shared by a group of neurons, and of their meta state.
+
+The coupling decides which neurons a cluster serves (a single neuron under direct coupling, a
+hash bucket, a node of the tree).  A cluster answers its members' ``guidance`` requests with
+its guide's predictions, learns from the ``feedback`` they send when the true credit arrives,
+and, if it is a meta unit (the cluster that sets its members' alpha), updates alpha in the
+``meta`` stage and tells its members (``modulation``).  Like a neuron, it knows only what its
+messages tell it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import mesa
+import numpy as np
+
+from ribbed.scheduler.messages import Kind, Message, Stage
+
+if TYPE_CHECKING:
+    from ribbed.environment.network import PopulationInfo
+    from ribbed.meta.controllers import MetaController
+    from ribbed.scheduler.bus import MessageBus
+
+__all__ = ["ClusterAgent"]
+
+
+class ClusterAgent(mesa.Agent):
+    """One guide (and, for a meta unit, one meta state) serving a group of neurons."""
+
+    agent_kind = "cluster"
+
+    def __init__(self, model: mesa.Model, agent_id: int, population: PopulationInfo, index: int, guide,
+                 controller: MetaController | None):
+        super().__init__(model)
+        self.unique_id = agent_id
+        self.population = population
+        self.index = index  # the guide's index within its population
+        self.guide = guide
+        self.controller = controller  # set on meta units only
+        self.meta_state = controller.initial_state() if controller else {}
+        self.alpha = controller.initial_alpha() if controller else float("nan")
+        self.members: list[int] = []  # neuron ids served by this guide (kept up to date by the coupling)
+        self.inbox: list[Message] = []
+        self._sums = np.zeros(3)  # this tick's sum of (guide - credit)^2, of credit^2, and the row count
+
+    def take(self, kind: Kind) -> list[Message]:
+        taken = [m for m in self.inbox if m.kind == kind]
+        if taken:
+            self.inbox = [m for m in self.inbox if m.kind != kind]
+        return taken
+
+    def answer(self, tick: int, bus: MessageBus) -> None:
+        """Predict the credit of every member that asked, from the features it sent."""
+        for message in self.take(Kind.GUIDANCE):
+            bus.send(Message(tick, Stage.GUIDE, self.unique_id, message.src, Kind.GUIDANCE,
+                             self.guide.predict(message.payload)))
+
+    def learn(self) -> None:
+        """Learn from the feedback of this tick: rows ``[features..., target, guidance, credit]``,
+        in delivery order; ``target`` is what this guide should have said (the credit minus what
+        the guides above it said)."""
+        feedback = self.take(Kind.FEEDBACK)
+        self._sums[:] = 0.0
+        if not feedback:
+            return
+        rows = np.concatenate([m.payload for m in feedback])
+        self.guide.partial_fit(rows[:, :-3], rows[:, -3])
+        guidance, credit = rows[:, -2], rows[:, -1]
+        self._sums[:] = ((guidance - credit) ** 2).sum(), (credit**2).sum(), rows.shape[0]
+
+    def refit(self) -> None:
+        if hasattr(self.guide, "refit"):
+            self.guide.refit()
+
+    def modulate(self, tick: int, bus: MessageBus) -> None:
+        """Meta units: update alpha from this tick's feedback and send it to every member."""
+        error, square, count = self._sums
+        received = np.float64(count > 0)
+        count = max(count, 1.0)
+        self.alpha = float(self.controller.update(self.meta_state, np.float64(error / count),
+                                                  np.float64(square / count), received))
+        bus.send_each(tick, Stage.META, self.unique_id, self.members, Kind.MODULATION, np.float64(self.alpha))
+
+    def __repr__(self) -> str:
+        return f"ClusterAgent({self.unique_id}, population={self.population.name!r}, guide={self.index})"

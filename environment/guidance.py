@@ -1,0 +1,75 @@
+"""The guided populations of a network: what each executor needs to build the same guides.
+
+For every population with a guide, shared code fixes the guide spec, the coupling (with its
+random hyperplanes or direction drawn from the scenario seed), the meta-controller, and the
+width of the feature rows and signatures.  Executors build their guides from this and from
+:func:`guide_rng`, so they start from the same state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ribbed.agents.guides import n_guide_features
+from ribbed.coupling import Coupling, make_coupling
+from ribbed.meta import MetaController, make_controller
+from ribbed.seeding import component_rng
+
+__all__ = ["GuidedPopulation", "guided_populations", "messages_of_guidance"]
+
+
+@dataclass(eq=False)
+class GuidedPopulation:
+    """One guided population: its guide spec, coupling and meta-controller."""
+
+    population: Any  # PopulationInfo
+    guide: Any  # GuideSpec
+    coupling: Coupling
+    controller: MetaController
+    n_context: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return self.population.name
+
+    @property
+    def n_features(self) -> int:
+        return n_guide_features(self.n_context)
+
+    def guide_rng(self) -> np.random.Generator:
+        """The generator the population's initial guides are drawn from (first draw: the MLP
+        guides' first layers, or the tree guides' random_state)."""
+        return component_rng(self.seed, "guides", self.name)
+
+
+def guided_populations(scenario, populations: dict, n_context: int) -> dict[str, GuidedPopulation]:
+    """The guided populations of a scenario, in declaration order."""
+    guided = {}
+    for spec in scenario.populations:
+        if spec.guide is None:
+            continue
+        info = populations[spec.name]
+        coupling = make_coupling(scenario.population_coupling(spec), info.size, n_context,
+                                 component_rng(scenario.seed, "coupling", spec.name))
+        guided[spec.name] = GuidedPopulation(
+            population=info, guide=spec.guide, coupling=coupling,
+            controller=make_controller(scenario.population_meta(spec)), n_context=n_context, seed=scenario.seed,
+        )
+    return guided
+
+
+def messages_of_guidance(guided: dict[str, GuidedPopulation], backward: bool) -> dict[str, int]:
+    """Messages the guide and meta stages of one tick send, by kind name (docs/semantics.md)."""
+    counts = {"target": 0, "guidance": 0, "feedback": 0, "modulation": 0}
+    for g in guided.values():
+        n, depth = g.population.size, g.coupling.depth
+        counts["target"] += n
+        counts["guidance"] += 2 * n * depth
+        if backward and g.population.needs_credit:
+            counts["feedback"] += n * depth
+        counts["modulation"] += n
+    return counts

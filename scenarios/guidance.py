@@ -1,0 +1,136 @@
+"""Scenario sections for guided learning: guides, coupling and meta-controllers.
+
+A population with a ``guide`` gives each of its neurons access to an ML model that predicts the
+neuron's credit signal (its delta) from local features; the ``coupling`` says how neurons reach
+guides (one each, shared by hash bucket, or a hierarchy), and the ``meta`` controller how much
+each neuron trusts its guide: the credit a neuron learns from is
+``(1 - alpha) * propagated + alpha * guide_prediction`` (docs/semantics.md, "Guided learning").
+
+Guides are named from a fixed registry (``tree``, ``linear``, ``mlp``); a scenario file never
+names an import path.  ``sklearn`` stands for any scikit-learn regressor handed to
+:class:`~ribbed.model.NetworkModel` from Python (``guides={"hidden": estimator}``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ribbed.scenarios.base import Strict, tagged_union
+
+__all__ = [
+    "GUIDE_KINDS", "ConfidenceMetaSpec", "CouplingSpec", "DirectCouplingSpec", "FixedMetaSpec", "GuideSpec",
+    "HashCouplingSpec", "LinearGuideSpec", "MLPGuideSpec", "MetaSpec", "SklearnGuideSpec", "TreeCouplingSpec",
+    "TreeGuideSpec",
+]
+
+
+# --------------------------------------------------------------------------- guides
+
+
+class _ReplayGuideSpec(Strict):
+    buffer: int = Field(4096, gt=0, le=2**24, description="Rows (neuron x sample) kept for refitting; the oldest go first.")
+    refit_every: int = Field(20, gt=0, description="Refit on the buffer every this many ticks.")
+
+
+class TreeGuideSpec(_ReplayGuideSpec):
+    """A scikit-learn regression tree (DecisionTreeRegressor), refit every ``refit_every`` ticks
+    on a bounded replay buffer of (features, credit) rows."""
+
+    kind: Literal["tree"]
+    max_depth: int = Field(6, gt=0, le=32)
+    min_samples_leaf: int = Field(8, gt=0)
+
+
+class SklearnGuideSpec(_ReplayGuideSpec):
+    """Any scikit-learn regressor, supplied from Python (``NetworkModel(..., guides={POPULATION:
+    estimator})``) and cloned per guide; trained like ``tree``."""
+
+    kind: Literal["sklearn"]
+
+
+class LinearGuideSpec(Strict):
+    """Online least squares: ridge regression on exponentially forgotten sufficient statistics
+    (X^T X, X^T c), solved after every credit delivery."""
+
+    kind: Literal["linear"]
+    ridge: float = Field(1e-3, gt=0.0, description="L2 penalty added to the diagonal of X^T X.")
+    forget: float = Field(0.99, gt=0.0, le=1.0, description="Factor applied to the statistics before each update.")
+
+
+class MLPGuideSpec(Strict):
+    """A tiny torch net (features -> hidden tanh units -> credit), one optimizer step on the
+    squared error at every credit delivery; the output layer starts at zero, so a new guide
+    predicts no credit."""
+
+    kind: Literal["mlp"]
+    hidden: int = Field(16, gt=0, le=1024)
+    lr: float = Field(0.01, gt=0.0)
+    optimizer: Literal["sgd", "adam"] = Field("adam", description="Update formulas as torch.optim's.")
+
+
+GuideSpec = tagged_union("kind", TreeGuideSpec, SklearnGuideSpec, LinearGuideSpec, MLPGuideSpec)
+GUIDE_KINDS = ("tree", "sklearn", "linear", "mlp")
+
+
+# --------------------------------------------------------------------------- coupling
+
+
+class _RegroupingSpec(Strict):
+    signature_decay: float = Field(
+        0.1, gt=0.0, le=1.0,
+        description="Rate of the running average that forms each neuron's activity signature.",
+    )
+
+
+class DirectCouplingSpec(Strict):
+    """One guide per neuron."""
+
+    kind: Literal["direct"]
+
+
+class HashCouplingSpec(_RegroupingSpec):
+    """Neurons are hashed by their activity signature (random-hyperplane LSH) into 2^bits buckets;
+    each bucket's ClusterAgent owns a shared guide. Re-hashed every ``rehash_every`` ticks; guides
+    follow the majority of their members."""
+
+    kind: Literal["hash"]
+    bits: int = Field(3, gt=0, le=16, description="Hyperplanes; the population is hashed into 2^bits buckets.")
+    rehash_every: int = Field(50, gt=0)
+
+
+class TreeCouplingSpec(_RegroupingSpec):
+    """A balanced binary hierarchy of guides over the neurons ordered by signature; a neuron's
+    guidance is the sum of the guides on its root path (each learns the residual of those above
+    it), so lookup and update touch O(log n) guides. Re-ordered every ``reorder_every`` ticks."""
+
+    kind: Literal["tree"]
+    leaf_size: int = Field(8, gt=0, description="Neurons under each leaf guide (at most).")
+    reorder_every: int = Field(50, gt=0)
+
+
+CouplingSpec = tagged_union("kind", DirectCouplingSpec, HashCouplingSpec, TreeCouplingSpec)
+
+
+# --------------------------------------------------------------------------- meta-controllers
+
+
+class FixedMetaSpec(Strict):
+    """The same alpha for every neuron, all run long."""
+
+    kind: Literal["fixed"]
+    alpha: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class ConfidenceMetaSpec(Strict):
+    """alpha = alpha_max * max(0, 1 - e / v) per neuron (direct) or cluster, with e the running
+    mean squared error of the guide against the true credit and v the credit's running mean
+    square: trust grows as the guide explains the credit."""
+
+    kind: Literal["confidence"]
+    decay: float = Field(0.1, gt=0.0, le=1.0, description="Rate of the running averages e and v.")
+    alpha_max: float = Field(1.0, gt=0.0, le=1.0)
+
+
+MetaSpec = tagged_union("kind", FixedMetaSpec, ConfidenceMetaSpec)

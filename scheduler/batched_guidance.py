@@ -1,0 +1,120 @@
+"""Guided learning in the batched executor: the guide and meta stages of one population as
+tensor operations.
+
+It computes what the reference executor's messages compute (docs/semantics.md, "Guided
+learning"): features ``[u, y, f'(u), context]`` of every neuron, the guides' predictions summed
+along each neuron's path, the guides' updates from the true credit (each level learning the
+residual of the levels above), the meta units' alpha, and the credit each neuron learns from.
+Regrouping runs the coupling's shared numpy code on the signatures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ribbed.agents.stacked_guides import make_stacked_guides
+from ribbed.environment.guidance import GuidedPopulation
+
+__all__ = ["BatchedGuidance"]
+
+
+class BatchedGuidance:
+    """The guides, coupling state and meta state of one guided population."""
+
+    def __init__(self, guided: GuidedPopulation, estimator, device: torch.device, dtype: torch.dtype):
+        self.guided = guided
+        self.coupling = guided.coupling
+        self.controller = guided.controller
+        self.device, self.dtype = device, dtype
+        self.guides = make_stacked_guides(guided, estimator, device, dtype)
+        size = guided.population.size
+        self.signature = (torch.zeros(size, 1 + guided.n_context, dtype=dtype, device=device)
+                          if self.coupling.regroup_every else None)
+        self.meta_state = {name: torch.full((self.coupling.n_units,), value, dtype=dtype, device=device)
+                           for name, value in self.controller.initial_state().items()}
+        self.unit_alpha = torch.full((self.coupling.n_units,), self.controller.initial_alpha(), dtype=dtype,
+                                     device=device)
+        self._sums = torch.zeros(3, self.coupling.n_units, dtype=dtype, device=device)
+        self.alpha = torch.full((size,), self.controller.initial_alpha(), dtype=dtype, device=device)
+        self.guidance: torch.Tensor | None = None  # (batch, n): the sum of each neuron's path
+        self.features: torch.Tensor | None = None
+        self.assign(self.coupling.initial_paths())
+
+    def assign(self, paths: np.ndarray) -> None:
+        self.paths = paths
+        direct = self.coupling.kind == "direct"
+        self.index = [None if direct else torch.as_tensor(paths[:, level], device=self.device)
+                      for level in range(paths.shape[1])]
+        self.units = torch.as_tensor(self.coupling.units(paths), device=self.device)
+
+    def features_of(self, u: torch.Tensor, y: torch.Tensor, derivative: torch.Tensor,
+                    context: torch.Tensor) -> torch.Tensor:
+        """(batch, n, 3 + 2 n_context): ``[u, y, f'(u), context, f'(u) context]`` per neuron and
+        sample, as :func:`ribbed.agents.guides.guide_features`."""
+        batch, n = u.shape
+        return torch.cat([torch.stack([u, y, derivative], dim=2),
+                          context[:, None, :].expand(batch, n, context.shape[1]),
+                          derivative[:, :, None] * context[:, None, :]], dim=2)
+
+    def predict(self, u: torch.Tensor, y: torch.Tensor, derivative: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The guidance for these activities and context under the current paths, without learning."""
+        F = self.features_of(u, y, derivative, context)
+        guidance = None
+        for index in self.index:
+            part = self.guides.predict(F, index)
+            guidance = part if guidance is None else guidance + part
+        return guidance
+
+    def guide_stage(self, tick: int, u: torch.Tensor, y: torch.Tensor, derivative: torch.Tensor,
+                    context: torch.Tensor, delta: torch.Tensor | None) -> None:
+        F = self.features = self.features_of(u, y, derivative, context)
+        if self.signature is not None:
+            now = torch.cat([y.mean(dim=0)[:, None], torch.mm(y.T, context) / y.shape[0]], dim=1)
+            self.signature += self.coupling.signature_decay * (now - self.signature)
+            if self.coupling.regroups_at(tick):
+                self.assign(self.coupling.regroup(self.signature.cpu().numpy().astype(np.float64), self.paths))
+        parts = [self.guides.predict(F, index) for index in self.index]
+        self.guidance = parts[0]
+        for part in parts[1:]:  # root first, as a reference neuron sums its answers
+            self.guidance = self.guidance + part
+        self._sums.zero_()
+        if delta is not None:
+            levels, above = [], torch.zeros_like(delta)
+            for index, part in zip(self.index, parts):
+                levels.append((index, delta - above))
+                above = above + part
+            received = torch.zeros(self.guides.n_guides, dtype=torch.bool, device=self.device)
+            for index in self.index:
+                received[torch.arange(self.guides.n_guides, device=self.device) if index is None else index] = True
+            self.guides.learn(levels, F, received)
+            error = ((self.guidance - delta) ** 2).sum(dim=0)
+            square = (delta * delta).sum(dim=0)
+            count = torch.full_like(error, float(delta.shape[0]))
+            for row, values in enumerate((error, square, count)):
+                self._sums[row].index_add_(0, self.units, values)
+        every = getattr(self.guided.guide, "refit_every", None)
+        if every is not None and (tick + 1) % every == 0:
+            self.guides.refit()
+
+    def credit(self, delta: torch.Tensor | None) -> torch.Tensor:
+        """(1 - alpha) delta + alpha guidance; alpha guidance when no true credit arrived."""
+        alpha = self.alpha
+        if delta is None:
+            return self.guidance * alpha
+        return delta * (1.0 - alpha) + self.guidance * alpha
+
+    def meta_stage(self) -> None:
+        error, square, count = self._sums
+        received = (count > 0).to(self.dtype)
+        count = count.clamp(min=1.0)
+        self.unit_alpha = self.controller.update(self.meta_state, error / count, square / count, received)
+        # Each neuron keeps the alpha its unit sent it until the next meta stage, even if a
+        # regrouping moves it to another unit in between.
+        self.alpha = self.unit_alpha.index_select(0, self.units)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Each neuron's alpha and meta unit, and the last tick's guidance (batch, n)."""
+        return {"alpha": self.alpha.cpu().numpy().astype(np.float64),
+                "cluster": self.coupling.units(self.paths),
+                "guidance": None if self.guidance is None else self.guidance.cpu().numpy().astype(np.float64)}
