@@ -38,11 +38,13 @@ class ClusterAgent(mesa.Agent):
         self.index = index  # the guide's index within its population
         self.guide = guide
         self.controller = controller  # set on meta units only
-        self.meta_state = controller.initial_state() if controller else {}
+        self.meta_state = {k: np.float64(v) for k, v in controller.initial_state().items()} if controller else {}
         self.alpha = controller.initial_alpha() if controller else float("nan")
-        self.members: list[int] = []  # neuron ids served by this guide (kept up to date by the coupling)
+        self.members: list[int] = []  # neuron ids served by this guide (set when the coupling regroups)
         self.inbox: list[Message] = []
-        self._sums = np.zeros(3)  # this tick's sum of (guide - credit)^2, of credit^2, and the row count
+        # This tick's sums over the feedback rows: (guide - credit)^2, credit^2, guide * credit,
+        # guide^2, and the row count.
+        self._sums = np.zeros(5)
 
     def take(self, kind: Kind) -> list[Message]:
         taken = [m for m in self.inbox if m.kind == kind]
@@ -67,19 +69,20 @@ class ClusterAgent(mesa.Agent):
         rows = np.concatenate([m.payload for m in feedback])
         self.guide.partial_fit(rows[:, :-3], rows[:, -3])
         guidance, credit = rows[:, -2], rows[:, -1]
-        self._sums[:] = ((guidance - credit) ** 2).sum(), (credit**2).sum(), rows.shape[0]
+        self._sums[:] = (((guidance - credit) ** 2).sum(), (credit**2).sum(), (guidance * credit).sum(),
+                         (guidance**2).sum(), rows.shape[0])
 
     def refit(self) -> None:
         if hasattr(self.guide, "refit"):
             self.guide.refit()
 
     def modulate(self, tick: int, bus: MessageBus) -> None:
-        """Meta units: update alpha from this tick's feedback and send it to every member."""
-        error, square, count = self._sums
-        received = np.float64(count > 0)
-        count = max(count, 1.0)
-        self.alpha = float(self.controller.update(self.meta_state, np.float64(error / count),
-                                                  np.float64(square / count), received))
+        """Meta units: update alpha from this tick's feedback (and the loss the task sent, for
+        controllers that use it) and send it to every member."""
+        *sums, count = self._sums
+        stats = dict(zip(("error", "square", "cross", "guide_square"), (np.float64(s / max(count, 1.0)) for s in sums)))
+        loss = np.float64(self.take(Kind.REWARD)[0].payload) if self.controller.needs_loss else np.float64(0.0)
+        self.alpha = float(self.controller.update(self.meta_state, stats, np.float64(count > 0), loss, np))
         bus.send_each(tick, Stage.META, self.unique_id, self.members, Kind.MODULATION, np.float64(self.alpha))
 
     def __repr__(self) -> str:

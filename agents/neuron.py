@@ -222,8 +222,7 @@ class NeuronAgent(mesa.Agent):
         bus.send_each(tick, Stage.GUIDE, self.unique_id, self.guide_path, Kind.GUIDANCE, self.features)
 
     def read_guidance(self) -> None:
-        """Sum the path's predictions (they arrive in path order: clusters answer in id order, and
-        a path's clusters have increasing ids)."""
+        """Sum the path's predictions, root first (answers are matched to the path by sender)."""
         answers = {m.src: m.payload for m in self.take(Kind.GUIDANCE)}
         self.guidance_parts = np.stack([answers[c] for c in self.guide_path])
         self.guidance = self.guidance_parts.sum(axis=0)

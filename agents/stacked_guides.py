@@ -83,6 +83,35 @@ class StackedLinear(StackedGuides):
         eye = torch.eye(self.gram.shape[1], dtype=F.dtype, device=F.device)
         self.coef[rows] = torch.linalg.solve(self.gram[rows] + self.ridge * eye, self.moment[rows])
 
+    def predict_segments(self, F, level):
+        offset, nodes, span = level
+        coef = self.coef[offset:offset + nodes]
+        rows = _segment_rows(F, nodes, span)  # (nodes, span * batch, d)
+        out = torch.baddbmm(coef[:, None, -1:], rows, coef[:, :-1, None])
+        return out.view(nodes * span, F.shape[1])
+
+    def learn_segments(self, levels, F, mask):
+        padded, batch, _ = F.shape
+        Fa = torch.cat([F, torch.ones(padded, batch, 1, dtype=F.dtype, device=F.device)], dim=2)
+        Fa.mul_(mask[:, None, None])
+        moments = []
+        for (offset, nodes, span), target in levels:
+            rows = _segment_rows(Fa, nodes, span)
+            moments.append(torch.bmm(rows.transpose(1, 2), _segment_rows(target[:, :, None], nodes, span)).squeeze(2))
+        # The leaves' statistics by one product; a parent's are the sum of its two children's.
+        offset, nodes, span = levels[-1][0]
+        rows = _segment_rows(Fa, nodes, span)
+        grams = [torch.bmm(rows.transpose(1, 2), rows)]
+        for (offset, nodes, span), _ in reversed(levels[:-1]):
+            child = grams[-1]
+            pad = torch.zeros((2 * nodes - child.shape[0],) + child.shape[1:], dtype=F.dtype, device=F.device)
+            grams.append(torch.cat([child, pad]).view(nodes, 2, *child.shape[1:]).sum(dim=1))
+        gram, moment = torch.cat(grams[::-1]), torch.cat(moments)
+        self.gram.mul_(self.forget).add_(gram)
+        self.moment.mul_(self.forget).add_(moment)
+        eye = torch.eye(self.gram.shape[1], dtype=F.dtype, device=F.device)
+        self.coef.copy_(torch.linalg.solve(self.gram + self.ridge * eye, self.moment))
+
     def state(self) -> dict[str, torch.Tensor]:
         return {"coef": self.coef, "gram": self.gram, "moment": self.moment}
 
@@ -113,6 +142,35 @@ class StackedMLP(StackedGuides):
     def predict(self, F, index):
         return self._forward(self.params, F, index)
 
+    def _forward_segments(self, params: dict, F: torch.Tensor, level) -> torch.Tensor:
+        offset, nodes, span = level
+        rows = _segment_rows(F, nodes, span)  # (nodes, span * batch, d)
+        take = {k: v[offset:offset + nodes] for k, v in params.items()}
+        hidden = torch.tanh(torch.baddbmm(take["hidden_bias"][:, None, :], rows, take["hidden_weight"]))
+        out = torch.baddbmm(take["out_bias"][:, None, None], hidden, take["out_weight"][:, :, None])
+        return out.view(nodes * span, F.shape[1])
+
+    def predict_segments(self, F, level):
+        return self._forward_segments(self.params, F, level)
+
+    def learn_segments(self, levels, F, mask):
+        # Level by level, each on its own slice of the guides, so that only one level's
+        # intermediate values are alive at a time.
+        batch = F.shape[1]
+        grads = [torch.zeros_like(v) for v in self.params.values()]
+        for level, target in levels:
+            offset, nodes, span = level
+            params = {k: v[offset:offset + nodes].detach().requires_grad_(True) for k, v in self.params.items()}
+            members = mask[:nodes * span].view(nodes, span)
+            weight = (members / (members.sum(dim=1, keepdim=True) * batch)).reshape(-1, 1)
+            with torch.enable_grad():
+                diff = self._forward_segments(params, F, (0, nodes, span)) - target[:nodes * span]
+                loss = (diff * diff * weight).sum()  # each node's loss is a mean over its rows
+                parts = torch.autograd.grad(loss, list(params.values()))
+            for grad, part in zip(grads, parts):
+                grad[offset:offset + nodes] = part
+        self._step(grads, torch.ones(self.n_guides, dtype=torch.bool, device=F.device), F.dtype)
+
     def learn(self, levels, F, received):
         params = {k: v.detach().requires_grad_(True) for k, v in self.params.items()}
         with torch.enable_grad():
@@ -122,7 +180,10 @@ class StackedMLP(StackedGuides):
                 weight = 1.0 / (_take(rows, index) * F.shape[0])  # each guide's loss is a mean over its rows
                 loss = loss + (((self._forward(params, F, index) - target) ** 2) * weight).sum()
             grads = torch.autograd.grad(loss, list(params.values()))
-        mask = received.to(F.dtype)
+        self._step(grads, received, F.dtype)
+
+    def _step(self, grads, received: torch.Tensor, dtype) -> None:
+        mask = received.to(dtype)
         self.steps += mask
         for (name, value), grad in zip(self.params.items(), grads):
             shape = (-1,) + (1,) * (value.dim() - 1)
@@ -180,6 +241,12 @@ class ReplayGuides(StackedGuides):
     def refit(self) -> None:
         for guide in self.guides:
             guide.refit()
+
+
+def _segment_rows(values: torch.Tensor, nodes: int, span: int) -> torch.Tensor:
+    """(padded, batch, d) in tree order, neuron-major -> (nodes, span * batch, d): each node's
+    rows, a view (the neurons under a node are consecutive)."""
+    return values[:nodes * span].reshape(nodes, span * values.shape[1], values.shape[2])
 
 
 def make_stacked_guides(guided, estimator, device, dtype) -> StackedGuides:

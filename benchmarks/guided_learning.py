@@ -1,7 +1,7 @@
 """What guidance buys: held-out accuracy against backward (error) messages, with and without guides.
 
 Runs the built-in ``digits-guide-direct`` scenario (64-64-10, the propagated error every 4th
-tick, confidence meta) with no guide, and with tree, linear and mlp guides under direct, hash
+tick, confidence meta unless ``--meta`` says otherwise) with no guide, and with tree, linear and mlp guides under direct, hash
 and tree coupling, for several seeds, on the batched executor.  Every run has the same ticks
 and sends the same error messages; the table gives the final held-out accuracy (mean and
 range over seeds), the error messages, the guides' held-out R^2 and mean alpha, and the
@@ -27,7 +27,7 @@ COUPLINGS = {"direct": {"kind": "direct"}, "hash": {"kind": "hash", "bits": 3, "
 GUIDES = {"tree": {"kind": "tree"}, "linear": {"kind": "linear"}, "mlp": {"kind": "mlp", "hidden": 16, "lr": 0.01}}
 
 
-def configuration(guide: str | None, coupling: str | None, seed: int, every: int, ticks: int) -> dict:
+def configuration(guide: str | None, coupling: str | None, seed: int, every: int, ticks: int, meta: str) -> dict:
     data = ribbed.load_scenario("digits-guide-direct").model_dump(exclude_none=True)
     data.update(seed=seed, backend={"kind": "batched", "device": "cpu"}, schedule={"backward_every": every})
     data["run"]["ticks"] = ticks
@@ -37,6 +37,7 @@ def configuration(guide: str | None, coupling: str | None, seed: int, every: int
     else:
         data["populations"][1]["guide"] = GUIDES[guide]
         data["coupling"] = COUPLINGS[coupling]
+        data["meta"] = {"kind": meta}
     return data
 
 
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--every", type=int, default=4, help="schedule.backward_every")
     parser.add_argument("--ticks", type=int, default=800)
+    parser.add_argument("--meta", default="confidence", choices=["confidence", "learned", "fixed"])
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/guided_learning.json"))
     args = parser.parse_args()
     cases = [(None, None)] + [(g, c) for c in COUPLINGS for g in GUIDES]
@@ -55,7 +57,7 @@ def main() -> None:
         accuracy, r2, alpha, errors, seconds = [], [], [], [], []
         for seed in range(args.seeds):
             start = time.perf_counter()
-            metrics = ribbed.NetworkModel(configuration(guide, coupling, seed, args.every, args.ticks)).run()
+            metrics = ribbed.NetworkModel(configuration(guide, coupling, seed, args.every, args.ticks, args.meta)).run()
             seconds.append(time.perf_counter() - start)
             accuracy.append(metrics["test_accuracy"].iloc[-1])
             errors.append(int(metrics["msg_error"].sum()))
@@ -73,6 +75,7 @@ def main() -> None:
               f"{row['guide_r2']:6.2f} {row['alpha_mean']:6.2f} {row['seconds']:6.1f}", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"seeds": args.seeds, "backward_every": args.every, "ticks": args.ticks,
+                                     "meta": args.meta,
                                      "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")
 

@@ -25,10 +25,9 @@ def follow_majority(guides: np.ndarray, buckets: np.ndarray, n_guides: int) -> n
     bucket taken once; guides left over take the buckets left over in increasing order.  The
     neurons of bucket k are then served by the guide matched to k.
     """
-    counts = np.zeros((n_guides, n_guides), dtype=np.int64)
-    np.add.at(counts, (guides, buckets), 1)
-    guide_idx, bucket_idx = np.nonzero(counts)
-    order = np.lexsort((bucket_idx, guide_idx, -counts[guide_idx, bucket_idx]))
+    pairs, counts = np.unique(guides.astype(np.int64) * n_guides + buckets, return_counts=True)
+    guide_idx, bucket_idx = pairs // n_guides, pairs % n_guides
+    order = np.lexsort((bucket_idx, guide_idx, -counts))
     guide_of_bucket = np.full(n_guides, -1, dtype=np.int64)
     taken = np.zeros(n_guides, dtype=bool)
     for g, k in zip(guide_idx[order], bucket_idx[order]):

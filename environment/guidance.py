@@ -18,7 +18,7 @@ from ribbed.coupling import Coupling, make_coupling
 from ribbed.meta import MetaController, make_controller
 from ribbed.seeding import component_rng
 
-__all__ = ["GuidedPopulation", "guided_populations", "messages_of_guidance"]
+__all__ = ["GuidedPopulation", "guidance_warnings", "guided_populations", "messages_of_guidance"]
 
 
 @dataclass(eq=False)
@@ -39,6 +39,11 @@ class GuidedPopulation:
     @property
     def n_features(self) -> int:
         return n_guide_features(self.n_context)
+
+    def refits_at(self, tick: int) -> bool:
+        """Whether replay guides (tree, sklearn) refit at the end of this tick's guide stage."""
+        every = getattr(self.guide, "refit_every", None)
+        return every is not None and (tick + 1) % every == 0
 
     def guide_rng(self) -> np.random.Generator:
         """The generator the population's initial guides are drawn from (first draw: the MLP
@@ -64,7 +69,7 @@ def guided_populations(scenario, populations: dict, n_context: int) -> dict[str,
 
 def messages_of_guidance(guided: dict[str, GuidedPopulation], backward: bool) -> dict[str, int]:
     """Messages the guide and meta stages of one tick send, by kind name (docs/semantics.md)."""
-    counts = {"target": 0, "guidance": 0, "feedback": 0, "modulation": 0}
+    counts = {"target": 0, "guidance": 0, "feedback": 0, "modulation": 0, "reward": 0}
     for g in guided.values():
         n, depth = g.population.size, g.coupling.depth
         counts["target"] += n
@@ -72,4 +77,24 @@ def messages_of_guidance(guided: dict[str, GuidedPopulation], backward: bool) ->
         if backward and g.population.needs_credit:
             counts["feedback"] += n * depth
         counts["modulation"] += n
+        if g.controller.needs_loss:
+            counts["reward"] += g.coupling.n_units
     return counts
+
+
+def guidance_warnings(guided: dict[str, GuidedPopulation], ticks: int) -> list[str]:
+    """Settings that are valid but probably not what was meant."""
+    warnings = []
+    for name, g in guided.items():
+        size, coupling = g.population.size, g.coupling
+        every = getattr(g.guide, "refit_every", None)
+        if every is not None and every > ticks:
+            warnings.append(f"the {g.guide.kind} guides of '{name}' refit every {every} ticks, more than the run's "
+                            f"{ticks}: they never fit and always predict 0")
+        if coupling.kind == "hash" and coupling.n_guides > size:
+            warnings.append(f"population '{name}' has {size} neurons and {coupling.n_guides} hash buckets: "
+                            "most guides can serve no one (use fewer bits)")
+        if coupling.kind == "tree" and coupling.leaf_size >= size:
+            warnings.append(f"the tree coupling of '{name}' has leaves of {coupling.leaf_size} and {size} neurons: "
+                            "one guide serves them all (use a smaller leaf_size)")
+    return warnings

@@ -15,7 +15,7 @@ import numpy as np
 
 from ribbed.environment.connectivity import ConnectivityError, connect
 from ribbed.agents.guides import n_context_columns
-from ribbed.environment.guidance import GuidedPopulation, guided_populations
+from ribbed.environment.guidance import GuidedPopulation, guidance_warnings, guided_populations
 from ribbed.environment.weights import initial_weights
 from ribbed.errors import Problem, ScenarioError
 from ribbed.scenarios.schema import GRADIENT_RULES, LearningSpec, Scenario
@@ -194,6 +194,14 @@ def build_network(scenario: Scenario) -> Network:
             rng = component_rng(scenario.seed, "dfa", population.name)
             network.dfa_matrices[population.name] = rng.uniform(-1.0, 1.0, (population.size, n_out)) / np.sqrt(n_out)
     network.guided = guided_populations(scenario, populations, n_context=n_context_columns(n_out))
+    for name, guided in network.guided.items():
+        if not guided.population.needs_credit:
+            raise ScenarioError(Problem(
+                scenario.source, f"populations[{guided.population.index}].guide",
+                f"population '{name}' computes no credit (it has no plastic projection learning by a gradient rule, "
+                "no learned bias, and passes no credit back), so its guide would have nothing to learn from",
+                "make a projection into it plastic with a gradient rule, or remove the guide"))
+    network.warnings += guidance_warnings(network.guided, scenario.run.ticks)
     return network
 
 

@@ -263,13 +263,13 @@ class NetworkModel(mesa.Model):
         return self.metrics
 
     def agent_records(self) -> list[dict]:
-        """The per-neuron metrics of the latest evaluation, one dict per neuron (the same
-        reporters the DataCollector records), for writing as they are produced."""
+        """The per-agent metrics of the latest evaluation, one dict per neuron and per cluster
+        (the same reporters the DataCollector records), for writing as they are produced."""
         rows = []
-        for agent in self.neurons:
+        for agent in [*self.neurons, *self.executor.clusters]:
             row = {"tick": self.tick, "AgentID": agent.unique_id}
             for key, reporter in AGENT_REPORTERS.items():
-                row[key] = reporter(agent) if callable(reporter) else getattr(agent, reporter)
+                row[key] = reporter(agent) if callable(reporter) else getattr(agent, reporter, None)
             rows.append(row)
         return rows
 

@@ -73,6 +73,12 @@ class SpecializationRecorder:
         n_classes = model.network.output.size
         for population in self.analysed:
             values = activations[population.name]
+            if not np.all(np.isfinite(values)):  # a diverged run: nothing to measure
+                ids = slice(population.start, population.start + population.size)
+                for name in ("selectivity", "mutual_info", "preferred_class"):
+                    self.values[name][ids] = np.nan
+                row[f"{population.name}_selectivity_mean"] = row[f"{population.name}_mutual_info_mean"] = np.nan
+                continue
             floor = _FLOORS.get(population.activation, values.min(axis=0))
             ids = slice(population.start, population.start + population.size)
             selectivity = spec.selectivity_index(values, labels, n_classes, floor)

@@ -21,7 +21,7 @@ from ribbed.scenarios.base import Strict, tagged_union
 
 __all__ = [
     "GUIDE_KINDS", "ConfidenceMetaSpec", "CouplingSpec", "DirectCouplingSpec", "FixedMetaSpec", "GuideSpec",
-    "HashCouplingSpec", "LinearGuideSpec", "MLPGuideSpec", "MetaSpec", "SklearnGuideSpec", "TreeCouplingSpec",
+    "HashCouplingSpec", "LearnedMetaSpec", "LinearGuideSpec", "MLPGuideSpec", "MetaSpec", "SklearnGuideSpec", "TreeCouplingSpec",
     "TreeGuideSpec",
 ]
 
@@ -133,4 +133,16 @@ class ConfidenceMetaSpec(Strict):
     alpha_max: float = Field(1.0, gt=0.0, le=1.0)
 
 
-MetaSpec = tagged_union("kind", FixedMetaSpec, ConfidenceMetaSpec)
+class LearnedMetaSpec(Strict):
+    """alpha = sigmoid(w . phi + w_0) per neuron (direct) or cluster, a logistic model of the
+    learning context phi = (the guide's running R^2, the loss trend); at every credit delivery
+    it takes one step towards the alpha that would have made alpha * guidance closest to the
+    true credit (the trust that serves best between deliveries)."""
+
+    kind: Literal["learned"]
+    lr: float = Field(0.5, gt=0.0, description="Step size of the logistic model.")
+    alpha_init: float = Field(0.1, gt=0.0, lt=1.0, description="alpha before any learning (sets w_0).")
+    decay: float = Field(0.1, gt=0.0, le=1.0, description="Rate of the running averages in phi.")
+
+
+MetaSpec = tagged_union("kind", FixedMetaSpec, ConfidenceMetaSpec, LearnedMetaSpec)

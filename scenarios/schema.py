@@ -135,7 +135,8 @@ class PopulationSpec(Strict):
     )
     guide: Optional[GuideSpec] = Field(  # type: ignore[valid-type]
         None,
-        description="Hidden populations: the ML model each neuron consults for its credit (tree, linear, mlp); "
+        description="Hidden populations: the ML model each neuron consults for its credit (tree, linear, mlp, "
+        "or sklearn from Python); "
         "see the scenario's coupling and meta sections.",
     )
     coupling: Optional[CouplingSpec] = Field(  # type: ignore[valid-type]
@@ -354,7 +355,7 @@ class ScheduleSpec(Strict):
     backward_every: int = Field(
         1, gt=0,
         description="The propagated error (the backward stage) runs on ticks that are multiples of this; "
-        "in between, hidden neurons learn from their guides alone (or not at all, without a guide).",
+        "in between, guided neurons learn from their guides alone, and unguided hidden neurons get no credit.",
     )
 
 
@@ -616,7 +617,8 @@ def _check_guidance(s: Scenario):
                          "move the guide to a hidden population")
             continue
         rule = s.population_learning(population).rule
-        if rule not in GRADIENT_RULES:
+        rules = {rule} | {s.projection_learning(p).rule for p in s.projections if p.post == population.name}
+        if not rules & set(GRADIENT_RULES):
             yield _error(("populations", i, "guide"), f"population '{population.name}' learns by the {rule} rule, "
                          "which uses no credit for a guide to predict", population.guide.kind,
                          "use a gradient rule (backprop, feedback_alignment, direct_feedback_alignment) for it, "

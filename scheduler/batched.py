@@ -180,7 +180,7 @@ class BatchedExecutor(Executor):
 
         # meta: alpha for the next tick.
         for population in self._guided:
-            population.guidance.meta_stage()
+            population.guidance.meta_stage(loss)
         self._counts += self._per_tick[backward]
         return TickResult(loss=loss, outputs=outputs)
 

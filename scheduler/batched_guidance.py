@@ -2,7 +2,7 @@
 tensor operations.
 
 It computes what the reference executor's messages compute (docs/semantics.md, "Guided
-learning"): features ``[u, y, f'(u), context]`` of every neuron, the guides' predictions summed
+learning"): features ``[u, y, f'(u), context, f'(u) context]`` of every neuron, the guides' predictions summed
 along each neuron's path, the guides' updates from the true credit (each level learning the
 residual of the levels above), the meta units' alpha, and the credit each neuron learns from.
 Regrouping runs the coupling's shared numpy code on the signatures.
@@ -35,7 +35,7 @@ class BatchedGuidance:
                            for name, value in self.controller.initial_state().items()}
         self.unit_alpha = torch.full((self.coupling.n_units,), self.controller.initial_alpha(), dtype=dtype,
                                      device=device)
-        self._sums = torch.zeros(3, self.coupling.n_units, dtype=dtype, device=device)
+        self._sums = torch.zeros(5, self.coupling.n_units, dtype=dtype, device=device)
         self.alpha = torch.full((size,), self.controller.initial_alpha(), dtype=dtype, device=device)
         self.guidance: torch.Tensor | None = None  # (batch, n): the sum of each neuron's path
         self.features: torch.Tensor | None = None
@@ -47,6 +47,20 @@ class BatchedGuidance:
         self.index = [None if direct else torch.as_tensor(paths[:, level], device=self.device)
                       for level in range(paths.shape[1])]
         self.units = torch.as_tensor(self.coupling.units(paths), device=self.device)
+        if self.coupling.kind == "tree" and hasattr(self.guides, "predict_segments"):
+            # Tree order: the neurons under each node are consecutive, so every level is a batch of
+            # equal segments and needs no gather (neurons sorted by leaf; the tail is padding).
+            coupling = self.coupling
+            order = np.argsort(coupling.units(paths), kind="stable")
+            self.order = torch.as_tensor(order, device=self.device)
+            self.positions = torch.as_tensor(np.argsort(order), device=self.device)
+            self.levels = [(int(coupling.offsets[l]), coupling.level_sizes[l], coupling.spans[l])
+                           for l in range(coupling.depth)]
+            self.padded = coupling.spans[0]
+            self.mask = torch.zeros(self.padded, dtype=self.dtype, device=self.device)
+            self.mask[:len(order)] = 1.0
+        else:
+            self.levels = None
 
     def features_of(self, u: torch.Tensor, y: torch.Tensor, derivative: torch.Tensor,
                     context: torch.Tensor) -> torch.Tensor:
@@ -59,12 +73,31 @@ class BatchedGuidance:
 
     def predict(self, u: torch.Tensor, y: torch.Tensor, derivative: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """The guidance for these activities and context under the current paths, without learning."""
-        F = self.features_of(u, y, derivative, context)
-        guidance = None
-        for index in self.index:
-            part = self.guides.predict(F, index)
-            guidance = part if guidance is None else guidance + part
-        return guidance
+        return self._sum(self._parts(self.features_of(u, y, derivative, context)))
+
+    def _tree_order(self, values: torch.Tensor) -> torch.Tensor:
+        """(batch, n, ...) -> (padded, batch, ...): neurons in tree order, neuron-major, so that
+        the neurons under every node of every level form one contiguous block."""
+        out = values.new_zeros((self.padded, values.shape[0]) + values.shape[2:])
+        out[:values.shape[1]] = values.index_select(1, self.order).transpose(0, 1)
+        return out
+
+    def _parts(self, F: torch.Tensor) -> list[torch.Tensor]:
+        """Each level's predictions, root first: (batch, n), or (padded, batch) in tree order."""
+        if self.levels is None:
+            return [self.guides.predict(F, index) for index in self.index]
+        F = self._tree_order(F)
+        parts = []
+        for level in self.levels:
+            part = self.guides.predict_segments(F, level)
+            parts.append(torch.nn.functional.pad(part, (0, 0, 0, self.padded - part.shape[0])))
+        return parts
+
+    def _sum(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        guidance = parts[0]
+        for part in parts[1:]:  # root first, as a reference neuron sums its answers
+            guidance = guidance + part
+        return guidance if self.levels is None else guidance.index_select(0, self.positions).T
 
     def guide_stage(self, tick: int, u: torch.Tensor, y: torch.Tensor, derivative: torch.Tensor,
                     context: torch.Tensor, delta: torch.Tensor | None) -> None:
@@ -74,27 +107,30 @@ class BatchedGuidance:
             self.signature += self.coupling.signature_decay * (now - self.signature)
             if self.coupling.regroups_at(tick):
                 self.assign(self.coupling.regroup(self.signature.cpu().numpy().astype(np.float64), self.paths))
-        parts = [self.guides.predict(F, index) for index in self.index]
-        self.guidance = parts[0]
-        for part in parts[1:]:  # root first, as a reference neuron sums its answers
-            self.guidance = self.guidance + part
+        parts = self._parts(F)
+        self.guidance = self._sum(parts)
         self._sums.zero_()
         if delta is not None:
-            levels, above = [], torch.zeros_like(delta)
-            for index, part in zip(self.index, parts):
-                levels.append((index, delta - above))
+            # Each level learns the residual the levels above it leave.
+            target = delta if self.levels is None else self._tree_order(delta)
+            levels, above = [], torch.zeros_like(target)
+            for where, part in zip(self.levels or self.index, parts):
+                levels.append((where, target - above))
                 above = above + part
-            received = torch.zeros(self.guides.n_guides, dtype=torch.bool, device=self.device)
-            for index in self.index:
-                received[torch.arange(self.guides.n_guides, device=self.device) if index is None else index] = True
-            self.guides.learn(levels, F, received)
-            error = ((self.guidance - delta) ** 2).sum(dim=0)
-            square = (delta * delta).sum(dim=0)
-            count = torch.full_like(error, float(delta.shape[0]))
-            for row, values in enumerate((error, square, count)):
+            if self.levels is None:
+                received = torch.zeros(self.guides.n_guides, dtype=torch.bool, device=self.device)
+                for index in self.index:
+                    received[torch.arange(self.guides.n_guides, device=self.device) if index is None else index] = True
+                self.guides.learn(levels, F, received)
+            else:  # every node of the tree serves someone
+                self.guides.learn_segments(levels, self._tree_order(F), self.mask)
+            g = self.guidance
+            count = torch.full_like(g[0], float(delta.shape[0]))
+            sums = (((g - delta) ** 2).sum(dim=0), (delta * delta).sum(dim=0), (g * delta).sum(dim=0),
+                    (g * g).sum(dim=0), count)
+            for row, values in enumerate(sums):
                 self._sums[row].index_add_(0, self.units, values)
-        every = getattr(self.guided.guide, "refit_every", None)
-        if every is not None and (tick + 1) % every == 0:
+        if self.guided.refits_at(tick):
             self.guides.refit()
 
     def credit(self, delta: torch.Tensor | None) -> torch.Tensor:
@@ -104,11 +140,12 @@ class BatchedGuidance:
             return self.guidance * alpha
         return delta * (1.0 - alpha) + self.guidance * alpha
 
-    def meta_stage(self) -> None:
-        error, square, count = self._sums
+    def meta_stage(self, loss: torch.Tensor) -> None:
+        *sums, count = self._sums
         received = (count > 0).to(self.dtype)
         count = count.clamp(min=1.0)
-        self.unit_alpha = self.controller.update(self.meta_state, error / count, square / count, received)
+        stats = dict(zip(("error", "square", "cross", "guide_square"), (s / count for s in sums)))
+        self.unit_alpha = self.controller.update(self.meta_state, stats, received, loss.to(self.dtype), torch)
         # Each neuron keeps the alpha its unit sent it until the next meta stage, even if a
         # regrouping moves it to another unit in between.
         self.alpha = self.unit_alpha.index_select(0, self.units)

@@ -71,6 +71,8 @@ class Executor(ABC):
     device_name = "cpu"
     dtype_name = "float64"
     neurons: list[NeuronAgent]
+    #: The ClusterAgents (or their views) of guided populations, in id order after the neurons.
+    clusters: list = []
 
     @abstractmethod
     def tick(self, tick: int, index: np.ndarray) -> TickResult:

@@ -6,7 +6,9 @@ statement of the tick over speed: every activation, error and lateral signal is 
 
 A tick: ``sense`` (the task sends each input neuron its value) · ``forward`` (level by
 level; messages are delivered after each level) · ``readout`` (output neurons report to
-the task, which sends back dL/dy) · ``backward`` (reverse level order) · ``learn``.
+the task, which sends back dL/dy) · ``backward`` (reverse level order) · ``guide`` (guided
+neurons consult their ClusterAgents, which learn from the true credit) · ``learn`` ·
+``meta`` (meta units set alpha).
 """
 
 from __future__ import annotations
@@ -139,8 +141,41 @@ class ReferenceExecutor(Executor):
     def tick(self, tick: int, index: np.ndarray) -> TickResult:
         inputs, targets = self.inputs[index], self.targets[index]
         bus = self.bus
-        batch = inputs.shape[0]
-        bus.start_tick(batch)
+        bus.start_tick(inputs.shape[0])
+        backward = tick % self._backward_every == 0
+        loss, outputs = self._propagate(tick, inputs, targets, backward)
+
+        if self._guided:
+            context = task_context(targets, sample_losses(self.loss_name, outputs, targets))
+            self._guide_stage(tick, context, backward)
+
+        # learn: every neuron updates its own incoming weights and bias.
+        for neuron in self._learners:
+            neuron.learn(tick)
+
+        # meta: each meta unit sets its members' alpha for the next tick (learned controllers
+        # first hear the tick's loss from the task).
+        if self._guided:
+            for group in self._guided:
+                if group.guided.controller.needs_loss:
+                    bus.send_each(tick, Stage.META, TASK, [c.unique_id for c in group.units], Kind.REWARD,
+                                  np.float64(loss))
+            bus.deliver()
+            for group in self._guided:
+                for cluster in group.units:
+                    cluster.modulate(tick, bus)
+            bus.deliver()
+            for group in self._guided:
+                for neuron in group.neurons:
+                    neuron.read_modulation()
+
+        for neuron in self.neurons:
+            neuron.inbox.clear()  # errors nobody needed (a neuron without credit) are dropped
+        return TickResult(loss=loss, outputs=outputs)
+
+    def _propagate(self, tick: int, inputs: np.ndarray, targets: np.ndarray, backward: bool) -> tuple[float, np.ndarray]:
+        """sense, forward, readout and backward on ``self.bus``; the loss and the outputs."""
+        bus = self.bus
         network = self.network
 
         # sense: the task sends each input neuron its column of the batch.
@@ -169,7 +204,6 @@ class ReferenceExecutor(Executor):
         # backward, in reverse level order; Sanger populations also send their lateral signals.
         # On a tick without propagated error (schedule.backward_every) only the output neurons
         # turn the task's answer into their delta, and send nothing on.
-        backward = tick % self._backward_every == 0
         for level in reversed(self._levels):
             for neuron in level:
                 role = neuron.population.role
@@ -182,28 +216,7 @@ class ReferenceExecutor(Executor):
                 if neuron.population.name in self._sanger:
                     neuron.send_lateral(tick, bus)
             bus.deliver()
-
-        if self._guided:
-            context = task_context(targets, sample_losses(self.loss_name, outputs, targets))
-            self._guide_stage(tick, context, backward)
-
-        # learn: every neuron updates its own incoming weights and bias.
-        for neuron in self._learners:
-            neuron.learn(tick)
-
-        # meta: each meta unit sets its members' alpha for the next tick.
-        if self._guided:
-            for group in self._guided:
-                for cluster in group.units:
-                    cluster.modulate(tick, bus)
-            bus.deliver()
-            for group in self._guided:
-                for neuron in group.neurons:
-                    neuron.read_modulation()
-
-        for neuron in self.neurons:
-            neuron.inbox.clear()  # errors nobody needed (a neuron without credit) are dropped
-        return TickResult(loss=loss, outputs=outputs)
+        return loss, outputs
 
     def _guide_stage(self, tick: int, context: np.ndarray, backward: bool) -> None:
         """The task sends each guided neuron the context; neurons ask the guides on their path;
@@ -233,8 +246,7 @@ class ReferenceExecutor(Executor):
         for cluster in self.clusters:
             cluster.learn()
         for group in self._guided:
-            every = getattr(group.guided.guide, "refit_every", None)
-            if every is not None and (tick + 1) % every == 0:
+            if group.guided.refits_at(tick):
                 for cluster in group.clusters:
                     cluster.refit()
 
@@ -269,32 +281,11 @@ class ReferenceExecutor(Executor):
         saved = [({f: getattr(n, f) for f in fields}, [s.inputs for s in n.incoming]) for n in self.neurons]
         bus, self.bus = self.bus, MessageBus(self.neurons + self.clusters)
         try:
-            batch = inputs.shape[0]
-            self.bus.start_tick(batch)
+            self.bus.start_tick(inputs.shape[0])
             for neuron in self.neurons:
                 neuron.inbox = []
-            for i, agent_id in enumerate(self.network.input.ids):
-                self.bus.send(Message(-1, Stage.SENSE, TASK, agent_id, Kind.ACTIVATION, inputs[:, i]))
-            self.bus.deliver()
-            for level in self._levels:
-                for neuron in level:
-                    neuron.forward(-1, self.bus)
-                self.bus.deliver()
-            for agent_id in self.network.output.ids:
-                self.neurons[agent_id].readout(-1, self.bus)
-            self.bus.deliver()
-            reports = {m.src: m.payload for m in self.bus.take_task_inbox()}
-            outputs = np.stack([reports[agent_id] for agent_id in self.network.output.ids], axis=1)
-            _, grad = self.loss(outputs, targets)
+            _, outputs = self._propagate(-1, inputs, targets, backward=True)
             context = task_context(targets, sample_losses(self.loss_name, outputs, targets))
-            for k, agent_id in enumerate(self.network.output.ids):
-                self.bus.send(Message(-1, Stage.READOUT, TASK, agent_id, Kind.ERROR, grad[:, k]))
-            self.bus.deliver()
-            for level in reversed(self._levels):
-                for neuron in level:
-                    if neuron.population.role != "input":
-                        neuron.backward(-1, self.bus)
-                self.bus.deliver()
             sums = {}
             for group in self._guided:
                 totals = np.zeros(4)

@@ -239,6 +239,10 @@ CASES = {
         ("less than or equal to 16",)),
     "backward_every of zero": Case(setting("schedule", {"backward_every": 0}), "schedule.backward_every",
                                    ("greater than 0",)),
+    "a guide on a population that computes no credit": Case(
+        lambda data, folder: data["populations"][1].update(guide="mlp", bias=False)
+        or data["projections"][0].update(frozen=True), "populations[1].guide",
+        ("computes no credit", "remove the guide"), stage="build"),
     "an estimator guide from a file": Case(setting("populations[1].guide", "sklearn"), "populations[1].guide",
                                            ("no estimator was given", "NetworkModel(scenario, guides="),
                                            stage="build"),

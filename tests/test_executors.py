@@ -76,7 +76,7 @@ def guidance(draw) -> dict:
         {"kind": "tree", "leaf_size": 2, "reorder_every": 5}, {"kind": "tree", "leaf_size": 1, "reorder_every": 3},
     ]))
     meta = draw(st.sampled_from(["confidence", {"kind": "confidence", "decay": 0.5, "alpha_max": 0.8},
-                                 {"kind": "fixed", "alpha": 0.4}]))
+                                 {"kind": "fixed", "alpha": 0.4}, "learned", {"kind": "learned", "lr": 2.0}]))
     return {"guide": guide, "coupling": coupling, "meta": meta}
 
 

@@ -22,6 +22,7 @@ from ribbed.scenarios.guidance import (
     ConfidenceMetaSpec,
     FixedMetaSpec,
     HashCouplingSpec,
+    LearnedMetaSpec,
     TreeCouplingSpec,
 )
 
@@ -172,19 +173,52 @@ def test_confidence_is_the_running_r2_of_the_guide_against_silence():
     state = controller.initial_state()
     errors, squares, received = [0.2, 9.0, 0.1], [1.0, 9.0, 0.4], [1.0, 0.0, 1.0]
     e = v = 0.0
+    state = {k: np.float64(v) for k, v in state.items()}
     for error, square, got in zip(errors, squares, received):
-        alpha = controller.update(state, np.float64(error), np.float64(square), np.float64(got))
+        stats = {"error": np.float64(error), "square": np.float64(square)}
+        alpha = controller.update(state, stats, np.float64(got), np.float64(0.0), np)
         if got:
             e, v = e + 0.5 * (error - e), v + 0.5 * (square - v)
         assert alpha == pytest.approx(0.8 * max(0.0, 1 - e / v))
     assert controller.initial_alpha() == 0.0
-    zero = np.float64(0.0)
-    assert controller.update(controller.initial_state(), np.float64(1.0), zero, np.float64(1.0)) == 0.0  # no variance
+    fresh = {k: np.float64(v) for k, v in controller.initial_state().items()}
+    no_variance = {"error": np.float64(1.0), "square": np.float64(0.0)}
+    assert controller.update(fresh, no_variance, np.float64(1.0), np.float64(0.0), np) == 0.0
+
+
+def test_learned_trust_is_online_logistic_regression_towards_the_best_alpha():
+    """Written out by hand for three ticks: alpha = sigmoid(w . (r, s, 1)), one step
+    w -= lr (alpha - alpha*) (r, s, 1) per delivery, alpha* = clip(<g d> / <g^2>, 0, 1)."""
+    spec = LearnedMetaSpec(kind="learned", lr=0.5, alpha_init=0.2, decay=0.5)
+    controller = make_controller(spec)
+    state = {k: np.float64(v) for k, v in controller.initial_state().items()}
+    ticks = [  # error, square, cross, guide_square, received, loss
+        (0.5, 1.0, 0.6, 0.8, 1.0, 2.0), (0.0, 0.0, 0.0, 0.0, 0.0, 1.5), (0.2, 0.5, 0.3, 0.25, 1.0, 1.7)]
+    w = np.array([0.0, 0.0, np.log(0.2 / 0.8)])
+    e = v = trend = change = 0.0
+    previous = None
+    for error, square, cross, guide_square, received, loss in ticks:
+        stats = {"error": np.float64(error), "square": np.float64(square), "cross": np.float64(cross),
+                 "guide_square": np.float64(guide_square)}
+        alpha = controller.update(state, stats, np.float64(received), np.float64(loss), np)
+        if received:
+            e, v = e + 0.5 * (error - e), v + 0.5 * (square - v)
+        r = np.clip(1 - e / v, -1, 1)
+        change_now = 0.0 if previous is None else loss - previous
+        previous = loss
+        trend, change = trend + 0.5 * (change_now - trend), change + 0.5 * (abs(change_now) - change)
+        s = np.tanh(trend / change) if change > 0 else 0.0
+        phi = np.array([r, s, 1.0])
+        if received:
+            target = np.clip(cross / guide_square, 0, 1)
+            w = w - 0.5 * (1 / (1 + np.exp(-w @ phi)) - target) * phi
+        assert float(alpha) == pytest.approx(1 / (1 + np.exp(-w @ phi)), rel=1e-12)
+    assert controller.initial_alpha() == 0.2
 
 
 def test_fixed_alpha_never_moves():
     controller = make_controller(FixedMetaSpec(kind="fixed", alpha=0.3))
-    assert controller.update({}, np.float64(5.0), np.float64(1.0), np.float64(1.0)) == 0.3
+    assert controller.update({}, {}, np.float64(1.0), np.float64(2.0), np) == 0.3
 
 
 # --------------------------------------------------------------------------- runs
@@ -216,8 +250,8 @@ def test_evaluation_leaves_the_trajectory_unchanged():
 def test_a_scikit_learn_regressor_from_python_guides_both_executors():
     estimator = KNeighborsRegressor(n_neighbors=3)
     guide = {"kind": "sklearn", "refit_every": 2}
-    reference = ribbed.NetworkModel(guided_xor(guide, "hash"), guides={"h": estimator})
-    batched = ribbed.NetworkModel(guided_xor(guide, "hash", backend="batched"), guides={"h": estimator})
+    reference = ribbed.NetworkModel(guided_xor(guide, {"kind": "hash", "bits": 2}), guides={"h": estimator})
+    batched = ribbed.NetworkModel(guided_xor(guide, {"kind": "hash", "bits": 2}, backend="batched"), guides={"h": estimator})
     reference.run()
     batched.run()
     assert isinstance(reference.executor.clusters[0].guide.model_, KNeighborsRegressor)

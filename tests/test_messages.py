@@ -42,10 +42,11 @@ def guided_scenario(task):
         "populations": [
             {"name": "in", "size": 4, "role": "input"},
             {"name": "first", "size": 4},
-            {"name": "h", "size": 6, "guide": "linear", "coupling": {"kind": "tree", "leaf_size": 2}},
+            {"name": "h", "size": 6, "guide": "linear"},
             {"name": "out", "size": 3, "role": "output", "activation": "identity"},
         ],
         "projections": [{"pre": "in", "post": "first"}, {"pre": "first", "post": "h"}, {"pre": "h", "post": "out"}],
+        "coupling": {"kind": "tree", "leaf_size": 2},
         "schedule": {"backward_every": 3},
         "run": {"ticks": 6, "batch_size": 5, "eval_every": 6},
     }
@@ -59,6 +60,8 @@ def guided_scenario(task):
                                                 learning={"variant": "sanger"})),
     ("mixed rules with cycles", mixed_scenario),
     ("guided, thinned error", guided_scenario),
+    ("guided by hash clusters, learned trust", lambda t: {**guided_scenario(t), "meta": "learned",
+                                                          "coupling": {"kind": "hash", "bits": 2}}),
 ])
 def test_message_counts_per_tick_follow_from_the_network(tmp_path, name, build):
     rng = np.random.default_rng(0)
@@ -85,6 +88,7 @@ def test_guidance_messages_are_counted_by_kind(tmp_path):
     assert with_error[Kind.GUIDANCE] == without[Kind.GUIDANCE] == 2 * 6 * 3
     assert (with_error[Kind.FEEDBACK], without[Kind.FEEDBACK]) == (6 * 3, 0)
     assert with_error[Kind.MODULATION] == without[Kind.MODULATION] == 6
+    assert with_error[Kind.REWARD] == 0  # only learned trust hears the loss
     assert without[Kind.ERROR] == 3  # the task's answer to the output neurons
     # ... and with the error, W delta along each synapse of h->out and first->h (in->first carries none).
     assert with_error[Kind.ERROR] == 3 + 6 * 3 + 4 * 6
