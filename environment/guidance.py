@@ -62,7 +62,8 @@ def guided_populations(scenario, populations: dict, n_context: int) -> dict[str,
                                  component_rng(scenario.seed, "coupling", spec.name))
         guided[spec.name] = GuidedPopulation(
             population=info, guide=spec.guide, coupling=coupling,
-            controller=make_controller(scenario.population_meta(spec)), n_context=n_context, seed=scenario.seed,
+            controller=make_controller(scenario.population_meta(spec), scenario.schedule.backward_every),
+            n_context=n_context, seed=scenario.seed,
         )
     return guided
 

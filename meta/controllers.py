@@ -98,9 +98,12 @@ class LearnedController(MetaController):
       training loss and of its size (-1: falling steadily, +1: rising).
 
     At each credit delivery it takes one step of online logistic regression towards the soft
-    target alpha* = clip(<g d> / <g^2>, 0, 1), the alpha that makes alpha * g, the credit a
-    neuron uses between deliveries, closest to the true credit d: w <- w - lr (alpha - alpha*)
-    (r, s, 1), with alpha from the context before the step.  w starts at (0, 0,
+    target alpha*, the alpha that brings the credit a neuron uses closest (in mean square) to the
+    true credit d over the schedule's mix of ticks: with p = 1/backward_every of them
+    delivering d (credit (1 - alpha) d + alpha g, error alpha^2 (g - d)^2) and the others not
+    (credit alpha g), alpha* = clip((1 - p) <g d> / (p <(g - d)^2> + (1 - p) <g^2>), 0, 1);
+    w <- w - lr (alpha - alpha*) (r, s, 1), with alpha from the context before the step.  With
+    the error on every tick, alpha* is 0: no guidance beats the true credit.  w starts at (0, 0,
     logit(alpha_init)).  (Ticks since the last delivery are not a feature: alpha* is observed
     only at deliveries, where that count is always 0.)
     """
@@ -108,9 +111,10 @@ class LearnedController(MetaController):
     kind = "learned"
     needs_loss = True
 
-    def __init__(self, spec):
+    def __init__(self, spec, backward_every: int = 1):
         self.lr, self.decay = spec.lr, spec.decay
         self.alpha_init = spec.alpha_init
+        self.delivered = 1.0 / backward_every  # the share of ticks with propagated error
 
     def initial_alpha(self) -> float:
         return self.alpha_init
@@ -133,9 +137,10 @@ class LearnedController(MetaController):
         def alpha():
             return 1.0 / (1.0 + xp.exp(-(state["w_r"] * r + state["w_s"] * s + state["w_0"])))
 
-        guide_square = stats["guide_square"]
-        learns = received * (guide_square > 0)
-        target = (stats["cross"] / (guide_square + (guide_square <= 0))).clip(0.0, 1.0)
+        p, q = self.delivered, 1.0 - self.delivered
+        denominator = p * stats["error"] + q * stats["guide_square"]
+        learns = received * (denominator > 0)
+        target = (q * stats["cross"] / (denominator + (denominator <= 0))).clip(0.0, 1.0)
         step = self.lr * learns * (alpha() - target)
         state["w_r"] = state["w_r"] - step * r
         state["w_s"] = state["w_s"] - step * s
@@ -143,7 +148,8 @@ class LearnedController(MetaController):
         return alpha()
 
 
-def make_controller(spec) -> MetaController:
-    """The controller a population's meta spec describes."""
-    return {"fixed": FixedController, "confidence": ConfidenceController,
-            "learned": LearnedController}[spec.kind](spec)
+def make_controller(spec, backward_every: int = 1) -> MetaController:
+    """The controller a population's meta spec describes (``backward_every``: the schedule's)."""
+    if spec.kind == "learned":
+        return LearnedController(spec, backward_every)
+    return {"fixed": FixedController, "confidence": ConfidenceController}[spec.kind](spec)

@@ -135,9 +135,9 @@ class ConfidenceMetaSpec(Strict):
 
 class LearnedMetaSpec(Strict):
     """alpha = sigmoid(w . phi + w_0) per neuron (direct) or cluster, a logistic model of the
-    learning context phi = (the guide's running R^2, the loss trend); at every credit delivery
-    it takes one step towards the alpha that would have made alpha * guidance closest to the
-    true credit (the trust that serves best between deliveries)."""
+    learning context phi = (the guidance's running R^2, the loss trend); at every credit
+    delivery it takes one step towards the alpha that brings the credit used closest to the
+    true credit over the schedule's mix of ticks with and without propagated error."""
 
     kind: Literal["learned"]
     lr: float = Field(0.5, gt=0.0, description="Step size of the logistic model.")

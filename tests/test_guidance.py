@@ -188,9 +188,10 @@ def test_confidence_is_the_running_r2_of_the_guide_against_silence():
 
 def test_learned_trust_is_online_logistic_regression_towards_the_best_alpha():
     """Written out by hand for three ticks: alpha = sigmoid(w . (r, s, 1)), one step
-    w -= lr (alpha - alpha*) (r, s, 1) per delivery, alpha* = clip(<g d> / <g^2>, 0, 1)."""
+    w -= lr (alpha - alpha*) (r, s, 1) per delivery, alpha* the minimizer over alpha of
+    p alpha^2 <(g - d)^2> + (1 - p) <(alpha g - d)^2>, p = 1/backward_every."""
     spec = LearnedMetaSpec(kind="learned", lr=0.5, alpha_init=0.2, decay=0.5)
-    controller = make_controller(spec)
+    controller = make_controller(spec, backward_every=4)
     state = {k: np.float64(v) for k, v in controller.initial_state().items()}
     ticks = [  # error, square, cross, guide_square, received, loss
         (0.5, 1.0, 0.6, 0.8, 1.0, 2.0), (0.0, 0.0, 0.0, 0.0, 0.0, 1.5), (0.2, 0.5, 0.3, 0.25, 1.0, 1.7)]
@@ -210,10 +211,18 @@ def test_learned_trust_is_online_logistic_regression_towards_the_best_alpha():
         s = np.tanh(trend / change) if change > 0 else 0.0
         phi = np.array([r, s, 1.0])
         if received:
-            target = np.clip(cross / guide_square, 0, 1)
+            grid = np.linspace(0, 1, 100001)
+            mse = 0.25 * grid**2 * error + 0.75 * (grid**2 * guide_square - 2 * grid * cross + square)
+            target = grid[np.argmin(mse)]
             w = w - 0.5 * (1 / (1 + np.exp(-w @ phi)) - target) * phi
-        assert float(alpha) == pytest.approx(1 / (1 + np.exp(-w @ phi)), rel=1e-12)
+        assert float(alpha) == pytest.approx(1 / (1 + np.exp(-w @ phi)), rel=1e-5)
     assert controller.initial_alpha() == 0.2
+    every_tick = make_controller(spec, backward_every=1)
+    state = {k: np.float64(v) for k, v in every_tick.initial_state().items()}
+    stats = {"error": np.float64(0.1), "square": np.float64(1.0), "cross": np.float64(0.9),
+             "guide_square": np.float64(0.9)}
+    first = every_tick.update(state, stats, np.float64(1.0), np.float64(1.0), np)
+    assert every_tick.update(state, stats, np.float64(1.0), np.float64(1.0), np) < first  # towards alpha* = 0
 
 
 def test_fixed_alpha_never_moves():
