@@ -73,8 +73,8 @@ class ClusterAgent(mesa.Agent):
                          (guidance**2).sum(), rows.shape[0])
 
     def refit(self) -> None:
-        if hasattr(self.guide, "refit"):
-            self.guide.refit()
+        """Replay guides (tree, sklearn): fit on the buffer."""
+        self.guide.refit()
 
     def modulate(self, tick: int, bus: MessageBus) -> None:
         """Meta units: update alpha from this tick's feedback (and the loss the task sent, for

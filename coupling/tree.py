@@ -23,8 +23,7 @@ __all__ = ["TreeCoupling", "tree_depth"]
 
 def tree_depth(size: int, leaf_size: int) -> int:
     """Levels of a complete binary tree whose leaves cover ``leaf_size`` of ``size`` neurons each."""
-    leaves = math.ceil(size / leaf_size)
-    return 1 + max(0, math.ceil(math.log2(leaves))) if leaves > 1 else 1
+    return 1 + (math.ceil(size / leaf_size) - 1).bit_length()  # 1 + ceil(log2(leaves))
 
 
 class TreeCoupling(Coupling):

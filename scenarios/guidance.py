@@ -20,7 +20,7 @@ from pydantic import Field
 from ribbed.scenarios.base import Strict, tagged_union
 
 __all__ = [
-    "GUIDE_KINDS", "ConfidenceMetaSpec", "CouplingSpec", "DirectCouplingSpec", "FixedMetaSpec", "GuideSpec",
+    "ConfidenceMetaSpec", "CouplingSpec", "DirectCouplingSpec", "FixedMetaSpec", "GuideSpec",
     "HashCouplingSpec", "LearnedMetaSpec", "LinearGuideSpec", "MLPGuideSpec", "MetaSpec", "SklearnGuideSpec", "TreeCouplingSpec",
     "TreeGuideSpec",
 ]
@@ -71,7 +71,6 @@ class MLPGuideSpec(Strict):
 
 
 GuideSpec = tagged_union("kind", TreeGuideSpec, SklearnGuideSpec, LinearGuideSpec, MLPGuideSpec)
-GUIDE_KINDS = ("tree", "sklearn", "linear", "mlp")
 
 
 # --------------------------------------------------------------------------- coupling

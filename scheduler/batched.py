@@ -159,13 +159,14 @@ class BatchedExecutor(Executor):
 
         # readout: the task's loss and its answer e = B dL/dy.
         outputs = self._output.y
-        loss, error = _LOSSES[self.loss_name](outputs, targets)
+        losses, error = _LOSSES[self.loss_name](outputs, targets)
+        loss = losses.mean()
         backward = tick % self._backward_every == 0
         self._backward(error, backward)
 
         # guide: guided populations consult and train their guides.
         if self._guided:
-            context = task_context(targets, _sample_losses(self.loss_name, outputs, targets))
+            context = task_context(targets, losses)
         for population in self._guided:
             population.guidance.guide_stage(tick, population.u, population.y,
                                             population.activation.df(population.u, population.y), context,
@@ -333,8 +334,9 @@ class BatchedExecutor(Executor):
                     population.previous = torch.zeros(x.shape[0], population.info.size, dtype=self.dtype,
                                                       device=self.device)
                 self._forward(x)
-                self._backward(_LOSSES[self.loss_name](self._output.y, t)[1], True)
-                context = task_context(t, _sample_losses(self.loss_name, self._output.y, t))
+                losses, error = _LOSSES[self.loss_name](self._output.y, t)
+                self._backward(error, True)
+                context = task_context(t, losses)
                 for population in self._guided:
                     credit = population.delta.to(torch.float64)
                     guidance = population.guidance.predict(population.u, population.y,
@@ -470,27 +472,18 @@ class BatchedExecutor(Executor):
 
 
 def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """As :func:`ribbed.environment.losses.cross_entropy`, in torch."""
+    """As :func:`ribbed.environment.losses.cross_entropy` and ``sample_losses``, in torch: each
+    sample's loss (the batch loss is their mean) and the task's answer B dL/dy."""
     shifted = logits - logits.max(dim=1, keepdim=True).values
     log_p = shifted - torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))
-    loss = -(targets * log_p).sum(dim=1).mean()
-    return loss, torch.exp(log_p) - targets
+    return -(targets * log_p).sum(dim=1), torch.exp(log_p) - targets
 
 
 def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """As :func:`ribbed.environment.losses.mse`, in torch."""
+    """As :func:`ribbed.environment.losses.mse` and ``sample_losses``, in torch."""
     diff = outputs - targets
-    return torch.mean(diff * diff), diff * (2.0 / outputs.shape[1])
+    return (diff * diff).mean(dim=1), diff * (2.0 / outputs.shape[1])
 
 
+#: Per-sample losses and the task's answer, by loss name.
 _LOSSES = {"cross_entropy": _cross_entropy, "mse": _mse}
-
-
-def _sample_losses(name: str, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """As :func:`ribbed.environment.losses.sample_losses`, in torch."""
-    if name == "mse":
-        diff = outputs - targets
-        return (diff * diff).mean(dim=1)
-    shifted = outputs - outputs.max(dim=1, keepdim=True).values
-    log_p = shifted - torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))
-    return -(targets * log_p).sum(dim=1)
