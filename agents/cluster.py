@@ -29,6 +29,8 @@ class ClusterAgent(mesa.Agent):
     """One guide (and, for a meta unit, one meta state) serving a group of neurons."""
 
     agent_kind = "cluster"
+    #: What a snapshot saves (scheduler/state.py).
+    _state_attrs = ("guide", "meta_state", "alpha")
 
     def __init__(self, model: mesa.Model, agent_id: int, population: PopulationInfo, index: int, guide,
                  controller: MetaController | None):

@@ -78,6 +78,9 @@ class LinearGuide(RegressorMixin, BaseEstimator):
     seen so far.
     """
 
+    #: What a snapshot saves (scheduler/state.py).
+    _state_attrs = ("gram_", "moment_", "coef_")
+
     def __init__(self, ridge: float = 1e-3, forget: float = 0.99):
         self.ridge = ridge
         self.forget = forget
@@ -139,6 +142,9 @@ class MLPGuide(RegressorMixin, BaseEstimator):
     first fit.  The output layer starts at zero: a new guide predicts no credit.
     """
 
+    #: What a snapshot saves (scheduler/state.py).
+    _state_attrs = ("net_", "optimizer_")
+
     def __init__(self, hidden: int = 16, lr: float = 0.01, optimizer: str = "adam",
                  init: np.ndarray | None = None, random_state: int | None = None):
         self.hidden = hidden
@@ -159,6 +165,11 @@ class MLPGuide(RegressorMixin, BaseEstimator):
         if self.optimizer not in optimizers:
             raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got {self.optimizer!r}")
         self.optimizer_ = optimizers[self.optimizer](self.net_.parameters(), lr=self.lr)
+
+    def _before_load(self, state: dict) -> None:
+        """A snapshot taken after the first fit restores into a net built the same way."""
+        if "net_" in state and not hasattr(self, "net_"):
+            self._initialize(state["net_"]["hidden_weight"][0].shape[0])
 
     def partial_fit(self, X: np.ndarray, y: np.ndarray) -> MLPGuide:
         X = torch.as_tensor(np.asarray(X, dtype=np.float64))
@@ -201,6 +212,9 @@ class ReplayGuide(RegressorMixin, BaseEstimator):
     Rounded to float32, they hand the estimator the same numbers and get the same tree.
     """
 
+    #: What a snapshot saves (scheduler/state.py).
+    _state_attrs = ("X_", "y_", "fitted_X_", "fitted_y_")
+
     def __init__(self, estimator: Any = None, buffer: int = 4096, refit_every: int = 20):
         self.estimator = estimator
         self.buffer = buffer
@@ -219,10 +233,18 @@ class ReplayGuide(RegressorMixin, BaseEstimator):
         if getattr(self, "X_", None) is not None and len(self.X_):
             model = DecisionTreeRegressor() if self.estimator is None else clone(self.estimator)
             self.model_ = model.fit(self.X_, self.y_)
+            # The buffer of the last fit (partial_fit replaces the arrays, so no copy): a snapshot
+            # keeps it, and restoring fits the same model again.
+            self.fitted_X_, self.fitted_y_ = self.X_, self.y_
         return self
 
+    def _after_load(self) -> None:
+        if getattr(self, "fitted_X_", None) is not None:
+            model = DecisionTreeRegressor() if self.estimator is None else clone(self.estimator)
+            self.model_ = model.fit(self.fitted_X_, self.fitted_y_)
+
     def fit(self, X: np.ndarray, y: np.ndarray) -> ReplayGuide:
-        for attribute in ("X_", "y_", "model_"):
+        for attribute in ("X_", "y_", "model_", "fitted_X_", "fitted_y_"):
             self.__dict__.pop(attribute, None)
         return self.partial_fit(X, y).refit()
 

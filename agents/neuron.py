@@ -40,6 +40,8 @@ class Synapses:
     """A neuron's incoming synapses from one projection."""
 
     __slots__ = ("projection", "pre_ids", "pre_local", "weights", "feedback", "optimizer", "inputs")
+    #: What a snapshot saves besides the weights (scheduler/state.py).
+    _state_attrs = ("optimizer",)
 
     def __init__(self, projection: ProjectionInfo, pre_local: np.ndarray, weights: np.ndarray,
                  feedback: np.ndarray | None):
@@ -66,6 +68,8 @@ class NeuronAgent(mesa.Agent):
     """A neuron: state (u, y, delta), incoming synapses, bias, optimizer state, inbox."""
 
     agent_kind = "neuron"
+    #: What a snapshot saves besides the bias (scheduler/state.py); y feeds cycle-closing edges.
+    _state_attrs = ("bias_optimizer", "incoming", "y", "alpha", "signature")
 
     def __init__(self, model: mesa.Model, agent_id: int, population: PopulationInfo, index: int):
         super().__init__(model)

@@ -17,6 +17,9 @@ __all__ = ["Optimizer", "SGD", "Momentum", "Adam", "make_optimizer"]
 class Optimizer:
     """Turns a gradient into a parameter step; subclasses hold the state."""
 
+    #: What a snapshot saves (scheduler/state.py).
+    _state_attrs: tuple[str, ...] = ()
+
     def __init__(self, settings: LearningSpec, shape: tuple[int, ...]):
         self.lr = settings.lr
 
@@ -36,6 +39,8 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """torch.optim.SGD(momentum=mu): buf = mu * buf + g (buf = g at the first step)."""
 
+    _state_attrs = ("buffer",)
+
     def __init__(self, settings: LearningSpec, shape: tuple[int, ...]):
         super().__init__(settings, shape)
         self.momentum = settings.momentum
@@ -51,6 +56,8 @@ class Momentum(Optimizer):
 
 class Adam(Optimizer):
     """torch.optim.Adam with bias correction (Kingma & Ba, 2015)."""
+
+    _state_attrs = ("t", "m", "v")
 
     def __init__(self, settings: LearningSpec, shape: tuple[int, ...]):
         super().__init__(settings, shape)

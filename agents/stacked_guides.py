@@ -36,6 +36,9 @@ def _scatter_sum(values: torch.Tensor, index: torch.Tensor | None, n_guides: int
 class StackedGuides:
     """Base: the guides of one population."""
 
+    #: What a snapshot saves (scheduler/state.py).
+    _state_attrs: tuple[str, ...] = ()
+
     def __init__(self, n_guides: int):
         self.n_guides = n_guides
 
@@ -55,6 +58,8 @@ class StackedGuides:
 
 class StackedLinear(StackedGuides):
     """:class:`~ribbed.agents.guides.LinearGuide` for every guide at once."""
+
+    _state_attrs = ("gram", "moment", "coef")
 
     def __init__(self, spec, n_guides: int, n_features: int, device, dtype):
         super().__init__(n_guides)
@@ -119,6 +124,8 @@ class StackedLinear(StackedGuides):
 class StackedMLP(StackedGuides):
     """:class:`~ribbed.agents.guides.MLPGuide` for every guide at once; its optimizer steps follow
     torch.optim's SGD and Adam, each guide with its own step count."""
+
+    _state_attrs = ("params", "steps", "exp_avg", "exp_avg_sq")
 
     def __init__(self, spec, n_guides: int, n_features: int, rng: np.random.Generator, device, dtype):
         super().__init__(n_guides)
@@ -209,6 +216,8 @@ class StackedMLP(StackedGuides):
 class ReplayGuides(StackedGuides):
     """Tree (or scikit-learn) guides: one :class:`ReplayGuide` per guide, rows gathered per
     cluster in neuron-id order, as the reference executor delivers them."""
+
+    _state_attrs = ("guides",)
 
     def __init__(self, guides: list):
         super().__init__(len(guides))

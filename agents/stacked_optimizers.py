@@ -19,6 +19,9 @@ __all__ = ["StackedOptimizer", "make_stacked_optimizer"]
 class StackedOptimizer:
     """Turns a gradient tensor into the step to add to the parameters (elementwise state)."""
 
+    #: What a snapshot saves (scheduler/state.py).
+    _state_attrs: tuple[str, ...] = ()
+
     def __init__(self, settings: LearningSpec, like: torch.Tensor):
         self.lr = settings.lr
 
@@ -32,6 +35,8 @@ class StackedOptimizer:
 
 class StackedMomentum(StackedOptimizer):
     """torch.optim.SGD(momentum=mu): buf = mu * buf + g (buf = g at the first step)."""
+
+    _state_attrs = ("buffer",)
 
     def __init__(self, settings: LearningSpec, like: torch.Tensor):
         super().__init__(settings, like)
@@ -51,6 +56,8 @@ class StackedMomentum(StackedOptimizer):
 
 class StackedAdam(StackedOptimizer):
     """torch.optim.Adam with bias correction (Kingma & Ba, 2015)."""
+
+    _state_attrs = ("t", "m", "v")
 
     def __init__(self, settings: LearningSpec, like: torch.Tensor):
         super().__init__(settings, like)

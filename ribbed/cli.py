@@ -1,4 +1,5 @@
-"""The ``ribbed`` command line: run, validate, schema, scenarios.
+"""The ``ribbed`` command line: run, validate, schema, scenarios, and the message log's
+commands (log info/show/export, replay).
 
 Bad input (a missing file, invalid YAML, a wrong field...) is reported as one clear message
 naming the file, the line, the field and the fix, with exit code 2 and no traceback.
@@ -14,6 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -81,16 +83,26 @@ def _show_warnings(caught: list) -> None:
 
 @app.command()
 def run(
-    scenario: str = typer.Argument(..., help="A scenario YAML file, or the name of a built-in scenario."),
+    scenario: Optional[str] = typer.Argument(None, help="A scenario YAML file, or the name of a built-in scenario."),
     backend: Optional[BackendName] = typer.Option(None, help="Executor to run on (overrides backend.kind)."),
     device: Optional[str] = typer.Option(None, help="batched executor: cpu, cuda, cuda:N or auto "
                                          "(overrides backend.device)."),
     ticks: Optional[int] = typer.Option(None, min=1, help="Number of ticks (overrides run.ticks)."),
     seed: Optional[int] = typer.Option(None, min=0, help="Root seed (overrides seed)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (must not exist or be empty)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run in this run "
+                                          "directory from its log's last snapshot (no SCENARIO or options)."),
 ) -> None:
-    """Run a scenario and write its run directory (resolved scenario, metrics, summary)."""
+    """Run a scenario and write its run directory (resolved scenario, metrics, message log, summary)."""
+    from ribbed.runner import resume as resume_run
     from ribbed.runner import run as run_scenario
+
+    if (scenario is None) == (resume is None):
+        raise _fail(RibbedError(Problem("ribbed run", "", "give either a SCENARIO or --resume RUN_DIR",
+                                        "ribbed run digits, or ribbed run --resume runs/digits-s0-20260101-120000")))
+    if resume is not None and any(v is not None for v in (backend, device, ticks, seed, out_dir)):
+        raise _fail(RibbedError(Problem("ribbed run", "--resume", "a resumed run continues with the settings it "
+                                        "was started with", "leave out --backend, --device, --ticks, --seed and --out")))
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ticks"),
@@ -110,9 +122,12 @@ def run(
     try:
         with progress, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RibbedWarning)
-            result = run_scenario(scenario, out=out_dir, ticks=ticks, seed=seed,
-                                  backend=backend.value if backend else None, device=device,
-                                  on_tick=lambda model: _show_warnings(caught) or on_tick(model))
+            ticked = lambda model: _show_warnings(caught) or on_tick(model)  # noqa: E731
+            if resume is not None:
+                result = resume_run(resume, on_tick=ticked)
+            else:
+                result = run_scenario(scenario, out=out_dir, ticks=ticks, seed=seed,
+                                      backend=backend.value if backend else None, device=device, on_tick=ticked)
     except RibbedError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
@@ -181,6 +196,177 @@ def scenarios() -> None:
     width = max(map(len, listing))
     for name, description in listing.items():
         out.print(f"{name:<{width}}  {description}", highlight=False, markup=False)
+
+
+# --------------------------------------------------------------------------- the message log
+
+log_app = typer.Typer(help="Read a run's message log: info, show, export (docs/log-format.md).",
+                      no_args_is_help=True)
+app.add_typer(log_app, name="log")
+
+
+def _ticks(text: Optional[str]):
+    """'100:120' (120 excluded), '100:', ':120' or '100'."""
+    if text is None:
+        return None
+    try:
+        if ":" not in text:
+            return int(text)
+        start, stop = text.split(":", 1)
+        return (int(start) if start else None, int(stop) if stop else None)
+    except ValueError:
+        raise _fail(RibbedError(Problem("ribbed log", "--ticks", f"'{text}' is not a tick or a range",
+                                        "write a tick (120) or a range START:STOP, STOP excluded (100:120)"))) from None
+
+
+def _open_log(path: Path):
+    from ribbed.log import open_log
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RibbedWarning)
+        log = open_log(path)
+    _show_warnings(caught)
+    return log
+
+
+@log_app.command("info")
+def log_info(path: Path = typer.Argument(..., help="A run's run.log.")) -> None:
+    """Scenario, seed, versions, ticks, snapshots, message counts by kind, and size."""
+    from ribbed.scheduler.messages import Kind
+
+    try:
+        log = _open_log(path)
+        header = log.header
+        counts = np.zeros(len(Kind), dtype=np.int64)
+        for record in log.records(("tick",)):
+            counts += record.array("counts")
+        end = log.end
+    except RibbedError as exc:
+        raise _fail(exc) from None
+    ticks = log.ticks
+    scenario = header["scenario"]
+    lines = [
+        f"log:        {path} (format {header['format']} v{header['version']}, level {header['level']})",
+        f"scenario:   {scenario['name']}, seed {header['seed']}",
+        f"run:        {header['executor']} executor on {header['device']} ({header['dtype']}), "
+        f"torch threads {header['threads'].get('torch_threads')}, created {header['created']}",
+        "versions:   " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()),
+        f"ticks:      {len(ticks)}" + (f" ({ticks[0]}..{ticks[-1]} of {header['ticks']})" if len(ticks) else ""),
+        "snapshots:  " + (", ".join(map(str, log.snapshot_ticks)) or "none"),
+        "status:     " + (end["status"] if end else "no end record (the run was killed, or is still running)")
+        + (f", truncated at byte {log.truncated_at}" if log.truncated_at is not None else ""),
+        "messages:   " + ", ".join(f"{kind.name.lower()} {int(n)}" for kind, n in zip(Kind, counts) if n),
+        f"size:       {log.size} bytes" + (f", {log.size / len(ticks):.0f} bytes per tick" if len(ticks) else ""),
+    ]
+    for line in lines:
+        out.print(line, highlight=False, markup=False)
+
+
+def _filters(ticks, agent, kind, stage) -> dict:
+    return {"ticks": _ticks(ticks), "agent": agent, "kind": kind, "stage": stage}
+
+
+_TICKS = typer.Option(None, "--ticks", help="A tick (120) or a range START:STOP, STOP excluded (100:120).")
+_AGENT = typer.Option(None, "--agent", help="Only messages this agent sent or received (-1: the task).")
+_KIND = typer.Option(None, "--kind", help="Only this kind (activation, error, ...); repeat for several.")
+_STAGE = typer.Option(None, "--stage", help="Only this stage (sense, forward, readout, backward, ...).")
+
+
+@log_app.command("show")
+def log_show(
+    path: Path = typer.Argument(..., help="A run's run.log."),
+    ticks: Optional[str] = _TICKS, agent: Optional[int] = _AGENT,
+    kind: Optional[list[str]] = _KIND, stage: Optional[list[str]] = _STAGE,
+    limit: int = typer.Option(50, min=1, help="Show at most this many messages."),
+) -> None:
+    """Print the messages of a log, filtered by tick, agent, kind and stage."""
+    from ribbed.log.messages import iter_messages, to_frame
+
+    try:
+        log = _open_log(path)
+        shown, total = [], 0
+        for block in iter_messages(log, **_filters(ticks, agent, kind or None, stage or None)):
+            total += len(block)
+            if sum(len(b) for b in shown) < limit and len(block):
+                shown.append(block)
+    except RibbedError as exc:
+        raise _fail(exc) from None
+    if not total:
+        out.print("no messages match (the log's level decides which kinds it holds: "
+                  f"this one is '{log.header['level']}')", highlight=False, markup=False)
+        return
+    import pandas as pd
+
+    frame = pd.concat([to_frame(b) for b in shown]).head(limit)
+    payload = [c for c in frame.columns if c.startswith("payload_")]
+    frame["payload"] = [" ".join(f"{v:.4g}" for v in row[:4]) + (" ..." if len(row) > 4 else "")
+                        for row in frame[payload].to_numpy()]
+    text = frame.drop(columns=payload).to_string(index=False)
+    out.print(text, highlight=False, markup=False)
+    out.print(f"{min(limit, total)} of {total} messages shown (payloads: the first samples of {len(payload)})",
+              highlight=False, markup=False)
+
+
+class ExportFormat(str, Enum):
+    parquet = "parquet"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+@log_app.command("export")
+def log_export(
+    path: Path = typer.Argument(..., help="A run's run.log."),
+    format: ExportFormat = typer.Option(..., "--format", help="parquet, csv or jsonl."),
+    out_file: Path = typer.Option(..., "--out", help="The file to write (must not exist)."),
+    ticks: Optional[str] = _TICKS, agent: Optional[int] = _AGENT,
+    kind: Optional[list[str]] = _KIND, stage: Optional[list[str]] = _STAGE,
+) -> None:
+    """Write the (filtered) messages of a log to a file, a block of ticks at a time."""
+    from ribbed.log.export import export
+
+    try:
+        count = export(_open_log(path), out_file, format.value, **_filters(ticks, agent, kind or None, stage or None))
+    except RibbedError as exc:
+        raise _fail(exc) from None
+    out.print(f"wrote {count} messages to {out_file}", highlight=False, markup=False)
+
+
+@app.command()
+def replay(
+    path: Path = typer.Argument(..., help="A run's run.log."),
+    verify: bool = typer.Option(False, "--verify", help="Re-run the scenario from the log's header and check "
+                                "every tick and snapshot against the log, bit for bit."),
+    until: Optional[int] = typer.Option(None, "--until", min=0, help="Rebuild the network's state at this tick."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="With --until: the folder to write the state to."),
+) -> None:
+    """Verify a logged run, or rebuild its full state at a tick."""
+    from ribbed.log import replay as replaying
+
+    if verify == (until is not None) or (until is not None) != (out_dir is not None):
+        raise _fail(RibbedError(Problem("ribbed replay", "", "give either --verify, or --until TICK with --out DIR",
+                                        "ribbed replay run.log --verify, or ribbed replay run.log --until 500 "
+                                        "--out state/")))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RibbedWarning)
+            if verify:
+                report = replaying.verify(path)
+            else:
+                folder = replaying.write_state(replaying.model_at(path, until), out_dir)
+        _show_warnings(caught)
+    except RibbedError as exc:
+        raise _fail(exc) from None
+    if not verify:
+        out.print(f"state at tick {until} written to {folder}", highlight=False, markup=False)
+        return
+    if report.ok:
+        out.print(f"verified: {report.ticks_checked} ticks and {report.snapshots_checked} snapshots match {path}",
+                  highlight=False, markup=False)
+        return
+    err.print(f"[bold red]differs:[/] {escape(str(report.difference))}", highlight=False)
+    err.print(f"({report.ticks_checked} ticks and {report.snapshots_checked} snapshots matched before it)",
+              highlight=False, markup=False)
+    raise typer.Exit(code=1)
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Problem", "RibbedError", "RibbedWarning", "ScenarioError"]
+__all__ = ["LogCorruptError", "LogError", "LogFormatError", "LogIntegrityError", "LogTruncatedWarning", "Problem",
+           "RibbedError", "RibbedWarning", "ScenarioError"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +42,32 @@ class ScenarioError(RibbedError, ValueError):
 
 class RibbedWarning(UserWarning):
     """Something valid that is probably not what was meant (a layer no credit can reach...)."""
+
+
+class LogError(RibbedError):
+    """A message log that cannot be read as the format describes (docs/log-format.md).
+
+    ``tick`` and ``offset`` say where (the record's tick, and its byte offset in the file), when
+    the problem is in one record."""
+
+    def __init__(self, problems: list[Problem] | Problem, tick: int | None = None, offset: int | None = None):
+        self.tick, self.offset = tick, offset
+        super().__init__(problems)
+
+
+class LogFormatError(LogError):
+    """Bytes that are not a ribbed log of a version this reader knows, or a record that breaks
+    the format's rules."""
+
+
+class LogCorruptError(LogError):
+    """A record whose body does not match its CRC (the bytes changed after they were written)."""
+
+
+class LogIntegrityError(LogError):
+    """A record whose digest does not follow from its predecessor's and its body (an edited
+    record, or a record moved from another log)."""
+
+
+class LogTruncatedWarning(RibbedWarning):
+    """A log that ends inside a record (a crashed run): it is read up to its last whole record."""

@@ -165,6 +165,8 @@ class NetworkModel(mesa.Model):
         self.populations = {name: Population(self, info) for name, info in self.network.populations.items()}
         self.projections = {p.name: Projection(self, p) for p in self.network.projections}
         self.last_result: TickResult | None = None
+        #: Records the run's message log when set (ribbed.log.recorder); the runner attaches one.
+        self.recorder = None
         self.last_metrics: dict[str, float] = {}
         self._window: list[tuple[TickResult, np.ndarray]] = []
         self._counts_at_record = np.zeros(len(Kind), dtype=np.int64)
@@ -188,8 +190,12 @@ class NetworkModel(mesa.Model):
     def step(self) -> None:
         """One tick: one mini-batch through sense, forward, readout, backward and learn."""
         index = self.stream.indices(self.tick)
+        if self.recorder is not None:
+            self.recorder.before_tick()
         result = self.executor.tick(self.tick, index)
         self.tick += 1
+        if self.recorder is not None:
+            self.recorder.after_tick(result, index, (self.tick - 1) % self.scenario.schedule.backward_every == 0)
         self.last_result = result
         # Read at the next evaluation, so that a device-side executor is not waited for every tick.
         self._window.append((result, index))
@@ -233,6 +239,8 @@ class NetworkModel(mesa.Model):
         self._window = []
         self.last_metrics = row
         self.datacollector.collect(self)
+        if self.recorder is not None:
+            self.recorder.after_record()
         return row
 
     def _metric_names(self) -> list[str]:

@@ -2,9 +2,10 @@
 
 A run directory holds the resolved scenario (``scenario.yaml``, every default written out,
 so the run can be repeated from it alone), the metrics of each evaluation (``metrics.csv``,
-and per neuron ``agents.csv``), appended and flushed as they are produced, and
-``summary.json``, written at the end, also when the run is interrupted or fails.  Nothing
-that a run has written is lost when it stops early.
+and per neuron ``agents.csv``), appended and flushed as they are produced, the message log
+(``run.log``, docs/log-format.md), and ``summary.json``, written at the end, also when the run
+is interrupted or fails.  Nothing that a run has written is lost when it stops early, and a run
+that was killed continues from its log's last snapshot with :func:`resume`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pandas as pd
 
@@ -28,7 +29,13 @@ from ribbed.model import NetworkModel
 from ribbed.scenarios.loader import load_scenario, scenario_to_yaml
 from ribbed.scenarios.schema import Scenario
 
-__all__ = ["RunResult", "apply_overrides", "run", "package_versions"]
+if TYPE_CHECKING:
+    from ribbed.log.writer import LogWriter
+
+__all__ = ["LOG_NAME", "RunResult", "apply_overrides", "resume", "run", "package_versions"]
+
+#: The message log's file name in a run directory.
+LOG_NAME = "run.log"
 
 
 @dataclass
@@ -117,6 +124,44 @@ class RunDirectory:
                                       "folder this process can write to", _WRITABLE_FIX))
         return path
 
+    @classmethod
+    def reopen(cls, path: Path, model: NetworkModel, row: dict | None) -> RunDirectory:
+        """A run directory to continue at the model's tick: rows of later ticks are dropped, and
+        the rows of the resumed tick written again (``row``: its metrics, from the snapshot)."""
+        directory = cls.__new__(cls)
+        directory.path, directory.write_agents = path, model.scenario.output.agent_metrics
+        directory._metrics_file = directory._reopen("metrics.csv", model.tick, [row] if row else None)
+        directory._agents_file = None
+        if directory.write_agents:
+            records = None
+            if row:
+                model.evaluate()  # the per-neuron values of the resumed tick's evaluation
+                records = model.agent_records()
+            directory._agents_file = directory._reopen("agents.csv", model.tick, records)
+        return directory
+
+    def _reopen(self, name: str, tick: int, rows: list[dict] | None):
+        """Keep the rows of ``name`` before ``tick``, append ``rows``; the open handle (or None)."""
+        target = self.path / name
+        kept: list[list[str]] = []
+        header: list[str] | None = None
+        if target.exists():
+            with open(target, newline="", encoding="utf-8") as stream:
+                reader = csv.reader(stream)
+                header = next(reader, None)
+                kept = [line for line in reader if line and float(line[0]) < tick]
+        if header is None and not rows:
+            target.unlink(missing_ok=True)
+            return None
+        stream = open(target, "w", newline="", encoding="utf-8")
+        fieldnames = header or list(rows[0])
+        csv.writer(stream).writerows([fieldnames, *kept])
+        handle = (stream, csv.DictWriter(stream, fieldnames=fieldnames))
+        if rows:
+            handle[1].writerows(rows)
+        stream.flush()
+        return handle
+
     def record(self, model: NetworkModel, row: dict) -> None:
         self._metrics_file = self._append(self._metrics_file, "metrics.csv", [row])
         if self.write_agents:
@@ -167,25 +212,125 @@ def _out_of_memory(scenario: Scenario) -> RibbedError:
                                "or backend.dtype float32"))
 
 
+def _log_writer(path: Path, model: NetworkModel, threads: dict) -> LogWriter:
+    """Start the run's log: the header, and the topology when the level expands messages."""
+    from ribbed.log.records import header_body, topology_body
+    from ribbed.log.writer import LogWriter
+
+    level = model.scenario.log.level
+    writer = LogWriter(path / LOG_NAME, header_body(model, level, threads))
+    if level in ("activity", "messages"):
+        topology = topology_body(model)
+        writer.write("topology", -1, lambda: topology)
+    return writer
+
+
+def _attach(model: NetworkModel, writer: LogWriter | None) -> None:
+    if writer is not None:
+        from ribbed.log.recorder import LogRecorder
+
+        log = model.scenario.log
+        model.recorder = LogRecorder(model, log.level, log.snapshot_every or model.scenario.run.eval_every, writer)
+
+
 def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path | None = None,
         write: bool = True, ticks: int | None = None, seed: int | None = None, backend: str | None = None,
         device: str | None = None, on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
-    """Load, build and run a scenario; write its run directory unless ``write`` is False."""
+    """Load, build and run a scenario; write its run directory (with its message log, unless the
+    scenario's ``log.level`` is off) unless ``write`` is False."""
+    from ribbed.determinism import configure_torch
+
     scenario = apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed, backend=backend, device=device)
     # The folder is checked before the model is built (which can take long), and created after,
     # so a scenario that cannot be built leaves no empty run directory behind.
     path = RunDirectory.choose(scenario, out) if write else None
+    threads = configure_torch(scenario.backend.threads)
+    model = _build(scenario)
+    directory = RunDirectory(path, scenario, scenario.output.agent_metrics) if path is not None else None
+    writer = _log_writer(path, model, threads) if path is not None and scenario.log.level != "off" else None
+    _attach(model, writer)
+    return _execute(model, directory, writer, scenario.run.ticks, on_tick, {})
+
+
+def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
+    """Continue an interrupted run from the last snapshot in its log: the metrics, weights and
+    log come out as those of an uninterrupted run of the same scenario."""
+    from ribbed.determinism import configure_torch
+    from ribbed.log.reader import LogReader
+    from ribbed.log.records import restore_snapshot
+    from ribbed.log.replay import scenario_of
+    from ribbed.log.writer import LogWriter
+
+    path = Path(run_dir)
+    if not (path / LOG_NAME).exists():
+        raise RibbedError(Problem(str(path), "", f"there is no {LOG_NAME} in this folder",
+                                  "give the run directory of a run whose scenario logs (log.level is not off)"))
+    with LogReader(path / LOG_NAME) as log:
+        end = log.end
+        if end is not None and end.get("status") == "completed":
+            raise RibbedError(Problem(str(path / LOG_NAME), "", f"this run completed at tick {end.get('tick')}",
+                                      "nothing to resume; start a new run with ribbed run"))
+        header = log.header
+        scenario = scenario_of(log, str(path / "scenario.yaml"))
+        threads = configure_torch(header["threads"]["torch_threads"], header["threads"]["torch_interop_threads"])
+        model = _build(scenario)
+        _check_same_executor(model, header, path / LOG_NAME)
+        snapshot = log.snapshot(scenario.run.ticks)
+        keep = [ref for ref in log.refs if ref.type in ("header", "topology")]
+        if snapshot is not None:
+            restore_snapshot(model, snapshot.body, snapshot.decode)
+            keep = log.refs[:next(i for i, ref in enumerate(log.refs) if ref.offset == snapshot.offset) + 1]
+    last = keep[-1]
+    writer = LogWriter(path / LOG_NAME, None, resume=(last.offset + last.size, last.digest,
+                                                       [(_TYPE_CODES[r.type], r.tick, r.offset, r.digest) for r in keep]))
+    directory = RunDirectory.reopen(path, model, dict(model.last_metrics) if snapshot is not None else None)
+    _reload_metrics(model, path / "metrics.csv")
+    _attach(model, writer)
+    return _execute(model, directory, writer, scenario.run.ticks - model.tick, on_tick,
+                    {"resumed_from": model.tick, "threads": threads})
+
+
+_TYPE_CODES = {"header": 0, "topology": 1, "tick": 2, "snapshot": 3, "end": 4}
+
+
+def _check_same_executor(model: NetworkModel, header: dict, source: Path) -> None:
+    here = (model.executor.name, model.executor.device_name, model.executor.dtype_name)
+    there = (header["executor"], header["device"], header["dtype"])
+    if here != there:
+        raise RibbedError(Problem(str(source), "", f"the run was logged on the {there[0]} executor ({there[1]}, "
+                                  f"{there[2]}) and would continue on the {here[0]} executor ({here[1]}, {here[2]})",
+                                  "continue it on a machine with the same device, so that it stays bit for bit "
+                                  "the run it was"))
+
+
+def _reload_metrics(model: NetworkModel, metrics: Path) -> None:
+    """The metrics rows up to the resumed tick, back into the model's DataCollector."""
+    if not metrics.exists():
+        return
+    earlier = pd.read_csv(metrics)
+    earlier = earlier[earlier["tick"] <= model.tick]
+    collector = model.datacollector
+    for key in collector.model_vars:
+        column = earlier[key].tolist() if key in earlier else [float("nan")] * len(earlier)
+        collector.model_vars[key] = column + collector.model_vars[key]
+
+
+def _build(scenario: Scenario) -> NetworkModel:
     try:
-        model = NetworkModel(scenario)
+        return NetworkModel(scenario)
     except (MemoryError, RuntimeError) as exc:
         if not _is_out_of_memory(exc):
             raise
         raise _out_of_memory(scenario) from None
-    directory = RunDirectory(path, scenario, scenario.output.agent_metrics) if path is not None else None
+
+
+def _execute(model: NetworkModel, directory: RunDirectory | None, writer, ticks: int,
+             on_tick: Callable[[NetworkModel], None] | None, extra: dict) -> RunResult:
+    scenario = model.scenario
     start = time.perf_counter()
     status, error = "completed", None
     try:
-        model.run(on_tick=on_tick, on_record=directory.record if directory else None)
+        model.run(ticks, on_tick=on_tick, on_record=directory.record if directory else None)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -197,14 +342,17 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
         raise
     finally:
         seconds = time.perf_counter() - start
+        if writer is not None:
+            writer.close(status, model.tick, error=error)
         if directory is not None:
             directory.finish({
                 "scenario": scenario.name, "seed": scenario.seed, "backend": scenario.backend.kind,
                 "device": model.executor.device_name, "dtype": model.executor.dtype_name,
                 "status": status, "error": error, "ticks": model.tick, "seconds": round(seconds, 3),
-                "ticks_per_second": round(model.tick / seconds, 2) if seconds > 0 else None,
+                "ticks_per_second": round(ticks / seconds, 2) if seconds > 0 else None,
                 "final": model.last_metrics, "neurons": model.network.n_neurons,
                 "synapses": model.network.n_synapses, "versions": package_versions(),
+                "log": (LOG_NAME if writer is not None else None), "log_level": scenario.log.level, **extra,
             })
     return RunResult(model=model, metrics=model.metrics, directory=directory.path if directory else None,
                      seconds=seconds)

@@ -389,6 +389,27 @@ class BackendSpec(Strict):
         "are stored sparse (CSR); see projections[].storage.",
     )
     shards: Optional[int] = Field(None, gt=0, description="ray executor: number of shards.")
+    threads: Optional[int] = Field(
+        None, gt=0, description="torch's intra-op thread count for the run (default: torch's own choice). "
+        "Recorded in the message log: a replay uses the same count, so that sums come out bit for bit the same."
+    )
+
+
+class LogSpec(Strict):
+    """What the run's message log (run.log in the run folder) records; docs/log-format.md."""
+
+    level: Literal["off", "summary", "activity", "messages"] = Field(
+        "summary",
+        description="off: no log. summary: per tick the loss, outputs, message counts and batch, and "
+        "snapshots of the full state. activity: also every neuron's activation (so every activation "
+        "message). messages: also every neuron's credit, the task's answers and the weights the error "
+        "messages were made with (so every error message).",
+    )
+    snapshot_every: Optional[int] = Field(
+        None, gt=0, description="Ticks between snapshots (weights, optimizer, guide and RNG state) for "
+        "seeking and --resume; a multiple of run.eval_every; default: at every evaluation. A snapshot "
+        "is also taken after the last tick.",
+    )
 
 
 class OutputSpec(Strict):
@@ -403,7 +424,7 @@ class OutputSpec(Strict):
 
 class Scenario(Strict):
     """One run: seed, task, populations, projections, learning, coupling, meta, schedule, run length,
-    backend, output."""
+    backend, output, log."""
 
     name: Name
     description: str = ""
@@ -422,6 +443,7 @@ class Scenario(Strict):
     run: RunSpec = Field(default_factory=RunSpec)
     backend: BackendSpec = Field(default_factory=BackendSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    log: LogSpec = Field(default_factory=LogSpec)
 
     # Where the scenario came from: used in messages and to resolve relative paths (npz task).
     _source: str = PrivateAttr("<python>")
@@ -499,6 +521,12 @@ def _check_scenario(s: Scenario):
         for i in holders[1:]:
             yield _error(("populations", i, "role"), f"only one population can have role: {role}",
                          role, "set 'role: hidden' on all but one")
+
+    every = s.log.snapshot_every
+    if every is not None and every % s.run.eval_every:
+        yield _error(("log", "snapshot_every"), f"snapshots are taken at evaluations, and {every} is not a "
+                     f"multiple of run.eval_every ({s.run.eval_every})", every,
+                     f"use a multiple of {s.run.eval_every}, or leave log.snapshot_every out")
 
     total = sum(sizes.values())
     if total > MAX_NEURONS:

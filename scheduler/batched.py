@@ -41,6 +41,8 @@ PREDICT_CHUNK = 2**24
 class _Synapses:
     """One projection's tensors: layout, weights, fixed feedback weights, optimizer."""
 
+    _state_attrs = ("optimizer",)  # and the weights, saved in canonical order
+
     def __init__(self, info: ProjectionInfo, layout: ProjectionTensors):
         self.info = info
         self.layout = layout
@@ -55,6 +57,8 @@ class _Synapses:
 
 class _Population:
     """One population's tensors and the projections that concern it."""
+
+    _state_attrs = ("bias_optimizer", "y", "guidance")  # and the bias; y feeds cycle-closing edges
 
     def __init__(self, info: PopulationInfo, device: torch.device, dtype: torch.dtype):
         self.info = info
@@ -79,6 +83,7 @@ class BatchedExecutor(Executor):
     """Runs the tick as tensor operations, on the CPU or a GPU (see the module docstring)."""
 
     name = "batched"
+    _state_attrs = ("projections", "populations", "_counts")
 
     def __init__(self, model: NetworkModel):
         network: Network = model.network
@@ -160,6 +165,7 @@ class BatchedExecutor(Executor):
         # readout: the task's loss and its answer e = B dL/dy.
         outputs = self._output.y
         losses, error = _LOSSES[self.loss_name](outputs, targets)
+        self._answer = error
         loss = losses.mean()
         backward = tick % self._backward_every == 0
         self._backward(error, backward)
@@ -413,6 +419,19 @@ class BatchedExecutor(Executor):
     @property
     def message_counts(self) -> np.ndarray:
         return self._counts.copy()
+
+    def tick_values(self, activity: bool, messages: bool) -> dict:
+        values: dict = {}
+        if activity:
+            values["activation"] = [p.y for p in self.populations.values()]
+        if messages:
+            values["delta"] = [p.delta for p in self.populations.values()]
+            values["answer"] = self._answer
+        return values
+
+    def load_state_arrays(self, values: dict, kinds: dict) -> None:
+        super().load_state_arrays(values, kinds)
+        self._agent_cache = None
 
     def guidance_state(self, name: str) -> dict[str, np.ndarray]:
         return self.populations[name].guidance.state()

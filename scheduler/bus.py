@@ -20,6 +20,25 @@ __all__ = ["MessageBus"]
 class MessageBus:
     """Holds messages between their sending and their delivery."""
 
+    #: What a snapshot saves (scheduler/state.py): the counts, and the messages held over to
+    #: the next tick (along cycle-closing edges) as columns.
+    _state_attrs = ("counts", "held_over")
+
+    @property
+    def held_over(self) -> dict:
+        messages = self.next_tick
+        return {"tick": np.array([m.tick for m in messages], dtype=np.int64),
+                "stage": np.array([m.stage for m in messages], dtype=np.int64),
+                "src": np.array([m.src for m in messages], dtype=np.int64),
+                "dst": np.array([m.dst for m in messages], dtype=np.int64),
+                "kind": np.array([m.kind for m in messages], dtype=np.int64),
+                "payload": [m.payload for m in messages]}
+
+    @held_over.setter
+    def held_over(self, columns: dict) -> None:
+        self.next_tick = [Message(int(t), Stage(s), int(a), int(b), Kind(k), p) for t, s, a, b, k, p in zip(
+            columns["tick"], columns["stage"], columns["src"], columns["dst"], columns["kind"], columns.get("payload", []))]
+
     def __init__(self, agents: Sequence):
         self.agents = agents  # indexed by agent id
         self.task_inbox: list[Message] = []

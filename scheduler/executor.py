@@ -117,6 +117,30 @@ class Executor(ABC):
         """Messages sent so far, by :class:`~ribbed.scheduler.messages.Kind`."""
 
     @abstractmethod
+    def tick_values(self, activity: bool, messages: bool) -> dict:
+        """What the last tick computed, for the message log (references, not copies: the next
+        tick replaces them rather than writing into them): per population in network order,
+        ``activation`` (batch x size) when ``activity``, and ``delta`` (batch x size, None where
+        the population computed no credit) with the task's ``answer`` dL/dy when ``messages``."""
+
+    #: What a snapshot saves besides weights and biases (scheduler/state.py).
+    _state_attrs: tuple[str, ...] = ()
+
+    def state_arrays(self) -> tuple[dict, dict]:
+        """The executor's running state (optimizers, guides, meta state, coupling, held-over
+        activity, message counts) as ``(values, kinds)``; weights and biases are read in canonical
+        order through :meth:`get_weights` and :meth:`get_biases`."""
+        from ribbed.scheduler.state import collect_state
+
+        return collect_state(self)
+
+    def load_state_arrays(self, values: dict, kinds: dict) -> None:
+        """Put back what :meth:`state_arrays` returned (into an executor of the same scenario)."""
+        from ribbed.scheduler.state import restore_state
+
+        restore_state(self, values, kinds, getattr(self, "device", None))
+
+    @abstractmethod
     def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
         """Per guided population, ``[sum (guidance - credit)^2, sum credit, sum credit^2, count]``
         over its neurons and the samples ``inputs`` (with ``targets`` as context): the true

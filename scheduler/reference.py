@@ -37,6 +37,11 @@ class _GuidedGroup:
     """A guided population in the reference executor: its neurons, its ClusterAgents (one per
     guide), and the coupling's current paths."""
 
+    _state_attrs = ("paths",)
+
+    def _after_load(self) -> None:
+        self.assign(self.paths)
+
     def __init__(self, model: NetworkModel, guided: GuidedPopulation, neurons: list[NeuronAgent], first_id: int):
         population = guided.population
         self.guided = guided
@@ -72,6 +77,7 @@ class ReferenceExecutor(Executor):
     """Runs a tick as explicit messages between :class:`NeuronAgent` objects."""
 
     name = "reference"
+    _state_attrs = ("neurons", "clusters", "_guided", "bus")
 
     def __init__(self, model: NetworkModel):
         network: Network = model.network
@@ -197,6 +203,7 @@ class ReferenceExecutor(Executor):
         reports = {m.src: m.payload for m in bus.take_task_inbox()}
         outputs = np.stack([reports[agent_id] for agent_id in output.ids], axis=1)
         loss, grad = self.loss(outputs, targets)
+        self._answer = grad
         for k, agent_id in enumerate(output.ids):
             bus.send(Message(tick, Stage.READOUT, TASK, agent_id, Kind.ERROR, grad[:, k]))
         bus.deliver()
@@ -349,6 +356,28 @@ class ReferenceExecutor(Executor):
     @property
     def message_counts(self) -> np.ndarray:
         return self.bus.counts.copy()
+
+    def tick_values(self, activity: bool, messages: bool) -> dict:
+        def stacked(name: str) -> list[np.ndarray | None]:
+            per_population = []
+            for population in self.network.populations.values():
+                neurons = self.neurons[population.start:population.start + population.size]
+                rows = [getattr(n, name) for n in neurons]
+                if all(row is None for row in rows):
+                    per_population.append(None)
+                else:
+                    width = next(len(row) for row in rows if row is not None)
+                    per_population.append(np.stack([np.full(width, np.nan) if row is None else row for row in rows],
+                                                   axis=1))
+            return per_population
+
+        values: dict = {}
+        if activity:
+            values["activation"] = stacked("y")
+        if messages:
+            values["delta"] = stacked("delta")
+            values["answer"] = self._answer
+        return values
 
     def guidance_state(self, name: str) -> dict[str, np.ndarray]:
         group = next(g for g in self._guided if g.guided.name == name)

@@ -1,0 +1,220 @@
+"""Messages out of a log's columnar records, filtered by tick, agent, kind and stage.
+
+A tick record stores per-neuron values, not one entry per message: the activation messages
+of a tick follow from every neuron's activation and the topology, the error messages from
+every neuron's credit, the task's answers and the weights they were sent with
+(docs/log-format.md, "Messages").  This module expands them, in the canonical order, reading
+only the records of the ticks asked for; with an agent filter it gathers only the synapses
+that touch the agent.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from ribbed.errors import LogError, Problem
+from ribbed.scheduler.messages import TASK, Kind, Stage
+
+__all__ = ["MessageColumns", "expand", "iter_messages", "messages"]
+
+COLUMNS = ("tick", "stage", "kind", "src", "dst")
+
+
+class MessageColumns(dict):
+    """One block of messages as columns: ``tick``, ``stage``, ``kind``, ``src``, ``dst`` (one
+    entry per message) and ``payload`` (messages x batch)."""
+
+    def __len__(self) -> int:
+        return len(self["src"])
+
+
+class _Layout:
+    """Neuron ids and synapses of a logged network, from its header and topology record."""
+
+    def __init__(self, log):
+        header = log.header
+        self.populations = {p["name"]: p for p in header["populations"]}
+        role = {p["role"]: p for p in header["populations"]}
+        self.input = np.arange(role["input"]["start"], role["input"]["start"] + role["input"]["size"])
+        self.output = np.arange(role["output"]["start"], role["output"]["start"] + role["output"]["size"])
+        self.broadcast = np.asarray(header.get("broadcast", []), dtype=np.int64)
+        self.projections = []
+        self._touching = lru_cache(maxsize=8)(self._touching_uncached)
+        topology = log.topology()
+        if topology is None:
+            return
+        for spec, synapses in zip(header["projections"], topology.body["projections"]):
+            pre, post = self.populations[spec["pre"]], self.populations[spec["post"]]
+            feedback = synapses.get("feedback")
+            self.projections.append({
+                **spec,
+                "src": topology.decode(synapses["pre"]).astype(np.int64) + pre["start"],
+                "dst": topology.decode(synapses["post"]).astype(np.int64) + post["start"],
+                "feedback_weights": None if feedback is None else topology.decode(feedback),
+            })
+
+    def _touching_uncached(self, agent: int) -> tuple[np.ndarray, ...]:
+        return tuple(np.flatnonzero((p["src"] == agent) | (p["dst"] == agent)) for p in self.projections)
+
+    def touching(self, agent: int | None) -> tuple[np.ndarray | None, ...]:
+        if agent is None:
+            return (None,) * len(self.projections)
+        return self._touching(agent)
+
+
+def _block(tick: int, stage: Stage, kind: Kind, src: np.ndarray, dst: np.ndarray, payload: np.ndarray) -> MessageColumns:
+    n = len(src)
+    return MessageColumns(tick=np.full(n, tick, dtype=np.int64), stage=np.full(n, stage, dtype=np.uint8),
+                          kind=np.full(n, kind, dtype=np.uint8), src=np.asarray(src, dtype=np.int64),
+                          dst=np.asarray(dst, dtype=np.int64), payload=payload)
+
+
+def _task_side(ids: np.ndarray, agent: int | None) -> np.ndarray:
+    """Positions in ``ids`` of messages between the task and ``ids`` that involve ``agent``."""
+    if agent is None:
+        return np.arange(len(ids))
+    return np.arange(len(ids)) if agent == TASK else np.flatnonzero(ids == agent)
+
+
+def expand(layout: _Layout, record, *, agent: int | None = None,
+           kinds: set[Kind] | None = None, stages: set[Stage] | None = None) -> Iterator[MessageColumns]:
+    """The messages one tick record implies, in canonical order (stage, then as listed in
+    docs/log-format.md), as blocks of columns."""
+    body, tick = record.body, record.tick
+
+    def wanted(stage: Stage, kind: Kind) -> bool:
+        return (kinds is None or kind in kinds) and (stages is None or stage in stages)
+
+    outputs = record.decode(body["outputs"])
+    activation = record.array("activation")
+    touching = layout.touching(agent)
+    if activation is not None:
+        if wanted(Stage.SENSE, Kind.ACTIVATION):
+            at = _task_side(layout.input, agent)
+            yield _block(tick, Stage.SENSE, Kind.ACTIVATION, np.full(len(at), TASK), layout.input[at],
+                         activation[:, layout.input[at]].T)
+        if wanted(Stage.FORWARD, Kind.ACTIVATION):
+            for projection, where in zip(layout.projections, touching):
+                src, dst = (projection["src"], projection["dst"]) if where is None else \
+                    (projection["src"][where], projection["dst"][where])
+                yield _block(tick, Stage.FORWARD, Kind.ACTIVATION, src, dst, activation[:, src].T)
+    if wanted(Stage.READOUT, Kind.ACTIVATION):
+        at = _task_side(layout.output, agent)
+        yield _block(tick, Stage.READOUT, Kind.ACTIVATION, layout.output[at], np.full(len(at), TASK),
+                     outputs[:, at].T)
+    if "answer" not in body:
+        return
+    if wanted(Stage.READOUT, Kind.ERROR):
+        at = _task_side(layout.output, agent)
+        yield _block(tick, Stage.READOUT, Kind.ERROR, np.full(len(at), TASK), layout.output[at],
+                     record.decode(body["answer"])[:, at].T)
+    if not body["backward"] or not wanted(Stage.BACKWARD, Kind.ERROR):
+        return
+    delta = record.decode(body["delta"])
+    weights = body.get("weights") or {}
+    for projection, where in reversed(list(zip(layout.projections, touching))):
+        if not projection["sends_error"]:
+            continue
+        w = projection["feedback_weights"]
+        if w is None:
+            w = record.decode(weights[projection["name"]])
+        src, dst = projection["dst"], projection["src"]  # errors travel from post to pre
+        if where is not None:
+            src, dst, w = src[where], dst[where], w[where]
+        yield _block(tick, Stage.BACKWARD, Kind.ERROR, src, dst, w[:, None] * delta[:, src].T)
+    if len(layout.broadcast):
+        src = np.repeat(layout.output, len(layout.broadcast))
+        dst = np.tile(layout.broadcast, len(layout.output))
+        if agent is not None:
+            keep = (src == agent) | (dst == agent)
+            src, dst = src[keep], dst[keep]
+        yield _block(tick, Stage.BACKWARD, Kind.ERROR, src, dst, delta[:, src].T)
+
+
+def _names(values, enum, what: str, source: str) -> set | None:
+    if values is None:
+        return None
+    values = [values] if isinstance(values, (str, int)) else list(values)
+    chosen = set()
+    for value in values:
+        try:
+            chosen.add(enum(value) if isinstance(value, int) else enum[str(value).upper()])
+        except (KeyError, ValueError):
+            raise LogError(Problem(source, what, f"unknown {what} {value!r}",
+                                   "use one of: " + ", ".join(m.name.lower() for m in enum))) from None
+    return chosen
+
+
+def _tick_range(log, ticks) -> range | None:
+    if ticks is None:
+        return None
+    if isinstance(ticks, range):
+        return ticks
+    if isinstance(ticks, int):
+        return range(ticks, ticks + 1)
+    start, stop = ticks
+    last = int(log.ticks[-1]) + 1 if len(log.ticks) else 0
+    return range(0 if start is None else start, last if stop is None else stop)
+
+
+def iter_messages(log, *, ticks=None, agent: int | None = None, kind=None, stage=None,
+                  chunk_ticks: int = 64) -> Iterator[MessageColumns]:
+    """The log's messages as blocks of columns, ``chunk_ticks`` ticks at a time; ``ticks`` is a
+    tick, a ``(start, stop)`` pair (stop excluded; None for open ends) or a range."""
+    kinds = _names(kind, Kind, "kind", str(log.path))
+    stages = _names(stage, Stage, "stage", str(log.path))
+    layout = _layout(log)
+    blocks: list[MessageColumns] = []
+    count = 0
+    for record in log.records(("tick",), _tick_range(log, ticks)):
+        blocks.extend(expand(layout, record, agent=agent, kinds=kinds, stages=stages))
+        count += 1
+        if count % chunk_ticks == 0:
+            yield _concat(blocks, log)
+            blocks = []
+    if blocks or count == 0:
+        yield _concat(blocks, log)
+
+
+def _layout(log) -> _Layout:
+    if getattr(log, "_message_layout", None) is None:
+        log._message_layout = _Layout(log)
+    return log._message_layout
+
+
+def _concat(blocks: list[MessageColumns], log) -> MessageColumns:
+    width = log.header["batch_size"]
+    if not blocks:
+        return MessageColumns(**{c: np.zeros(0, dtype=np.int64) for c in COLUMNS}, payload=np.zeros((0, width)))
+    return MessageColumns(**{c: np.concatenate([b[c] for b in blocks]) for c in (*COLUMNS, "payload")})
+
+
+def to_frame(columns: MessageColumns) -> pd.DataFrame:
+    """Columns as a DataFrame: tick, stage and kind (categories by name), src, dst (-1: the task),
+    and ``payload_0`` ... one column per sample of the batch."""
+    frame = pd.DataFrame({
+        "tick": columns["tick"],
+        "stage": pd.Categorical.from_codes(columns["stage"].astype(np.int64), [s.name.lower() for s in Stage]),
+        "kind": pd.Categorical.from_codes(columns["kind"].astype(np.int64), [k.name.lower() for k in Kind]),
+        "src": columns["src"], "dst": columns["dst"],
+    })
+    payload = columns["payload"]
+    return pd.concat([frame, pd.DataFrame(payload, columns=[f"payload_{i}" for i in range(payload.shape[1])])],
+                     axis=1)
+
+
+def messages(log, *, ticks=None, agent: int | None = None, kind=None, stage=None) -> pd.DataFrame:
+    """The messages of a log as a DataFrame (see :func:`to_frame`), filtered; only the records of
+    the ticks asked for are read."""
+    blocks = list(iter_messages(log, ticks=ticks, agent=agent, kind=kind, stage=stage))
+    return to_frame(_concat([b for b in blocks if len(b)], log))
+
+
+def available_kinds(level: str) -> Iterable[str]:
+    """The message kinds a log of ``level`` expands (the others are counted per tick)."""
+    return {"summary": ("activation (readout only)",), "activity": ("activation",),
+            "messages": ("activation", "error")}.get(level, ())

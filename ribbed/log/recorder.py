@@ -1,0 +1,64 @@
+"""The link between a running model and its log: what to record at each tick and evaluation.
+
+A :class:`Recorder` is attached to a :class:`~ribbed.model.NetworkModel` (``model.recorder``);
+the model calls it before and after every tick and after every evaluation.  The
+:class:`LogRecorder` hands records to a :class:`~ribbed.log.writer.LogWriter`; a replay uses the
+same hooks to re-compute the records and compare them (:mod:`ribbed.log.replay`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from ribbed.log.records import snapshot_body, tick_body, weights_before_tick
+from ribbed.log.writer import LogWriter
+
+if TYPE_CHECKING:
+    from ribbed.model import NetworkModel
+
+__all__ = ["LogRecorder", "Recorder"]
+
+
+class Recorder:
+    """Builds the records of a run at the model's hooks; subclasses say what to do with them."""
+
+    def __init__(self, model: NetworkModel, level: str, snapshot_every: int):
+        self.model = model
+        self.level = level
+        self.snapshot_every = snapshot_every
+        self._weights: dict | None = None
+        self._counts = model.executor.message_counts
+
+    def before_tick(self) -> None:
+        if self.level == "messages":
+            self._weights = weights_before_tick(self.model)
+
+    def after_tick(self, result, index: np.ndarray, backward: bool) -> None:
+        counts = self.model.executor.message_counts
+        body = tick_body(self.model, self.level, result, index, backward, counts - self._counts, self._weights)
+        self._counts = counts
+        self.emit("tick", self.model.tick - 1, body)
+
+    def after_record(self) -> None:
+        """After an evaluation: a snapshot when one is due (every ``snapshot_every`` ticks, and at
+        the end of the run)."""
+        tick = self.model.tick
+        if tick > 0 and (tick % self.snapshot_every == 0 or tick == self.model.scenario.run.ticks):
+            body = snapshot_body(self.model)
+            self.emit("snapshot", tick, lambda: body)
+
+    def emit(self, kind: str, tick: int, body: Callable[[], dict]) -> None:
+        raise NotImplementedError
+
+
+class LogRecorder(Recorder):
+    """Writes the records to a log file."""
+
+    def __init__(self, model: NetworkModel, level: str, snapshot_every: int, writer: LogWriter):
+        super().__init__(model, level, snapshot_every)
+        self.writer = writer
+
+    def emit(self, kind: str, tick: int, body: Callable[[], dict]) -> None:
+        self.writer.write(kind, tick, body, index=kind == "snapshot")

@@ -1,0 +1,149 @@
+"""What each record of a run's log holds (docs/log-format.md, "Records"), built from a model.
+
+The bodies are built by the same functions when a run writes its log and when a replay
+re-computes it, so that a replay on the same executor and device gives the same bytes.  A tick's
+body is assembled from references taken right after the tick and converted to arrays later (on
+the writer's thread): the executors replace, never overwrite, the tensors a tick produced.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+
+from ribbed.log.format import FORMAT, VERSION
+from ribbed.scheduler.messages import Kind, Stage
+
+if TYPE_CHECKING:
+    from ribbed.model import NetworkModel
+
+__all__ = ["LEVELS", "header_body", "restore_snapshot", "snapshot_body", "tick_body", "topology_body"]
+
+#: Log levels, each recording everything the one before it does.
+LEVELS = ("off", "summary", "activity", "messages")
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("ribbed", "numpy", "torch", "mesa", "scikit-learn", "networkx", "msgpack", "pydantic"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def header_body(model: NetworkModel, level: str, threads: dict) -> dict:
+    """The header: format, the resolved scenario, seed, settings and versions, and the layout of
+    neurons and synapses a reader needs to name agents."""
+    scenario, network, executor = model.scenario, model.network, model.executor
+    return {
+        "tick": -1, "format": FORMAT, "version": VERSION, "level": level,
+        "scenario": scenario.model_dump(mode="json"),
+        "scenario_folder": str(scenario.folder) if scenario.folder is not None else None,
+        "seed": scenario.seed, "seed_entropy": str(np.random.SeedSequence(scenario.seed).entropy),
+        "executor": executor.name, "device": executor.device_name, "dtype": executor.dtype_name,
+        "threads": threads, "versions": _versions(), "platform": platform.platform(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "batch_size": scenario.run.batch_size, "ticks": scenario.run.ticks,
+        "kinds": [kind.name.lower() for kind in Kind], "stages": [stage.name.lower() for stage in Stage],
+        "n_neurons": network.n_neurons,
+        "populations": [{"name": p.name, "start": p.start, "size": p.size, "role": p.role}
+                        for p in network.populations.values()],
+        "projections": [{"name": p.name, "pre": p.pre.name, "post": p.post.name, "synapses": p.n_synapses,
+                         "sends_error": p.sends_error, "feedback": p.feedback is not None, "delayed": p.delayed}
+                        for p in network.projections],
+        "broadcast": [int(i) for i in network.broadcast_targets] if network.output.needs_credit else [],
+    }
+
+
+def topology_body(model: NetworkModel) -> dict:
+    """Every projection's synapses (population-local pre and post indices, canonical order) and
+    fixed feedback weights: what turns per-neuron values into messages."""
+    projections = []
+    for p in model.network.projections:
+        index = np.int32 if max(p.pre.size, p.post.size) < 2**31 else np.int64
+        projections.append({"pre": p.pre_idx.astype(index), "post": p.post_idx.astype(index),
+                            "feedback": None if p.feedback is None else model.executor.get_feedback(p)})
+    return {"tick": -1, "projections": projections}
+
+
+def _array(value) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def _columns(parts: list, sizes: list[int], batch: int, dtype) -> np.ndarray:
+    """Per-population (batch, size) parts side by side, NaN for a population without values."""
+    if all(part is not None for part in parts) and all(isinstance(p, torch.Tensor) for p in parts):
+        return _array(torch.cat(parts, dim=1))
+    return np.concatenate([np.full((batch, size), np.nan, dtype=dtype) if part is None else _array(part)
+                           for part, size in zip(parts, sizes)], axis=1)
+
+
+def tick_body(model: NetworkModel, level: str, result, index: np.ndarray, backward: bool, counts: np.ndarray,
+              weights: dict | None) -> Callable[[], dict]:
+    """The body of the tick just run, as a function to call later (see the module docstring)."""
+    tick = model.tick - 1
+    values = model.executor.tick_values(activity=level in ("activity", "messages"), messages=level == "messages")
+    sizes = [p.size for p in model.network.populations.values()]
+
+    def build() -> dict:
+        outputs = result.outputs
+        body = {"tick": tick, "backward": backward, "loss": float(result.loss), "counts": counts,
+                "batch": np.asarray(index, dtype=np.int64), "outputs": outputs}
+        if "activation" in values:
+            body["activation"] = _columns(values["activation"], sizes, outputs.shape[0], outputs.dtype)
+        if "delta" in values:
+            body["answer"] = _array(values["answer"])
+            body["delta"] = _columns(values["delta"], sizes, outputs.shape[0], outputs.dtype)
+            body["weights"] = weights
+        return body
+
+    return build
+
+
+def weights_before_tick(model: NetworkModel) -> dict:
+    """The weights the coming tick's error messages are made with (projections that send error
+    back along their own weights), for the ``messages`` level."""
+    return {p.name: model.executor.get_weights(p).astype(np.dtype(model.executor.dtype_name))
+            for p in model.network.projections if p.sends_error and p.feedback is None}
+
+
+def snapshot_body(model: NetworkModel) -> dict:
+    """Everything the run needs to continue from this tick (taken now, as copies)."""
+    executor = model.executor
+    state, kinds = executor.state_arrays()
+    return {
+        "tick": model.tick,
+        "counts": executor.message_counts,
+        "weights": {p.name: executor.get_weights(p) for p in model.network.projections},
+        "biases": {name: executor.get_biases(p) for name, p in model.network.populations.items()},
+        "state": state, "kinds": kinds,
+        "rng": {"numpy": json.dumps(model.rng.bit_generator.state), "random": json.dumps(model.random.getstate())},
+        "counts_at_record": model._counts_at_record,
+        "metrics": {key: (float(value) if isinstance(value, (float, np.floating)) else value)
+                    for key, value in model.last_metrics.items()},
+    }
+
+
+def restore_snapshot(model: NetworkModel, body: dict, decode: Callable[[object], np.ndarray]) -> None:
+    """Put a snapshot's state into a freshly built model of the same scenario."""
+    executor = model.executor
+    for p in model.network.projections:
+        executor.set_weights(p, np.array(decode(body["weights"][p.name])))
+    for name, p in model.network.populations.items():
+        executor.set_biases(p, np.array(decode(body["biases"][name])))
+    state = {key: None if value is None else np.array(decode(value)) for key, value in body["state"].items()}
+    executor.load_state_arrays(state, body["kinds"])
+    model.rng.bit_generator.state = json.loads(body["rng"]["numpy"])
+    version, internal, gauss = json.loads(body["rng"]["random"])
+    model.random.setstate((version, tuple(internal), gauss))
+    model.tick = int(body["tick"])
+    model._counts_at_record = np.array(decode(body["counts_at_record"]))
+    model.last_metrics = dict(body["metrics"])

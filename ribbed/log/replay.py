@@ -1,0 +1,234 @@
+"""Replaying a logged run: verify it bit for bit, or rebuild its state at any tick.
+
+A replay rebuilds the model from the log's header (the resolved scenario, with the torch
+thread count the run used), and re-runs it with a recorder that compares each record it
+computes with the logged one.  Verification is exact on the executor, device and dtype the
+run used; elsewhere the first difference is reported like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ribbed.errors import LogError, Problem, RibbedError
+from ribbed.log.format import pack_body, unpack_body
+from ribbed.log.reader import LogReader, Record
+from ribbed.log.recorder import Recorder
+
+__all__ = ["Difference", "VerifyReport", "model_at", "scenario_of", "verify", "write_state"]
+
+
+def scenario_of(log: LogReader, source: str | None = None):
+    """The scenario a log was recorded from (its header holds it resolved)."""
+    from ribbed.scenarios.loader import load_scenario
+
+    scenario = load_scenario(log.header["scenario"])
+    scenario._source = source or f"{log.path} (header)"
+    folder = log.header.get("scenario_folder")
+    scenario._folder = Path(folder) if folder else None
+    return scenario
+
+
+def _model(log: LogReader, guides: dict | None):
+    from ribbed.determinism import configure_torch
+    from ribbed.model import NetworkModel
+
+    threads = log.header.get("threads", {})
+    configure_torch(threads.get("torch_threads"), threads.get("torch_interop_threads"))
+    return NetworkModel(scenario_of(log), guides=guides)
+
+
+@dataclass
+class Difference:
+    """Where a replay first departs from its log."""
+
+    tick: int
+    record: str  # tick or snapshot
+    field: str
+    agent: int | None
+    detail: str
+
+    def __str__(self) -> str:
+        who = f", agent {self.agent}" if self.agent is not None else ""
+        return f"tick {self.tick} ({self.record} record, field '{self.field}'{who}): {self.detail}"
+
+
+@dataclass
+class VerifyReport:
+    """The result of :func:`verify`: ``ok``, how far it checked, and the first difference."""
+
+    ok: bool
+    ticks_checked: int
+    snapshots_checked: int
+    difference: Difference | None = None
+
+
+class _LogEnds(Exception):
+    """The log stops here (a run that was stopped): there is nothing left to compare."""
+
+
+class _Mismatch(Exception):
+    def __init__(self, difference: Difference):
+        self.difference = difference
+
+
+class _VerifyingRecorder(Recorder):
+    """Computes each record as the run did, and compares it with the logged one."""
+
+    def __init__(self, model, log: LogReader, level: str, snapshot_every: int):
+        super().__init__(model, level, snapshot_every)
+        self.log = log
+        self.expected = iter([ref for ref in log.refs if ref.type in ("tick", "snapshot")])
+        self.ticks = self.snapshots = 0
+
+    def emit(self, kind: str, tick: int, body: Callable[[], dict]) -> None:
+        ref = next(self.expected, None)
+        if ref is None:
+            raise _LogEnds
+        if (ref.type, ref.tick) != (kind, tick):
+            raise _Mismatch(Difference(tick, kind, "record", None, f"the log has a {ref.type} record for tick "
+                                       f"{ref.tick} here, the replay a {kind} record for tick {tick}"))
+        try:
+            logged = self.log.read(ref)
+        except LogError as exc:
+            raise _Mismatch(Difference(ref.tick, ref.type, "bytes", None, str(exc.problems[0].message))) from None
+        data = pack_body(body())
+        if data != logged.data:
+            raise _Mismatch(_first_difference(self.model, logged, unpack_body(data)))
+        if kind == "tick":
+            self.ticks += 1
+        else:
+            self.snapshots += 1
+
+
+def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | None = None) -> VerifyReport:
+    """Re-run a logged run from its header and compare every tick and snapshot record with the
+    log, bit for bit; the report names the first tick, field and agent that differ."""
+    try:
+        log = LogReader(path)
+        log.check()
+    except LogError as exc:
+        if exc.tick is None and exc.offset is None:
+            raise  # not a readable log at all (a missing file, another format)
+        return VerifyReport(False, 0, 0, Difference(exc.tick if exc.tick is not None else -1, "log",
+                                                    "integrity", None, exc.problems[0].message))
+    with log:
+        model = _model(log, guides)
+        scenario = model.scenario
+        recorder = _VerifyingRecorder(model, log, log.header["level"],
+                                      scenario.log.snapshot_every or scenario.run.eval_every)
+        model.recorder = recorder
+        last = int(log.ticks[-1]) + 1 if len(log.ticks) else 0
+        try:
+            model.run(last, on_tick=on_tick)
+        except _Mismatch as mismatch:
+            return VerifyReport(False, recorder.ticks, recorder.snapshots, mismatch.difference)
+        except _LogEnds:
+            pass
+    return VerifyReport(True, recorder.ticks, recorder.snapshots)
+
+
+def _first_difference(model, logged: Record, replayed: dict) -> Difference:
+    """The first field (in the record's order) whose values differ, and the agent it belongs to."""
+    network = model.network
+    for field, value in logged.body.items():
+        other = replayed.get(field)
+        if isinstance(value, dict) and "dtype" not in value:  # a map of arrays (weights, biases, state)
+            for name, item in value.items():
+                found = _compare(logged, item, (other or {}).get(name))
+                if found is not None:
+                    return Difference(logged.tick, logged.type, f"{field}/{name}",
+                                      _agent_of(network, field, name, found), f"differs at position {found}")
+            continue
+        found = _compare(logged, value, other)
+        if found is not None:
+            return Difference(logged.tick, logged.type, field, _agent_of(network, field, None, found),
+                              f"logged {_show(logged, value, found)}, replayed {_show(logged, other, found)}")
+    return Difference(logged.tick, logged.type, "bytes", None, "the record's bytes differ")
+
+
+def _compare(record: Record, a, b) -> tuple | None:
+    """None when equal, else the position of the first difference (() for scalars)."""
+    if isinstance(a, dict) and "dtype" in a:
+        if not (isinstance(b, dict) and "dtype" in b):
+            return ()
+        x, y = record.decode(a), record.decode(b)
+        if x.shape != y.shape or x.dtype != y.dtype:
+            return ()
+        diff = ~((x == y) | (np.isnan(x) & np.isnan(y))) if x.dtype.kind == "f" else x != y
+        where = np.argwhere(diff)
+        return tuple(int(i) for i in where[0]) if len(where) else None
+    return None if a == b else ()
+
+
+def _show(record: Record, value, position: tuple) -> str:
+    if isinstance(value, dict) and "dtype" in value:
+        array = record.decode(value)
+        return repr(array[position].item()) if position and array.ndim == len(position) else f"array {array.shape}"
+    return repr(value)
+
+
+def _agent_of(network, field: str, name: str | None, position: tuple) -> int | None:
+    """The agent a differing value belongs to: the column of an (batch, neurons) array, the output
+    neuron of an output column, the postsynaptic neuron of a synapse."""
+    if not position:
+        return None
+    if field in ("activation", "delta"):
+        return position[-1]
+    if field in ("outputs", "answer"):
+        return network.output.start + position[-1]
+    if field == "weights" and name is not None:
+        projection = next((p for p in network.projections if p.name == name), None)
+        if projection is not None and len(position) == 1:
+            return projection.post.start + int(projection.post_idx[position[0]])
+    if field == "biases" and name in network.populations:
+        return network.populations[name].start + position[0]
+    return None
+
+
+def model_at(path: str | Path, tick: int, *, guides: dict | None = None):
+    """The model of a logged run at ``tick``: restored from the last snapshot at or before it,
+    then run (without logging or evaluating) up to it."""
+    from ribbed.log.records import restore_snapshot
+
+    with LogReader(path) as log:
+        last = int(log.ticks[-1]) + 1 if len(log.ticks) else 0
+        if not 0 <= tick <= last:
+            raise RibbedError(Problem(str(log.path), "", f"tick {tick} is not in this run (it has ticks 0..{last})",
+                                      f"ask for a tick from 0 to {last}"))
+        model = _model(log, guides)
+        snapshot = log.snapshot(tick)
+        if snapshot is not None:
+            restore_snapshot(model, snapshot.body, snapshot.decode)
+    while model.tick < tick:
+        model.step()
+    return model
+
+
+def write_state(model, out: str | Path) -> Path:
+    """Write a model's full state to a folder: ``state.npz`` (canonical weights and biases, and
+    every optimizer, guide and meta array by name), ``scenario.yaml`` and ``state.json``."""
+    import json
+
+    from ribbed.log.records import snapshot_body
+    from ribbed.scenarios.loader import scenario_to_yaml
+
+    folder = Path(out)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise RibbedError(Problem(str(folder), "", "already exists and is not an empty folder",
+                                  "choose a new folder for --out"))
+    folder.mkdir(parents=True, exist_ok=True)
+    body = snapshot_body(model)
+    arrays = {f"weights/{name}": values for name, values in body["weights"].items()}
+    arrays.update({f"biases/{name}": values for name, values in body["biases"].items()})
+    arrays.update({f"state{key}": np.asarray(value) for key, value in body["state"].items() if value is not None})
+    np.savez(folder / "state.npz", **arrays)
+    (folder / "scenario.yaml").write_text(scenario_to_yaml(model.scenario), encoding="utf-8")
+    (folder / "state.json").write_text(json.dumps({"tick": model.tick, "scenario": model.scenario.name,
+                                                   "executor": model.executor.name, "arrays": sorted(arrays)},
+                                                  indent=2) + "\n", encoding="utf-8")
+    return folder

@@ -1,0 +1,317 @@
+"""The message log end to end: every run writes one, replay verifies it bit for bit, a
+tampered log fails at exactly the tampered tick, and a killed run resumes to the same result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+
+import ribbed
+from ribbed.errors import LogTruncatedWarning, RibbedError, ScenarioError
+from ribbed.log import model_at, open_log, verify
+from ribbed.log.format import DIGEST_SEED, frame, pack_body, unpack_body
+from ribbed.runner import resume
+from ribbed.scenarios.loader import builtin_scenarios, load_scenario
+
+
+def short(name: str, backend: str, level: str = "activity", ticks: int | None = None, **run) -> dict:
+    """A built-in scenario cut short: a few ticks on the reference executor, more on batched."""
+    scenario = load_scenario(name).model_dump()
+    scenario["run"].update({"ticks": ticks or (6 if backend == "reference" else 30),
+                            "eval_every": 3 if backend == "reference" else 10, **run})
+    scenario["backend"].update({"kind": backend, "dtype": None})
+    scenario["log"] = {"level": level}
+    return scenario
+
+
+def quiet_run(scenario, out: Path, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ribbed.RibbedWarning)
+        return ribbed.run(scenario, out=out, **options)
+
+
+@pytest.mark.parametrize("backend", ["reference", "batched"])
+@pytest.mark.parametrize("name", sorted(builtin_scenarios()))
+def test_verify_passes_for_every_builtin(tmp_path: Path, name: str, backend: str) -> None:
+    quiet_run(short(name, backend), tmp_path / "run")
+    report = verify(tmp_path / "run" / "run.log")
+    assert report.ok, report.difference
+    expected_ticks = 6 if backend == "reference" else 30
+    assert report.ticks_checked == expected_ticks
+    assert report.snapshots_checked == (2 if backend == "reference" else 3)
+
+
+# ---------------------------------------------------------------------------- tampering
+
+
+def rewrite(path: Path, tick: int, mutate, *, recompute_crc: bool, rechain: bool) -> None:
+    """Rewrite a log with the body of ``tick``'s record changed by ``mutate(body) -> body``:
+    with its CRC recomputed or not, and with every later digest recomputed (a forger who
+    rebuilds the chain) or left as it was."""
+    with open_log(path) as log:
+        records = [(ref, log.read(ref)) for ref in log.refs]
+    previous, parts = DIGEST_SEED, []
+    for ref, record in records:
+        data = record.data
+        raw = msgpack.unpackb(Path(path).read_bytes()[ref.offset:ref.offset + ref.size], raw=False)
+        if ref.type == "tick" and ref.tick == tick:
+            data = pack_body(mutate(unpack_body(data)))
+        digest_from = previous if rechain or data != record.data else None
+        prefix, digest = frame(ref.type, ref.tick, data, previous)
+        if not recompute_crc and data != record.data:
+            raw_prefix = msgpack.packb({"type": ref.type, "tick": ref.tick, "crc": raw["crc"],
+                                        "digest": raw["digest"], "body": data}, use_bin_type=True)
+            parts.append(raw_prefix)
+        elif not rechain and digest_from is None:
+            parts.append(msgpack.packb({**raw, "body": data}, use_bin_type=True))
+        elif not rechain and data != record.data:
+            parts.append(msgpack.packb({**raw, "crc": msgpack.unpackb(prefix + data, raw=False)["crc"],
+                                        "body": data}, use_bin_type=True))
+        else:
+            parts.append(prefix + data)
+        previous = digest if rechain else raw["digest"]
+    Path(path).write_bytes(b"".join(parts))
+    Path(str(path) + ".idx").unlink(missing_ok=True)
+
+
+def flip_weight(body: dict) -> dict:
+    name = next(iter(body["weights"]))
+    data = bytearray(body["weights"][name]["data"])
+    data[4 * 17 + 1] ^= 0x10  # one byte of the 18th synapse's weight (float32)
+    body["weights"][name]["data"] = bytes(data)
+    return body
+
+
+@pytest.fixture(scope="module")
+def messages_log(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("messages") / "run"
+    quiet_run(short("digits", "batched", level="messages", ticks=20), folder)
+    return folder / "run.log"
+
+
+def tampered_copy(source: Path, folder: Path) -> Path:
+    target = folder / "run.log"
+    target.write_bytes(source.read_bytes())
+    return target
+
+
+def test_a_flipped_weight_byte_fails_verification_at_that_tick(messages_log: Path, tmp_path: Path) -> None:
+    log = tampered_copy(messages_log, tmp_path)
+    rewrite(log, 12, flip_weight, recompute_crc=False, rechain=False)
+    report = verify(log)
+    assert not report.ok
+    assert report.difference.tick == 12 and "CRC" in report.difference.detail
+
+
+def test_a_record_edited_with_its_crc_recomputed_breaks_the_digest_chain(messages_log: Path, tmp_path: Path) -> None:
+    log = tampered_copy(messages_log, tmp_path)
+    rewrite(log, 12, flip_weight, recompute_crc=True, rechain=False)
+    report = verify(log)
+    assert not report.ok
+    assert report.difference.tick == 12 and "digest chain" in report.difference.detail
+
+
+def test_a_forged_chain_still_fails_the_replay_at_that_tick_and_names_the_agent(messages_log: Path,
+                                                                                tmp_path: Path) -> None:
+    log = tampered_copy(messages_log, tmp_path)
+    rewrite(log, 12, flip_weight, recompute_crc=True, rechain=True)
+    with open_log(log) as reader:
+        assert reader.check() > 0  # the forged log is self-consistent
+        name = next(iter(reader.tick(12).body["weights"]))
+    report = verify(log)
+    assert not report.ok
+    difference = report.difference
+    assert (difference.tick, difference.record) == (12, "tick")
+    assert difference.field == f"weights/{name}"
+    network = ribbed.NetworkModel(messages_log.parent / "scenario.yaml").network
+    projection = next(p for p in network.projections if p.name == name)
+    assert difference.agent == projection.post.start + int(projection.post_idx[17])
+    assert report.ticks_checked == 12
+
+
+def test_a_changed_loss_is_named_at_its_tick(messages_log: Path, tmp_path: Path) -> None:
+    log = tampered_copy(messages_log, tmp_path)
+    rewrite(log, 7, lambda body: {**body, "loss": body["loss"] + 1e-12}, recompute_crc=True, rechain=True)
+    report = verify(log)
+    assert not report.ok and (report.difference.tick, report.difference.field) == (7, "loss")
+
+
+# ---------------------------------------------------------------------------- killed runs
+
+
+KILL_SCRIPT = """
+import sys, warnings
+import ribbed
+warnings.simplefilter("ignore")
+scenario = ribbed.load_scenario("digits").model_dump()
+scenario["run"].update({"ticks": 6000, "eval_every": 200})
+scenario["log"] = {"level": "activity"}
+ribbed.run(scenario, out=sys.argv[1])
+"""
+
+
+def test_a_killed_run_reads_to_its_last_tick_and_resumes_identically(tmp_path: Path) -> None:
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(killed)], stderr=subprocess.PIPE)
+    index = killed / "run.log.idx"
+    deadline = time.monotonic() + 120
+    while not index.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always", LogTruncatedWarning)
+        with open_log(killed / "run.log") as log:
+            ticks = log.ticks
+            assert log.end is None  # no end record: the run did not close its log
+            assert len(ticks) > 200 and np.array_equal(ticks, np.arange(len(ticks)))
+            log.check()
+            last = log.tick(int(ticks[-1]))
+            assert last.array("activation").shape == (32, 138)
+
+    scenario = ribbed.load_scenario("digits").model_dump()
+    scenario["run"].update({"ticks": 6000, "eval_every": 200})
+    scenario["log"] = {"level": "activity"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LogTruncatedWarning)
+        resumed = resume(killed)
+    whole = quiet_run(scenario, tmp_path / "whole")
+    for name in ("metrics.csv", "agents.csv"):
+        assert (killed / name).read_text() == (tmp_path / "whole" / name).read_text()
+    for name, projection in whole.model.projections.items():
+        assert np.array_equal(projection.get_weights(), resumed.model.projections[name].get_weights())
+    assert resumed.metrics.equals(whole.metrics)
+    with open_log(killed / "run.log") as a, open_log(tmp_path / "whole" / "run.log") as b:
+        assert a.end["status"] == "completed"
+        assert [r.data for r in a.records(("tick", "snapshot"))] == [r.data for r in b.records(("tick", "snapshot"))]
+    assert verify(killed / "run.log").ok
+
+
+@pytest.mark.parametrize("backend", ["reference", "batched"])
+@pytest.mark.parametrize("name", ["digits-guide-tree", "digits-guide-hash", "digits-specialize", "digits-fa"])
+def test_resume_continues_exactly(tmp_path: Path, name: str, backend: str) -> None:
+    """Optimizer, guide (replay buffers, fitted trees, MLP moments), coupling and meta state all
+    come back from the snapshot."""
+    scenario = short(name, backend, level="summary", ticks=9 if backend == "reference" else 45,
+                     eval_every=3 if backend == "reference" else 15)
+    if "guide" in name or "specialize" in name:
+        population = next(p for p in scenario["populations"] if p.get("guide"))
+        if population["guide"]["kind"] == "tree":
+            population["guide"]["refit_every"] = 2
+    whole = quiet_run(scenario, tmp_path / "whole")
+    stop = 7 if backend == "reference" else 37
+
+    def interrupt(model) -> None:
+        if model.tick == stop:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        quiet_run(scenario, tmp_path / "cut", on_tick=interrupt)
+    with open_log(tmp_path / "cut" / "run.log") as log:
+        assert log.end["status"] == "interrupted"
+    resumed = resume(tmp_path / "cut")
+    assert (tmp_path / "cut" / "metrics.csv").read_text() == (tmp_path / "whole" / "metrics.csv").read_text()
+    for p, projection in whole.model.projections.items():
+        assert np.array_equal(projection.get_weights(), resumed.model.projections[p].get_weights())
+    values, _ = whole.model.executor.state_arrays()
+    again, _ = resumed.model.executor.state_arrays()
+    assert values.keys() == again.keys()
+    for key in values:
+        assert (values[key] is None and again[key] is None) or np.array_equal(values[key], again[key], equal_nan=True), key
+
+
+def test_resume_refuses_a_completed_run_and_a_folder_without_log(tmp_path: Path) -> None:
+    quiet_run(short("xor", "batched"), tmp_path / "done")
+    with pytest.raises(RibbedError, match="completed"):
+        resume(tmp_path / "done")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RibbedError, match="no run.log"):
+        resume(tmp_path / "empty")
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def test_replay_until_rebuilds_the_state_of_that_tick(tmp_path: Path) -> None:
+    scenario = short("digits-guide-direct", "batched", level="summary", ticks=40)
+    run = quiet_run(scenario, tmp_path / "run")
+    model = model_at(tmp_path / "run" / "run.log", 25)
+    direct = ribbed.NetworkModel(scenario)
+    for _ in range(25):
+        direct.step()
+    for name, projection in direct.projections.items():
+        assert np.array_equal(projection.get_weights(), model.projections[name].get_weights())
+    values, _ = direct.executor.state_arrays()
+    again, _ = model.executor.state_arrays()
+    for key in values:
+        assert (values[key] is None and again[key] is None) or np.array_equal(values[key], again[key], equal_nan=True), key
+    with pytest.raises(RibbedError, match="not in this run"):
+        model_at(tmp_path / "run" / "run.log", 41)
+    assert run.model.tick == 40
+
+
+def test_a_truncated_log_reads_to_its_last_whole_tick(messages_log: Path, tmp_path: Path) -> None:
+    with open_log(messages_log) as log:
+        ref = next(r for r in log.refs if r.type == "tick" and r.tick == 9)
+    cut = tmp_path / "run.log"
+    cut.write_bytes(messages_log.read_bytes()[:ref.offset + ref.size // 2])
+    with pytest.warns(LogTruncatedWarning, match=f"byte {ref.offset}.*tick 8"):
+        log = open_log(cut)
+    assert list(log.ticks) == list(range(9)) and log.truncated_at == ref.offset
+    assert len(log.messages(ticks=(8, 9))) > 0
+
+
+def test_executors_log_the_same_messages(tmp_path: Path) -> None:
+    """The messages level of the reference and batched executors (float64) agree: the log
+    expands to the same messages."""
+    frames = []
+    for backend in ("reference", "batched"):
+        scenario = short("digits-fa", backend, level="messages", ticks=3)
+        scenario["backend"]["dtype"] = "float64"
+        quiet_run(scenario, tmp_path / backend)
+        with open_log(tmp_path / backend / "run.log") as log:
+            frames.append(log.messages())
+    reference, batched = frames
+    assert len(reference) == len(batched) > 0
+    for column in ("tick", "stage", "kind", "src", "dst"):
+        assert (reference[column] == batched[column]).all(), column
+    payload = [c for c in reference.columns if c.startswith("payload_")]
+    np.testing.assert_allclose(batched[payload].to_numpy(), reference[payload].to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_filtering_one_agent_reads_its_messages_only(messages_log: Path) -> None:
+    with open_log(messages_log) as log:
+        every = log.messages(ticks=(3, 6))
+        mine = log.messages(ticks=(3, 6), agent=70)
+        errors = log.messages(ticks=(3, 6), agent=70, kind="error")
+    expected = every[(every.src == 70) | (every.dst == 70)].reset_index(drop=True)
+    assert len(mine) == len(expected) > 0
+    assert mine.equals(expected)
+    assert set(errors.kind) == {"error"} and len(errors) == (expected.kind == "error").sum()
+    assert set(mine.tick) == {3, 4, 5}
+
+
+def test_snapshot_every_must_fall_on_evaluations() -> None:
+    scenario = short("xor", "batched")
+    scenario["log"] = {"snapshot_every": 7}
+    with pytest.raises(ScenarioError, match="log.snapshot_every"):
+        load_scenario(scenario)
+
+
+def test_level_off_writes_no_log(tmp_path: Path) -> None:
+    scenario = short("xor", "batched")
+    scenario["log"] = {"level": "off"}
+    quiet_run(scenario, tmp_path / "run")
+    assert not (tmp_path / "run" / "run.log").exists()
