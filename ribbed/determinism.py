@@ -24,6 +24,12 @@ def configure_torch(threads: int | None = None, interop_threads: int | None = No
         except RuntimeError:  # only settable before torch's first parallel work; recorded as it is
             pass
     # warn_only: an operation without a deterministic implementation warns instead of failing.
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # torch.use_deterministic_algorithms also imports torch._inductor to set its config (1-2 s per
+    # process; ribbed does not compile), so the flag is set directly where torch exposes it.
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is not None:
+        setter(True, warn_only=True)
+    else:  # pragma: no cover - a torch without the internal setter
+        torch.use_deterministic_algorithms(True, warn_only=True)
     return {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}

@@ -50,7 +50,7 @@ class RunResult:
 
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for name in ("ribbed", "numpy", "mesa", "networkx", "scikit-learn", "pydantic"):
+    for name in ("ribbed", "numpy", "torch", "mesa", "networkx", "scikit-learn", "pydantic", "msgpack"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -256,6 +256,7 @@ def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | Non
     """Continue an interrupted run from the last snapshot in its log: the metrics, weights and
     log come out as those of an uninterrupted run of the same scenario."""
     from ribbed.determinism import configure_torch
+    from ribbed.log.format import RECORD_TYPES
     from ribbed.log.reader import LogReader
     from ribbed.log.records import restore_snapshot
     from ribbed.log.replay import scenario_of
@@ -282,15 +283,13 @@ def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | Non
             keep = log.refs[:next(i for i, ref in enumerate(log.refs) if ref.offset == snapshot.offset) + 1]
     last = keep[-1]
     writer = LogWriter(path / LOG_NAME, None, resume=(last.offset + last.size, last.digest,
-                                                       [(_TYPE_CODES[r.type], r.tick, r.offset, r.digest) for r in keep]))
+                                                       [(RECORD_TYPES.index(r.type), r.tick, r.offset, r.digest)
+                                                        for r in keep]))
     directory = RunDirectory.reopen(path, model, dict(model.last_metrics) if snapshot is not None else None)
     _reload_metrics(model, path / "metrics.csv")
     _attach(model, writer)
     return _execute(model, directory, writer, scenario.run.ticks - model.tick, on_tick,
                     {"resumed_from": model.tick, "threads": threads})
-
-
-_TYPE_CODES = {"header": 0, "topology": 1, "tick": 2, "snapshot": 3, "end": 4}
 
 
 def _check_same_executor(model: NetworkModel, header: dict, source: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 import ribbed
 from ribbed.errors import LogTruncatedWarning, RibbedError, ScenarioError
 from ribbed.log import model_at, open_log, verify
-from ribbed.log.format import DIGEST_SEED, frame, pack_body, unpack_body
+from ribbed.log.format import DIGEST_SEED, body_digest, crc, pack_body, unpack_body
 from ribbed.runner import resume
 from ribbed.scenarios.loader import builtin_scenarios, load_scenario
 
@@ -54,31 +54,22 @@ def test_verify_passes_for_every_builtin(tmp_path: Path, name: str, backend: str
 
 
 def rewrite(path: Path, tick: int, mutate, *, recompute_crc: bool, rechain: bool) -> None:
-    """Rewrite a log with the body of ``tick``'s record changed by ``mutate(body) -> body``:
-    with its CRC recomputed or not, and with every later digest recomputed (a forger who
-    rebuilds the chain) or left as it was."""
+    """Rewrite a log with the body of ``tick``'s record changed by ``mutate(body) -> body``,
+    its CRC recomputed or not; with ``rechain``, every CRC and digest is recomputed (a forger
+    who rebuilds the whole chain)."""
+    data = Path(path).read_bytes()
     with open_log(path) as log:
-        records = [(ref, log.read(ref)) for ref in log.refs]
+        records = [msgpack.unpackb(data[ref.offset:ref.offset + ref.size], raw=False) for ref in log.refs]
     previous, parts = DIGEST_SEED, []
-    for ref, record in records:
-        data = record.data
-        raw = msgpack.unpackb(Path(path).read_bytes()[ref.offset:ref.offset + ref.size], raw=False)
-        if ref.type == "tick" and ref.tick == tick:
-            data = pack_body(mutate(unpack_body(data)))
-        digest_from = previous if rechain or data != record.data else None
-        prefix, digest = frame(ref.type, ref.tick, data, previous)
-        if not recompute_crc and data != record.data:
-            raw_prefix = msgpack.packb({"type": ref.type, "tick": ref.tick, "crc": raw["crc"],
-                                        "digest": raw["digest"], "body": data}, use_bin_type=True)
-            parts.append(raw_prefix)
-        elif not rechain and digest_from is None:
-            parts.append(msgpack.packb({**raw, "body": data}, use_bin_type=True))
-        elif not rechain and data != record.data:
-            parts.append(msgpack.packb({**raw, "crc": msgpack.unpackb(prefix + data, raw=False)["crc"],
-                                        "body": data}, use_bin_type=True))
-        else:
-            parts.append(prefix + data)
-        previous = digest if rechain else raw["digest"]
+    for record in records:
+        if (record["type"], record["tick"]) == ("tick", tick):
+            record["body"] = pack_body(mutate(unpack_body(record["body"])))
+            if recompute_crc:
+                record["crc"] = crc(record["body"])
+        if rechain:
+            record["crc"], record["digest"] = crc(record["body"]), body_digest(previous, record["body"])
+        previous = record["digest"]
+        parts.append(msgpack.packb(record, use_bin_type=True))
     Path(path).write_bytes(b"".join(parts))
     Path(str(path) + ".idx").unlink(missing_ok=True)
 
@@ -315,3 +306,57 @@ def test_level_off_writes_no_log(tmp_path: Path) -> None:
     scenario["log"] = {"level": "off"}
     quiet_run(scenario, tmp_path / "run")
     assert not (tmp_path / "run" / "run.log").exists()
+
+
+# ---------------------------------------------------------------------------- the command line
+
+
+def test_log_commands_end_to_end(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ribbed.cli import app
+
+    cli = CliRunner()
+    scenario = tmp_path / "xor.yaml"
+    scenario.write_text(ribbed.scenario_to_yaml(load_scenario(short("xor", "batched", level="messages", ticks=20))))
+    run_dir = tmp_path / "run"
+    assert cli.invoke(app, ["run", str(scenario), "--out", str(run_dir)]).exit_code == 0
+    log = str(run_dir / "run.log")
+
+    info = cli.invoke(app, ["log", "info", log])
+    assert info.exit_code == 0, info.output
+    assert "level messages" in info.output and "ticks:      20 (0..19 of 20)" in info.output
+    assert "status:     completed" in info.output and "snapshots:  10, 20" in info.output
+
+    show = cli.invoke(app, ["log", "show", log, "--ticks", "3:5", "--agent", "2", "--kind", "error"])
+    assert show.exit_code == 0, show.output
+    assert "backward" in show.output and "activation" not in show.output
+
+    for format in ("csv", "jsonl", "parquet"):
+        target = tmp_path / f"messages.{format}"
+        result = cli.invoke(app, ["log", "export", log, "--format", format, "--out", str(target), "--ticks", "0:4"])
+        assert result.exit_code == 0, result.output
+    with open_log(log) as reader:
+        expected = reader.messages(ticks=(0, 4))
+    import pandas as pd
+
+    for exported in (pd.read_csv(tmp_path / "messages.csv"), pd.read_parquet(tmp_path / "messages.parquet"),
+                  pd.read_json(tmp_path / "messages.jsonl", lines=True)):
+        assert len(exported) == len(expected)
+        assert list(exported["src"]) == list(expected["src"]) and list(exported["dst"]) == list(expected["dst"])
+
+    verified = cli.invoke(app, ["replay", log, "--verify"])
+    assert verified.exit_code == 0 and "verified: 20 ticks and 2 snapshots" in verified.output
+    state = cli.invoke(app, ["replay", log, "--until", "15", "--out", str(tmp_path / "state")])
+    assert state.exit_code == 0, state.output
+    with np.load(tmp_path / "state" / "state.npz") as arrays:
+        model = model_at(log, 15)
+        for name, projection in model.projections.items():
+            assert np.array_equal(arrays[f"weights/{name}"], projection.get_weights())
+
+    again = cli.invoke(app, ["run", "--resume", str(run_dir)])
+    assert again.exit_code == 2 and "completed at tick 20" in again.output
+    bad = cli.invoke(app, ["log", "show", log, "--ticks", "a:b"])
+    assert bad.exit_code == 2 and "--ticks" in bad.output
+    not_a_log = cli.invoke(app, ["log", "info", str(scenario)])
+    assert not_a_log.exit_code == 2 and "error:" in not_a_log.output and "Traceback" not in not_a_log.output

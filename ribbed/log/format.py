@@ -23,7 +23,8 @@ import numpy as np
 
 __all__ = [
     "DIGEST_SEED", "FORMAT", "RECORD_KEYS", "RECORD_TYPES", "VERSION",
-    "body_digest", "crc", "decode_array", "encode_array", "frame", "pack_body", "unpack_body",
+    "body_digest", "crc", "decode_array", "encode_array", "frame", "pack_body", "pack_parts", "record_body",
+    "unpack_body",
 ]
 
 FORMAT = "ribbed-log"
@@ -43,8 +44,10 @@ class FormatViolation(ValueError):
 def encode_array(values: np.ndarray) -> dict:
     """An array as a msgpack-ready map; the data is a view of the array's bytes where it can be."""
     values = np.asarray(values)
-    if values.dtype.byteorder == ">" or values.dtype.kind not in "fiub":
-        values = values.astype(values.dtype.newbyteorder("<") if values.dtype.kind in "fiu" else np.float64)
+    if values.dtype.byteorder == ">":
+        values = values.astype(values.dtype.newbyteorder("<"))
+    if values.dtype.str not in DTYPES:
+        raise TypeError(f"cannot write an array of dtype {values.dtype} to a log (allowed: {sorted(DTYPES)})")
     if not values.flags.c_contiguous:  # (not np.ascontiguousarray: it turns 0-d arrays into 1-d)
         values = values.copy(order="C")
     return {"dtype": values.dtype.str, "shape": list(values.shape), "data": memoryview(values).cast("B")}
@@ -72,17 +75,75 @@ def decode_array(value: Any) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
-def _default(value: Any) -> Any:
+_PACK = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+#: The msgpack bytes before an array's data, by (dtype, shape): records repeat the same arrays.
+_ARRAY_PREFIX: dict[tuple[str, tuple[int, ...]], bytes] = {}
+
+
+def _array_prefix(dtype: str, shape: tuple[int, ...], size: int) -> bytes:
+    key = (dtype, shape)
+    prefix = _ARRAY_PREFIX.get(key)
+    if prefix is None:
+        prefix = (b"\x83" + _PACK("dtype") + _PACK(dtype) + _PACK("shape") + _PACK(list(shape)) + _PACK("data")
+                  + _bin_header(size))
+        if len(_ARRAY_PREFIX) < 4096:
+            _ARRAY_PREFIX[key] = prefix
+    return prefix
+
+
+def _pack_into(value: Any, parts: list) -> None:
+    """Append the msgpack encoding of ``value`` to ``parts``: maps, lists, scalars, strings, bytes
+    and numpy arrays (as array maps, their data not copied)."""
     if isinstance(value, np.ndarray):
-        return encode_array(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot write a {type(value).__name__} to a log")
+        if value.dtype.str not in DTYPES:
+            raise TypeError(f"cannot write an array of dtype {value.dtype} to a log (allowed: {sorted(DTYPES)})")
+        if not value.flags.c_contiguous:
+            value = value.copy(order="C")
+        parts.append(_array_prefix(value.dtype.str, value.shape, value.nbytes))
+        parts.append(memoryview(value).cast("B") if value.ndim else value.tobytes())
+    elif isinstance(value, dict):
+        parts.append(_map_header(len(value)))
+        for key, item in value.items():
+            parts.append(_PACK(key))
+            _pack_into(item, parts)
+    elif isinstance(value, (list, tuple)):
+        parts.append(_array_header(len(value)))
+        for item in value:
+            _pack_into(item, parts)
+    elif isinstance(value, np.generic):
+        parts.append(_PACK(value.item()))
+    elif isinstance(value, (memoryview, bytearray)):
+        parts.append(_bin_header(len(value)) + bytes(value))
+    else:
+        parts.append(_PACK(value))
+
+
+def _map_header(n: int) -> bytes:
+    return bytes([0x80 | n]) if n < 16 else (b"\xde" + n.to_bytes(2, "big") if n < 2**16 else b"\xdf" + n.to_bytes(4, "big"))
+
+
+def _array_header(n: int) -> bytes:
+    return bytes([0x90 | n]) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 2**16 else b"\xdd" + n.to_bytes(4, "big"))
+
+
+def pack_parts(body: dict) -> list:
+    """A record body's bytes as a list of pieces (array data as views of the arrays' memory, so
+    a body of MBs is checksummed and written without being copied); see :func:`pack_body`."""
+    parts: list = []
+    _pack_into(body, parts)
+    return parts
 
 
 def pack_body(body: dict) -> bytes:
-    """A record body's bytes: deterministic for the same values (maps keep their key order)."""
-    return msgpack.packb(body, default=_default, use_bin_type=True, datetime=False)
+    """A record body's bytes: standard msgpack (floats as float 64, integers in their smallest
+    form), deterministic for the same values (maps keep their key order)."""
+    return b"".join(pack_parts(body))
+
+
+def record_body(kind: str, tick: int, body: dict) -> dict:
+    """A body as written: its record's type and tick first (so that the CRC and the digest cover
+    them), then the fields."""
+    return {"type": kind, "tick": tick, **{k: v for k, v in body.items() if k not in ("type", "tick")}}
 
 
 def unpack_body(data: bytes) -> dict:
@@ -106,16 +167,21 @@ def body_digest(previous: bytes, body: bytes) -> bytes:
     return h.digest()
 
 
-def frame(kind: str, tick: int, body: bytes, previous: bytes) -> tuple[bytes, bytes]:
+def frame(kind: str, tick: int, body: bytes | list, previous: bytes) -> tuple[bytes, bytes]:
     """The bytes of a record up to its body (written before the body itself, so a large body
-    is not copied) and the record's digest."""
-    digest = body_digest(previous, body)
+    is not copied) and the record's digest; ``body`` may be given as pieces (:func:`pack_parts`)."""
+    parts = [body] if isinstance(body, (bytes, bytearray, memoryview)) else body
+    digest, check, size = hashlib.sha256(previous), 0, 0
+    for part in parts:
+        digest.update(part)
+        check = zlib.crc32(part, check)
+        size += len(part) if not isinstance(part, memoryview) else part.nbytes
     packer = msgpack.Packer(use_bin_type=True)
     prefix = b"".join([packer.pack_map_header(len(RECORD_KEYS)), packer.pack("type"), packer.pack(kind),
-                       packer.pack("tick"), packer.pack(tick), packer.pack("crc"), packer.pack(crc(body)),
-                       packer.pack("digest"), packer.pack(digest), packer.pack("body"),
-                       _bin_header(len(body))])
-    return prefix, digest
+                       packer.pack("tick"), packer.pack(tick), packer.pack("crc"), packer.pack(check & 0xFFFFFFFF),
+                       packer.pack("digest"), packer.pack(digest.digest()), packer.pack("body"),
+                       _bin_header(size)])
+    return prefix, digest.digest()
 
 
 def _bin_header(size: int) -> bytes:

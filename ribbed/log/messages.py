@@ -11,7 +11,7 @@ that touch the agent.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -212,9 +212,3 @@ def messages(log, *, ticks=None, agent: int | None = None, kind=None, stage=None
     the ticks asked for are read."""
     blocks = list(iter_messages(log, ticks=ticks, agent=agent, kind=kind, stage=stage))
     return to_frame(_concat([b for b in blocks if len(b)], log))
-
-
-def available_kinds(level: str) -> Iterable[str]:
-    """The message kinds a log of ``level`` expands (the others are counted per tick)."""
-    return {"summary": ("activation (readout only)",), "activity": ("activation",),
-            "messages": ("activation", "error")}.get(level, ())

@@ -226,8 +226,8 @@ class LogReader:
         except (ValueError, TypeError, FormatViolation, msgpack.exceptions.UnpackException) as exc:
             raise self._format_error(offset, tick, f"the record's body is not a msgpack map ({exc})",
                                      _FIX_CORRUPT) from None
-        if decoded.get("tick") != tick:
-            raise self._format_error(offset, tick, "the record's tick differs from its body's", _FIX_CORRUPT)
+        if decoded.get("tick") != tick or decoded.get("type") != record["type"]:
+            raise self._format_error(offset, tick, "the record's type or tick differs from its body's", _FIX_CORRUPT)
         return decoded
 
     def _format_error(self, offset: int, tick: int | None, message: str, fix: str) -> LogFormatError:

@@ -30,6 +30,10 @@ class Recorder:
         self.snapshot_every = snapshot_every
         self._weights: dict | None = None
         self._counts = model.executor.message_counts
+        # About how many bytes a tick record holds until it is written (a bound for the queue).
+        values = 1 + (model.network.n_neurons if level in ("activity", "messages") else model.network.output.size)
+        values += model.network.n_neurons if level == "messages" else 0
+        self._sizes = values * model.scenario.run.batch_size * 8
 
     def before_tick(self) -> None:
         if self.level == "messages":
@@ -39,7 +43,7 @@ class Recorder:
         counts = self.model.executor.message_counts
         body = tick_body(self.model, self.level, result, index, backward, counts - self._counts, self._weights)
         self._counts = counts
-        self.emit("tick", self.model.tick - 1, body)
+        self.emit("tick", self.model.tick - 1, body, self._sizes)
 
     def after_record(self) -> None:
         """After an evaluation: a snapshot when one is due (every ``snapshot_every`` ticks, and at
@@ -47,9 +51,9 @@ class Recorder:
         tick = self.model.tick
         if tick > 0 and (tick % self.snapshot_every == 0 or tick == self.model.scenario.run.ticks):
             body = snapshot_body(self.model)
-            self.emit("snapshot", tick, lambda: body)
+            self.emit("snapshot", tick, lambda: body, 8 * self.model.network.n_synapses)
 
-    def emit(self, kind: str, tick: int, body: Callable[[], dict]) -> None:
+    def emit(self, kind: str, tick: int, body: Callable[[], dict], size: int = 0) -> None:
         raise NotImplementedError
 
 
@@ -60,5 +64,5 @@ class LogRecorder(Recorder):
         super().__init__(model, level, snapshot_every)
         self.writer = writer
 
-    def emit(self, kind: str, tick: int, body: Callable[[], dict]) -> None:
-        self.writer.write(kind, tick, body, index=kind == "snapshot")
+    def emit(self, kind: str, tick: int, body: Callable[[], dict], size: int = 0) -> None:
+        self.writer.write(kind, tick, body, index=kind == "snapshot", size=size)

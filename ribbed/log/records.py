@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import platform
 from datetime import datetime, timezone
-from importlib import metadata
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -29,19 +28,11 @@ __all__ = ["LEVELS", "header_body", "restore_snapshot", "snapshot_body", "tick_b
 LEVELS = ("off", "summary", "activity", "messages")
 
 
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("ribbed", "numpy", "torch", "mesa", "scikit-learn", "networkx", "msgpack", "pydantic"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
 def header_body(model: NetworkModel, level: str, threads: dict) -> dict:
     """The header: format, the resolved scenario, seed, settings and versions, and the layout of
     neurons and synapses a reader needs to name agents."""
+    from ribbed.runner import package_versions
+
     scenario, network, executor = model.scenario, model.network, model.executor
     return {
         "tick": -1, "format": FORMAT, "version": VERSION, "level": level,
@@ -49,7 +40,7 @@ def header_body(model: NetworkModel, level: str, threads: dict) -> dict:
         "scenario_folder": str(scenario.folder) if scenario.folder is not None else None,
         "seed": scenario.seed, "seed_entropy": str(np.random.SeedSequence(scenario.seed).entropy),
         "executor": executor.name, "device": executor.device_name, "dtype": executor.dtype_name,
-        "threads": threads, "versions": _versions(), "platform": platform.platform(),
+        "threads": threads, "versions": package_versions(), "platform": platform.platform(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "batch_size": scenario.run.batch_size, "ticks": scenario.run.ticks,
         "kinds": [kind.name.lower() for kind in Kind], "stages": [stage.name.lower() for stage in Stage],
@@ -70,7 +61,8 @@ def topology_body(model: NetworkModel) -> dict:
     for p in model.network.projections:
         index = np.int32 if max(p.pre.size, p.post.size) < 2**31 else np.int64
         projections.append({"pre": p.pre_idx.astype(index), "post": p.post_idx.astype(index),
-                            "feedback": None if p.feedback is None else model.executor.get_feedback(p)})
+                            "feedback": None if p.feedback is None else
+                model.executor.get_feedback(p).astype(np.dtype(model.executor.dtype_name))})
     return {"tick": -1, "projections": projections}
 
 

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ribbed.errors import LogError, Problem, RibbedError
-from ribbed.log.format import pack_body, unpack_body
+from ribbed.log.format import pack_body, record_body, unpack_body
 from ribbed.log.reader import LogReader, Record
 from ribbed.log.recorder import Recorder
 
@@ -85,7 +85,7 @@ class _VerifyingRecorder(Recorder):
         self.expected = iter([ref for ref in log.refs if ref.type in ("tick", "snapshot")])
         self.ticks = self.snapshots = 0
 
-    def emit(self, kind: str, tick: int, body: Callable[[], dict]) -> None:
+    def emit(self, kind: str, tick: int, body: Callable[[], dict], size: int = 0) -> None:
         ref = next(self.expected, None)
         if ref is None:
             raise _LogEnds
@@ -96,7 +96,7 @@ class _VerifyingRecorder(Recorder):
             logged = self.log.read(ref)
         except LogError as exc:
             raise _Mismatch(Difference(ref.tick, ref.type, "bytes", None, str(exc.problems[0].message))) from None
-        data = pack_body(body())
+        data = pack_body(record_body(kind, tick, body()))
         if data != logged.data:
             raise _Mismatch(_first_difference(self.model, logged, unpack_body(data)))
         if kind == "tick":

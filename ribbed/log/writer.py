@@ -11,15 +11,15 @@ when the log is closed.
 from __future__ import annotations
 
 import os
-import queue
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
 import msgpack
 import numpy as np
 
-from ribbed.log.format import DIGEST_SEED, RECORD_TYPES, encode_array, frame, pack_body
+from ribbed.log.format import DIGEST_SEED, RECORD_TYPES, encode_array, frame, pack_parts, record_body
 
 __all__ = ["INDEX_SUFFIX", "LogWriter", "write_index"]
 
@@ -45,11 +45,15 @@ class LogWriter:
     """Appends records to a log file (see the module docstring).
 
     ``resume`` continues an existing log: ``(offset, digest, entries)`` of its last record to
-    keep; the file is cut after it.
+    keep; the file is cut after it.  Records are handed to the writer thread in batches: it
+    wakes every ``interval`` seconds (or when a snapshot, a flush or a full queue asks for it)
+    and writes everything queued with one ``write``, so a run with short ticks does not trade
+    its interpreter lock with the thread at every tick.  A record is in the file at most about
+    ``interval`` seconds after its tick.
     """
 
     def __init__(self, path: str | Path, header: dict | None, *, resume: tuple[int, bytes, list] | None = None,
-                 queue_size: int = 32):
+                 max_pending: int = 64, max_pending_bytes: int = 1 << 29, interval: float = 0.02):
         self.path = Path(path)
         if resume is None:
             self._file = open(self.path, "xb", buffering=0)
@@ -60,7 +64,15 @@ class LogWriter:
             self._file.truncate(offset)
             self._file.seek(offset)
             self._digest, self._offset, self.entries = digest, offset, list(entries)
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+            write_index(self.path, self.entries, self._offset)  # the old index lists the records cut off
+        self._pending: deque = deque()
+        self._max_pending, self._max_pending_bytes, self._interval = max_pending, max_pending_bytes, interval
+        self._wake_at, self._wake_at_bytes = min(64, max_pending), min(1 << 24, max_pending_bytes)
+        self._queued_bytes = self._done_bytes = 0  # each written by one thread only
+        self._wake = threading.Event()
+        self._progress = threading.Condition()
+        self._queued = self._done = 0
+        self._stopping = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="ribbed-log-writer", daemon=True)
         self._thread.start()
@@ -70,16 +82,31 @@ class LogWriter:
 
     # ------------------------------------------------------------------ the run's side
 
-    def write(self, kind: str, tick: int, body: Callable[[], dict], *, index: bool = False) -> None:
+    def write(self, kind: str, tick: int, body: Callable[[], dict], *, index: bool = False, size: int = 0) -> None:
         """Queue a record; ``body`` is called on the writer thread and returns the body map.
-        ``index`` rewrites the sidecar index once the record is written."""
+        ``index`` rewrites the sidecar index once the record is written; ``size`` is about how
+        many bytes the record holds on to until then (queued records are bounded by count and
+        by bytes: the run waits for the thread when either is exceeded)."""
         self._raise()
-        self._queue.put((kind, tick, body, index))
+        pending, held = self._queued - self._done, self._queued_bytes - self._done_bytes
+        if pending >= self._max_pending or held >= self._max_pending_bytes:
+            self._wait(self._queued - pending // 2)
+        self._pending.append((kind, tick, body, index, size))
+        self._queued += 1
+        self._queued_bytes += size
+        if index or pending >= self._wake_at or held + size >= self._wake_at_bytes:
+            self._wake.set()
 
     def flush(self) -> None:
         """Wait until every queued record is in the file."""
-        self._queue.join()
+        self._wait(self._queued)
         self._raise()
+
+    def _wait(self, count: int) -> None:
+        self._wake.set()
+        with self._progress:
+            while self._done < count and self._error is None and self._thread.is_alive():
+                self._progress.wait(0.1)
 
     def close(self, status: str | None = None, tick: int = 0, **fields: Any) -> None:
         """Write the end record (when ``status`` is given), the index, and close the file."""
@@ -88,7 +115,8 @@ class LogWriter:
         try:
             if status is not None and self._error is None:
                 self.write("end", tick, lambda: {"status": status, "tick": tick, **fields})
-            self._queue.put(None)
+            self._stopping = True
+            self._wake.set()
             self._thread.join()
         finally:
             self.closed = True
@@ -106,29 +134,56 @@ class LogWriter:
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            stopping = self._stopping  # read before draining: nothing is queued after it is set
+            batch = []
+            while self._pending:
+                batch.append(self._pending.popleft())
             try:
-                if item is None:
-                    return
-                if self._error is None:
-                    self._append(*item)
+                if self._error is None and batch:
+                    self._append(batch)
             except BaseException as exc:  # handed to the run at its next write or close
                 self._error = exc
-            finally:
-                self._queue.task_done()
+            with self._progress:
+                self._done_bytes += sum(item[4] for item in batch)
+                self._done += len(batch)
+                self._progress.notify_all()
+            if stopping and not self._pending:
+                return
 
-    def _append(self, kind: str, tick: int, body: Callable[[], dict], index: bool) -> None:
-        data = pack_body(body())
-        prefix, digest = frame(kind, tick, data, self._digest)
-        offset = self._offset
-        _write_all(self._file, prefix)
-        _write_all(self._file, data)
-        self._offset += len(prefix) + len(data)
-        self._digest = digest
-        self.entries.append((RECORD_TYPES.index(kind), tick, offset, digest))
+    def _append(self, batch: list) -> None:
+        parts, size, index = [], 0, False
+        for kind, tick, body, wants_index, _ in batch:
+            pieces = pack_parts(record_body(kind, tick, body()))
+            prefix, digest = frame(kind, tick, pieces, self._digest)
+            self.entries.append((RECORD_TYPES.index(kind), tick, self._offset + size, digest))
+            self._digest = digest
+            parts.append(prefix)
+            parts += pieces
+            size += len(prefix) + sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in pieces)
+            index = index or wants_index
+            if size >= 1 << 23:  # write large batches as they come
+                self._write(parts, size)
+                parts, size = [], 0
+        self._write(parts, size)
         if index:
             write_index(self.path, self.entries, self._offset)
 
+    def _write(self, parts: list, size: int) -> None:
+        """Small records are joined into one write; a large body is written from its own bytes."""
+        small: list = []
+        for part in parts:
+            if (part.nbytes if isinstance(part, memoryview) else len(part)) < 1 << 16:
+                small.append(part)
+                continue
+            if small:
+                _write_all(self._file, b"".join(small))
+                small = []
+            _write_all(self._file, part)
+        if small:
+            _write_all(self._file, b"".join(small))
+        self._offset += size
 
 def _write_all(file, data: bytes) -> None:
     """An unbuffered write may write less than asked (a signal, or more than 2 GiB at once)."""
