@@ -57,15 +57,17 @@ HERE = Path(__file__).resolve().parent
 LEVELS = ("off", "summary", "activity", "messages")
 AGENT = 17
 
-#: Sizes and repeats of each mode.
+#: Sizes and repeats of each mode.  A turn ends with a flush (so that all of its records are
+#: counted): digits turns are long enough (0.1-0.4 s) that the flush's round trip to the writer
+#: does not weigh on the per-tick figure.
 MODES = {
     "quick": {"write_records": {"activity 1e6 sparse": 4, "activity 32x32768": 8, "digits activity": 500},
               "write_repeats": 3, "log_ticks": 200, "frame_ticks": 50, "read_repeats": 2,
-              "sparse_n": 10_000, "rounds": {"digits": 5, "sparse": 5}, "round_ticks": {"digits": 10, "sparse": 10},
+              "sparse_n": 10_000, "rounds": {"digits": 5, "sparse": 5}, "round_ticks": {"digits": 400, "sparse": 10},
               "warmup": 2, "snapshots": 2},
     "full": {"write_records": {"activity 1e6 sparse": 40, "activity 32x32768": 100, "digits activity": 20_000},
              "write_repeats": 5, "log_ticks": 4000, "frame_ticks": 250, "read_repeats": 5,
-             "sparse_n": 1_000_000, "rounds": {"digits": 11, "sparse": 7}, "round_ticks": {"digits": 100, "sparse": 4},
+             "sparse_n": 1_000_000, "rounds": {"digits": 11, "sparse": 7}, "round_ticks": {"digits": 2000, "sparse": 4},
              "warmup": 2, "snapshots": 2},
 }
 
@@ -103,14 +105,12 @@ def mb(n: float) -> float:
     return n / 1e6
 
 
-def tick_sizes(writer) -> list[int]:
-    """The sizes of the tick records a writer wrote (from its offsets)."""
-    from ribbed.log.format import RECORD_TYPES
+def tick_sizes(path: Path) -> list[int]:
+    """The sizes of the tick records of a closed log (from its index)."""
+    from ribbed.log.reader import LogReader
 
-    entries = writer.entries
-    ends = [e[2] for e in entries[1:]] + [writer._offset]
-    tick = RECORD_TYPES.index("tick")
-    return [end - e[2] for e, end in zip(entries, ends) if e[0] == tick]
+    with LogReader(path) as log:
+        return [ref.size for ref in log.refs if ref.type == "tick"]
 
 
 # --------------------------------------------------------------------------- 1. write
@@ -325,7 +325,7 @@ def tick_overhead(network: str, mode: dict, device: str, threads: int | None, tm
     from ribbed.determinism import configure_torch
     from ribbed.log.records import header_body, topology_body
     from ribbed.log.recorder import LogRecorder
-    from ribbed.log.writer import LogWriter
+    from ribbed.runner import _open_writer
 
     torch_settings = configure_torch(threads)  # as ribbed.runner.run does, whatever the level
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -346,10 +346,11 @@ def tick_overhead(network: str, mode: dict, device: str, threads: int | None, tm
         writers, one_time = {}, {}
         for level in levels[1:]:
             begin = time.perf_counter()
-            writer = LogWriter(folder / f"{level}.log", header_body(model, level, torch_settings))
+            # The writer a run would use (a writer process on the CPU, a thread on a GPU).
+            writer = _open_writer(folder / f"{level}.log", model, header_body(model, level, torch_settings), level)
             writer.flush()
             header = time.perf_counter()
-            costs = {"header_s": header - begin, "header_bytes": writer._offset}
+            costs = {"header_s": header - begin, "header_bytes": writer.path.stat().st_size}
             if level in ("activity", "messages"):  # as ribbed.runner._log_writer
                 topology = topology_body(model)
                 built = time.perf_counter()
@@ -357,7 +358,7 @@ def tick_overhead(network: str, mode: dict, device: str, threads: int | None, tm
                 writer.flush()
                 del topology
                 costs.update(topology_body_s=built - header, topology_s=time.perf_counter() - header,
-                             topology_bytes=writer._offset - costs["header_bytes"])
+                             topology_bytes=writer.path.stat().st_size - costs["header_bytes"])
             writers[level], one_time[level] = writer, costs
 
         def turn(level: str, ticks: int) -> float:
@@ -390,27 +391,30 @@ def tick_overhead(network: str, mode: dict, device: str, threads: int | None, tm
         recorder = LogRecorder(model, "summary", 1, writer)
         snapshots = []
         for _ in range(mode["snapshots"]):
-            before = writer._offset
+            before = writer.path.stat().st_size
             begin = time.perf_counter()
             recorder.after_record()
             taken = time.perf_counter()
             writer.flush()
             snapshots.append({"take_s": taken - begin, "write_s": time.perf_counter() - taken,
-                              "bytes": writer._offset - before})
+                              "bytes": writer.path.stat().st_size - before})
+        closing = {}
+        for level, writer in writers.items():
+            begin = time.perf_counter()
+            writer.close("completed", model.tick)
+            closing[level] = time.perf_counter() - begin
         rows = []
         off = median(times["off"])
         for level in levels:
             writer = writers.get(level)
-            sizes = tick_sizes(writer) if writer is not None else [0]
+            sizes = tick_sizes(writer.path) if writer is not None else [0]
             paired = [t / o for t, o in zip(times[level], times["off"])]
             rows.append({"network": label, "level": level, "tick_s": median(times[level]), "tick_s_all": times[level],
                          "over_off": median(times[level]) / off, "over_off_paired": median(paired),
                          "tick_bytes": median(sizes), "ticks_per_turn": ticks, "rounds": rounds,
                          **one_time.get(level, {})})
-        for level, writer in writers.items():
-            begin = time.perf_counter()
-            writer.close("completed", model.tick)
-            rows[levels.index(level)]["close_s"] = time.perf_counter() - begin
+        for level, seconds in closing.items():
+            rows[levels.index(level)]["close_s"] = seconds
         return {"network": label, "neurons": model.network.n_neurons, "synapses": model.network.n_synapses,
                 "build_s": build, "snapshot": {k: median([s[k] for s in snapshots]) for k in snapshots[0]},
                 "skipped": [] if network == "digits" else ["messages"], "rows": rows, "torch": torch_settings,

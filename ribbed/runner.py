@@ -212,13 +212,35 @@ def _out_of_memory(scenario: Scenario) -> RibbedError:
                                "or backend.dtype float32"))
 
 
-def _log_writer(path: Path, model: NetworkModel, threads: dict) -> LogWriter:
+def _open_writer(path: Path, model: NetworkModel, header: dict | None, level: str, resume=None):
+    """The log's writer: a writer process fed through shared memory when the run computes on the
+    CPU of a POSIX system (the run's thread then only copies each tick's arrays), else a thread
+    (on a GPU, so that copying a tick's values waits for the device off the run's thread).
+    ``RIBBED_LOG_WRITER=thread`` or ``process`` chooses."""
+    from ribbed.log.writer import LogWriter, write_index
+
+    choice = os.environ.get("RIBBED_LOG_WRITER") or (
+        "process" if os.name == "posix" and model.executor.device_name == "cpu" else "thread")
+    if choice == "process":
+        from ribbed.log.shared_writer import SharedLogWriter, tick_layout
+
+        if resume is not None:  # cut the log after the record to keep, then let the process append
+            offset, _, entries = resume
+            os.truncate(path, offset)
+            write_index(path, entries, offset)
+        try:
+            return SharedLogWriter(path, header, tick_layout(model, level), resume=resume is not None)
+        except OSError:  # no process or shared memory to be had here: a thread does the same work
+            pass
+    return LogWriter(path, header, resume=resume)
+
+
+def _log_writer(path: Path, model: NetworkModel, threads: dict):
     """Start the run's log: the header, and the topology when the level expands messages."""
     from ribbed.log.records import header_body, topology_body
-    from ribbed.log.writer import LogWriter
 
     level = model.scenario.log.level
-    writer = LogWriter(path / LOG_NAME, header_body(model, level, threads))
+    writer = _open_writer(path / LOG_NAME, model, header_body(model, level, threads), level)
     if level in ("activity", "messages"):
         topology = topology_body(model)
         writer.write("topology", -1, lambda: topology)
@@ -260,7 +282,6 @@ def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | Non
     from ribbed.log.reader import LogReader
     from ribbed.log.records import restore_snapshot
     from ribbed.log.replay import scenario_of
-    from ribbed.log.writer import LogWriter
 
     path = Path(run_dir)
     if not (path / LOG_NAME).exists():
@@ -282,9 +303,8 @@ def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | Non
             restore_snapshot(model, snapshot.body, snapshot.decode)
             keep = log.refs[:next(i for i, ref in enumerate(log.refs) if ref.offset == snapshot.offset) + 1]
     last = keep[-1]
-    writer = LogWriter(path / LOG_NAME, None, resume=(last.offset + last.size, last.digest,
-                                                       [(RECORD_TYPES.index(r.type), r.tick, r.offset, r.digest)
-                                                        for r in keep]))
+    writer = _open_writer(path / LOG_NAME, model, None, scenario.log.level, resume=(
+        last.offset + last.size, last.digest, [(RECORD_TYPES.index(r.type), r.tick, r.offset, r.digest) for r in keep]))
     directory = RunDirectory.reopen(path, model, dict(model.last_metrics) if snapshot is not None else None)
     _reload_metrics(model, path / "metrics.csv")
     _attach(model, writer)
@@ -323,7 +343,7 @@ def _build(scenario: Scenario) -> NetworkModel:
         raise _out_of_memory(scenario) from None
 
 
-def _execute(model: NetworkModel, directory: RunDirectory | None, writer, ticks: int,
+def _execute(model: NetworkModel, directory: RunDirectory | None, writer: LogWriter | None, ticks: int,
              on_tick: Callable[[NetworkModel], None] | None, extra: dict) -> RunResult:
     scenario = model.scenario
     start = time.perf_counter()
@@ -341,8 +361,14 @@ def _execute(model: NetworkModel, directory: RunDirectory | None, writer, ticks:
         raise
     finally:
         seconds = time.perf_counter() - start
+        closing_error = None
         if writer is not None:
-            writer.close(status, model.tick, error=error)
+            try:
+                writer.close(status, model.tick, error=error)
+            except RibbedError as exc:  # the log could not be finished (its writer failed)
+                closing_error = exc
+                if status == "completed":
+                    status, error = "failed", str(exc)
         if directory is not None:
             directory.finish({
                 "scenario": scenario.name, "seed": scenario.seed, "backend": scenario.backend.kind,
@@ -353,5 +379,7 @@ def _execute(model: NetworkModel, directory: RunDirectory | None, writer, ticks:
                 "synapses": model.network.n_synapses, "versions": package_versions(),
                 "log": (LOG_NAME if writer is not None else None), "log_level": scenario.log.level, **extra,
             })
+        if closing_error is not None and status == "failed" and error == str(closing_error):
+            raise closing_error
     return RunResult(model=model, metrics=model.metrics, directory=directory.path if directory else None,
                      seconds=seconds)

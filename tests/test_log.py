@@ -360,3 +360,42 @@ def test_log_commands_end_to_end(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--ticks" in bad.output
     not_a_log = cli.invoke(app, ["log", "info", str(scenario)])
     assert not_a_log.exit_code == 2 and "error:" in not_a_log.output and "Traceback" not in not_a_log.output
+
+
+# ---------------------------------------------------------------------------- the writers
+
+
+def test_the_thread_writer_writes_the_same_log(tmp_path: Path, monkeypatch) -> None:
+    """On a GPU (or where no writer process can be started) a thread writes the log: the same
+    records, verified and resumed the same way."""
+    scenario = short("digits-guide-hash", "batched", level="messages", ticks=30)
+    quiet_run(scenario, tmp_path / "process")
+    monkeypatch.setenv("RIBBED_LOG_WRITER", "thread")
+    quiet_run(scenario, tmp_path / "thread")
+
+    def interrupt(model) -> None:
+        if model.tick == 17:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        quiet_run(scenario, tmp_path / "cut", on_tick=interrupt)
+    resume(tmp_path / "cut")
+    with open_log(tmp_path / "process" / "run.log") as a, open_log(tmp_path / "thread" / "run.log") as b, \
+            open_log(tmp_path / "cut" / "run.log") as c:
+        bodies = [[r.data for r in log.records(("tick", "snapshot", "topology"))] for log in (a, b, c)]
+    assert bodies[0] == bodies[1] == bodies[2]
+    assert verify(tmp_path / "thread" / "run.log").ok
+
+
+def test_a_dead_writer_process_stops_the_run_with_a_clear_error(tmp_path: Path) -> None:
+    scenario = short("digits", "batched", level="activity", ticks=3000)
+    scenario["run"]["eval_every"] = 1000
+
+    def kill_writer(model) -> None:
+        if model.tick == 50:
+            model.recorder.writer._process.kill()
+
+    with pytest.raises(RibbedError, match="log writer process stopped"):
+        quiet_run(scenario, tmp_path / "run", on_tick=kill_writer)
+    summary = (tmp_path / "run" / "summary.json").read_text()
+    assert '"status": "failed"' in summary

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ribbed.log.records import snapshot_body, tick_body, weights_before_tick
+from ribbed.log.records import snapshot_body, tick_body, tick_fields, weights_before_tick
 from ribbed.log.writer import LogWriter
 
 if TYPE_CHECKING:
@@ -41,9 +41,9 @@ class Recorder:
 
     def after_tick(self, result, index: np.ndarray, backward: bool) -> None:
         counts = self.model.executor.message_counts
-        body = tick_body(self.model, self.level, result, index, backward, counts - self._counts, self._weights)
+        fields = tick_fields(self.model, self.level, result, index, backward, counts - self._counts, self._weights)
         self._counts = counts
-        self.emit("tick", self.model.tick - 1, body, self._sizes)
+        self.emit_tick(fields)
 
     def after_record(self) -> None:
         """After an evaluation: a snapshot when one is due (every ``snapshot_every`` ticks, and at
@@ -56,6 +56,9 @@ class Recorder:
     def emit(self, kind: str, tick: int, body: Callable[[], dict], size: int = 0) -> None:
         raise NotImplementedError
 
+    def emit_tick(self, fields: dict) -> None:
+        self.emit("tick", fields["tick"], lambda: tick_body(fields), self._sizes)
+
 
 class LogRecorder(Recorder):
     """Writes the records to a log file."""
@@ -66,3 +69,9 @@ class LogRecorder(Recorder):
 
     def emit(self, kind: str, tick: int, body: Callable[[], dict], size: int = 0) -> None:
         self.writer.write(kind, tick, body, index=kind == "snapshot", size=size)
+
+    def emit_tick(self, fields: dict) -> None:
+        if hasattr(self.writer, "write_tick"):
+            self.writer.write_tick(fields)  # copied into shared memory now (ribbed.log.shared_writer)
+        else:
+            super().emit_tick(fields)

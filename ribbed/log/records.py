@@ -22,7 +22,7 @@ from ribbed.scheduler.messages import Kind, Stage
 if TYPE_CHECKING:
     from ribbed.model import NetworkModel
 
-__all__ = ["LEVELS", "header_body", "restore_snapshot", "snapshot_body", "tick_body", "topology_body"]
+__all__ = ["LEVELS", "header_body", "restore_snapshot", "snapshot_body", "tick_body", "tick_fields", "topology_body"]
 
 #: Log levels, each recording everything the one before it does.
 LEVELS = ("off", "summary", "activity", "messages")
@@ -70,34 +70,47 @@ def _array(value) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
-def _columns(parts: list, sizes: list[int], batch: int, dtype) -> np.ndarray:
-    """Per-population (batch, size) parts side by side, NaN for a population without values."""
-    if all(part is not None for part in parts) and all(isinstance(p, torch.Tensor) for p in parts):
-        return _array(torch.cat(parts, dim=1))
-    return np.concatenate([np.full((batch, size), np.nan, dtype=dtype) if part is None else _array(part)
-                           for part, size in zip(parts, sizes)], axis=1)
-
-
-def tick_body(model: NetworkModel, level: str, result, index: np.ndarray, backward: bool, counts: np.ndarray,
-              weights: dict | None) -> Callable[[], dict]:
-    """The body of the tick just run, as a function to call later (see the module docstring)."""
-    tick = model.tick - 1
+def tick_fields(model: NetworkModel, level: str, result, index: np.ndarray, backward: bool, counts: np.ndarray,
+                weights: dict | None) -> dict:
+    """What the tick just run puts in its record, in body order, as references (tensors,
+    per-population parts) taken now and converted later (see the module docstring); ``loss``
+    and ``outputs`` are the tick's result."""
+    fields = {"tick": model.tick - 1, "backward": backward, "loss": result, "counts": counts,
+              "batch": np.asarray(index, dtype=np.int64), "outputs": result}
     values = model.executor.tick_values(activity=level in ("activity", "messages"), messages=level == "messages")
     sizes = [p.size for p in model.network.populations.values()]
+    if "activation" in values:
+        fields["activation"] = values["activation"]
+    if "delta" in values:
+        fields["answer"] = values["answer"]
+        # A population without credit is written as NaN columns: its part is its width.
+        fields["delta"] = [size if part is None else part for part, size in zip(values["delta"], sizes)]
+        fields["weights"] = weights
+    return fields
 
-    def build() -> dict:
-        outputs = result.outputs
-        body = {"tick": tick, "backward": backward, "loss": float(result.loss), "counts": counts,
-                "batch": np.asarray(index, dtype=np.int64), "outputs": outputs}
-        if "activation" in values:
-            body["activation"] = _columns(values["activation"], sizes, outputs.shape[0], outputs.dtype)
-        if "delta" in values:
-            body["answer"] = _array(values["answer"])
-            body["delta"] = _columns(values["delta"], sizes, outputs.shape[0], outputs.dtype)
-            body["weights"] = weights
-        return body
 
-    return build
+def tick_body(fields: dict) -> dict:
+    """A tick record's body from :func:`tick_fields`: arrays, the per-population parts side by
+    side (NaN for a population without values)."""
+    result = fields["loss"]
+    outputs = result.outputs
+    body = {"tick": fields["tick"], "backward": fields["backward"], "loss": float(result.loss),
+            "counts": fields["counts"], "batch": fields["batch"], "outputs": outputs}
+    for name in ("activation", "answer", "delta", "weights"):
+        if name in fields:
+            value = fields[name]
+            body[name] = _columns(value, outputs) if isinstance(value, list) else (
+                value if name == "weights" else _array(value))
+    return body
+
+
+def _columns(parts: list, outputs: np.ndarray) -> np.ndarray:
+    """Per-population (batch, size) parts side by side; a part given as its width (a population
+    without values) is NaN."""
+    if all(isinstance(part, torch.Tensor) for part in parts):
+        return _array(torch.cat(parts, dim=1))
+    return np.concatenate([np.full((outputs.shape[0], part), np.nan, dtype=outputs.dtype) if isinstance(part, int)
+                           else _array(part) for part in parts], axis=1)
 
 
 def weights_before_tick(model: NetworkModel) -> dict:

@@ -1,4 +1,8 @@
-"""Writing a message log: records framed, checksummed and chained, written as the run goes.
+"""Writing a message log from a thread of the run: records framed, checksummed and chained,
+written as the run goes.  Runs on the CPU use a writer process instead
+(:mod:`ribbed.log.shared_writer`), which frees the run's thread of this work; this writer serves
+runs on a GPU (whose values are copied off the device on the writer's thread) and systems where
+no writer process can be started.
 
 Records are encoded and written by a background thread, so that hashing and writing (which
 release the GIL) overlap the next tick; the queue between the run and the thread is bounded.
@@ -21,7 +25,7 @@ import numpy as np
 
 from ribbed.log.format import DIGEST_SEED, RECORD_TYPES, encode_array, frame, pack_parts, record_body
 
-__all__ = ["INDEX_SUFFIX", "LogWriter", "write_index"]
+__all__ = ["INDEX_SUFFIX", "LogWriter", "read_index", "write_index"]
 
 INDEX_SUFFIX = ".idx"
 INDEX_FORMAT = "ribbed-log-index"
@@ -39,6 +43,17 @@ def write_index(path: Path, entries: list[tuple[int, int, int, bytes]], size: in
     temporary = target.with_name(target.name + ".tmp")
     temporary.write_bytes(msgpack.packb(document, use_bin_type=True))
     os.replace(temporary, target)
+
+
+def read_index(path: Path) -> tuple[list[tuple[int, int, int, bytes]], int]:
+    """The entries and log size of the sidecar index of ``path`` (as :func:`write_index` wrote it)."""
+    from ribbed.log.format import decode_array
+
+    document = msgpack.unpackb(Path(str(path) + INDEX_SUFFIX).read_bytes(), raw=False)
+    types, ticks, offsets = (decode_array(document[key]).tolist() for key in ("types", "ticks", "offsets"))
+    digests = document["digests"]
+    entries = [(t, k, o, digests[32 * i:32 * i + 32]) for i, (t, k, o) in enumerate(zip(types, ticks, offsets))]
+    return entries, document["log_size"]
 
 
 class LogWriter:

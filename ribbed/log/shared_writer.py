@@ -1,0 +1,242 @@
+"""Writing a run's log from a separate process, fed through shared memory.
+
+Encoding, checksumming and writing a tick record take tens of microseconds of Python, as long
+as a whole tick of a small network: on a thread they would hold the interpreter lock the run
+needs.  Here the run copies each tick's arrays into a slot of a ring in shared memory (a few
+microseconds, no system call) and tells a writer process (:mod:`ribbed.log.writer_process`)
+every few ticks, through a pipe, how far the ring is filled; the writer builds the records
+(the same bytes :func:`ribbed.log.records.tick_body` gives), frames, checksums and writes them.
+Other records (header, topology, snapshots, end) travel through the pipe whole.
+
+When the run's process dies, the writer reads to the end of the pipe, writes every tick it was
+told about, and exits: a killed run loses at most the ticks of its last few milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import select
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ribbed.errors import Problem, RibbedError
+from ribbed.log.format import RECORD_TYPES, pack_body, record_body
+from ribbed.log.ring import ACK, CLOSE, FLUSH, RECORD, RING_BYTES, SCALARS, TICKS, slot_layout, slot_views
+
+__all__ = ["SharedLogWriter", "tick_layout"]
+
+def tick_layout(model, level: str) -> list[dict]:
+    """The fields of a tick record in body order, with the dtype and shape they have in this run
+    (:func:`ribbed.log.records.tick_fields`); ``as`` says how the body holds them."""
+    dtype = np.dtype(model.executor.dtype_name).str
+    network, batch = model.network, model.scenario.run.batch_size
+    from ribbed.scheduler.messages import Kind
+
+    fields = [{"name": "tick", "dtype": "<i8", "shape": [], "as": "int"},
+              {"name": "backward", "dtype": "|b1", "shape": [], "as": "bool"},
+              {"name": "loss", "dtype": "<f8", "shape": [], "as": "float"},
+              {"name": "counts", "dtype": "<i8", "shape": [len(Kind)], "as": "array"},
+              {"name": "batch", "dtype": "<i8", "shape": [batch], "as": "array"},
+              {"name": "outputs", "dtype": dtype, "shape": [batch, network.output.size], "as": "array"}]
+    if level in ("activity", "messages"):
+        fields.append({"name": "activation", "dtype": dtype, "shape": [batch, network.n_neurons], "as": "array"})
+    if level == "messages":
+        fields.append({"name": "answer", "dtype": dtype, "shape": [batch, network.output.size], "as": "array"})
+        fields.append({"name": "delta", "dtype": dtype, "shape": [batch, network.n_neurons], "as": "array"})
+        fields.append({"name": "weights", "as": "map", "fields": [
+            {"name": p.name, "dtype": dtype, "shape": [p.n_synapses], "as": "array"}
+            for p in network.projections if p.sends_error and p.feedback is None]})
+    return fields
+
+
+class SharedLogWriter:
+    """The :class:`~ribbed.log.writer.LogWriter` interface, with the work done in a writer
+    process (see the module docstring)."""
+
+    def __init__(self, path: str | Path, header: dict | None, layout: list[dict], *, resume: bool = False,
+                 notify_every: int = 64, notify_seconds: float = 0.02):
+        self.path = Path(path)
+        self.layout = layout
+        placed, self._slot_bytes = slot_layout(layout)
+        self._n_slots = int(min(1024, max(4, RING_BYTES // self._slot_bytes)))
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        descriptor, ring = tempfile.mkstemp(prefix="ribbed-log-", suffix=".ring", dir=folder)
+        try:
+            os.ftruncate(descriptor, self._slot_bytes * self._n_slots)
+            self._map = mmap.mmap(descriptor, self._slot_bytes * self._n_slots)
+        finally:
+            os.close(descriptor)
+        self._views = slot_views(self._map, placed, self._slot_bytes, self._n_slots)
+        self._tensors = [{key: torch.from_numpy(view) for key, view in views.items() if view.ndim == 2}
+                         for views in self._views]
+        self._errors = tempfile.TemporaryFile()
+        command_read, self._commands = os.pipe()
+        try:  # Linux: a larger pipe, so that a snapshot is handed over in fewer round trips
+            import fcntl
+
+            fcntl.fcntl(self._commands, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        except (ImportError, OSError):
+            pass
+        self._acks, ack_write = os.pipe()
+        settings = {"path": str(self.path), "ring": ring, "layout": layout, "slots": self._n_slots,
+                    "slot_bytes": self._slot_bytes, "resume": resume}
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "ribbed.log.writer_process", json.dumps(settings)],
+            stdin=command_read, stdout=ack_write, stderr=self._errors, pass_fds=(), close_fds=True)
+        os.close(command_read)
+        os.close(ack_write)
+        os.set_blocking(self._acks, False)
+        self._head = self._written = self._told = 0
+        self._flushed, self._pending_ack = True, b""
+        self._told_at = time.monotonic()
+        self._notify_every = min(notify_every, self._n_slots // 4 or 1)
+        self._notify_seconds = notify_seconds
+        self.closed = False
+        if header is not None:
+            self.write("header", -1, lambda: header)
+
+    # ------------------------------------------------------------------ ticks
+
+    def write_tick(self, fields: dict) -> None:
+        """Copy a tick's fields (:func:`ribbed.log.records.tick_fields`) into the next slot."""
+        if self._head - self._written >= self._n_slots:
+            self._tell()
+            self._wait(lambda: self._head - self._written < self._n_slots)
+        slot = self._head % self._n_slots
+        views, tensors = self._views[slot], self._tensors[slot]
+        result = fields["loss"]
+        SCALARS.pack_into(self._map, slot * self._slot_bytes, fields["tick"], float(result.loss), fields["backward"])
+        np.copyto(views["counts"], fields["counts"])
+        np.copyto(views["batch"], fields["batch"])
+        outputs = result._outputs
+        if isinstance(outputs, torch.Tensor):
+            tensors["outputs"].copy_(outputs)
+        else:
+            np.copyto(views["outputs"], outputs)
+        for name in ("activation", "answer", "delta"):
+            if name in fields:
+                _copy(fields[name], views[name], tensors[name])
+        for name, values in (fields.get("weights") or {}).items():
+            np.copyto(views[f"weights/{name}"], values)
+        self._head += 1
+        if self._head - self._told >= self._notify_every or time.monotonic() - self._told_at >= self._notify_seconds:
+            self._tell()
+
+    def _tell(self) -> None:
+        if self._head > self._told:
+            self._send(TICKS + struct.pack("<q", self._head))
+            self._told, self._told_at = self._head, time.monotonic()
+        self._read_acks()
+
+    # ------------------------------------------------------------------ other records
+
+    def write(self, kind: str, tick: int, body: Callable[[], dict], *, index: bool = False, size: int = 0) -> None:
+        """Write a whole record (header, topology, snapshot, end): encoded here, sent whole."""
+        self._tell()
+        data = pack_body(record_body(kind, tick, body()))
+        self._send(RECORD + struct.pack("<BqBQ", RECORD_TYPES.index(kind), tick, index, len(data)), data)
+
+    def flush(self) -> None:
+        """Wait until every record so far is in the file."""
+        self._tell()
+        self._flushed = False
+        self._send(FLUSH)
+        self._wait(lambda: self._flushed)
+
+    def close(self, status: str | None = None, tick: int = 0, **fields: Any) -> None:
+        """Write the end record (when ``status`` is given) and the index, and stop the writer."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if status is not None:
+                self.write("end", tick, lambda: {"status": status, "tick": tick, **fields})
+            self._tell()
+            self._send(CLOSE)
+        except RibbedError:
+            pass  # the writer is gone: its exit status says why, below
+        finally:
+            os.close(self._commands)
+            code = self._process.wait()
+            os.close(self._acks)
+            self._map.close()
+            if code != 0:
+                raise self._failure()
+            self._errors.close()
+
+    # ------------------------------------------------------------------ the pipe
+
+    def _send(self, *parts: bytes) -> None:
+        try:
+            for part in parts:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(self._commands, view):]
+        except (BrokenPipeError, OSError):
+            self._process.wait()
+            raise self._failure() from None
+
+    def _read_acks(self) -> None:
+        try:
+            data = os.read(self._acks, 1 << 16)
+        except BlockingIOError:
+            return
+        if not data:
+            return
+        self._pending_ack += data
+        whole = len(self._pending_ack) // ACK.size * ACK.size
+        for what, value in ACK.iter_unpack(self._pending_ack[:whole]):
+            if what == 0:
+                self._written = max(self._written, value)
+            elif what == 1:
+                self._flushed = True
+        self._pending_ack = self._pending_ack[whole:]
+
+    def _wait(self, done: Callable[[], bool]) -> None:
+        while not done():
+            if self._process.poll() is not None:
+                raise self._failure()
+            select.select([self._acks], [], [], 0.1)
+            self._read_acks()
+
+    def _failure(self) -> RibbedError:
+        self._errors.seek(0)
+        text = self._errors.read().decode("utf-8", "replace").strip().splitlines()
+        detail = text[-1] if text else f"exit status {self._process.returncode}"
+        return RibbedError(Problem(str(self.path), "", f"the log writer process stopped: {detail}",
+                                   "check that the run folder's disk has space and is writable; set log.level: "
+                                   "off to run without a log"))
+
+
+def _copy(value, view: np.ndarray, tensor: torch.Tensor) -> None:
+    """A tick field into its slot: a tensor, an array, or per-population parts side by side
+    (a part given as an int is that many NaN columns), as records.tick_body lays them out."""
+    if isinstance(value, list):
+        if type(value[0]) is torch.Tensor and all(type(part) is torch.Tensor for part in value):
+            torch.cat(value, dim=1, out=tensor)
+            return
+        column = 0
+        for part in value:
+            width = part if isinstance(part, int) else part.shape[1]
+            target = view[:, column:column + width]
+            if isinstance(part, int):
+                target[...] = np.nan
+            elif isinstance(part, torch.Tensor):
+                tensor[:, column:column + width].copy_(part)
+            else:
+                target[...] = part
+            column += width
+    elif isinstance(value, torch.Tensor):
+        tensor.copy_(value)
+    else:
+        view[...] = value
