@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ribbed.errors import Problem, RibbedError
-from ribbed.log.format import RECORD_TYPES, pack_body, record_body
+from ribbed.log.format import RECORD_TYPES, pack_parts, record_body
 from ribbed.log.ring import ACK, CLOSE, FLUSH, RECORD, RING_BYTES, SCALARS, TICKS, slot_layout, slot_views
 
 __all__ = ["SharedLogWriter", "tick_layout"]
@@ -143,8 +143,9 @@ class SharedLogWriter:
     def write(self, kind: str, tick: int, body: Callable[[], dict], *, index: bool = False, size: int = 0) -> None:
         """Write a whole record (header, topology, snapshot, end): encoded here, sent whole."""
         self._tell()
-        data = pack_body(record_body(kind, tick, body()))
-        self._send(RECORD + struct.pack("<BqBQ", RECORD_TYPES.index(kind), tick, index, len(data)), data)
+        parts = pack_parts(record_body(kind, tick, body()))  # sent piece by piece: a snapshot is not copied
+        size = sum(len(part) for part in parts)
+        self._send(RECORD + struct.pack("<BqBQ", RECORD_TYPES.index(kind), tick, index, size), *parts)
 
     def flush(self) -> None:
         """Wait until every record so far is in the file."""

@@ -20,15 +20,16 @@ from ribbed.log.ring import ACK, CLOSE, FLUSH, RECORD, TICKS, slot_layout, slot_
 from ribbed.log.writer import _write_all, read_index, write_index
 
 
-def _read(stream, size: int) -> bytes | None:
+def _read(stream, size: int) -> bytearray | None:
     """Exactly ``size`` bytes, or None at the end of the input."""
-    data = bytearray()
-    while len(data) < size:
-        chunk = stream.read(size - len(data))
-        if not chunk:
+    data = bytearray(size)
+    view, done = memoryview(data), 0
+    while done < size:
+        count = stream.readinto(view[done:])
+        if not count:
             return None
-        data += chunk
-    return bytes(data)
+        done += count
+    return data
 
 
 class _Writer:
@@ -126,16 +127,16 @@ def main(argv: list[str]) -> int:
             ack(2, writer.done)
             return 0
         if op == TICKS:
-            (head,) = struct.unpack("<q", _read(commands, 8))
-            writer.ticks(head)
-            ack(0, writer.done)
+            fields = _read(commands, 8)
+            if fields is not None:
+                writer.ticks(struct.unpack("<q", fields)[0])
+                ack(0, writer.done)
         elif op == RECORD:
-            kind, tick, index, size = struct.unpack("<BqBQ", _read(commands, 18))
-            data = _read(commands, size)
-            if data is None:  # the run died while sending it
-                writer.finish()
-                return 0
-            writer.append([(RECORD_TYPES[kind], tick, [data])], index=bool(index))
+            fields = _read(commands, 18)
+            kind, tick, index, size = struct.unpack("<BqBQ", fields) if fields is not None else (0, 0, 0, 0)
+            data = None if fields is None else _read(commands, size)
+            if data is not None:  # (None: the run died while sending it; the loop ends at the next read)
+                writer.append([(RECORD_TYPES[kind], tick, [data])], index=bool(index))
         elif op == FLUSH:
             ack(1, writer.done)
         else:
