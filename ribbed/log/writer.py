@@ -25,7 +25,7 @@ import numpy as np
 
 from ribbed.log.format import DIGEST_SEED, RECORD_TYPES, encode_array, frame, pack_parts, record_body
 
-__all__ = ["INDEX_SUFFIX", "LogWriter", "read_index", "write_index"]
+__all__ = ["INDEX_SUFFIX", "LogWriter", "append_records", "read_index", "write_index"]
 
 INDEX_SUFFIX = ".idx"
 INDEX_FORMAT = "ribbed-log-index"
@@ -168,37 +168,34 @@ class LogWriter:
                 return
 
     def _append(self, batch: list) -> None:
-        parts, size, index = [], 0, False
-        for kind, tick, body, wants_index, _ in batch:
-            pieces = pack_parts(record_body(kind, tick, body()))
-            prefix, digest = frame(kind, tick, pieces, self._digest)
-            self.entries.append((RECORD_TYPES.index(kind), tick, self._offset + size, digest))
-            self._digest = digest
-            parts.append(prefix)
-            parts += pieces
-            size += len(prefix) + sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in pieces)
-            index = index or wants_index
-            if size >= 1 << 23:  # write large batches as they come
-                self._write(parts, size)
-                parts, size = [], 0
-        self._write(parts, size)
-        if index:
+        records = [(kind, tick, pack_parts(record_body(kind, tick, body()))) for kind, tick, body, _, _ in batch]
+        self._offset, self._digest = append_records(self._file, records, self._offset, self._digest, self.entries)
+        if any(item[3] for item in batch):
             write_index(self.path, self.entries, self._offset)
 
-    def _write(self, parts: list, size: int) -> None:
-        """Small records are joined into one write; a large body is written from its own bytes."""
-        small: list = []
-        for part in parts:
-            if (part.nbytes if isinstance(part, memoryview) else len(part)) < 1 << 16:
+
+def append_records(file, records: list[tuple[str, int, list]], offset: int, digest: bytes,
+                   entries: list) -> tuple[int, bytes]:
+    """Frame ``(kind, tick, body pieces)`` records after the record whose digest is ``digest``,
+    write them at ``offset`` of ``file`` (small ones joined into one write, large pieces from
+    their own memory), add them to ``entries``; the new offset and digest."""
+    small: list = []
+    for kind, tick, pieces in records:
+        prefix, digest = frame(kind, tick, pieces, digest)
+        entries.append((RECORD_TYPES.index(kind), tick, offset, digest))
+        offset += len(prefix) + sum(len(piece) for piece in pieces)
+        for part in (prefix, *pieces):
+            if len(part) < 1 << 16:
                 small.append(part)
                 continue
             if small:
-                _write_all(self._file, b"".join(small))
+                _write_all(file, b"".join(small))
                 small = []
-            _write_all(self._file, part)
-        if small:
-            _write_all(self._file, b"".join(small))
-        self._offset += size
+            _write_all(file, part)
+    if small:
+        _write_all(file, b"".join(small))
+    return offset, digest
+
 
 def _write_all(file, data: bytes) -> None:
     """An unbuffered write may write less than asked (a signal, or more than 2 GiB at once)."""

@@ -15,9 +15,9 @@ import os
 import struct
 import sys
 
-from ribbed.log.format import DIGEST_SEED, RECORD_TYPES, frame, pack_parts, record_body
+from ribbed.log.format import DIGEST_SEED, RECORD_TYPES, pack_parts, record_body
 from ribbed.log.ring import ACK, CLOSE, FLUSH, RECORD, TICKS, slot_layout, slot_views
-from ribbed.log.writer import _write_all, read_index, write_index
+from ribbed.log.writer import append_records, read_index, write_index
 
 
 def _read(stream, size: int) -> bytearray | None:
@@ -67,26 +67,7 @@ class _Writer:
         return body["tick"], body
 
     def append(self, records: list[tuple[str, int, list]], index: bool = False) -> None:
-        parts, size = [], 0
-        for kind, tick, pieces in records:
-            prefix, digest = frame(kind, tick, pieces, self.digest)
-            self.entries.append((RECORD_TYPES.index(kind), tick, self.offset + size, digest))
-            self.digest = digest
-            parts.append(prefix)
-            parts += pieces
-            size += len(prefix) + sum(len(p) for p in pieces)
-        small = []
-        for part in parts:
-            if len(part) < 1 << 16:
-                small.append(part)
-                continue
-            if small:
-                _write_all(self.file, b"".join(small))
-                small = []
-            _write_all(self.file, part)
-        if small:
-            _write_all(self.file, b"".join(small))
-        self.offset += size
+        self.offset, self.digest = append_records(self.file, records, self.offset, self.digest, self.entries)
         if index:
             write_index(self.path, self.entries, self.offset)
 
