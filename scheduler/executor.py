@@ -45,6 +45,12 @@ class TickResult:
         return float(self._loss)
 
     @property
+    def raw_outputs(self):
+        """The outputs as the executor handed them over (a tensor, possibly on a device, or an
+        array): for copying them somewhere without a detour through numpy."""
+        return self._outputs
+
+    @property
     def outputs(self) -> np.ndarray:
         outputs = self._outputs
         if not isinstance(outputs, np.ndarray):

@@ -118,7 +118,7 @@ class SharedLogWriter:
         SCALARS.pack_into(self._map, slot * self._slot_bytes, fields["tick"], float(result.loss), fields["backward"])
         np.copyto(views["counts"], fields["counts"])
         np.copyto(views["batch"], fields["batch"])
-        outputs = result._outputs
+        outputs = result.raw_outputs
         if isinstance(outputs, torch.Tensor):
             tensors["outputs"].copy_(outputs)
         else:
