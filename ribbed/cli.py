@@ -87,6 +87,8 @@ def run(
     backend: Optional[BackendName] = typer.Option(None, help="Executor to run on (overrides backend.kind)."),
     device: Optional[str] = typer.Option(None, help="batched executor: cpu, cuda, cuda:N or auto "
                                          "(overrides backend.device)."),
+    shards: Optional[int] = typer.Option(None, min=1, help="ray executor: number of shards (overrides "
+                                         "backend.shards; the result does not depend on it)."),
     ticks: Optional[int] = typer.Option(None, min=1, help="Number of ticks (overrides run.ticks)."),
     seed: Optional[int] = typer.Option(None, min=0, help="Root seed (overrides seed)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (must not exist or be empty)."),
@@ -100,9 +102,9 @@ def run(
     if (scenario is None) == (resume is None):
         raise _fail(RibbedError(Problem("ribbed run", "", "give either a SCENARIO or --resume RUN_DIR",
                                         "ribbed run digits, or ribbed run --resume runs/digits-s0-20260101-120000")))
-    if resume is not None and any(v is not None for v in (backend, device, ticks, seed, out_dir)):
+    if resume is not None and any(v is not None for v in (backend, device, shards, ticks, seed, out_dir)):
         raise _fail(RibbedError(Problem("ribbed run", "--resume", "a resumed run continues with the settings it "
-                                        "was started with", "leave out --backend, --device, --ticks, --seed and --out")))
+                                        "was started with", "leave out --backend, --device, --shards, --ticks, --seed and --out")))
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ticks"),
@@ -127,7 +129,8 @@ def run(
                 result = resume_run(resume, on_tick=ticked)
             else:
                 result = run_scenario(scenario, out=out_dir, ticks=ticks, seed=seed,
-                                      backend=backend.value if backend else None, device=device, on_tick=ticked)
+                                      backend=backend.value if backend else None, device=device, shards=shards,
+                                      on_tick=ticked)
     except RibbedError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
@@ -143,6 +146,12 @@ def run(
               f"in {result.seconds:.1f} s on the {result.model.executor.name} executor "
               f"({result.model.executor.device_name}, {result.model.executor.dtype_name})",
               highlight=False, markup=False)
+    described = result.model.executor.describe()
+    if "partitioning" in described:
+        cut = described["partitioning"]
+        out.print(f"{cut['shards']} shards on {len(set(described['shard_nodes']))} Ray node(s), "
+                  f"{cut['partitions']} partitions; {cut['cut_fraction']:.1%} of synapses cross between shards",
+                  highlight=False, markup=False)
     out.print(f"run directory: {result.directory}", highlight=False, markup=False)
 
 

@@ -65,7 +65,8 @@ def apply_overrides(scenario: Scenario, **overrides: Any) -> Scenario:
     if not given:
         return scenario
     data = scenario.model_dump()
-    where = {"ticks": ("run", "ticks"), "seed": ("seed",), "backend": ("backend", "kind"), "device": ("backend", "device")}
+    where = {"ticks": ("run", "ticks"), "seed": ("seed",), "backend": ("backend", "kind"), "device": ("backend", "device"),
+             "shards": ("backend", "shards")}
     for key, value in given.items():
         target = data
         *parents, last = where[key]
@@ -257,12 +258,14 @@ def _attach(model: NetworkModel, writer: LogWriter | None) -> None:
 
 def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path | None = None,
         write: bool = True, ticks: int | None = None, seed: int | None = None, backend: str | None = None,
-        device: str | None = None, on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
+        device: str | None = None, shards: int | None = None,
+        on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
     """Load, build and run a scenario; write its run directory (with its message log, unless the
     scenario's ``log.level`` is off) unless ``write`` is False."""
     from ribbed.determinism import configure_torch
 
-    scenario = apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed, backend=backend, device=device)
+    scenario = apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed, backend=backend, device=device,
+                               shards=shards)
     # The folder is checked before the model is built (which can take long), and created after,
     # so a scenario that cannot be built leaves no empty run directory behind.
     path = RunDirectory.choose(scenario, out) if write else None
@@ -362,6 +365,7 @@ def _execute(model: NetworkModel, directory: RunDirectory | None, writer: LogWri
     finally:
         seconds = time.perf_counter() - start
         closing_error = None
+        model.executor.close()  # the model stays readable: an executor keeps its final state
         if writer is not None:
             try:
                 writer.close(status, model.tick, error=error)
@@ -377,7 +381,8 @@ def _execute(model: NetworkModel, directory: RunDirectory | None, writer: LogWri
                 "ticks_per_second": round(ticks / seconds, 2) if seconds > 0 else None,
                 "final": model.last_metrics, "neurons": model.network.n_neurons,
                 "synapses": model.network.n_synapses, "versions": package_versions(),
-                "log": (LOG_NAME if writer is not None else None), "log_level": scenario.log.level, **extra,
+                "log": (LOG_NAME if writer is not None else None), "log_level": scenario.log.level,
+                **model.executor.describe(), **extra,
             })
         if closing_error is not None and status == "failed" and error == str(closing_error):
             raise closing_error

@@ -388,11 +388,65 @@ class BackendSpec(Strict):
         description="batched executor: projections with fewer than this share of all possible synapses "
         "are stored sparse (CSR); see projections[].storage.",
     )
-    shards: Optional[int] = Field(None, gt=0, description="ray executor: number of shards.")
+    shards: Optional[int] = Field(
+        None, gt=0, description="ray executor: number of shards (Ray actors), each computing some of the "
+        "partitions; default: as many as the machine (or cluster) has CPUs, at most the partitions. The "
+        "result does not depend on it.",
+    )
+    partitions: int = Field(
+        12, gt=0, description="ray executor: virtual partitions the neurons are assigned to, from the scenario "
+        "alone (results depend on this number, never on the shards or nodes hosting the partitions); at "
+        "least the number of shards.",
+    )
+    split_above: int = Field(
+        4096, gt=0, description="ray executor: a population with more neurons than this is split over all "
+        "partitions; a smaller one stays whole in one partition.",
+    )
+    address: Optional[str] = Field(
+        None, description="ray executor: the Ray cluster to run on ('auto', or host:port, or ray://host:port); "
+        "default: a Ray instance started for the run on this machine, and stopped after it.",
+    )
+    cpus_per_shard: float = Field(1.0, gt=0, description="ray executor: the CPUs Ray reserves for each shard.")
+    threads_per_shard: int = Field(1, gt=0, description="ray executor: torch's thread count in each shard.")
+    placement: Literal["spread", "pack", "strict_spread", "strict_pack"] = Field(
+        "spread", description="ray executor: the strategy of the placement group that places the shards on "
+        "nodes (strict_spread: one shard per node).",
+    )
+    shard_resources: Optional[list[dict[str, float]]] = Field(
+        None, description="ray executor: per shard, custom Ray resources its bundle asks for (one dict per "
+        "shard), to pin shards to nodes that offer them (node labels).",
+    )
+    timeout_s: float = Field(
+        300.0, gt=0, description="ray executor: the longest wait for any shard; a shard that takes longer "
+        "stops the run with an error naming it.",
+    )
+    object_store_mb: Optional[int] = Field(
+        None, ge=80, description="ray executor: the object store's size when the run starts Ray itself "
+        "(default: Ray's own choice).",
+    )
     threads: Optional[int] = Field(
         None, gt=0, description="torch's intra-op thread count for the run (default: torch's own choice). "
         "Recorded in the message log: a replay uses the same count, so that sums come out bit for bit the same."
     )
+
+
+    @model_validator(mode="after")
+    def _ray_fields_only_on_ray(self) -> "BackendSpec":
+        ray_only = {"shards", "partitions", "split_above", "address", "cpus_per_shard", "threads_per_shard",
+                    "placement", "shard_resources", "timeout_s", "object_store_mb"}
+        # Compared with the defaults, not with the fields given: a dumped scenario states them all.
+        given = sorted(name for name in ray_only if getattr(self, name) != type(self).model_fields[name].default)
+        if self.kind != "ray" and given:
+            raise PydanticCustomError("scenario", f"'{given[0]}' applies to the ray executor only",
+                                      {"fix": f"set 'kind: ray', or remove '{given[0]}'"})
+        if self.kind == "ray" and self.shards is not None and self.shards > self.partitions:
+            raise PydanticCustomError("scenario", f"{self.shards} shards need at least as many partitions "
+                                      f"(there are {self.partitions})",
+                                      {"fix": f"set 'partitions: {self.shards}' or more, or fewer shards"})
+        if self.shard_resources is not None and self.shards is not None and len(self.shard_resources) != self.shards:
+            raise PydanticCustomError("scenario", f"shard_resources has {len(self.shard_resources)} entries for "
+                                      f"{self.shards} shards", {"fix": "give one dict of resources per shard"})
+        return self
 
 
 class LogSpec(Strict):

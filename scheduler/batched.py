@@ -26,13 +26,14 @@ from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo
 from ribbed.scheduler.batched_guidance import BatchedGuidance
 from ribbed.scheduler.device import resolve_device, resolve_dtype
 from ribbed.scheduler.executor import Executor, Prediction, TickResult
+from ribbed.scheduler.learning import learn
 from ribbed.scheduler.messages import messages_per_tick
 from ribbed.scheduler.projection_tensors import ProjectionTensors, make_projection_tensors
 
 if TYPE_CHECKING:
     from ribbed.model import NetworkModel
 
-__all__ = ["BatchedExecutor"]
+__all__ = ["BatchedExecutor", "TORCH_LOSSES", "make_views"]
 
 #: Evaluation runs the held-out set in chunks of at most this many neuron activations.
 PREDICT_CHUNK = 2**24
@@ -85,11 +86,13 @@ class BatchedExecutor(Executor):
     name = "batched"
     _state_attrs = ("projections", "populations", "_counts")
 
-    def __init__(self, model: NetworkModel):
+    def __init__(self, model: NetworkModel, device: torch.device | None = None, views: bool = True):
+        """``device`` overrides the scenario's; without ``views`` no agent views are made (for an
+        executor that holds state on another executor's behalf, whose views those are)."""
         network: Network = model.network
         scenario = network.scenario
         self.network = network
-        self.device, self.dtype = resolve_device(scenario), resolve_dtype(scenario)
+        self.device, self.dtype = device or resolve_device(scenario), resolve_dtype(scenario)
         self.device_name, self.dtype_name = str(self.device), str(self.dtype).removeprefix("torch.")
         self.inputs = torch.as_tensor(model.dataset.X_train, dtype=self.dtype, device=self.device)
         self.targets = torch.as_tensor(model.targets_train, dtype=self.dtype, device=self.device)
@@ -127,15 +130,7 @@ class BatchedExecutor(Executor):
         for population in self.populations.values():
             counts = sum(s.layout.row_counts for s in population.plastic)
             population.plastic_counts = torch.as_tensor(counts, dtype=self.dtype, device=self.device)
-        self.neurons = [
-            NeuronView(model, self, population, i)
-            for population in network.populations.values()
-            for i in range(population.size)
-        ]
-        self.clusters: list[ClusterView] = []
-        for name, guided in network.guided.items():
-            self.clusters += [ClusterView(model, self, network.n_neurons + len(self.clusters) + g, guided.population, g)
-                              for g in range(guided.coupling.n_guides)]
+        self.neurons, self.clusters = make_views(model, self, network) if views else ([], [])
 
     # ------------------------------------------------------------------ the tick
 
@@ -164,7 +159,7 @@ class BatchedExecutor(Executor):
 
         # readout: the task's loss and its answer e = B dL/dy.
         outputs = self._output.y
-        losses, error = _LOSSES[self.loss_name](outputs, targets)
+        losses, error = TORCH_LOSSES[self.loss_name](outputs, targets)
         self._answer = error
         loss = losses.mean()
         backward = tick % self._backward_every == 0
@@ -229,66 +224,7 @@ class BatchedExecutor(Executor):
                 population.delta = total.mul_(population.activation.df(population.u, population.y))
 
     def _learn(self, population: _Population, batch: int) -> None:
-        plastic = population.plastic
-        if plastic:
-            sanger = self._sanger_gradients(population) if population.sanger else {}
-            grads = [sanger[id(s)] if id(s) in sanger else self._gradient(population, s, batch) for s in plastic]
-            scales = self._chiral_scales(population, grads)
-            for synapses, grad, scale in zip(plastic, grads, scales):
-                step = synapses.optimizer.step(grad)
-                if scale is not None:
-                    step.mul_(scale)
-                synapses.weights.add_(step)
-        if population.bias_optimizer is not None and population.credit is not None:
-            population.bias.add_(population.bias_optimizer.step(population.credit.mean(dim=0)))
-
-    def _gradient(self, population: _Population, synapses: _Synapses, batch: int) -> torch.Tensor:
-        layout, x = synapses.layout, synapses.x
-        if synapses.info.learning.rule != "hebbian":
-            credit = population.credit if population.credit is not None else torch.zeros_like(population.y)
-            return layout.outer_mean(credit, x)
-        # Oja: -<y_j x_i> + <y_j^2> W_ij
-        y = population.y
-        square = (y * y).sum(dim=0).div_(batch)
-        return layout.outer_mean(y, x).neg_().add_(layout.per_row(square) * synapses.weights)
-
-    def _sanger_gradients(self, population: _Population) -> dict[int, torch.Tensor]:
-        """Sanger's rule for all of a population's Sanger projections at once:
-        G = -<y^T x> + tril(<y^T y>) W over the concatenated presynaptic populations."""
-        y = population.y
-        batch = y.shape[0]
-        x = torch.cat([s.x for s in population.sanger], dim=1)
-        weights = torch.cat([s.layout.full(s.weights) for s in population.sanger], dim=1)
-        correlation = torch.tril(torch.mm(y.T, y).div_(batch))
-        full = torch.mm(y.T, x).div_(batch).neg_().add_(torch.mm(correlation, weights))
-        grads, offset = {}, 0
-        for synapses in population.sanger:
-            width = synapses.layout.n_pre
-            grads[id(synapses)] = synapses.layout.from_full(full[:, offset:offset + width].contiguous())
-            offset += width
-        return grads
-
-    def _chiral_scales(self, population: _Population, grads: list[torch.Tensor]) -> list[torch.Tensor | None]:
-        """Per synapse 1 + kappa (2a - 1), a = the share of the neuron's plastic synapses whose
-        gradient has its sign (zero counts as a sign); None where kappa is 0."""
-        plastic = population.plastic
-        if all(s.kappa == 0.0 for s in plastic):
-            return [None] * len(plastic)
-        positive = sum(s.layout.row_sum((g > 0).to(self.dtype)) for s, g in zip(plastic, grads))
-        negative = sum(s.layout.row_sum((g < 0).to(self.dtype)) for s, g in zip(plastic, grads))
-        total = population.plastic_counts
-        zero = total - positive - negative
-        total = total.clamp(min=1.0)
-        scales = []
-        for synapses, grad in zip(plastic, grads):
-            if synapses.kappa == 0.0:
-                scales.append(None)
-                continue
-            per_row = synapses.layout.per_row
-            same = torch.where(grad > 0, per_row(positive), torch.where(grad < 0, per_row(negative), per_row(zero)))
-            share = (2.0 * same) / per_row(total)
-            scales.append(1.0 + synapses.kappa * (share - 1.0))
-        return scales
+        learn(population, batch, self.dtype)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -340,7 +276,7 @@ class BatchedExecutor(Executor):
                     population.previous = torch.zeros(x.shape[0], population.info.size, dtype=self.dtype,
                                                       device=self.device)
                 self._forward(x)
-                losses, error = _LOSSES[self.loss_name](self._output.y, t)
+                losses, error = TORCH_LOSSES[self.loss_name](self._output.y, t)
                 self._backward(error, True)
                 context = task_context(t, losses)
                 for population in self._guided:
@@ -490,6 +426,18 @@ class BatchedExecutor(Executor):
         return result
 
 
+def make_views(model: NetworkModel, executor: Executor, network: Network) -> tuple[list[NeuronView], list[ClusterView]]:
+    """One agent view per neuron and per guide cluster (ids after the neurons'), reading
+    ``executor``."""
+    neurons = [NeuronView(model, executor, population, i)
+               for population in network.populations.values() for i in range(population.size)]
+    clusters: list[ClusterView] = []
+    for guided in network.guided.values():
+        clusters += [ClusterView(model, executor, network.n_neurons + len(clusters) + g, guided.population, g)
+                     for g in range(guided.coupling.n_guides)]
+    return neurons, clusters
+
+
 def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """As :func:`ribbed.environment.losses.cross_entropy` and ``sample_losses``, in torch: each
     sample's loss (the batch loss is their mean) and the task's answer B dL/dy."""
@@ -505,4 +453,4 @@ def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 #: Per-sample losses and the task's answer, by loss name.
-_LOSSES = {"cross_entropy": _cross_entropy, "mse": _mse}
+TORCH_LOSSES = {"cross_entropy": _cross_entropy, "mse": _mse}

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["AVAILABLE_EXECUTORS", "Executor", "Prediction", "TickResult", "check_backend", "make_executor"]
 
 #: The executors this version can run.
-AVAILABLE_EXECUTORS = ("reference", "batched")
+AVAILABLE_EXECUTORS = ("reference", "batched", "ray")
 
 
 class TickResult:
@@ -158,6 +158,14 @@ class Executor(ABC):
         """A guided population's ``alpha`` and meta unit (``cluster``) per neuron, and the last
         tick's ``guidance`` (batch x size; None before the first tick)."""
 
+    def close(self) -> None:
+        """Release what the executor holds outside this process (the Ray executor's shards); its
+        state stays readable, and it runs no more ticks."""
+
+    def describe(self) -> dict:
+        """What a run's summary records about how the executor ran (beyond its name, device and dtype)."""
+        return {}
+
     def store_activation_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Keep each neuron's held-out activation statistics (from :meth:`predict`) where its
         agent reads them."""
@@ -182,11 +190,26 @@ def check_backend(scenario: Scenario) -> None:
         from ribbed.scheduler.device import resolve_device
 
         resolve_device(scenario)
+    if backend.kind == "ray":
+        if backend.device not in ("auto", "cpu"):
+            raise ScenarioError(Problem(
+                scenario.source, "backend.device", "the ray executor's shards compute on the CPU",
+                "remove backend.device (or set 'device: cpu'), or use 'backend: {kind: batched}' for a GPU"))
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ScenarioError(Problem(
+                scenario.source, "backend.kind", "the ray executor needs Ray, which is not installed",
+                "pip install 'ray>=2.9', or use 'backend: {kind: batched}'")) from None
 
 
 def make_executor(model: NetworkModel) -> Executor:
     """The executor named by the scenario's backend."""
     check_backend(model.scenario)
+    if model.scenario.backend.kind == "ray":
+        from ribbed.scheduler.ray_executor import RayExecutor
+
+        return RayExecutor(model)
     if model.scenario.backend.kind == "batched":
         from ribbed.scheduler.batched import BatchedExecutor
 

@@ -207,9 +207,8 @@ CASES = {
     "npz task with the wrong number of columns": Case(npz_task(3), "task.path",
                                                       ("3 features", "'in' has 2 neurons", "size to 3"),
                                                       stage="build"),
-    "executor not available yet": Case(setting("backend", {"kind": "ray"}), "backend.kind",
-                                       ("'ray' executor is not available yet", "kind: batched"),
-                                       stage="build"),
+    "ray executor on a GPU": Case(setting("backend", {"kind": "ray", "device": "cuda"}), "backend.device",
+                                  ("shards compute on the CPU", "device: cpu"), stage="build"),
     "reference executor in float32": Case(setting("backend", {"kind": "reference", "dtype": "float32"}),
                                           "backend.dtype", ("float64 only", "remove backend.dtype"), stage="build"),
     "a GPU that is not there": Case(setting("backend", {"kind": "batched", "device": "cuda:99"}), "backend.device",
@@ -357,22 +356,20 @@ def test_validate_reports_each_bad_file_and_still_checks_the_good_ones(tmp_path:
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("backend", ["ray"])
-def test_backend_option_for_an_executor_not_available_yet(backend: str, tmp_path: Path, runner: CliRunner) -> None:
+def test_shards_option_on_an_executor_without_shards(tmp_path: Path, runner: CliRunner) -> None:
     path = tmp_path / "scenario.yaml"
     path.write_text(BASE_YAML, encoding="utf-8")
     out = tmp_path / "run-dir"
-    result = runner.invoke(app, ["run", str(path), "--backend", backend, "--out", str(out)])
+    result = runner.invoke(app, ["run", str(path), "--backend", "batched", "--shards", "2", "--out", str(out)])
     assert result.exit_code == 2, result.output
     text = result.output
     assert "Traceback" not in text
-    assert str(path) in text and ": backend.kind: " in text
-    assert f"the '{backend}' executor is not available yet" in text
-    assert "--backend batched" in text
+    assert f"{path} with --backend batched --shards 2" in text and "backend" in text
+    assert "'shards' applies to the ray executor only" in text and "set 'kind: ray'" in text
     assert not out.exists()
     with pytest.raises(ribbed.ScenarioError) as info:
-        ribbed.run(path, backend=backend, write=False)
-    assert info.value.problems[0].path == "backend.kind"
+        ribbed.run(path, backend="batched", shards=2, write=False)
+    assert info.value.problems[0].path == "backend"
 
 
 def test_out_must_not_be_a_non_empty_folder(tmp_path: Path, runner: CliRunner) -> None:
@@ -462,13 +459,14 @@ def test_console_script(name: str, tmp_path: Path) -> None:
     assert not any(p.is_dir() for p in tmp_path.iterdir()), "a refused run left a run directory"
 
 
-def test_console_script_backend_ray(tmp_path: Path) -> None:
+def test_console_script_backend_ray_on_a_gpu(tmp_path: Path) -> None:
     path = tmp_path / "scenario.yaml"
     path.write_text(BASE_YAML, encoding="utf-8")
-    result = run_script("run", str(path), "--backend", "ray", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    result = run_script("run", str(path), "--backend", "ray", "--device", "cuda", "--out", str(tmp_path / "r"),
+                        cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stdout + result.stderr
-    assert f"error: {path}: backend.kind: the 'ray' executor is not available yet" in result.stderr
+    assert "backend.device: the ray executor's shards compute on the CPU" in result.stderr
     assert not (tmp_path / "r").exists()
 
 

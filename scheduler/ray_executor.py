@@ -1,0 +1,642 @@
+"""The Ray executor: the batched executor's tick, sharded over Ray actors.
+
+The neurons are laid out in virtual partitions (:mod:`ribbed.scheduler.partitioning`), the
+partitions dealt to shards, each shard a Ray actor (:mod:`ribbed.scheduler.shard`) with its own
+CPUs and torch threads, placed on nodes by a placement group.  The driver (this object, in the
+run's process) runs each tick as a chain of calls: every shard's ``forward`` for each level,
+then the readout (the loss and the task's answer need the whole output population), every
+shard's ``backward`` for each level in reverse, the guide stage of guided populations (a guide
+serves neurons on any shard, so guides live with the driver), and ``learn``.  Each call takes
+what the other shards' previous call returned, straight from Ray's object store: the driver
+only waits where it needs a result (the outputs, guided populations' credit, the end of the tick).
+
+Everything off the hot path (evaluation, agent views, snapshots, setting weights) goes through a
+batched executor on the driver that mirrors the shards' state: it is brought up to date from
+the shards when read, and its changes are sent to them before the next tick.  A population too
+large for the driver's memory can therefore be trained, but not evaluated, on this version.
+
+Results do not depend on the number of shards (every sum is taken partition by partition, in
+partition order), and agree with the batched executor's to floating-point tolerance.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import weakref
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+
+from ribbed.agents.guides import task_context
+from ribbed.determinism import configure_torch
+from ribbed.errors import Problem, RibbedError
+from ribbed.scheduler.batched import TORCH_LOSSES, BatchedExecutor, make_views
+from ribbed.scheduler.device import resolve_dtype
+from ribbed.scheduler.executor import Executor, Prediction, TickResult
+from ribbed.scheduler.messages import messages_per_tick
+from ribbed.scheduler.partitioning import Partitioning, partition_network
+from ribbed.scheduler.projection_tensors import choose_layout
+from ribbed.scheduler.shard import BlockData, Shard, ShardLayout, block_population, block_projection, row_slice
+from ribbed.scheduler.state import collect_state, restore_state
+
+if TYPE_CHECKING:
+    from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo
+    from ribbed.model import NetworkModel
+
+__all__ = ["RayExecutor", "ShardError", "default_shards"]
+
+
+class ShardError(RibbedError):
+    """A shard that died, failed or did not answer in time; ``shard`` and ``tick`` say which and when."""
+
+    def __init__(self, problem: Problem, shard: int, tick: int):
+        self.shard, self.tick = shard, tick
+        super().__init__(problem)
+
+
+class ShardActor:
+    """The Ray actor around a :class:`~ribbed.scheduler.shard.Shard` (made remote at run time, so
+    that importing ribbed does not import Ray)."""
+
+    def __init__(self, layout: ShardLayout, blocks: list[BlockData], inputs: np.ndarray, threads: int):
+        configure_torch(threads, 1)
+        self.shard = Shard(layout, blocks, inputs)
+
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def forward(self, level: int, index, *deliveries) -> tuple[dict, dict]:
+        return self.shard.forward(level, index, deliveries)
+
+    def backward(self, level: int, error, backward: bool, *deliveries) -> dict:
+        return self.shard.backward(level, error, backward, deliveries)
+
+    def learn(self, credits: dict) -> float:
+        self.shard.learn(credits)
+        return self.shard.seconds
+
+    def values(self) -> dict:
+        return self.shard.values()
+
+    def get_state(self) -> dict:
+        return self.shard.get_state()
+
+    def set_state(self, state: dict) -> bool:
+        self.shard.set_state(state)
+        return True
+
+    def seconds(self) -> float:
+        return self.shard.seconds
+
+
+def default_shards(partitions: int) -> int:
+    """As many shards as Ray has CPUs (this machine's when Ray is not running), at most ``partitions``."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1) if ray.is_initialized() else (os.cpu_count() or 1)
+    return max(1, min(partitions, int(cpus)))
+
+
+class RayExecutor(Executor):
+    """Runs the tick on shards hosted by Ray actors (see the module docstring)."""
+
+    name = "ray"
+
+    def __init__(self, model: NetworkModel):
+        import ray
+
+        network: Network = model.network
+        scenario = network.scenario
+        backend = scenario.backend
+        self.network, self.scenario, self._model = network, scenario, model
+        self.device, self.dtype = torch.device("cpu"), resolve_dtype(scenario)
+        self.device_name, self.dtype_name = "cpu", str(self.dtype).removeprefix("torch.")
+        self.targets = torch.as_tensor(model.targets_train, dtype=self.dtype)
+        self.inputs = model.dataset.X_train
+        self.loss_name = model.dataset.loss
+        self._timeout = backend.timeout_s
+        self.n_shards = backend.shards or default_shards(backend.partitions)
+        self.partitioning: Partitioning = partition_network(network, backend.partitions, backend.split_above,
+                                                            self.n_shards)
+        self._per_tick = {backward: messages_per_tick(network, backward) for backward in (True, False)}
+        self._counts = np.zeros_like(self._per_tick[True])
+        self._backward_every = scenario.schedule.backward_every
+        self._levels = [level for level, names in enumerate(_level_names(network)) if names]
+        self._guided = list(network.guided)
+        self._mirror_executor: BatchedExecutor | None = None
+        self._stale_state = self._stale_values = False  # the mirror lags the shards
+        self._dirty = False  # the mirror holds changes the shards have not got
+        self._tick_no = 0
+        self._x: np.ndarray | None = None
+        self._answer: torch.Tensor | None = None
+        self.seconds = 0.0  # the driver's wall time in ticks
+        self.ticks = 0
+        self.neurons, self.clusters = make_views(model, self, network)
+        self.shard_nodes: list[str] = []
+        # The shards, their placement group and a Ray started here go when the executor does,
+        # closed or not (held apart from it, so that the finalizer does not keep it alive).
+        self._held = {"actors": [], "group": None, "owns_ray": _connect(backend)}
+        self._actors: list = self._held["actors"]
+        self._release = weakref.finalize(self, _release, self._held)
+        try:
+            self._start_shards(ray, model)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ shards
+
+    def _start_shards(self, ray, model: NetworkModel) -> None:
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        backend = self.scenario.backend
+        layout = _shard_layout(self.network, self.partitioning, self.dtype_name)
+        resources = backend.shard_resources or [{}] * self.n_shards
+        bundles = [{"CPU": backend.cpus_per_shard, **extra} for extra in resources]
+        group = self._held["group"] = placement_group(bundles, strategy=backend.placement.upper())
+        ready, _ = ray.wait([group.ready()], timeout=self._timeout)
+        if not ready:
+            raise RibbedError(Problem(
+                self.scenario.source, "backend.placement",
+                f"Ray could not place {self.n_shards} shards ({bundles}) with strategy '{backend.placement}' "
+                f"within {self._timeout:g} s: the cluster lacks the CPUs, resources or nodes",
+                "use fewer shards, a smaller cpus_per_shard, 'placement: spread', or add nodes"))
+        remote = ray.remote(ShardActor)
+        inputs = ray.put(np.ascontiguousarray(self.inputs, dtype=self.dtype_name))
+        for shard in range(self.n_shards):
+            blocks = _block_data(self.network, self.partitioning, shard, self.scenario)
+            strategy = PlacementGroupSchedulingStrategy(placement_group=group,
+                                                        placement_group_bundle_index=shard)
+            actor = remote.options(num_cpus=backend.cpus_per_shard, scheduling_strategy=strategy,
+                                   max_restarts=0, max_task_retries=0, name=None).remote(
+                layout, blocks, inputs, backend.threads_per_shard)
+            self._actors.append(actor)
+        #: The Ray node each shard runs on.
+        self.shard_nodes = self._get([a.node.remote() for a in self._actors], "start", -1)
+
+    def _get(self, refs: list, stage: str, tick: int) -> list:
+        """``ray.get`` with the backend's timeout; a failure names the shard and the tick."""
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+        try:
+            return ray.get(refs, timeout=self._timeout)
+        except GetTimeoutError:
+            _, pending = ray.wait(refs, num_returns=len(refs), timeout=0)
+            shard = refs.index(pending[0]) if pending else 0
+            raise self._shard_error(shard, tick, f"did not answer within {self._timeout:g} s ({stage})",
+                                    "raise backend.timeout_s, or look for a stuck or overloaded node") from None
+        except (RayActorError, RayTaskError) as exc:
+            shard = self._dead_shard()
+            if shard is not None:
+                raise self._shard_error(shard, tick, f"stopped ({stage}): its actor died",
+                                        "the message log holds every tick before it: continue with "
+                                        "'ribbed run --resume RUN_DIR'") from None
+            shard = next((i for i, ref in enumerate(refs) if _failed(ref)), 0)
+            raise self._shard_error(shard, tick, f"failed ({stage}): {exc}", "") from exc
+
+    def _dead_shard(self) -> int | None:
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        for shard, actor in enumerate(self._actors):
+            try:
+                ray.get(actor.seconds.remote(), timeout=min(10.0, self._timeout))
+            except (RayActorError, GetTimeoutError):
+                return shard
+        return None
+
+    def _shard_error(self, shard: int, tick: int, what: str, fix: str) -> ShardError:
+        when = "while starting" if tick < 0 else f"at tick {tick}"
+        return ShardError(Problem(self.scenario.source, "backend", f"shard {shard} of {self.n_shards} {what} {when}",
+                                  fix), shard, tick)
+
+    def describe(self) -> dict:
+        return {"shards": self.n_shards, "shard_nodes": list(self.shard_nodes),
+                "partitioning": self.partitioning.report(self.network)}
+
+    def close(self) -> None:
+        """Stop the shards (and Ray, when the run started it), after bringing the mirror up to
+        date: the executor's state stays readable, and it runs no more ticks."""
+        import ray
+
+        if not ray.is_initialized():
+            return
+        if self._actors:
+            try:
+                self._sync_state()
+            except RibbedError:  # a shard is gone: the mirror keeps what it last had
+                pass
+        self._release()
+
+    def shard_seconds(self) -> list[float]:
+        """Each shard's time spent computing so far (the rest of a tick is exchange and waiting)."""
+        return self._get([a.seconds.remote() for a in self._actors], "timing", self._tick_no)
+
+    # ------------------------------------------------------------------ the tick
+
+    def tick(self, tick: int, index: np.ndarray) -> TickResult:
+        import ray
+
+        began = time.perf_counter()
+        if not self._actors:
+            raise RibbedError(Problem(self.scenario.source, "backend", "this ray executor was closed",
+                                      "build a new model to run more ticks"))
+        if self._dirty:
+            self._push()
+        self._tick_no = tick
+        index = np.ascontiguousarray(index, dtype=np.int64)
+        self._x = index
+        actors, network = self._actors, self.network
+        forward: dict[int, list] = {}  # per level, the results each shard returns to the driver
+        previous: list = []
+        for n, level in enumerate(self._levels):
+            calls = [actor.forward.options(num_returns=2).remote(level, index if n == 0 else None,
+                                                                 *_others(previous, i))
+                     for i, actor in enumerate(actors)]
+            previous = [to_shards for to_shards, _ in calls]
+            forward[level] = [to_driver for _, to_driver in calls]
+        output = network.output
+        results = self._get(forward[output.level], "forward", tick)
+        outputs = _assemble(results, "y", output.name, self.partitioning)
+        targets = self.targets.index_select(0, torch.from_numpy(index))
+        losses, error = TORCH_LOSSES[self.loss_name](outputs, targets)
+        self._answer = error
+        loss = losses.mean()
+        backward = tick % self._backward_every == 0
+        error_ref = ray.put(error.numpy())
+        backwards: dict[int, list] = {}
+        for level in reversed(self._levels):
+            previous = backwards[level] = [actor.backward.remote(level, error_ref, backward, *_others(previous, i))
+                                           for i, actor in enumerate(actors)]
+        credits = self._guide_stage(tick, forward, backwards, targets, losses) if self._guided else {}
+        credit_ref = ray.put(credits)
+        self._get([actor.learn.remote(credit_ref) for actor in actors], "learn", tick)
+        for name in self._guided:
+            self._mirror.populations[name].guidance.meta_stage(loss)
+        self._counts += self._per_tick[backward]
+        self._stale_state = self._stale_values = True
+        self.seconds += time.perf_counter() - began
+        self.ticks += 1
+        return TickResult(loss=loss, outputs=outputs)
+
+    def _guide_stage(self, tick: int, forward: dict, backwards: dict, targets: torch.Tensor,
+                     losses: torch.Tensor) -> dict[str, np.ndarray | None]:
+        """Guided populations consult and train their guides on the driver (a guide serves its
+        members wherever they are computed), and say what each neuron learns from."""
+        context = task_context(targets, losses)
+        credits = {}
+        for name in self._guided:
+            level = self.network.populations[name].level
+            ahead = self._get(forward[level], "forward", tick)
+            behind = self._get(backwards[level], "backward", tick)
+            population = self._mirror.populations[name]
+            population.y = _assemble(ahead, "y", name, self.partitioning)
+            population.u = _assemble(ahead, "u", name, self.partitioning)
+            population.delta = _assemble(behind, "delta", name, self.partitioning)
+            df = population.activation.df(population.u, population.y)
+            population.guidance.guide_stage(tick, population.u, population.y, df, context, population.delta)
+            credit = population.guidance.credit(population.delta)
+            credits[name] = None if credit is None else credit.numpy()
+        return credits
+
+    # ------------------------------------------------------------------ the mirror on the driver
+
+    @property
+    def _mirror(self) -> BatchedExecutor:
+        if self._mirror_executor is None:
+            self._mirror_executor = BatchedExecutor(self._model, device=self.device, views=False)
+        return self._mirror_executor
+
+    def _sync_values(self) -> None:
+        """The last tick's u, y, delta and credit of every population, into the mirror."""
+        if not self._stale_values:
+            return
+        mirror = self._mirror
+        values: dict = {}
+        for part in self._get([a.values.remote() for a in self._actors], "values", self._tick_no):
+            values.update(part)
+        for name, blocks in self.partitioning.blocks.items():
+            population = mirror.populations[name]
+            for key in ("u", "y", "delta", "credit"):
+                parts = [values[(name, b.start)][key] for b in blocks]
+                setattr(population, key, None if any(p is None for p in parts)
+                        else torch.from_numpy(np.concatenate(parts, axis=1)))
+        x = torch.as_tensor(self.inputs[self._x], dtype=self.dtype)
+        mirror.populations[self.network.input.name].u = mirror.populations[self.network.input.name].y = x
+        mirror._answer = self._answer
+        mirror._agent_cache = None
+        self._stale_values = False
+
+    def _sync_state(self) -> None:
+        """The shards' weights, biases and optimizer state (and the last tick's values), into the mirror."""
+        if not self._stale_state:
+            return
+        self._sync_values()
+        mirror = self._mirror
+        blocks: dict = {}
+        for part in self._get([a.get_state.remote() for a in self._actors], "state", self._tick_no):
+            blocks.update(part["blocks"])
+        for name, population_blocks in self.partitioning.blocks.items():
+            population = mirror.populations[name]
+            parts = [blocks[(name, b.start)] for b in population_blocks]
+            population.bias.copy_(torch.from_numpy(np.concatenate([p["bias"] for p in parts])))
+            _restore(population.bias_optimizer, _concatenate([p["bias_optimizer"] for p in parts]))
+            if population.dfa is not None:
+                population.dfa.copy_(torch.from_numpy(np.concatenate([p["dfa"] for p in parts])))
+            for k, synapses in enumerate(population.incoming):
+                pieces = [p["synapses"][k] for p in parts]
+                synapses.weights.copy_(torch.from_numpy(np.concatenate([s["weights"] for s in pieces])))
+                if synapses.feedback is not None:
+                    synapses.feedback.copy_(torch.from_numpy(np.concatenate([s["feedback"] for s in pieces])))
+                _restore(synapses.optimizer, _concatenate([s["optimizer"] for s in pieces]))
+        mirror._counts = self._counts.copy()
+        mirror._agent_cache = None
+        self._stale_state = False
+
+    def _push(self) -> None:
+        """The mirror's state (changed on the driver) to the shards."""
+        mirror = self._mirror
+        states = [{"blocks": {}, "last": {}} for _ in self._actors]
+        for name, population_blocks in self.partitioning.blocks.items():
+            population = mirror.populations[name]
+            bias_state = _collect(population.bias_optimizer)
+            synapse_states = [(s, _collect(s.optimizer)) for s in population.incoming]
+            for block in population_blocks:
+                rows = slice(block.start, block.stop)
+                entry = {
+                    "bias": population.bias[rows].numpy().copy(),
+                    "bias_optimizer": _slice(bias_state, rows),
+                    "dfa": None if population.dfa is None else population.dfa[rows].numpy().copy(),
+                    "synapses": [],
+                }
+                for synapses, state in synapse_states:
+                    part = row_slice(synapses.layout.layout, synapses.layout.row_bounds, block.start, block.stop)
+                    entry["synapses"].append({
+                        "weights": synapses.weights[part].numpy().copy(),
+                        "feedback": None if synapses.feedback is None else synapses.feedback[part].numpy().copy(),
+                        "optimizer": _slice(state, part),
+                    })
+                states[self.partitioning.shard_of(block)]["blocks"][(name, block.start)] = entry
+        for name in mirror._delayed_sources:
+            y = mirror.populations[name].y
+            if y is not None:
+                for state in states:
+                    state["last"][name] = y.numpy().copy()
+        self._get([a.set_state.remote(state) for a, state in zip(self._actors, states)], "state", self._tick_no)
+        self._dirty = False
+
+    def _changed(self) -> None:
+        self._dirty = True
+        self._mirror._agent_cache = None
+
+    # ------------------------------------------------------------------ evaluation and state access
+
+    def predict(self, inputs: np.ndarray, keep: Sequence[str] = ()) -> Prediction:
+        self._sync_state()
+        return self._mirror.predict(inputs, keep)
+
+    def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+        self._sync_state()
+        return self._mirror.held_out_credit(inputs, targets)
+
+    def guidance_state(self, name: str) -> dict[str, np.ndarray]:
+        self._sync_values()
+        return self._mirror.guidance_state(name)
+
+    def get_weights(self, projection: ProjectionInfo) -> np.ndarray:
+        self._sync_state()
+        return self._mirror.get_weights(projection)
+
+    def set_weights(self, projection: ProjectionInfo, values: np.ndarray) -> None:
+        self._sync_state()
+        self._mirror.set_weights(projection, values)
+        self._changed()
+
+    def get_feedback(self, projection: ProjectionInfo) -> np.ndarray | None:
+        self._sync_state()
+        return self._mirror.get_feedback(projection)
+
+    def set_feedback(self, projection: ProjectionInfo, values: np.ndarray) -> None:
+        self._sync_state()
+        self._mirror.set_feedback(projection, values)
+        self._changed()
+
+    def get_biases(self, population: PopulationInfo) -> np.ndarray:
+        self._sync_state()
+        return self._mirror.get_biases(population)
+
+    def set_biases(self, population: PopulationInfo, values: np.ndarray) -> None:
+        self._sync_state()
+        self._mirror.set_biases(population, values)
+        self._changed()
+
+    def get_dfa(self, population: PopulationInfo) -> np.ndarray | None:
+        self._sync_state()
+        return self._mirror.get_dfa(population)
+
+    def set_dfa(self, population: PopulationInfo, values: np.ndarray) -> None:
+        self._sync_state()
+        self._mirror.set_dfa(population, values)
+        self._changed()
+
+    @property
+    def message_counts(self) -> np.ndarray:
+        return self._counts.copy()
+
+    def tick_values(self, activity: bool, messages: bool) -> dict:
+        if activity or messages:
+            self._sync_values()
+        return self._mirror.tick_values(activity, messages) if (activity or messages) else {}
+
+    def state_arrays(self) -> tuple[dict, dict]:
+        self._sync_state()
+        return self._mirror.state_arrays()
+
+    def load_state_arrays(self, values: dict, kinds: dict) -> None:
+        self._sync_state()
+        self._mirror.load_state_arrays(values, kinds)
+        self._counts = self._mirror._counts.copy()
+        self._changed()
+
+    # What the agent views read, from the mirror brought up to date.
+
+    @property
+    def populations(self) -> dict:
+        self._sync_state()
+        return self._mirror.populations
+
+    def store_activation_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self._mirror.store_activation_stats(mean, std)
+
+    def activation_stat(self, which: int, agent_id: int) -> float:
+        return self._mirror.activation_stat(which, agent_id)
+
+    def state_of(self, population: PopulationInfo, name: str) -> torch.Tensor | None:
+        self._sync_values()
+        return self._mirror.state_of(population, name)
+
+    def neuron_bias(self, population: PopulationInfo, index: int) -> float:
+        self._sync_state()
+        return self._mirror.neuron_bias(population, index)
+
+    def neuron_weight_norm(self, population: PopulationInfo, index: int) -> float:
+        self._sync_state()
+        return self._mirror.neuron_weight_norm(population, index)
+
+    def neuron_in_degree(self, population: PopulationInfo, index: int) -> int:
+        return self._mirror.neuron_in_degree(population, index)
+
+    def neuron_weights(self, population: PopulationInfo, index: int) -> np.ndarray:
+        self._sync_state()
+        return self._mirror.neuron_weights(population, index)
+
+    def neuron_optimizer_state(self, population: PopulationInfo, index: int) -> dict[str, dict]:
+        self._sync_state()
+        return self._mirror.neuron_optimizer_state(population, index)
+
+    def neuron_guidance_value(self, population: PopulationInfo, key: str, index: int):
+        self._sync_values()
+        return self._mirror.neuron_guidance_value(population, key, index)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _connect(backend) -> bool:
+    """Connect to the backend's Ray cluster, or start a quiet local instance; True when started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
+             "configure_logging": True}
+    if backend.address:
+        ray.init(address=backend.address, **quiet)
+        return True
+    shards = backend.shards or max(1, min(backend.partitions, os.cpu_count() or 1))
+    cpus = max(os.cpu_count() or 1, math.ceil(shards * backend.cpus_per_shard))
+    store = None if backend.object_store_mb is None else backend.object_store_mb * 2**20
+    ray.init(num_cpus=cpus, object_store_memory=store, **quiet)
+    return True
+
+
+def _release(held: dict) -> None:
+    """Kill the shards, remove their placement group, and stop Ray if the run started it."""
+    import ray
+
+    if not ray.is_initialized():
+        return
+    for actor in held["actors"]:
+        try:
+            ray.kill(actor)
+        except Exception:  # already gone
+            pass
+    held["actors"].clear()
+    if held["group"] is not None:
+        from ray.util.placement_group import remove_placement_group
+
+        try:
+            remove_placement_group(held["group"])
+        except Exception:  # the cluster is gone
+            pass
+        held["group"] = None
+    if held["owns_ray"]:
+        ray.shutdown()
+        held["owns_ray"] = False
+
+
+def _level_names(network: Network) -> list[list[str]]:
+    return [[p.name for p in level if p.role != "input"] for level in network.levels]
+
+
+def _shard_layout(network: Network, partitioning: Partitioning, dtype: str) -> ShardLayout:
+    sends_error: dict[str, list[int]] = {name: [] for name in network.populations}
+    for projection in network.projections:
+        if projection.sends_error:
+            sends_error[projection.pre.name].append(projection.index)
+    guided = list(network.guided)
+    presynaptic = {p.pre.name for p in network.projections if p.pre.role != "input"}
+    return ShardLayout(
+        dtype=dtype, populations=dict(network.populations), levels=_level_names(network),
+        blocks={name: [(b.start, b.stop) for b in blocks] for name, blocks in partitioning.blocks.items()},
+        sends_error=sends_error, projection_posts={p.index: p.post.name for p in network.projections},
+        delayed_sources=sorted({p.pre.name for p in network.projections if p.delayed}), guided=guided,
+        share_y=sorted(presynaptic), report_y=[network.output.name, *guided], share_u=guided,
+        share_delta=guided + ([network.output.name] if network.dfa_matrices else []))
+
+
+def _block_data(network: Network, partitioning: Partitioning, shard: int, scenario) -> list[BlockData]:
+    """Each of the shard's blocks with its rows of every incoming projection and DFA matrix."""
+    threshold = scenario.backend.sparse_threshold
+    data = []
+    for block in partitioning.shard_blocks(shard):
+        info = network.populations[block.population]
+        post = block_population(info, block.start, block.stop)
+        incoming = [(block_projection(p, block.start, block.stop, post),
+                     choose_layout(p, scenario.projections[p.index].storage, threshold))
+                    for p in network.projections if p.post.name == block.population]
+        dfa = network.dfa_matrices.get(block.population)
+        data.append(BlockData(block, incoming, None if dfa is None else dfa[block.start:block.stop]))
+    return data
+
+
+def _others(refs: list, i: int) -> list:
+    return [ref for j, ref in enumerate(refs) if j != i]
+
+
+def _failed(ref) -> bool:
+    import ray
+
+    try:
+        ray.get(ref, timeout=0)
+    except Exception:
+        return True
+    return False
+
+
+def _assemble(results: list[dict], kind: str, name: str, partitioning: Partitioning) -> torch.Tensor | None:
+    """A whole population's values of ``kind`` from the shards' results (None if any block has none)."""
+    found = {}
+    for result in results:
+        found.update(result.get(kind, {}))
+    parts = [found.get((name, block.start)) for block in partitioning.blocks[name]]
+    if any(p is None for p in parts):
+        return None
+    return torch.from_numpy(np.concatenate(parts, axis=1))
+
+
+def _collect(optimizer) -> tuple[dict, dict] | None:
+    return None if optimizer is None else collect_state(optimizer)
+
+
+def _restore(optimizer, state: tuple[dict, dict] | None) -> None:
+    if optimizer is not None and state is not None:
+        restore_state(optimizer, *state)
+
+
+def _concatenate(states: list) -> tuple[dict, dict] | None:
+    """Blocks' optimizer states as one: tensors joined along their first axis (rows or synapses),
+    counters taken from the first block (every block steps together)."""
+    if not states or states[0] is None:
+        return None
+    values, kinds = {}, states[0][1]
+    for key, kind in kinds.items():
+        parts = [s[0][key] for s in states]
+        values[key] = np.concatenate(parts) if kind == "tensor" else parts[0]
+    return values, kinds
+
+
+def _slice(state: tuple[dict, dict] | None, part: slice) -> tuple[dict, dict] | None:
+    if state is None:
+        return None
+    values, kinds = state
+    return {key: value[part].copy() if kinds[key] == "tensor" else value for key, value in values.items()}, kinds

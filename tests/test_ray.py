@@ -1,0 +1,206 @@
+"""The Ray executor: the same results as the batched executor, whatever the number of shards;
+failures that name the shard and the tick; runs that are logged, resumed and cleaned up.
+
+Ray runs quietly in this process with a small object store, started once for the module.
+The multi-node test is in test_ray_cluster.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+ray = pytest.importorskip("ray")
+
+import ribbed  # noqa: E402
+from conftest import model_from  # noqa: E402
+from ribbed.errors import ScenarioError  # noqa: E402
+from ribbed.log import open_log, verify  # noqa: E402
+from ribbed.runner import resume  # noqa: E402
+from ribbed.scenarios.loader import load_scenario  # noqa: E402
+from ribbed.scheduler.partitioning import partition_network  # noqa: E402
+from ribbed.scheduler.ray_executor import ShardError  # noqa: E402
+from test_executors import ATOL, RTOL, assert_same_guidance, assert_same_state, datasets, scenarios  # noqa: E402,F401
+
+TICKS = 12
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    ray.shutdown()
+    ray.init(num_cpus=4, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def on_ray(scenario: dict, shards: int, **backend) -> dict:
+    return {**scenario, "backend": {"kind": "ray", "dtype": "float64", "shards": shards, **backend}}
+
+
+def on_batched(scenario: dict) -> dict:
+    return {**scenario, "backend": {"kind": "batched", "dtype": "float64", "device": "cpu"}}
+
+
+def builtin(name: str, ticks: int = 30, **run) -> dict:
+    scenario = load_scenario(name).model_dump(mode="json", exclude_none=True)
+    scenario["run"].update({"ticks": ticks, "eval_every": 10, **run})
+    return scenario
+
+
+def weights(model) -> list[np.ndarray]:
+    return [model.executor.get_weights(p) for p in model.network.projections]
+
+
+# ---------------------------------------------------------------------------- equivalence
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_ray_agrees_with_batched_on_generated_scenarios(datasets, data):
+    """1, 2 or 3 shards, populations split over partitions (split_above is drawn small), float64,
+    to the tolerance the batched executor keeps with the reference one."""
+    scenario = data.draw(scenarios(datasets))
+    shards = data.draw(st.sampled_from([1, 2, 3]), label="shards")
+    split_above = data.draw(st.integers(1, 4), label="split_above")
+    try:
+        batched = model_from(on_batched(scenario))
+    except ScenarioError as exc:  # a random rule that drew no synapse at all
+        assume("made no synapses" not in str(exc))
+        raise
+    sharded = model_from(on_ray(scenario, shards, partitions=4, split_above=split_above))
+    try:
+        for _ in range(TICKS):
+            batched.step()
+            sharded.step()
+            assert sharded.last_result.loss == pytest.approx(batched.last_result.loss, rel=RTOL, abs=ATOL)
+            np.testing.assert_allclose(sharded.last_result.outputs, batched.last_result.outputs, rtol=RTOL, atol=ATOL)
+        assert_same_guidance(batched, sharded)
+        assert_same_state(batched, sharded)
+        np.testing.assert_array_equal(sharded.executor.message_counts, batched.executor.message_counts)
+        X = batched.dataset.X_test
+        np.testing.assert_allclose(sharded.executor.predict(X).outputs, batched.executor.predict(X).outputs,
+                                   rtol=RTOL, atol=ATOL)
+    finally:
+        sharded.executor.close()
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+@pytest.mark.parametrize("name", ["digits-fa", "digits-guide-tree", "digits-dfa", "digits-hebbian"])
+def test_two_and_three_shards_give_identical_results(name):
+    """Bit for bit: sums are taken partition by partition, in partition order, on any shards."""
+    scenario = builtin(name, ticks=15)
+    runs = []
+    for shards in (2, 3):
+        model = model_from(on_ray(scenario, shards, split_above=16))
+        try:
+            for _ in range(15):
+                model.step()
+            runs.append(([model.last_result.loss], weights(model),
+                         [model.executor.get_biases(p) for p in model.network.populations.values()]))
+        finally:
+            model.executor.close()
+    for a, b in zip(*runs):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_partitions_do_not_depend_on_shards_and_keep_small_populations_whole():
+    network = model_from(builtin("digits")).network
+    small = partition_network(network, 12, 4096, 2)
+    assert all(len(blocks) == 1 for blocks in small.blocks.values())  # hidden (64) and output (10) stay whole
+    split = {s: partition_network(network, 12, 16, s) for s in (1, 2, 3, 5)}
+    assert len({tuple((b.population, b.partition, b.start, b.stop) for blocks in p.blocks.values() for b in blocks)
+                for p in split.values()}) == 1
+    for shards, partitioning in split.items():
+        report = partitioning.report(network)
+        assert sum(report["neurons_per_shard"]) == network.n_neurons - network.input.size
+        assert sum(report["synapses_per_shard"]) == network.n_synapses
+        assert report["cut_synapses"] == 0 if shards == 1 else report["cut_synapses"] > 0
+
+
+# ---------------------------------------------------------------------------- runs, logs, failures
+
+
+def quiet_run(scenario, out: Path, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ribbed.RibbedWarning)
+        return ribbed.run(scenario, out=out, **options)
+
+
+def test_a_sharded_run_is_logged_and_verifies(tmp_path: Path):
+    scenario = on_ray(builtin("xor", ticks=30), 2, split_above=2, partitions=4)
+    scenario["log"] = {"level": "activity"}
+    result = quiet_run(scenario, tmp_path / "run")
+    summary = pd.read_json(tmp_path / "run" / "summary.json", typ="series")
+    assert summary["shards"] == 2 and summary["partitioning"]["partitions"] == 4
+    with open_log(tmp_path / "run" / "run.log") as log:
+        assert log.header["executor"] == "ray" and list(log.ticks) == list(range(30))
+    report = verify(tmp_path / "run" / "run.log")
+    assert report.ok, report.difference
+    assert report.ticks_checked == 30
+    # The closed executor still answers reads from its final state.
+    assert np.isfinite(result.model.executor.get_weights(result.model.network.projections[0])).all()
+
+
+def test_a_killed_shard_stops_the_run_with_its_name_and_tick_and_the_run_resumes_identically(tmp_path: Path):
+    scenario = on_ray(builtin("digits", ticks=40, eval_every=10), 2, split_above=16)
+    scenario["log"] = {"level": "summary"}
+    whole = quiet_run(scenario, tmp_path / "whole")
+
+    def kill_at_25(model):
+        if model.tick == 25:
+            ray.kill(model.executor._actors[1])
+
+    with pytest.raises(ShardError) as caught:
+        quiet_run(scenario, tmp_path / "killed", on_tick=kill_at_25)
+    assert caught.value.shard == 1 and caught.value.tick == 25
+    assert "shard 1 of 2" in str(caught.value) and "tick 25" in str(caught.value) and "--resume" in str(caught.value)
+    with open_log(tmp_path / "killed" / "run.log") as log:
+        assert list(log.ticks) == list(range(25))
+        assert log.end["status"] == "failed"
+    resumed = resume(tmp_path / "killed")
+    assert resumed.model.tick == 40
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "killed" / "metrics.csv"),
+                                  pd.read_csv(tmp_path / "whole" / "metrics.csv"))
+    for a, b in zip(weights(resumed.model), weights(whole.model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_ray_settings_name_the_field_and_the_fix():
+    scenario = builtin("xor")
+    with pytest.raises(ScenarioError, match=r"backend.*partitions"):
+        load_scenario({**scenario, "backend": {"kind": "ray", "shards": 5, "partitions": 4}})
+    with pytest.raises(ScenarioError, match=r"applies to the ray executor only"):
+        load_scenario({**scenario, "backend": {"kind": "batched", "shards": 2}})
+    with pytest.raises(ScenarioError, match=r"one dict of resources per shard"):
+        load_scenario({**scenario, "backend": {"kind": "ray", "shards": 2, "shard_resources": [{"a": 1}]}})
+    with pytest.raises(ScenarioError, match=r"shards compute on the CPU"):
+        model_from({**scenario, "backend": {"kind": "ray", "device": "cuda"}})
+
+
+def test_the_cli_runs_on_ray_and_leaves_no_ray_process_behind(tmp_path: Path):
+    """A run that starts Ray itself stops it: no Ray process of its session outlives it."""
+    ray_dir = tempfile.mkdtemp(prefix="rbt", dir="/tmp")  # short: Ray's socket paths are limited in length
+    try:
+        done = subprocess.run([sys.executable, "-m", "ribbed.cli", "run", "xor", "--backend", "ray", "--shards", "2",
+                               "--ticks", "20", "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "RAY_TMPDIR": ray_dir})
+        assert done.returncode == 0, done.stderr
+        assert "2 shards on 1 Ray node(s)" in done.stdout
+        left = subprocess.run(["pgrep", "-f", ray_dir], capture_output=True, text=True)
+        assert left.stdout.strip() == "", f"Ray processes outlived the run: {left.stdout}"
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
