@@ -272,6 +272,23 @@ def run_child(command: list[str], timeout: float) -> tuple[dict | None, str]:
     return row, ""
 
 
+def bandwidth_scaling(repeats: int) -> dict:
+    """The roofline of sharding on this machine: main-memory bandwidth (roofline.stream_triad, one
+    torch thread) of one process alone, and of each of two processes running at the same time.
+    A tick limited by memory traffic cannot run faster on 2 shards than the two processes'
+    summed bandwidth over one's."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", "bandwidth", str(repeats)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
+
+    def measure(count: int) -> list[float]:
+        children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(count)]
+        return [json.loads(child.communicate(timeout=300)[0].strip().splitlines()[-1])["gb_s"] for child in children]
+
+    one = measure(1)[0]
+    two = measure(2)
+    return {"one": one, "two_each": two, "bound": sum(two) / one}
+
+
 def store_mb(synapses: int) -> int:
     """The object store given to the Ray executor for a network of ``synapses``."""
     return max(STORE_MIN_MB, math.ceil(synapses * STORE_BYTES_PER_SYNAPSE / 2**20))
@@ -313,6 +330,14 @@ def main() -> None:
     mode = MODES[mode_name]
     all_sizes = {label: (n, k) for sizes in SIZES.values() for label, n, k in sizes}
 
+    if args.child and args.child[0] == "bandwidth":
+        import torch
+
+        torch.set_num_threads(1)
+        from roofline import stream_triad
+
+        print(json.dumps({"gb_s": stream_triad("cpu", n=2**25, repeats=int(args.child[1]))}), flush=True)
+        return
     if args.child:
         label, config = args.child
         n, k = all_sizes[label]
@@ -341,6 +366,10 @@ def main() -> None:
     if max(shard_counts) > cores:
         print(f"note: * = more shards than cores ({cores}): the shards share cores, and their compute time "
               "includes waiting for one")
+    bandwidth = bandwidth_scaling(5 if args.quick else 15)
+    print(f"memory bandwidth (STREAM triad, one thread per process): {bandwidth['one']:.1f} GB/s alone, "
+          f"{bandwidth['two_each'][0]:.1f} + {bandwidth['two_each'][1]:.1f} GB/s for two processes at once; a "
+          f"memory-bound tick on 2 shards can be at most x{bandwidth['bound']:.2f} faster than on 1 (the roofline)")
     print(f"\n{'size':12} {'config':9} {'ms/tick':>9} {'syn-upd/s':>12} {'x batched':>9} {'x 1 shard':>8} "
           f"{'exchange':>8} {'shard ms':>10} {'ticks':>8} {'build s':>7} {'peak GiB':>7} {'load':>5}  loss at tick 3")
     results: list[dict] = []
@@ -389,7 +418,7 @@ def main() -> None:
     args.json.write_text(json.dumps({
         "mode": mode_name, "cores": cores, "machine": platform.platform(), "python": platform.python_version(),
         "torch": torch.__version__, "ray": ray_version, "settings": mode, "sizes": wanted,
-        "loadavg_start": load, "loadavg_end": end_load, "seconds": seconds,
+        "loadavg_start": load, "loadavg_end": end_load, "seconds": seconds, "memory_bandwidth": bandwidth,
         "bar": {"size": BAR_SIZE, "speedup_2_over_1": BAR_SPEEDUP, "exchange_share": BAR_EXCHANGE},
         "results": results}, indent=2))
     print(f"wrote {args.json}")

@@ -40,8 +40,8 @@ from ribbed.scheduler.executor import Executor, Prediction, TickResult
 from ribbed.scheduler.messages import messages_per_tick
 from ribbed.scheduler.partitioning import Partitioning, partition_network
 from ribbed.scheduler.projection_tensors import choose_layout
-from ribbed.scheduler.shard import BlockData, Shard, ShardLayout, block_population, block_projection, row_slice
-from ribbed.scheduler.state import collect_state, restore_state
+from ribbed.scheduler.shard import (BlockData, Shard, ShardLayout, block_population, block_projection,
+                                    collect_optimizer, restore_optimizer, row_slice)
 
 if TYPE_CHECKING:
     from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo
@@ -121,6 +121,11 @@ class RayExecutor(Executor):
         self.inputs = model.dataset.X_train
         self.loss_name = model.dataset.loss
         self._timeout = backend.timeout_s
+        # The shards, their placement group and a Ray started here go when the executor does,
+        # closed or not (held apart from it, so that the finalizer does not keep it alive).
+        self._held = {"actors": [], "group": None, "owns_ray": _connect(backend)}
+        self._actors: list = self._held["actors"]
+        self._release = weakref.finalize(self, _release, self._held)
         self.n_shards = backend.shards or default_shards(backend.partitions)
         self.partitioning: Partitioning = partition_network(network, backend.partitions, backend.split_above,
                                                             self.n_shards)
@@ -139,11 +144,6 @@ class RayExecutor(Executor):
         self.ticks = 0
         self.neurons, self.clusters = make_views(model, self, network)
         self.shard_nodes: list[str] = []
-        # The shards, their placement group and a Ray started here go when the executor does,
-        # closed or not (held apart from it, so that the finalizer does not keep it alive).
-        self._held = {"actors": [], "group": None, "owns_ray": _connect(backend)}
-        self._actors: list = self._held["actors"]
-        self._release = weakref.finalize(self, _release, self._held)
         try:
             self._start_shards(ray, model)
         except BaseException:
@@ -178,6 +178,7 @@ class RayExecutor(Executor):
                                    max_restarts=0, max_task_retries=0, name=None).remote(
                 layout, blocks, inputs, backend.threads_per_shard)
             self._actors.append(actor)
+        self._forward_calls = [actor.forward.options(num_returns=2) for actor in self._actors]
         #: The Ray node each shard runs on.
         self.shard_nodes = self._get([a.node.remote() for a in self._actors], "start", -1)
 
@@ -209,8 +210,10 @@ class RayExecutor(Executor):
         for shard, actor in enumerate(self._actors):
             try:
                 ray.get(actor.seconds.remote(), timeout=min(10.0, self._timeout))
-            except (RayActorError, GetTimeoutError):
+            except RayActorError:
                 return shard
+            except GetTimeoutError:  # busy, not dead
+                continue
         return None
 
     def _shard_error(self, shard: int, tick: int, what: str, fix: str) -> ShardError:
@@ -258,9 +261,8 @@ class RayExecutor(Executor):
         forward: dict[int, list] = {}  # per level, the results each shard returns to the driver
         previous: list = []
         for n, level in enumerate(self._levels):
-            calls = [actor.forward.options(num_returns=2).remote(level, index if n == 0 else None,
-                                                                 *_others(previous, i))
-                     for i, actor in enumerate(actors)]
+            calls = [forward_call.remote(level, index if n == 0 else None, *_others(previous, i))
+                     for i, forward_call in enumerate(self._forward_calls)]
             previous = [to_shards for to_shards, _ in calls]
             forward[level] = [to_driver for _, to_driver in calls]
         output = network.output
@@ -348,7 +350,7 @@ class RayExecutor(Executor):
             population = mirror.populations[name]
             parts = [blocks[(name, b.start)] for b in population_blocks]
             population.bias.copy_(torch.from_numpy(np.concatenate([p["bias"] for p in parts])))
-            _restore(population.bias_optimizer, _concatenate([p["bias_optimizer"] for p in parts]))
+            restore_optimizer(population.bias_optimizer, _concatenate([p["bias_optimizer"] for p in parts]))
             if population.dfa is not None:
                 population.dfa.copy_(torch.from_numpy(np.concatenate([p["dfa"] for p in parts])))
             for k, synapses in enumerate(population.incoming):
@@ -356,7 +358,7 @@ class RayExecutor(Executor):
                 synapses.weights.copy_(torch.from_numpy(np.concatenate([s["weights"] for s in pieces])))
                 if synapses.feedback is not None:
                     synapses.feedback.copy_(torch.from_numpy(np.concatenate([s["feedback"] for s in pieces])))
-                _restore(synapses.optimizer, _concatenate([s["optimizer"] for s in pieces]))
+                restore_optimizer(synapses.optimizer, _concatenate([s["optimizer"] for s in pieces]))
         mirror._counts = self._counts.copy()
         mirror._agent_cache = None
         self._stale_state = False
@@ -367,8 +369,8 @@ class RayExecutor(Executor):
         states = [{"blocks": {}, "last": {}} for _ in self._actors]
         for name, population_blocks in self.partitioning.blocks.items():
             population = mirror.populations[name]
-            bias_state = _collect(population.bias_optimizer)
-            synapse_states = [(s, _collect(s.optimizer)) for s in population.incoming]
+            bias_state = collect_optimizer(population.bias_optimizer)
+            synapse_states = [(s, collect_optimizer(s.optimizer)) for s in population.incoming]
             for block in population_blocks:
                 rows = slice(block.start, block.stop)
                 entry = {
@@ -612,15 +614,6 @@ def _assemble(results: list[dict], kind: str, name: str, partitioning: Partition
     if any(p is None for p in parts):
         return None
     return torch.from_numpy(np.concatenate(parts, axis=1))
-
-
-def _collect(optimizer) -> tuple[dict, dict] | None:
-    return None if optimizer is None else collect_state(optimizer)
-
-
-def _restore(optimizer, state: tuple[dict, dict] | None) -> None:
-    if optimizer is not None and state is not None:
-        restore_state(optimizer, *state)
 
 
 def _concatenate(states: list) -> tuple[dict, dict] | None:

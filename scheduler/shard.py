@@ -36,7 +36,8 @@ from ribbed.scheduler.partitioning import Block
 from ribbed.scheduler.projection_tensors import make_projection_tensors
 from ribbed.scheduler.state import collect_state, restore_state
 
-__all__ = ["BlockData", "Shard", "ShardLayout", "row_slice"]
+__all__ = ["BlockData", "Shard", "ShardLayout", "block_population", "block_projection", "collect_optimizer",
+           "restore_optimizer", "row_slice"]
 
 
 @dataclass
@@ -93,6 +94,7 @@ def block_projection(info: ProjectionInfo, start: int, stop: int, post: Populati
 
 
 def block_population(info: PopulationInfo, start: int, stop: int) -> PopulationInfo:
+    """Neurons ``start:stop`` of a population, as a population of their own (same rule and activation)."""
     return replace(info, size=stop - start, start=info.start + start)
 
 
@@ -273,11 +275,11 @@ class Shard:
         for block in self.blocks:
             blocks[(block.name, block.start)] = {
                 "bias": block.bias.numpy().copy(),
-                "bias_optimizer": _collect(block.bias_optimizer),
+                "bias_optimizer": collect_optimizer(block.bias_optimizer),
                 "dfa": None if block.dfa is None else block.dfa.numpy().copy(),
                 "synapses": [{"weights": s.weights.numpy().copy(),
                               "feedback": None if s.feedback is None else s.feedback.numpy().copy(),
-                              "optimizer": _collect(s.optimizer)} for s in block.incoming],
+                              "optimizer": collect_optimizer(s.optimizer)} for s in block.incoming],
             }
         return {"blocks": blocks, "last": {name: t.numpy().copy() for name, t in self._last.items()}}
 
@@ -286,21 +288,23 @@ class Shard:
         for block in self.blocks:
             values = state["blocks"][(block.name, block.start)]
             block.bias.copy_(torch.as_tensor(values["bias"]))
-            _restore(block.bias_optimizer, values["bias_optimizer"])
+            restore_optimizer(block.bias_optimizer, values["bias_optimizer"])
             if block.dfa is not None:
                 block.dfa.copy_(torch.as_tensor(values["dfa"]))
             for synapses, part in zip(block.incoming, values["synapses"]):
                 synapses.weights.copy_(torch.as_tensor(part["weights"]))
                 if synapses.feedback is not None:
                     synapses.feedback.copy_(torch.as_tensor(part["feedback"]))
-                _restore(synapses.optimizer, part["optimizer"])
+                restore_optimizer(synapses.optimizer, part["optimizer"])
         self._last = {name: torch.as_tensor(np.array(value)) for name, value in state["last"].items()}
 
 
-def _collect(optimizer) -> tuple[dict, dict] | None:
+def collect_optimizer(optimizer) -> tuple[dict, dict] | None:
+    """An optimizer's state as ``(values, kinds)`` (scheduler/state.py), or None for no optimizer."""
     return None if optimizer is None else collect_state(optimizer)
 
 
-def _restore(optimizer, state: tuple[dict, dict] | None) -> None:
+def restore_optimizer(optimizer, state: tuple[dict, dict] | None) -> None:
+    """Put back what :func:`collect_optimizer` returned (nothing for no optimizer)."""
     if optimizer is not None and state is not None:
         restore_state(optimizer, *state)
