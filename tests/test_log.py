@@ -399,3 +399,61 @@ def test_a_dead_writer_process_stops_the_run_with_a_clear_error(tmp_path: Path) 
         quiet_run(scenario, tmp_path / "run", on_tick=kill_writer)
     summary = (tmp_path / "run" / "summary.json").read_text()
     assert '"status": "failed"' in summary
+
+
+@pytest.mark.parametrize("weights", [("a->b", "b->c"), ()])
+def test_the_writer_process_writes_the_bytes_of_the_thread_writer(tmp_path: Path, weights: tuple) -> None:
+    """The writer process builds tick records from the ring's slots (their constant bytes laid
+    out once, the scalars packed at each tick): the same log, byte for byte, as the thread
+    writer encoding ``records.tick_body``, for every msgpack width of the tick, odd losses,
+    outputs that are or are not the output population's activation part, parts given as
+    tensors, arrays or None, and a weights map full or empty."""
+    import torch
+
+    from ribbed.log.format import FORMAT, VERSION
+    from ribbed.log.records import tick_body
+    from ribbed.log.shared_writer import SharedLogWriter
+    from ribbed.log.writer import LogWriter
+    from ribbed.scheduler.executor import TickResult
+
+    batch, sizes, synapses = 3, [4, 5, 2], 7
+    f4 = lambda shape: {"dtype": "<f4", "shape": list(shape), "as": "array"}  # noqa: E731
+    layout = [{"name": "tick", "dtype": "<i8", "shape": [], "as": "int"},
+              {"name": "backward", "dtype": "|b1", "shape": [], "as": "bool"},
+              {"name": "loss", "dtype": "<f8", "shape": [], "as": "float"},
+              {"name": "counts", "dtype": "<i8", "shape": [8], "as": "array"},
+              {"name": "batch", "dtype": "<i8", "shape": [batch], "as": "array"},
+              {"name": "outputs", **f4((batch, sizes[-1]))},
+              {"name": "activation", **f4((batch, sum(sizes))), "parts": sizes, "output_part": 2},
+              {"name": "answer", **f4((batch, sizes[-1]))},
+              {"name": "delta", **f4((batch, sum(sizes))), "parts": sizes},
+              {"name": "weights", "as": "map", "fields": [{"name": name, **f4((synapses,))} for name in weights]}]
+    header = {"tick": -1, "format": FORMAT, "version": VERSION, "level": "messages", "batch_size": batch}
+    shared = SharedLogWriter(tmp_path / "process.log", header, layout)
+    thread = LogWriter(tmp_path / "thread.log", header)
+    rng = np.random.default_rng(0)
+    ticks = [0, 1, 127, 128, 255, 256, 2**16 - 1, 2**16, 2**32 - 1, 2**32, 2**40]
+    losses = [0.25, float("nan"), -0.0, float("inf"), 1e-310, -3.5]
+    before = np.zeros(8, dtype=np.int64)
+    for i, tick in enumerate(ticks):
+        tensor = lambda size: torch.from_numpy(rng.standard_normal((batch, size), dtype=np.float32))  # noqa: E731
+        activation = [tensor(size) for size in sizes] if i % 3 else [t.numpy() for t in map(tensor, sizes)]
+        outputs = activation[-1] if i % 2 else tensor(sizes[-1])
+        delta = [None if (i + k) % 2 else tensor(size) for k, size in enumerate(sizes)]
+        values = {"activation": activation, "answer": tensor(sizes[-1]), "delta": delta}
+        step = {name: rng.standard_normal(synapses).astype(np.float32) for name in weights}
+        result = TickResult(loss=torch.tensor(losses[i % len(losses)], dtype=torch.float64), outputs=outputs)
+        counts = before + rng.integers(0, 2**40, 8)
+        index = rng.integers(0, 1000, batch)
+        shared.write_tick(tick, i % 2 == 0, result, index, counts, before, values, step)
+        fields = {"tick": tick, "backward": i % 2 == 0, "loss": result, "counts": counts - before, "batch": index,
+                  "outputs": result, "activation": activation, "answer": values["answer"],
+                  "delta": [size if part is None else part for part, size in zip(delta, sizes)], "weights": step}
+        thread.write("tick", tick, lambda fields=fields: tick_body(fields))
+        before = counts
+    for writer in (shared, thread):
+        writer.close("completed", ticks[-1] + 1)
+    assert (tmp_path / "process.log").read_bytes() == (tmp_path / "thread.log").read_bytes()
+    with open_log(tmp_path / "process.log") as log:
+        log.check()
+        assert list(log.ticks) == ticks

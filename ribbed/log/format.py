@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 import numpy as np
 
 __all__ = [
     "DIGEST_SEED", "FORMAT", "RECORD_KEYS", "RECORD_TYPES", "VERSION",
-    "body_digest", "crc", "decode_array", "encode_array", "frame", "pack_body", "pack_parts", "record_body",
-    "unpack_body",
+    "array_prefix", "body_digest", "crc", "decode_array", "encode_array", "frame", "frame_prefix", "map_header",
+    "pack", "pack_body", "pack_parts", "record_body", "unpack_body",
 ]
 
 FORMAT = "ribbed-log"
@@ -76,11 +76,15 @@ def decode_array(value: Any) -> np.ndarray:
 
 
 _PACK = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+#: The msgpack bytes of a value (shortest encodings, str as str, bytes as bin), as in bodies.
+pack: Callable[[Any], bytes] = _PACK
 #: The msgpack bytes before an array's data, by (dtype, shape): records repeat the same arrays.
 _ARRAY_PREFIX: dict[tuple[str, tuple[int, ...]], bytes] = {}
 
 
-def _array_prefix(dtype: str, shape: tuple[int, ...], size: int) -> bytes:
+def array_prefix(dtype: str, shape: tuple[int, ...], size: int) -> bytes:
+    """The msgpack bytes of an encoded array up to its data (``size`` bytes): the map header,
+    ``dtype``, ``shape`` and the ``data`` key with its bin header."""
     key = (dtype, shape)
     prefix = _ARRAY_PREFIX.get(key)
     if prefix is None:
@@ -99,10 +103,10 @@ def _pack_into(value: Any, parts: list) -> None:
             raise TypeError(f"cannot write an array of dtype {value.dtype} to a log (allowed: {sorted(DTYPES)})")
         if not value.flags.c_contiguous:
             value = value.copy(order="C")
-        parts.append(_array_prefix(value.dtype.str, value.shape, value.nbytes))
+        parts.append(array_prefix(value.dtype.str, value.shape, value.nbytes))
         parts.append(memoryview(value).cast("B") if value.ndim else value.tobytes())
     elif isinstance(value, dict):
-        parts.append(_map_header(len(value)))
+        parts.append(map_header(len(value)))
         for key, item in value.items():
             parts.append(_PACK(key))
             _pack_into(item, parts)
@@ -118,7 +122,8 @@ def _pack_into(value: Any, parts: list) -> None:
         parts.append(_PACK(value))
 
 
-def _map_header(n: int) -> bytes:
+def map_header(n: int) -> bytes:
+    """The msgpack header of a map of ``n`` entries."""
     return bytes([0x80 | n]) if n < 16 else (b"\xde" + n.to_bytes(2, "big") if n < 2**16 else b"\xdf" + n.to_bytes(4, "big"))
 
 
@@ -176,12 +181,23 @@ def frame(kind: str, tick: int, body: bytes | list, previous: bytes) -> tuple[by
         digest.update(part)
         check = zlib.crc32(part, check)
         size += len(part) if not isinstance(part, memoryview) else part.nbytes
-    packer = msgpack.Packer(use_bin_type=True)
-    prefix = b"".join([packer.pack_map_header(len(RECORD_KEYS)), packer.pack("type"), packer.pack(kind),
-                       packer.pack("tick"), packer.pack(tick), packer.pack("crc"), packer.pack(check & 0xFFFFFFFF),
-                       packer.pack("digest"), packer.pack(digest.digest()), packer.pack("body"),
-                       _bin_header(size)])
-    return prefix, digest.digest()
+    digest = digest.digest()
+    return frame_prefix(kind, tick, check & 0xFFFFFFFF, digest, size), digest
+
+
+#: A record's first bytes up to its tick's value, by record type: the map header, ``type`` and
+#: its value, the ``tick`` key.
+_FRAME_HEAD = {kind: b"\x85" + _PACK("type") + _PACK(kind) + _PACK("tick") for kind in RECORD_TYPES}
+_CRC_KEY = _PACK("crc")
+_DIGEST_KEY = _PACK("digest") + b"\xc4\x20"  # and the digest's bin 8 header (32 bytes)
+_BODY_KEY = _PACK("body")
+
+
+def frame_prefix(kind: str, tick: int, check: int, digest: bytes, size: int) -> bytes:
+    """The bytes of a record before its body of ``size`` bytes, given the body's CRC and the
+    record's digest (the writer process frames tick records with it from precomputed bodies)."""
+    return b"".join((_FRAME_HEAD[kind], _PACK(tick), _CRC_KEY, _PACK(check), _DIGEST_KEY, digest, _BODY_KEY,
+                     _bin_header(size)))
 
 
 def _bin_header(size: int) -> bytes:

@@ -66,12 +66,23 @@ class LogRecorder(Recorder):
     def __init__(self, model: NetworkModel, level: str, snapshot_every: int, writer: LogWriter):
         super().__init__(model, level, snapshot_every)
         self.writer = writer
+        #: A writer process's ring (ribbed.log.shared_writer) takes a tick's values as they are,
+        #: copied into shared memory now: no record is built on the run's thread.
+        self._write_tick = getattr(writer, "write_tick", None)
+        self._activity, self._messages = level in ("activity", "messages"), level == "messages"
+
+    def after_tick(self, result, index: np.ndarray, backward: bool) -> None:
+        """A writer process's ring gets the values :func:`tick_fields` would gather, handed over
+        as the executor gives them (this runs at every tick: no dict is built); a thread writer
+        gets the record as :class:`Recorder` builds it."""
+        if self._write_tick is None:
+            super().after_tick(result, index, backward)
+            return
+        executor = self.model.executor
+        counts = executor.message_counts
+        self._write_tick(self.model.tick - 1, backward, result, index, counts, self._counts,
+                         executor.tick_values(activity=self._activity, messages=self._messages), self._weights)
+        self._counts = counts
 
     def emit(self, kind: str, tick: int, body: Callable[[], dict], size: int = 0) -> None:
         self.writer.write(kind, tick, body, index=kind == "snapshot", size=size)
-
-    def emit_tick(self, fields: dict) -> None:
-        if hasattr(self.writer, "write_tick"):
-            self.writer.write_tick(fields)  # copied into shared memory now (ribbed.log.shared_writer)
-        else:
-            super().emit_tick(fields)

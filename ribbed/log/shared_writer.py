@@ -4,8 +4,9 @@ Encoding, checksumming and writing a tick record take tens of microseconds of Py
 as a whole tick of a small network: on a thread they would hold the interpreter lock the run
 needs.  Here the run copies each tick's arrays into a slot of a ring in shared memory (a few
 microseconds, no system call) and tells a writer process (:mod:`ribbed.log.writer_process`)
-every few ticks, through a pipe, how far the ring is filled; the writer builds the records
-(the same bytes :func:`ribbed.log.records.tick_body` gives), frames, checksums and writes them.
+every few ticks, through a pipe, how far the ring is filled; the writer frames, checksums and
+writes the records.  A slot holds its record's body already encoded around the arrays (see
+:mod:`ribbed.log.ring`): the same bytes :func:`ribbed.log.records.tick_body` gives.
 Other records (header, topology, snapshots, end) travel through the pipe whole.
 
 When the run's process dies, the writer reads to the end of the pipe, writes every tick it was
@@ -36,8 +37,8 @@ from ribbed.log.ring import ACK, CLOSE, FLUSH, RECORD, RING_BYTES, SCALARS, TICK
 __all__ = ["SharedLogWriter", "tick_layout"]
 
 def tick_layout(model, level: str) -> list[dict]:
-    """The fields of a tick record in body order, with the dtype and shape they have in this run
-    (:func:`ribbed.log.records.tick_fields`); ``as`` says how the body holds them."""
+    """The fields of a tick record in body order (:func:`ribbed.log.records.tick_body`), with the
+    dtype and shape they have in this run; ``as`` says how the body holds them."""
     dtype = np.dtype(model.executor.dtype_name).str
     network, batch = model.network, model.scenario.run.batch_size
     from ribbed.scheduler.messages import Kind
@@ -48,11 +49,16 @@ def tick_layout(model, level: str) -> list[dict]:
               {"name": "counts", "dtype": "<i8", "shape": [len(Kind)], "as": "array"},
               {"name": "batch", "dtype": "<i8", "shape": [batch], "as": "array"},
               {"name": "outputs", "dtype": dtype, "shape": [batch, network.output.size], "as": "array"}]
+    # ``parts``: the widths of the per-population parts the executor hands over, side by side;
+    # ``output_part``: which of the activation's parts is the output population's.
+    parts = [p.size for p in network.populations.values()]
     if level in ("activity", "messages"):
-        fields.append({"name": "activation", "dtype": dtype, "shape": [batch, network.n_neurons], "as": "array"})
+        fields.append({"name": "activation", "dtype": dtype, "shape": [batch, network.n_neurons], "as": "array",
+                       "parts": parts, "output_part": list(network.populations).index(network.output.name)})
     if level == "messages":
         fields.append({"name": "answer", "dtype": dtype, "shape": [batch, network.output.size], "as": "array"})
-        fields.append({"name": "delta", "dtype": dtype, "shape": [batch, network.n_neurons], "as": "array"})
+        fields.append({"name": "delta", "dtype": dtype, "shape": [batch, network.n_neurons], "as": "array",
+                       "parts": parts})
         fields.append({"name": "weights", "as": "map", "fields": [
             {"name": p.name, "dtype": dtype, "shape": [p.n_synapses], "as": "array"}
             for p in network.projections if p.sends_error and p.feedback is None]})
@@ -67,18 +73,21 @@ class SharedLogWriter:
                  notify_every: int = 64, notify_seconds: float = 0.02):
         self.path = Path(path)
         self.layout = layout
-        placed, self._slot_bytes = slot_layout(layout)
-        self._n_slots = int(min(1024, max(4, RING_BYTES // self._slot_bytes)))
+        slots = slot_layout(layout)
+        self._n_slots = int(min(1024, max(4, RING_BYTES // slots.size)))
         folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         descriptor, ring = tempfile.mkstemp(prefix="ribbed-log-", suffix=".ring", dir=folder)
+        self._ring = ring  # the writer removes it once mapped; the run does if the writer never got there
         try:
-            os.ftruncate(descriptor, self._slot_bytes * self._n_slots)
-            self._map = mmap.mmap(descriptor, self._slot_bytes * self._n_slots)
+            os.ftruncate(descriptor, slots.size * self._n_slots)
+            self._map = mmap.mmap(descriptor, slots.size * self._n_slots)
         finally:
             os.close(descriptor)
-        self._views = slot_views(self._map, placed, self._slot_bytes, self._n_slots)
-        self._tensors = [{key: torch.from_numpy(view) for key, view in views.items() if view.ndim == 2}
-                         for views in self._views]
+        for slot in range(self._n_slots):  # the bodies' constant bytes, once (the writer reads them)
+            start = slot * slots.size + slots.rest_offset
+            self._map[start:start + len(slots.rest)] = slots.rest
+        self._slots = [_slot_targets(layout, views, slot * slots.size)
+                       for slot, views in enumerate(slot_views(self._map, slots, self._n_slots))]
         self._errors = tempfile.TemporaryFile()
         command_read, self._commands = os.pipe()
         try:  # Linux: a larger pipe, so that a snapshot is handed over in fewer round trips
@@ -89,7 +98,7 @@ class SharedLogWriter:
             pass
         self._acks, ack_write = os.pipe()
         settings = {"path": str(self.path), "ring": ring, "layout": layout, "slots": self._n_slots,
-                    "slot_bytes": self._slot_bytes, "resume": resume}
+                    "resume": resume}
         self._process = subprocess.Popen(
             [sys.executable, "-m", "ribbed.log.writer_process", json.dumps(settings)],
             stdin=command_read, stdout=ack_write, stderr=self._errors, pass_fds=(), close_fds=True)
@@ -107,29 +116,39 @@ class SharedLogWriter:
 
     # ------------------------------------------------------------------ ticks
 
-    def write_tick(self, fields: dict) -> None:
-        """Copy a tick's fields (:func:`ribbed.log.records.tick_fields`) into the next slot."""
-        if self._head - self._written >= self._n_slots:
+    def write_tick(self, tick: int, backward: bool, result, index: np.ndarray, counts: np.ndarray,
+                   counts_before: np.ndarray, values: dict, weights: dict | None) -> None:
+        """Copy a tick's record into the next slot of the ring: ``result`` is the tick's
+        ``TickResult`` (loss, outputs), ``index`` its batch, ``counts`` and ``counts_before`` the
+        messages sent by kind after it and before it, ``values`` the executor's ``tick_values``
+        at the log's level, ``weights`` the weights its errors were sent with (level ``messages``).
+
+        This runs on the run's thread at every tick, so it builds nothing: each value is
+        copied straight into its place in the slot, through views made once (``_slots``), with
+        as few calls as can be (the outputs are copied from the activation's columns when the
+        executor's outputs are the output population's activation part itself)."""
+        head = self._head
+        if head - self._written >= self._n_slots:
             self._tell()
             self._wait(lambda: self._head - self._written < self._n_slots)
-        slot = self._head % self._n_slots
-        views, tensors = self._views[slot], self._tensors[slot]
-        result = fields["loss"]
-        SCALARS.pack_into(self._map, slot * self._slot_bytes, fields["tick"], float(result.loss), fields["backward"])
-        np.copyto(views["counts"], fields["counts"])
-        np.copyto(views["batch"], fields["batch"])
-        outputs = result.raw_outputs
-        if isinstance(outputs, torch.Tensor):
-            tensors["outputs"].copy_(outputs)
+        base, counts_view, batch_view, outputs, arrays, weight_views = self._slots[head % self._n_slots]
+        SCALARS.pack_into(self._map, base, tick, result.loss, backward)
+        np.subtract(counts, counts_before, out=counts_view)
+        batch_view[...] = index  # (numpy's assignment: no dispatch through np.copyto)
+        for name, view, tensor, parts in arrays:
+            _copy(values[name], view, tensor, parts)
+        raw = result.raw_outputs
+        view, tensor, output_part, output_columns = outputs
+        if output_part is not None and values["activation"][output_part] is raw:
+            view[...] = output_columns
+        elif isinstance(raw, torch.Tensor):
+            tensor.copy_(raw)
         else:
-            np.copyto(views["outputs"], outputs)
-        for name in ("activation", "answer", "delta"):
-            if name in fields:
-                _copy(fields[name], views[name], tensors[name])
-        for name, values in (fields.get("weights") or {}).items():
-            np.copyto(views[f"weights/{name}"], values)
-        self._head += 1
-        if self._head - self._told >= self._notify_every or time.monotonic() - self._told_at >= self._notify_seconds:
+            view[...] = raw
+        for name, view in weight_views:
+            view[...] = weights[name]
+        self._head = head = head + 1
+        if head - self._told >= self._notify_every or time.monotonic() - self._told_at >= self._notify_seconds:
             self._tell()
 
     def _tell(self) -> None:
@@ -151,8 +170,12 @@ class SharedLogWriter:
         """Wait until every record so far is in the file."""
         self._tell()
         self._flushed = False
-        self._send(FLUSH)
-        self._wait(lambda: self._flushed)
+        try:
+            self._send(FLUSH)
+            self._wait(lambda: self._flushed)
+        except RibbedError:
+            self._remove_ring()
+            raise
 
     def close(self, status: str | None = None, tick: int = 0, **fields: Any) -> None:
         """Write the end record (when ``status`` is given) and the index, and stop the writer."""
@@ -171,9 +194,16 @@ class SharedLogWriter:
             code = self._process.wait()
             os.close(self._acks)
             self._map.close()
+            self._remove_ring()
             if code != 0:
                 raise self._failure()
             self._errors.close()
+
+    def _remove_ring(self) -> None:
+        try:
+            os.unlink(self._ring)
+        except FileNotFoundError:  # removed by the writer, as it should be
+            pass
 
     # ------------------------------------------------------------------ the pipe
 
@@ -219,24 +249,48 @@ class SharedLogWriter:
                                    "off to run without a log"))
 
 
-def _copy(value, view: np.ndarray, tensor: torch.Tensor) -> None:
+def _slot_targets(layout: list[dict], views: dict, base: int) -> tuple:
+    """Where :meth:`SharedLogWriter.write_tick` copies each value in one slot: the slot's first
+    byte, the counts' and batch's views, the outputs' (view, tensor, the activation part they
+    may be, and the activation's columns of that part), (name, view, tensor, each part's
+    columns as a view and a tensor) per per-neuron array, (name, view) per weight array.  Made
+    once per slot, so that a tick looks up nothing by name and slices nothing."""
+    arrays, output_part, output_columns = [], None, None
+    for field in layout:
+        if field["name"] in ("activation", "answer", "delta"):
+            view = views[field["name"]]
+            tensor = torch.from_numpy(view)
+            edges = np.cumsum([0, *field.get("parts", [])]).tolist()
+            parts = [(view[:, start:stop], tensor[:, start:stop]) for start, stop in zip(edges[:-1], edges[1:])]
+            arrays.append((field["name"], view, tensor, parts))
+            if "output_part" in field:
+                output_part = field["output_part"]
+                output_columns = parts[output_part][0]
+    weights = [(item["name"], views[f"weights/{item['name']}"])
+               for field in layout if field["as"] == "map" for item in field["fields"]]
+    outputs = views["outputs"]
+    return (base, views["counts"], views["batch"], (outputs, torch.from_numpy(outputs), output_part, output_columns),
+            arrays, weights)
+
+
+def _copy(value, view: np.ndarray, tensor: torch.Tensor, parts: list[tuple[np.ndarray, torch.Tensor]]) -> None:
     """A tick field into its slot: a tensor, an array, or per-population parts side by side
-    (a part given as an int is that many NaN columns), as records.tick_body lays them out."""
+    (``parts``: each part's columns of the slot; a part that is None is NaN), as
+    records.tick_body lays them out."""
     if isinstance(value, list):
-        if type(value[0]) is torch.Tensor and all(type(part) is torch.Tensor for part in value):
-            torch.cat(value, dim=1, out=tensor)
-            return
-        column = 0
-        for part in value:
-            width = part if isinstance(part, int) else part.shape[1]
-            target = view[:, column:column + width]
-            if isinstance(part, int):
-                target[...] = np.nan
+        if not any(part is None for part in value):
+            try:  # the usual case, tensors: one call (a failed call is slow, hence the None check)
+                torch.cat(value, dim=1, out=tensor)
+                return
+            except TypeError:  # arrays
+                pass
+        for part, (part_view, part_tensor) in zip(value, parts, strict=True):
+            if part is None:
+                part_view[...] = np.nan
             elif isinstance(part, torch.Tensor):
-                tensor[:, column:column + width].copy_(part)
+                part_tensor.copy_(part)
             else:
-                target[...] = part
-            column += width
+                part_view[...] = part
     elif isinstance(value, torch.Tensor):
         tensor.copy_(value)
     else:

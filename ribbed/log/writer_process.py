@@ -9,15 +9,22 @@ told about, the index, and removes the ring's file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
 import struct
 import sys
+import zlib
 
-from ribbed.log.format import DIGEST_SEED, RECORD_TYPES, pack_parts, record_body
-from ribbed.log.ring import ACK, CLOSE, FLUSH, RECORD, TICKS, slot_layout, slot_views
+from ribbed.log.format import DIGEST_SEED, RECORD_TYPES, frame_prefix, pack
+from ribbed.log.ring import ACK, CLOSE, FLUSH, RECORD, SCALARS, TICKS, slot_layout
 from ribbed.log.writer import append_records, read_index, write_index
+
+#: The most buffers one ``os.writev`` takes (Linux's IOV_MAX).
+_IOV_MAX = 1024
+#: Tick records framed and written with one system call (as many as the run tells of at once).
+_BATCH = 64
 
 
 def _read(stream, size: int) -> bytearray | None:
@@ -35,14 +42,13 @@ def _read(stream, size: int) -> bytearray | None:
 class _Writer:
     def __init__(self, settings: dict):
         self.path = settings["path"]
-        self.layout = settings["layout"]
-        n_slots, slot_bytes = settings["slots"], settings["slot_bytes"]
+        self.slots, self.n_slots = slot_layout(settings["layout"]), settings["slots"]
         with open(settings["ring"], "r+b") as ring:
-            self.map = mmap.mmap(ring.fileno(), n_slots * slot_bytes)
+            self.map = mmap.mmap(ring.fileno(), self.n_slots * self.slots.size)
         os.unlink(settings["ring"])  # the mapping stays; the name goes (nothing left behind on a crash)
-        placed, _ = slot_layout(self.layout)
-        self.views = slot_views(self.map, placed, slot_bytes, n_slots)
-        self.n_slots = n_slots
+        #: Each slot's body after its scalars, in the ring (see ribbed.log.ring).
+        self.rests = [memoryview(self.map)[start:start + len(self.slots.rest)]
+                      for start in range(self.slots.rest_offset, self.n_slots * self.slots.size, self.slots.size)]
         if settings["resume"]:
             self.entries, self.offset = read_index(self.path)
             self.file = open(self.path, "r+b", buffering=0)
@@ -54,35 +60,56 @@ class _Writer:
             self.entries, self.offset, self.digest = [], 0, DIGEST_SEED
         self.done = 0
 
-    def body(self, slot: int) -> tuple[int, dict]:
-        views, body = self.views[slot], {}
-        for field in self.layout:
-            name, kind = field["name"], field["as"]
-            if kind == "map":
-                body[name] = {item["name"]: views[f"{name}/{item['name']}"] for item in field["fields"]}
-            else:
-                value = views[name]
-                body[name] = int(value) if kind == "int" else bool(value) if kind == "bool" else \
-                    float(value) if kind == "float" else value
-        return body["tick"], body
-
     def append(self, records: list[tuple[str, int, list]], index: bool = False) -> None:
         self.offset, self.digest = append_records(self.file, records, self.offset, self.digest, self.entries)
         if index:
             write_index(self.path, self.entries, self.offset)
 
     def ticks(self, head: int) -> None:
+        """Write the tick records of the ring up to sequence number ``head``, ``_BATCH`` at a
+        time: each body is its packed scalars and the rest of it as the slot holds it (the same
+        bytes as ``pack_body(record_body("tick", ...))`` of the slot's values), checksummed and
+        written from the ring; a batch is written with one system call."""
+        lead, middle, size, rests = self.slots.lead, self.slots.middle, self.slots.size, self.rests
+        rest_bytes = len(self.slots.rest)
+        scalars, sha256, crc32, entries = SCALARS.unpack_from, hashlib.sha256, zlib.crc32, self.entries
+        tick_type = RECORD_TYPES.index("tick")
         while self.done < head:
-            batch = []
-            for seq in range(self.done, min(head, self.done + 256)):
-                tick, body = self.body(seq % self.n_slots)
-                batch.append(("tick", tick, pack_parts(record_body("tick", tick, body))))
-            self.append(batch)
-            self.done += len(batch)
+            end = min(head, self.done + _BATCH)
+            offset, digest, buffers = self.offset, self.digest, []
+            for seq in range(self.done, end):
+                slot = seq % self.n_slots
+                tick, loss, backward = scalars(self.map, slot * size)
+                scalar_bytes = lead + pack(tick) + middle[backward] + pack(loss)
+                rest = rests[slot]
+                chained = sha256(digest)
+                chained.update(scalar_bytes)
+                chained.update(rest)
+                digest = chained.digest()
+                prefix = frame_prefix("tick", tick, crc32(rest, crc32(scalar_bytes)), digest,
+                                      len(scalar_bytes) + rest_bytes)
+                entries.append((tick_type, tick, offset, digest))
+                offset += len(prefix) + len(scalar_bytes) + rest_bytes
+                buffers += (prefix + scalar_bytes, rest)
+            _write_all(self.file.fileno(), buffers)
+            self.offset, self.digest, self.done = offset, digest, end
 
     def finish(self) -> None:
         write_index(self.path, self.entries, self.offset)
         self.file.close()
+
+
+def _write_all(descriptor: int, buffers: list[bytes]) -> None:
+    """Write the buffers in order with as few ``os.writev`` calls as they allow (a write may be
+    cut short by a signal, or by the 2 GiB limit of one call)."""
+    start = 0
+    while start < len(buffers):
+        written = os.writev(descriptor, buffers[start:start + _IOV_MAX])
+        while start < len(buffers) and written >= len(buffers[start]):
+            written -= len(buffers[start])
+            start += 1
+        if written:
+            buffers[start] = buffers[start][written:]
 
 
 def main(argv: list[str]) -> int:
