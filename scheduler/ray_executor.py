@@ -62,9 +62,10 @@ class ShardActor:
     """The Ray actor around a :class:`~ribbed.scheduler.shard.Shard` (made remote at run time, so
     that importing ribbed does not import Ray)."""
 
-    def __init__(self, layout: ShardLayout, blocks: list[BlockData], inputs: np.ndarray, threads: int):
+    def __init__(self, layout: ShardLayout, blocks: list[BlockData], inputs: np.ndarray, targets: np.ndarray | None,
+                 threads: int):
         configure_torch(threads, 1)
-        self.shard = Shard(layout, blocks, inputs)
+        self.shard = Shard(layout, blocks, inputs, targets)
 
     def node(self) -> str:
         import ray
@@ -74,8 +75,11 @@ class ShardActor:
     def forward(self, level: int, index, *deliveries) -> tuple[dict, dict]:
         return self.shard.forward(level, index, deliveries)
 
-    def backward(self, level: int, error, backward: bool, *deliveries) -> dict:
-        return self.shard.backward(level, error, backward, deliveries)
+    def backward(self, level: int, answers: dict, backward: bool, learns: bool, *deliveries) -> dict:
+        result = self.shard.backward(level, answers, backward, deliveries)
+        if learns:
+            self.shard.learn({})
+        return result
 
     def learn(self, credits: dict) -> float:
         self.shard.learn(credits)
@@ -134,12 +138,15 @@ class RayExecutor(Executor):
         self._backward_every = scenario.schedule.backward_every
         self._levels = [level for level, names in enumerate(_level_names(network)) if names]
         self._guided = list(network.guided)
+        self._shard_readout = self.loss_name == "mse"
         self._mirror_executor: BatchedExecutor | None = None
         self._stale_state = self._stale_values = False  # the mirror lags the shards
         self._dirty = False  # the mirror holds changes the shards have not got
         self._tick_no = 0
         self._x: np.ndarray | None = None
         self._answer: torch.Tensor | None = None
+        self._outputs: torch.Tensor | None = None
+        self._targets: torch.Tensor | None = None
         self.seconds = 0.0  # the driver's wall time in ticks
         self.ticks = 0
         self.neurons, self.clusters = make_views(model, self, network)
@@ -170,15 +177,21 @@ class RayExecutor(Executor):
                 "use fewer shards, a smaller cpus_per_shard, 'placement: spread', or add nodes"))
         remote = ray.remote(ShardActor)
         inputs = ray.put(np.ascontiguousarray(self.inputs, dtype=self.dtype_name))
+        # A loss that sums over output neurons (MSE) is computed by the shards, each for its own
+        # output neurons: the driver then never waits between forward and backward.
+        targets = ray.put(self.targets.numpy()) if self._shard_readout else None
         for shard in range(self.n_shards):
             blocks = _block_data(self.network, self.partitioning, shard, self.scenario)
             strategy = PlacementGroupSchedulingStrategy(placement_group=group,
                                                         placement_group_bundle_index=shard)
             actor = remote.options(num_cpus=backend.cpus_per_shard, scheduling_strategy=strategy,
                                    max_restarts=0, max_task_retries=0, name=None).remote(
-                layout, blocks, inputs, backend.threads_per_shard)
+                layout, blocks, inputs, targets, backend.threads_per_shard)
             self._actors.append(actor)
         self._forward_calls = [actor.forward.options(num_returns=2) for actor in self._actors]
+        #: Per shard, the output population's blocks it computes (it is sent their part of the answer).
+        self._output_blocks = [[(b.start, b.stop) for b in self.partitioning.blocks[self.network.output.name]
+                                if self.partitioning.shard_of(b) == shard] for shard in range(self.n_shards)]
         #: The Ray node each shard runs on.
         self.shard_nodes = self._get([a.node.remote() for a in self._actors], "start", -1)
 
@@ -238,6 +251,7 @@ class RayExecutor(Executor):
             except RibbedError:  # a shard is gone: the mirror keeps what it last had
                 pass
         self._release()
+        self._stale_state = self._stale_values = self._dirty = False  # nothing left to read from or send to
 
     def shard_seconds(self) -> list[float]:
         """Each shard's time spent computing so far (the rest of a tick is exchange and waiting)."""
@@ -266,21 +280,36 @@ class RayExecutor(Executor):
             previous = [to_shards for to_shards, _ in calls]
             forward[level] = [to_driver for _, to_driver in calls]
         output = network.output
-        results = self._get(forward[output.level], "forward", tick)
-        outputs = _assemble(results, "y", output.name, self.partitioning)
         targets = self.targets.index_select(0, torch.from_numpy(index))
-        losses, error = TORCH_LOSSES[self.loss_name](outputs, targets)
-        self._answer = error
-        loss = losses.mean()
         backward = tick % self._backward_every == 0
-        error_ref = ray.put(error.numpy())
+        if self._shard_readout:
+            answers: list = [None] * len(actors)
+        else:
+            results = self._get(forward[output.level], "forward", tick)
+            outputs = _assemble(results, "y", output.name, self.partitioning)
+            losses, error = TORCH_LOSSES[self.loss_name](outputs, targets)
+            answers = [{start: error[:, start:stop].numpy() for start, stop in blocks} for blocks in self._output_blocks]
+            self._answer = error
         backwards: dict[int, list] = {}
+        lowest = self._levels[0]
         for level in reversed(self._levels):
-            previous = backwards[level] = [actor.backward.remote(level, error_ref, backward, *_others(previous, i))
+            # Without guides, a shard learns right after its last backward stage (one call fewer).
+            learns = level == lowest and not self._guided
+            previous = backwards[level] = [actor.backward.remote(level, answers[i], backward, learns,
+                                                                 *_others(previous, i))
                                            for i, actor in enumerate(actors)]
-        credits = self._guide_stage(tick, forward, backwards, targets, losses) if self._guided else {}
-        credit_ref = ray.put(credits)
-        self._get([actor.learn.remote(credit_ref) for actor in actors], "learn", tick)
+        if self._shard_readout:
+            results = self._get(forward[output.level], "forward", tick)
+            outputs = _assemble(results, "y", output.name, self.partitioning)
+            losses = _sum_blocks(results, output.name, self.partitioning) / output.size
+            self._answer = None  # computed from the outputs when read (tick_values)
+        self._outputs, self._targets = outputs, targets
+        loss = losses.mean()
+        if self._guided:
+            credit_ref = ray.put(self._guide_stage(tick, forward, backwards, targets, losses))
+            self._get([actor.learn.remote(credit_ref) for actor in actors], "learn", tick)
+        else:
+            self._get(backwards[lowest], "learn", tick)
         for name in self._guided:
             self._mirror.populations[name].guidance.meta_stage(loss)
         self._counts += self._per_tick[backward]
@@ -333,6 +362,8 @@ class RayExecutor(Executor):
                         else torch.from_numpy(np.concatenate(parts, axis=1)))
         x = torch.as_tensor(self.inputs[self._x], dtype=self.dtype)
         mirror.populations[self.network.input.name].u = mirror.populations[self.network.input.name].y = x
+        if self._answer is None and self._outputs is not None:
+            self._answer = TORCH_LOSSES[self.loss_name](self._outputs, self._targets)[1]
         mirror._answer = self._answer
         mirror._agent_cache = None
         self._stale_values = False
@@ -614,6 +645,18 @@ def _assemble(results: list[dict], kind: str, name: str, partitioning: Partition
     if any(p is None for p in parts):
         return None
     return torch.from_numpy(np.concatenate(parts, axis=1))
+
+
+def _sum_blocks(results: list[dict], name: str, partitioning: Partitioning) -> torch.Tensor:
+    """Each sample's sum over the blocks' partial sums of the loss, added in partition order."""
+    found = {}
+    for result in results:
+        found.update(result.get("loss", {}))
+    total = None
+    for block in partitioning.blocks[name]:
+        part = torch.from_numpy(np.array(found[block.start]))
+        total = part if total is None else total.add_(part)
+    return total
 
 
 def _concatenate(states: list) -> tuple[dict, dict] | None:

@@ -122,12 +122,17 @@ class _BlockState(_Population):
 class Shard:
     """The blocks one shard computes, and its stages (see the module docstring)."""
 
-    def __init__(self, layout: ShardLayout, blocks: list[BlockData], inputs: np.ndarray):
+    def __init__(self, layout: ShardLayout, blocks: list[BlockData], inputs: np.ndarray,
+                 targets: np.ndarray | None = None):
+        """``targets``: the training targets, when the loss is a sum over output neurons (MSE):
+        the shard then answers its own output neurons (see :meth:`forward`)."""
         self.layout = layout
         self.dtype = getattr(torch, layout.dtype)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # read-only when it lies in Ray's object store: shared, never written
             self.inputs = torch.as_tensor(inputs, dtype=self.dtype)
+            self.targets = None if targets is None else torch.as_tensor(targets, dtype=self.dtype)
+        self._index: torch.Tensor | None = None
         self.blocks = [_BlockState(data, layout.populations[data.block.population], self.dtype) for data in blocks]
         self.by_level = [[b for b in self.blocks if b.name in level] for level in layout.levels]
         self.output_level = layout.populations[layout.output].level
@@ -167,10 +172,23 @@ class Shard:
                 to_driver["y"][key] = block.y.numpy()
             if block.name in layout.share_u:
                 to_driver["u"][key] = block.u.numpy()
+            if block.name == layout.output and self.targets is not None:
+                to_driver.setdefault("loss", {})[block.start] = self._readout(block)
         self.seconds += time.perf_counter() - began
         return to_shards, to_driver
 
-    def backward(self, level: int, error: np.ndarray, backward: bool, deliveries: tuple) -> dict:
+    def _readout(self, block: _BlockState) -> np.ndarray:
+        """The MSE readout of an output block, as the batched executor's ``_mse`` computes it
+        for these columns: its answer 2 (y - t) / n_outputs (kept for ``backward``) and each
+        sample's sum of squared differences (the driver adds the blocks' sums in partition order)."""
+        targets = self.targets.index_select(0, self._index)[:, block.start:block.stop]
+        diff = block.y - targets
+        block.answer = diff * (2.0 / self.layout.populations[block.name].size)
+        return (diff * diff).sum(dim=1).numpy()
+
+    def backward(self, level: int, answers: dict[int, np.ndarray] | None, backward: bool, deliveries: tuple) -> dict:
+        """``answers``: the task's answer for each of the shard's output blocks, by first neuron
+        (None when the shard computed them itself, in :meth:`forward`)."""
         began = time.perf_counter()
         self._absorb(deliveries)
         layout = self.layout
@@ -185,8 +203,12 @@ class Shard:
                 source = self.full("delta", layout.output) if self.output_level > info.level else None
                 total = torch.zeros_like(block.u) if source is None else torch.mm(source, block.dfa.T)
             else:
-                total = (torch.from_numpy(np.array(error[:, block.start:block.stop])) if block.name == layout.output
-                         else torch.zeros_like(block.u))
+                if block.name != layout.output:
+                    total = torch.zeros_like(block.u)
+                elif answers is None:
+                    total = block.answer
+                else:
+                    total = torch.from_numpy(np.array(answers[block.start]))
                 for projection in layout.sends_error[block.name] if backward else ():
                     for post_start, _ in layout.blocks[layout.projection_posts[projection]]:
                         total += partials[(projection, post_start)][:, block.start:block.stop]
@@ -227,7 +249,8 @@ class Shard:
         for received in self._received.values():
             received.clear()
         self._full = {}
-        self._x = self.inputs.index_select(0, torch.from_numpy(np.array(index, dtype=np.int64)))
+        self._index = torch.from_numpy(np.array(index, dtype=np.int64))
+        self._x = self.inputs.index_select(0, self._index)
         batch = self._x.shape[0]
         for name in self.layout.delayed_sources:
             last = self._last.get(name)

@@ -98,7 +98,7 @@ def test_ray_agrees_with_batched_on_generated_scenarios(datasets, data):
 
 
 @pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
-@pytest.mark.parametrize("name", ["digits-fa", "digits-guide-tree", "digits-dfa", "digits-hebbian"])
+@pytest.mark.parametrize("name", ["digits-fa", "digits-guide-tree", "digits-dfa", "digits-hebbian", "sine"])
 def test_two_and_three_shards_give_identical_results(name):
     """Bit for bit: sums are taken partition by partition, in partition order, on any shards."""
     scenario = builtin(name, ticks=15)
@@ -140,9 +140,11 @@ def quiet_run(scenario, out: Path, **options):
         return ribbed.run(scenario, out=out, **options)
 
 
-def test_a_sharded_run_is_logged_and_verifies(tmp_path: Path):
-    scenario = on_ray(builtin("xor", ticks=30), 2, split_above=2, partitions=4)
-    scenario["log"] = {"level": "activity"}
+@pytest.mark.parametrize("name, level", [("xor", "activity"), ("sine", "messages")])
+def test_a_sharded_run_is_logged_and_verifies(tmp_path: Path, name: str, level: str):
+    """Every built-in loss: cross-entropy is read out on the driver, MSE on the shards."""
+    scenario = on_ray(builtin(name, ticks=30), 2, split_above=2, partitions=4)
+    scenario["log"] = {"level": level}
     result = quiet_run(scenario, tmp_path / "run")
     summary = pd.read_json(tmp_path / "run" / "summary.json", typ="series")
     assert summary["shards"] == 2 and summary["partitioning"]["partitions"] == 4

@@ -129,6 +129,8 @@ def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | 
             return VerifyReport(False, recorder.ticks, recorder.snapshots, mismatch.difference)
         except _LogEnds:
             pass
+        finally:
+            model.executor.close()  # the Ray executor's shards go now, not when collected
     return VerifyReport(True, recorder.ticks, recorder.snapshots)
 
 
@@ -192,7 +194,8 @@ def _agent_of(network, field: str, name: str | None, position: tuple) -> int | N
 
 def model_at(path: str | Path, tick: int, *, guides: dict | None = None):
     """The model of a logged run at ``tick``: restored from the last snapshot at or before it,
-    then run (without logging or evaluating) up to it."""
+    then run (without logging or evaluating) up to it.  Its state can be read, and no more ticks
+    run (its executor is closed)."""
     from ribbed.log.records import restore_snapshot
 
     with LogReader(path) as log:
@@ -204,8 +207,11 @@ def model_at(path: str | Path, tick: int, *, guides: dict | None = None):
         snapshot = log.snapshot(tick)
         if snapshot is not None:
             restore_snapshot(model, snapshot.body, snapshot.decode)
-    while model.tick < tick:
-        model.step()
+    try:
+        while model.tick < tick:
+            model.step()
+    finally:
+        model.executor.close()  # its state stays readable; the Ray executor's shards go now
     return model
 
 

@@ -112,7 +112,11 @@ class SharedLogWriter:
         self._notify_seconds = notify_seconds
         self.closed = False
         if header is not None:
-            self.write("header", -1, lambda: header)
+            try:
+                self.write("header", -1, lambda: header)
+            except RibbedError:
+                self._remove_ring()
+                raise
 
     # ------------------------------------------------------------------ ticks
 
@@ -170,12 +174,8 @@ class SharedLogWriter:
         """Wait until every record so far is in the file."""
         self._tell()
         self._flushed = False
-        try:
-            self._send(FLUSH)
-            self._wait(lambda: self._flushed)
-        except RibbedError:
-            self._remove_ring()
-            raise
+        self._send(FLUSH)
+        self._wait(lambda: self._flushed)
 
     def close(self, status: str | None = None, tick: int = 0, **fields: Any) -> None:
         """Write the end record (when ``status`` is given) and the index, and stop the writer."""
