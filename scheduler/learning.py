@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import torch
 
+from ribbed.agents.stacked_optimizers import StackedOptimizer
+
 __all__ = ["learn"]
 
 
 def learn(population, batch: int, dtype: torch.dtype) -> None:
     """Apply one step of the population's rule to its incoming plastic projections and its bias."""
     plastic = population.plastic
+    if plastic and not population.sanger and all(s.kappa == 0.0 for s in plastic):
+        plastic = [s for s in plastic if not _fused_sgd_step(population, s)]
     if plastic:
         sanger = _sanger_gradients(population) if population.sanger else {}
         grads = [sanger[id(s)] if id(s) in sanger else _gradient(population, s, batch) for s in plastic]
@@ -30,6 +34,16 @@ def learn(population, batch: int, dtype: torch.dtype) -> None:
             synapses.weights.add_(step)
     if population.bias_optimizer is not None and population.credit is not None:
         population.bias.add_(population.bias_optimizer.step(population.credit.mean(dim=0)))
+
+
+def _fused_sgd_step(population, synapses) -> bool:
+    """Plain SGD on a gradient rule, W -= lr <credit x>, in one pass where the layout can
+    (``add_outer``: a sparse projection at batch 1); False where it cannot (the caller steps)."""
+    optimizer = synapses.optimizer
+    if type(optimizer) is not StackedOptimizer or synapses.info.learning.rule == "hebbian":
+        return False
+    credit = population.credit if population.credit is not None else torch.zeros_like(population.y)
+    return synapses.layout.add_outer(credit, synapses.x, synapses.weights, -optimizer.lr)
 
 
 def _gradient(population, synapses, batch: int) -> torch.Tensor:

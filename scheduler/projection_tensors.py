@@ -64,6 +64,11 @@ class ProjectionTensors:
         buffer that the next call reuses: the caller may overwrite it, but must not keep it."""
         raise NotImplementedError
 
+    def add_outer(self, a: torch.Tensor, x: torch.Tensor, weights: torch.Tensor, scale: float) -> bool:
+        """``weights += scale * outer_mean(a, x)`` in one pass, where this layout can; False
+        (and nothing done) where it cannot."""
+        return False
+
     def per_row(self, values: torch.Tensor) -> torch.Tensor:
         """``values[post]`` at every synapse (values: one per postsynaptic neuron)."""
         raise NotImplementedError
@@ -179,19 +184,33 @@ class SparseProjection(ProjectionTensors):
 
     def outer_mean(self, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if a.shape[0] == 1:
-            if self._gather is None:
-                n = self.info.n_synapses
-                self._gather = (torch.empty(n, dtype=self.dtype, device=self.device),
-                                torch.empty(n, dtype=self.dtype, device=self.device))
-            # Reused buffers (each projection has its own layout, and its gradient is used once a
-            # tick): allocating and first touching nnz floats costs more than the gathers.
-            gathered, result = self._gather
+            gathered, result = self._buffers()
             torch.index_select(x[0], 0, self.col, out=gathered)
             torch.index_select(a[0], 0, self.row, out=result)
             return result.mul_(gathered)
         pattern = self.csr(self.ones())
         sampled = torch.sparse.sampled_addmm(pattern, a.T.contiguous(), x.contiguous(), beta=0.0)
         return sampled.values().div_(a.shape[0])
+
+    def add_outer(self, a: torch.Tensor, x: torch.Tensor, weights: torch.Tensor, scale: float) -> bool:
+        """At batch 1: the two gathers, then one fused multiply-add into the weights (the
+        gradient is never written out: two passes over the synapses fewer than a step from it)."""
+        if a.shape[0] != 1:
+            return False
+        gathered, result = self._buffers()
+        torch.index_select(x[0], 0, self.col, out=gathered)
+        torch.index_select(a[0], 0, self.row, out=result)
+        weights.addcmul_(result, gathered, value=scale)
+        return True
+
+    def _buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # Reused (each projection has its own layout, and its gradient is used once a tick):
+        # allocating and first touching nnz floats costs more than the gathers.
+        if self._gather is None:
+            n = self.info.n_synapses
+            self._gather = (torch.empty(n, dtype=self.dtype, device=self.device),
+                            torch.empty(n, dtype=self.dtype, device=self.device))
+        return self._gather
 
     def ones(self) -> torch.Tensor:
         if self._ones is None:
