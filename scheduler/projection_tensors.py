@@ -153,6 +153,9 @@ class SparseProjection(ProjectionTensors):
         self._csr: dict[int, torch.Tensor] = {}  # CSR views of value tensors, by storage address
         self._gather: tuple[torch.Tensor, torch.Tensor] | None = None  # reused batch-1 buffers
         self._ones: torch.Tensor | None = None  # the sparsity pattern, for sampled products
+        #: The in-degree when every postsynaptic neuron has the same (fixed_in_degree), else None.
+        counts = self.row_counts
+        self.degree = int(counts[0]) if len(counts) and counts[0] > 0 and (counts == counts[0]).all() else None
 
     def csr(self, values: torch.Tensor) -> torch.Tensor:
         """A CSR tensor that shares ``values``' storage (so updates in place show through)."""
@@ -199,6 +202,9 @@ class SparseProjection(ProjectionTensors):
             return False
         gathered, result = self._buffers()
         torch.index_select(x[0], 0, self.col, out=gathered)
+        if self.degree is not None:  # every neuron has k synapses: rows of k, a broadcast down each
+            weights.view(-1, self.degree).addcmul_(a[0].unsqueeze(1), gathered.view(-1, self.degree), value=scale)
+            return True
         torch.index_select(a[0], 0, self.row, out=result)
         weights.addcmul_(result, gathered, value=scale)
         return True

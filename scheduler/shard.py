@@ -133,6 +133,7 @@ class Shard:
             self.inputs = torch.as_tensor(inputs, dtype=self.dtype)
             self.targets = None if targets is None else torch.as_tensor(targets, dtype=self.dtype)
         self._index: torch.Tensor | None = None
+        self._batch_targets: torch.Tensor | None = None
         self.blocks = [_BlockState(data, layout.populations[data.block.population], self.dtype) for data in blocks]
         self.by_level = [[b for b in self.blocks if b.name in level] for level in layout.levels]
         self.output_level = layout.populations[layout.output].level
@@ -181,8 +182,9 @@ class Shard:
         """The MSE readout of an output block, as the batched executor's ``_mse`` computes it
         for these columns: its answer 2 (y - t) / n_outputs (kept for ``backward``) and each
         sample's sum of squared differences (the driver adds the blocks' sums in partition order)."""
-        targets = self.targets.index_select(0, self._index)[:, block.start:block.stop]
-        diff = block.y - targets
+        if self._batch_targets is None:
+            self._batch_targets = self.targets.index_select(0, self._index)
+        diff = block.y - self._batch_targets[:, block.start:block.stop]
         block.answer = diff * (2.0 / self.layout.populations[block.name].size)
         return (diff * diff).sum(dim=1).numpy()
 
@@ -250,6 +252,7 @@ class Shard:
             received.clear()
         self._full = {}
         self._index = torch.from_numpy(np.array(index, dtype=np.int64))
+        self._batch_targets = None  # the batch's targets, gathered at the first output block
         self._x = self.inputs.index_select(0, self._index)
         batch = self._x.shape[0]
         for name in self.layout.delayed_sources:
