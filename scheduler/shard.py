@@ -113,7 +113,6 @@ class _BlockState(_Population):
                 self.plastic.append(synapses)
             if projection.sanger:
                 self.sanger.append(synapses)
-        self.layouts = [layout for _, layout in data.incoming]
         counts = sum(s.layout.row_counts for s in self.plastic)
         self.plastic_counts = torch.as_tensor(counts, dtype=dtype)
         self.dfa = None if data.dfa is None else torch.as_tensor(data.dfa, dtype=dtype)
