@@ -20,7 +20,7 @@ from ribbed.scheduler.messages import Kind, Message, Stage
 if TYPE_CHECKING:
     from ribbed.environment.network import PopulationInfo
     from ribbed.meta.controllers import MetaController
-    from ribbed.scheduler.bus import MessageBus
+    from ribbed.scheduler.reference.bus import MessageBus
 
 __all__ = ["ClusterAgent"]
 

@@ -31,7 +31,7 @@ from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 
 if TYPE_CHECKING:
     from ribbed.environment.network import PopulationInfo, ProjectionInfo
-    from ribbed.scheduler.bus import MessageBus
+    from ribbed.scheduler.reference.bus import MessageBus
 
 __all__ = ["NeuronAgent", "Synapses", "chiral_scale"]
 

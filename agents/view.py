@@ -16,7 +16,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ribbed.environment.network import PopulationInfo
-    from ribbed.scheduler.batched import BatchedExecutor
+    from ribbed.scheduler.batched.executor import BatchedExecutor
 
 __all__ = ["ClusterView", "NeuronView"]
 

@@ -163,7 +163,7 @@ def validate(
     from ribbed.environment.network import build_network
     from ribbed.environment.tasks import load_task
     from ribbed.model import check_estimators
-    from ribbed.scheduler.executor import check_backend
+    from ribbed.scheduler.base import check_backend
 
     failed = False
     for name in files:

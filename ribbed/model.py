@@ -25,7 +25,7 @@ from ribbed.environment.stream import DataStream
 from ribbed.environment.tasks import Dataset, load_task
 from ribbed.scenarios.loader import load_scenario
 from ribbed.scenarios.schema import Scenario
-from ribbed.scheduler.executor import Executor, TickResult, make_executor
+from ribbed.scheduler.base import Executor, TickResult, make_executor
 from ribbed.scheduler.messages import Kind
 from ribbed.seeding import component_rng
 from ribbed.specialization_recorder import NEURON_METRICS, SpecializationRecorder

@@ -292,7 +292,7 @@ def test_storage_is_chosen_by_density_unless_set(datasets, storage, layout):
 
 def test_evaluation_in_chunks_gives_the_same_statistics(datasets, monkeypatch):
     """Large networks predict the held-out set in chunks; the statistics must not change."""
-    import ribbed.scheduler.batched as batched_module
+    import ribbed.scheduler.batched.executor as batched_module
 
     reference, batched = pair(recurrent_scenario(datasets[4, "classification"]))
     reference.run(5)

@@ -414,7 +414,7 @@ def test_the_writer_process_writes_the_bytes_of_the_thread_writer(tmp_path: Path
     from ribbed.log.records import tick_body
     from ribbed.log.shared_writer import SharedLogWriter
     from ribbed.log.writer import LogWriter
-    from ribbed.scheduler.executor import TickResult
+    from ribbed.scheduler.base import TickResult
 
     batch, sizes, synapses = 3, [4, 5, 2], 7
     f4 = lambda shape: {"dtype": "<f4", "shape": list(shape), "as": "array"}  # noqa: E731

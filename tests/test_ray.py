@@ -29,8 +29,8 @@ from ribbed.errors import ScenarioError  # noqa: E402
 from ribbed.log import open_log, verify  # noqa: E402
 from ribbed.runner import resume  # noqa: E402
 from ribbed.scenarios.loader import load_scenario  # noqa: E402
-from ribbed.scheduler.partitioning import partition_network  # noqa: E402
-from ribbed.scheduler.ray_executor import ShardError  # noqa: E402
+from ribbed.scheduler.ray.partitioning import partition_network  # noqa: E402
+from ribbed.scheduler.ray.executor import ShardError  # noqa: E402
 from test_executors import ATOL, RTOL, assert_same_guidance, assert_same_state, datasets, scenarios  # noqa: E402,F401
 
 TICKS = 12

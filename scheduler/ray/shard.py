@@ -1,6 +1,6 @@
 """One shard of the Ray executor: the blocks of neurons it computes, and its part of each stage.
 
-A shard holds, for each of its blocks (:mod:`ribbed.scheduler.partitioning`), the block's rows
+A shard holds, for each of its blocks (:mod:`ribbed.scheduler.ray.partitioning`), the block's rows
 of every incoming projection (in the layout the batched executor would choose for the whole
 projection), their optimizer state, the block's biases and DFA rows.  It runs the batched
 executor's stages on them, block by block in partition order:
@@ -10,7 +10,7 @@ executor's stages on them, block by block in partition order:
 - ``backward(level)``: the blocks' deltas, from the task's answer or from the error messages of
   the posts (each post block sends its partial sums, which the pre block adds in partition
   order, so the sum does not depend on the shards), and the partial sums the blocks send back;
-- ``learn``: the learn stage of every block (:func:`ribbed.scheduler.learning.learn`).
+- ``learn``: the learn stage of every block (:func:`ribbed.scheduler.batched.learning.learn`).
 
 Each call returns what other shards and the driver need from it (activations, deltas, partial
 sums, as numpy arrays for Ray's object store) and takes what the other shards returned from
@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from ribbed.environment.network import PopulationInfo, ProjectionInfo
-from ribbed.scheduler.batched import _Population, _Synapses
-from ribbed.scheduler.learning import learn
-from ribbed.scheduler.partitioning import Block
-from ribbed.scheduler.projection_tensors import make_projection_tensors
+from ribbed.scheduler.batched.executor import _Population, _Synapses
+from ribbed.scheduler.batched.learning import learn
+from ribbed.scheduler.ray.partitioning import Block
+from ribbed.scheduler.batched.projection_tensors import make_projection_tensors
 from ribbed.scheduler.state import collect_state, restore_state
 
 __all__ = ["BlockData", "Shard", "ShardLayout", "block_population", "block_projection", "collect_optimizer",

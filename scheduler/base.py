@@ -207,13 +207,13 @@ def make_executor(model: NetworkModel) -> Executor:
     """The executor named by the scenario's backend."""
     check_backend(model.scenario)
     if model.scenario.backend.kind == "ray":
-        from ribbed.scheduler.ray_executor import RayExecutor
+        from ribbed.scheduler.ray.executor import RayExecutor
 
         return RayExecutor(model)
     if model.scenario.backend.kind == "batched":
-        from ribbed.scheduler.batched import BatchedExecutor
+        from ribbed.scheduler.batched.executor import BatchedExecutor
 
         return BatchedExecutor(model)
-    from ribbed.scheduler.reference import ReferenceExecutor
+    from ribbed.scheduler.reference.executor import ReferenceExecutor
 
     return ReferenceExecutor(model)

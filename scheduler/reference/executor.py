@@ -21,8 +21,8 @@ from ribbed.agents.cluster import ClusterAgent
 from ribbed.agents.guides import guide_features, make_guides, task_context
 from ribbed.agents.neuron import NeuronAgent, Synapses
 from ribbed.environment.losses import LOSSES, sample_losses
-from ribbed.scheduler.bus import MessageBus
-from ribbed.scheduler.executor import Executor, Prediction, TickResult
+from ribbed.scheduler.reference.bus import MessageBus
+from ribbed.scheduler.base import Executor, Prediction, TickResult
 from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 
 if TYPE_CHECKING:

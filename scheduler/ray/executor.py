@@ -1,7 +1,7 @@
 """The Ray executor: the batched executor's tick, sharded over Ray actors.
 
-The neurons are laid out in virtual partitions (:mod:`ribbed.scheduler.partitioning`), the
-partitions dealt to shards, each shard a Ray actor (:mod:`ribbed.scheduler.shard`) with its own
+The neurons are laid out in virtual partitions (:mod:`ribbed.scheduler.ray.partitioning`), the
+partitions dealt to shards, each shard a Ray actor (:mod:`ribbed.scheduler.ray.shard`) with its own
 CPUs and torch threads, placed on nodes by a placement group.  The driver (this object, in the
 run's process) runs each tick as a chain of calls: every shard's ``forward`` for each level,
 then the readout (the loss and the task's answer need the whole output population), every
@@ -34,13 +34,13 @@ import torch
 from ribbed.agents.guides import task_context
 from ribbed.determinism import configure_torch
 from ribbed.errors import Problem, RibbedError
-from ribbed.scheduler.batched import TORCH_LOSSES, BatchedExecutor, make_views
+from ribbed.scheduler.batched.executor import TORCH_LOSSES, BatchedExecutor, make_views
 from ribbed.scheduler.device import resolve_dtype
-from ribbed.scheduler.executor import Executor, Prediction, TickResult
+from ribbed.scheduler.base import Executor, Prediction, TickResult
 from ribbed.scheduler.messages import messages_per_tick
-from ribbed.scheduler.partitioning import Partitioning, partition_network
-from ribbed.scheduler.projection_tensors import choose_layout
-from ribbed.scheduler.shard import (BlockData, Shard, ShardLayout, block_population, block_projection,
+from ribbed.scheduler.ray.partitioning import Partitioning, partition_network
+from ribbed.scheduler.batched.projection_tensors import choose_layout
+from ribbed.scheduler.ray.shard import (BlockData, Shard, ShardLayout, block_population, block_projection,
                                     collect_optimizer, restore_optimizer, row_slice)
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class ShardError(RibbedError):
 
 
 class ShardActor:
-    """The Ray actor around a :class:`~ribbed.scheduler.shard.Shard` (made remote at run time, so
+    """The Ray actor around a :class:`~ribbed.scheduler.ray.shard.Shard` (made remote at run time, so
     that importing ribbed does not import Ray)."""
 
     def __init__(self, layout: ShardLayout, blocks: list[BlockData], inputs: np.ndarray, targets: np.ndarray | None,

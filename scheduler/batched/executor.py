@@ -1,7 +1,7 @@
 """The batched executor: the reference executor's tick as tensor operations in torch.
 
 Populations are (batch, size) tensors, projections dense or sparse matrices
-(:mod:`ribbed.scheduler.projection_tensors`), optimizer state one tensor per projection.  A
+(:mod:`ribbed.scheduler.batched.projection_tensors`), optimizer state one tensor per projection.  A
 stage that the reference executor runs neuron by neuron runs here population by population,
 with the same arithmetic: the messages of a stage become the matrix products that sum them.
 Nothing in a tick loops over neurons or synapses in Python, and the training data stays on
@@ -23,12 +23,12 @@ from ribbed.agents.guides import task_context
 from ribbed.agents.stacked_optimizers import StackedOptimizer, make_stacked_optimizer
 from ribbed.agents.view import ClusterView, NeuronView
 from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo
-from ribbed.scheduler.batched_guidance import BatchedGuidance
+from ribbed.scheduler.batched.guidance import BatchedGuidance
 from ribbed.scheduler.device import resolve_device, resolve_dtype
-from ribbed.scheduler.executor import Executor, Prediction, TickResult
-from ribbed.scheduler.learning import learn
+from ribbed.scheduler.base import Executor, Prediction, TickResult
+from ribbed.scheduler.batched.learning import learn
 from ribbed.scheduler.messages import messages_per_tick
-from ribbed.scheduler.projection_tensors import ProjectionTensors, make_projection_tensors
+from ribbed.scheduler.batched.projection_tensors import ProjectionTensors, make_projection_tensors
 
 if TYPE_CHECKING:
     from ribbed.model import NetworkModel
