@@ -27,6 +27,7 @@ import numpy as np
 from ribbed.agents.activations import ACTIVATIONS
 from ribbed.agents.guides import guide_features
 from ribbed.agents.optimizers import Optimizer, make_optimizer
+from ribbed.agents.state import NeuronState
 from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def chiral_scale(grads: np.ndarray, kappa: np.ndarray) -> np.ndarray:
     return 1.0 + kappa * (2.0 * same / grads.size - 1.0)
 
 
-class NeuronAgent(mesa.Agent):
+class NeuronAgent(NeuronState, mesa.Agent):
     """A neuron: state (u, y, delta), incoming synapses, bias, optimizer state, inbox."""
 
     agent_kind = "neuron"

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ribbed.agents.neuron import NeuronAgent
+from ribbed.agents.state import PER_NEURON
 from ribbed.errors import Problem, RibbedWarning, ScenarioError
 from ribbed.environment.losses import LOSSES, accuracy, r2
 from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo, build_network
@@ -25,7 +26,7 @@ from ribbed.environment.stream import DataStream
 from ribbed.environment.tasks import Dataset, load_task
 from ribbed.scenarios.loader import load_scenario
 from ribbed.scenarios.schema import Scenario
-from ribbed.scheduler.base import Executor, TickResult, make_executor
+from ribbed.scheduler.base import Executor, ExecutorInputs, TickResult, make_executor
 from ribbed.scheduler.messages import Kind
 from ribbed.seeding import component_rng
 from ribbed.specialization_recorder import NEURON_METRICS, SpecializationRecorder
@@ -62,18 +63,27 @@ class Population:
     def __repr__(self) -> str:
         return f"Population({self.info.name!r}, size={self.info.size}, role={self.info.role!r})"
 
+    def get(self, name: str) -> Any:
+        """This population's state ``name``, a row of :data:`ribbed.agents.state.STATE_TABLE`
+        (e.g. ``"bias"``, ``"alpha"``, ``"firing_rate"``, ``"y"``), on any executor."""
+        return self.model.executor.read(name, self.info.name)
+
+    def set(self, name: str, values: Any) -> None:
+        """Set this population's writable state ``name``; the next tick computes with it."""
+        self.model.executor.write(name, self.info.name, values)
+
     def get_biases(self) -> np.ndarray:
-        return self.model.executor.get_biases(self.info)
+        return self.get("bias")
 
     def set_biases(self, values: np.ndarray) -> None:
-        self.model.executor.set_biases(self.info, np.asarray(values, dtype=np.float64).reshape(self.info.size))
+        self.set("bias", np.asarray(values, dtype=np.float64).reshape(self.info.size))
 
     def get_dfa_matrix(self) -> np.ndarray | None:
         """This population's fixed random projections of the output error, (size, n_outputs)."""
-        return self.model.executor.get_dfa(self.info)
+        return self.get("dfa")
 
     def set_dfa_matrix(self, values: np.ndarray) -> None:
-        self.model.executor.set_dfa(self.info, np.asarray(values, dtype=np.float64))
+        self.set("dfa", np.asarray(values, dtype=np.float64))
 
 
 class Projection:
@@ -117,15 +127,15 @@ class Projection:
                          f"({self.info.pre.size}, {self.info.post.size}), got shape {values.shape}")
 
     def get_weights(self, format: str = "list") -> np.ndarray:
-        values = self.model.executor.get_weights(self.info)
+        values = self.model.executor.read("weights", self.info.name)
         return self._as_array(values) if format == "array" else values
 
     def set_weights(self, values: np.ndarray) -> None:
-        self.model.executor.set_weights(self.info, self._from_input(values))
+        self.model.executor.write("weights", self.info.name, self._from_input(values))
 
     def get_feedback(self, format: str = "list") -> np.ndarray | None:
         """The fixed random feedback weights of feedback alignment (None for other rules)."""
-        values = self.model.executor.get_feedback(self.info)
+        values = self.model.executor.read("feedback", self.info.name)
         if values is None:
             return None
         return self._as_array(values) if format == "array" else values
@@ -133,7 +143,7 @@ class Projection:
     def set_feedback(self, values: np.ndarray) -> None:
         if self.info.feedback is None:
             raise ValueError(f"projection '{self.info.name}' does not use feedback_alignment")
-        self.model.executor.set_feedback(self.info, self._from_input(values))
+        self.model.executor.write("feedback", self.info.name, self._from_input(values))
 
 
 class NetworkModel(mesa.Model):
@@ -159,8 +169,9 @@ class NetworkModel(mesa.Model):
         self.stream = DataStream(len(self.dataset.X_train), scenario.run.batch_size, scenario.seed)
         self.targets_train = self.dataset.targets(self.dataset.y_train)
         self.targets_test = self.dataset.targets(self.dataset.y_test)
-        self.tick = 0
-        self.executor: Executor = make_executor(self)
+        self.executor: Executor = make_executor(ExecutorInputs(
+            network=self.network, train_inputs=self.dataset.X_train, train_targets=self.targets_train,
+            loss=self.dataset.loss, guide_estimators=self.guide_estimators, host=self))
         self.specialization = SpecializationRecorder(self)
         self.populations = {name: Population(self, info) for name, info in self.network.populations.items()}
         self.projections = {p.name: Projection(self, p) for p in self.network.projections}
@@ -187,15 +198,28 @@ class NetworkModel(mesa.Model):
 
     # ------------------------------------------------------------------ ticks
 
+    @property
+    def tick(self) -> int:
+        """Ticks run so far: Mesa's ``steps`` (one step is one tick), restored on resume."""
+        return self.steps
+
+    @tick.setter
+    def tick(self, value: int) -> None:
+        self.steps = int(value)
+
     def step(self) -> None:
         """One tick: one mini-batch through sense, forward, readout, backward and learn."""
-        index = self.stream.indices(self.tick)
+        tick = self.steps - 1  # Mesa counts a step before it runs it
+        try:
+            index = self.stream.indices(tick)
+            if self.recorder is not None:
+                self.recorder.before_tick()
+            result = self.executor.tick(tick, index)
+        except BaseException:
+            self.steps = tick  # a tick that did not complete is not counted
+            raise
         if self.recorder is not None:
-            self.recorder.before_tick()
-        result = self.executor.tick(self.tick, index)
-        self.tick += 1
-        if self.recorder is not None:
-            self.recorder.after_tick(result, index, (self.tick - 1) % self.scenario.schedule.backward_every == 0)
+            self.recorder.after_tick(result, index, tick % self.scenario.schedule.backward_every == 0)
         self.last_result = result
         # Read at the next evaluation, so that a device-side executor is not waited for every tick.
         self._window.append((result, index))
@@ -209,7 +233,11 @@ class NetworkModel(mesa.Model):
             metrics["test_accuracy"] = accuracy(prediction.outputs, self.dataset.y_test)
         else:
             metrics["test_r2"] = r2(prediction.outputs, self.targets_test)
-        self.executor.store_activation_stats(prediction.activation_mean, prediction.activation_std)
+        # Every per-neuron statistic of the prediction that is a row of the state table is kept by
+        # the executor, where agents and views read it.
+        for key in PER_NEURON.intersection(prediction._fields):
+            for name, info in self.network.populations.items():
+                self.executor.write(key, name, getattr(prediction, key)[info.start:info.start + info.size])
         metrics.update(self.specialization.record(prediction.activations))
         return metrics
 

@@ -96,8 +96,7 @@ class SpecializationRecorder:
     def _guided(self, name: str, population, sums: np.ndarray) -> dict[str, float]:
         model = self.model
         ids = slice(population.start, population.start + population.size)
-        state = model.executor.guidance_state(name)
-        clusters, alpha = state["cluster"], state["alpha"]
+        clusters, alpha = model.executor.read("cluster", name), model.executor.read("alpha", name)
         self.values["alpha"][ids], self.values["cluster"][ids] = alpha, clusters
         ss_res, total, square, count = sums
         ss_tot = square - total * total / count

@@ -1,10 +1,14 @@
-"""What every executor provides, and how a scenario's backend picks one.
+"""The executor contract: what every executor provides, and how a scenario's backend picks one.
 
-An executor runs ticks of one network (drawn in shared code) and gives access to its state
-in the canonical orders of :mod:`ribbed.environment.network`: weights and feedback weights in
-(post, pre) synapse order per projection, biases and DFA matrices per population.  The
-reference, batched and Ray executors must give the same results for the same scenario and
-seed (to floating-point tolerance; see docs/semantics.md), and send the same messages.
+An executor runs ticks of one network (drawn in shared code) and gives access to its state by
+name, through ``read(name, where)`` and ``write(name, where, values)`` over the declared table
+:data:`ribbed.agents.state.STATE_TABLE`, in the canonical orders of
+:mod:`ribbed.environment.network`.  It is built from an :class:`ExecutorInputs` (the network, the
+training data, the guides' estimators, the Mesa model its agents join), never from the model
+that drives it.  The reference, batched and Ray executors give the same results for the same
+scenario and seed (to floating-point tolerance; see docs/semantics.md), send the same messages,
+and pass the same contract suite (tests/contract/).  Executors register by name
+(:mod:`ribbed.scheduler.registry`).
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import numpy as np
 from ribbed.errors import Problem, ScenarioError
 
 if TYPE_CHECKING:
-    from ribbed.agents.neuron import NeuronAgent
-    from ribbed.environment.network import PopulationInfo, ProjectionInfo
-    from ribbed.model import NetworkModel
+    import mesa
+
+    from ribbed.environment.network import Network
     from ribbed.scenarios.schema import Scenario
 
-__all__ = ["AVAILABLE_EXECUTORS", "Executor", "Prediction", "TickResult", "check_backend", "make_executor"]
+__all__ = ["AVAILABLE_EXECUTORS", "Executor", "ExecutorInputs", "Prediction", "TickResult", "check_backend",
+           "make_executor"]
 
 #: The executors this version can run.
 AVAILABLE_EXECUTORS = ("reference", "batched", "ray")
@@ -63,22 +68,28 @@ class Prediction(NamedTuple):
     activation_mean: np.ndarray  # per neuron, over the samples
     activation_std: np.ndarray
     activations: dict[str, np.ndarray] = {}  # (samples, size) of the populations asked for
+    #: Per neuron, what it emitted per sample (and step) on average: y under the rate policy.
+    firing_rate: np.ndarray | None = None
 
 
 class Executor(ABC):
-    """What the model needs from an executor (see the module docstring).
+    """The contract every executor keeps (see the module docstring and docs/architecture.md).
 
-    ``neurons`` holds one agent per neuron, indexed by agent id: the model registers them as
-    its Mesa agents, so analysis code reads neuron state the same way on every executor.
+    ``neurons`` holds one Mesa agent per neuron, indexed by agent id (the executor's own agents,
+    or views that read and write through :meth:`read` and :meth:`write`), and ``clusters`` the
+    agents of guide clusters, with ids after the neurons'.  State is reached by name through the
+    declared table :data:`~ribbed.agents.state.STATE_TABLE`; adding a per-neuron quantity is one
+    row there and its ``read`` (and ``write``) in each executor.
     """
 
     name = "executor"
     #: Where and in what precision it computes (recorded in a run's summary).
     device_name = "cpu"
     dtype_name = "float64"
-    neurons: list[NeuronAgent]
-    #: The ClusterAgents (or their views) of guided populations, in id order after the neurons.
+    neurons: list
     clusters: list = []
+    #: Changes whenever the state may have changed (a tick, a write, a load): memoized reads key on it.
+    version = 0
 
     @abstractmethod
     def tick(self, tick: int, index: np.ndarray) -> TickResult:
@@ -91,31 +102,30 @@ class Executor(ABC):
         The activations of the populations named in ``keep`` come back too."""
 
     @abstractmethod
-    def get_weights(self, projection: ProjectionInfo) -> np.ndarray:
-        """The projection's weights, one per synapse in canonical order."""
+    def read(self, name: str, where: str):
+        """The state ``name`` (a row of the table) of the projection or population ``where``, as
+        float64 numpy arrays in canonical order (a dict for optimizer state; None where the row
+        says it can be)."""
 
     @abstractmethod
-    def set_weights(self, projection: ProjectionInfo, values: np.ndarray) -> None: ...
+    def write(self, name: str, where: str, values) -> None:
+        """Set the writable state ``name`` of ``where`` (values in the shape :meth:`read` gives);
+        the next tick computes with it."""
 
-    @abstractmethod
-    def get_feedback(self, projection: ProjectionInfo) -> np.ndarray | None:
-        """The fixed feedback weights of a feedback-alignment projection, else None."""
+    def read_cached(self, name: str, where: str):
+        """:meth:`read`, memoized until the state changes (for views that read one neuron at a time)."""
+        cache = self.__dict__.setdefault("_read_cache", {})
+        if cache.get("version") != self.version:
+            cache.clear()
+            cache["version"] = self.version
+        key = (name, where)
+        if key not in cache:
+            cache[key] = self.read(name, where)
+        return cache[key]
 
-    @abstractmethod
-    def set_feedback(self, projection: ProjectionInfo, values: np.ndarray) -> None: ...
-
-    @abstractmethod
-    def get_biases(self, population: PopulationInfo) -> np.ndarray: ...
-
-    @abstractmethod
-    def set_biases(self, population: PopulationInfo, values: np.ndarray) -> None: ...
-
-    @abstractmethod
-    def get_dfa(self, population: PopulationInfo) -> np.ndarray | None:
-        """A DFA population's fixed projections of the output error (size x n_outputs), else None."""
-
-    @abstractmethod
-    def set_dfa(self, population: PopulationInfo, values: np.ndarray) -> None: ...
+    def changed(self) -> None:
+        """Note that the state changed (memoized reads are dropped)."""
+        self.version += 1
 
     @property
     @abstractmethod
@@ -124,27 +134,21 @@ class Executor(ABC):
 
     @abstractmethod
     def tick_values(self, activity: bool, messages: bool) -> dict:
-        """What the last tick computed, for the message log (references, not copies: the next
-        tick replaces them rather than writing into them): per population in network order,
-        ``activation`` (batch x size) when ``activity``, and ``delta`` (batch x size, None where
-        the population computed no credit) with the task's ``answer`` dL/dy when ``messages``."""
+        """What the last tick computed, for the message log (references, not copies, in the
+        executor's own precision: the next tick replaces them rather than writing into them): per
+        population in network order, ``activation`` (batch x size) when ``activity``, and ``delta``
+        (batch x size, None where the population computed no credit) with the task's ``answer``
+        B dL/dy when ``messages``."""
 
-    #: What a snapshot saves besides weights and biases (scheduler/state.py).
-    _state_attrs: tuple[str, ...] = ()
+    @abstractmethod
+    def state(self) -> tuple[dict, dict]:
+        """The executor's learned and running state (optimizers, guides, meta state, coupling,
+        held-over activity, message counts) as ``(values, kinds)`` (scheduler/state.py); weights
+        and biases are read in canonical order through :meth:`read`."""
 
-    def state_arrays(self) -> tuple[dict, dict]:
-        """The executor's running state (optimizers, guides, meta state, coupling, held-over
-        activity, message counts) as ``(values, kinds)``; weights and biases are read in canonical
-        order through :meth:`get_weights` and :meth:`get_biases`."""
-        from ribbed.scheduler.state import collect_state
-
-        return collect_state(self)
-
-    def load_state_arrays(self, values: dict, kinds: dict) -> None:
-        """Put back what :meth:`state_arrays` returned (into an executor of the same scenario)."""
-        from ribbed.scheduler.state import restore_state
-
-        restore_state(self, values, kinds, getattr(self, "device", None))
+    @abstractmethod
+    def load_state(self, values: dict, kinds: dict) -> None:
+        """Put back what :meth:`state` returned (into an executor of the same scenario)."""
 
     @abstractmethod
     def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
@@ -152,11 +156,6 @@ class Executor(ABC):
         over its neurons and the samples ``inputs`` (with ``targets`` as context): the true
         credit is that of a tick with propagated error, without learning; the guides predict
         from the same features; cycle-closing inputs read as 0."""
-
-    @abstractmethod
-    def guidance_state(self, name: str) -> dict[str, np.ndarray]:
-        """A guided population's ``alpha`` and meta unit (``cluster``) per neuron, and the last
-        tick's ``guidance`` (batch x size; None before the first tick)."""
 
     def close(self) -> None:
         """Release what the executor holds outside this process (the Ray executor's shards); its
@@ -166,11 +165,21 @@ class Executor(ABC):
         """What a run's summary records about how the executor ran (beyond its name, device and dtype)."""
         return {}
 
-    def store_activation_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
-        """Keep each neuron's held-out activation statistics (from :meth:`predict`) where its
-        agent reads them."""
-        for neuron, m, s in zip(self.neurons, mean, std):
-            neuron.activation_mean, neuron.activation_std = float(m), float(s)
+
+class ExecutorInputs(NamedTuple):
+    """What an executor is built from: the network (drawn in shared code), the training data, the
+    guides' estimators, and the Mesa model its agents join."""
+
+    network: Network
+    train_inputs: np.ndarray  # (samples, n_inputs)
+    train_targets: np.ndarray  # (samples, n_outputs): one-hot classes or regression targets
+    loss: str  # "cross_entropy" or "mse"
+    guide_estimators: dict  # population name -> scikit-learn regressor (guide kind sklearn)
+    host: mesa.Model  # the Mesa model whose agents the executor's neurons and clusters are
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.network.scenario
 
 
 def check_backend(scenario: Scenario) -> None:
@@ -203,17 +212,9 @@ def check_backend(scenario: Scenario) -> None:
                 "pip install 'ray>=2.9', or use 'backend: {kind: batched}'")) from None
 
 
-def make_executor(model: NetworkModel) -> Executor:
-    """The executor named by the scenario's backend."""
-    check_backend(model.scenario)
-    if model.scenario.backend.kind == "ray":
-        from ribbed.scheduler.ray.executor import RayExecutor
+def make_executor(inputs: ExecutorInputs) -> Executor:
+    """The executor the scenario's backend names, built from ``inputs`` (a lookup in the registry)."""
+    from ribbed.scheduler.registry import executor_class
 
-        return RayExecutor(model)
-    if model.scenario.backend.kind == "batched":
-        from ribbed.scheduler.batched.executor import BatchedExecutor
-
-        return BatchedExecutor(model)
-    from ribbed.scheduler.reference.executor import ReferenceExecutor
-
-    return ReferenceExecutor(model)
+    check_backend(inputs.scenario)
+    return executor_class(inputs.scenario.backend.kind)(inputs)

@@ -153,7 +153,8 @@ def assert_same_state(reference, batched) -> None:
 def assert_same_guidance(reference, batched) -> None:
     """Guided populations: the same guidance, alpha and clusters; tree guides bit for bit."""
     for name, guided in reference.network.guided.items():
-        expected, got = reference.executor.guidance_state(name), batched.executor.guidance_state(name)
+        expected, got = ({key: model.executor.read(key, name) for key in ("alpha", "cluster", "guidance")}
+                         for model in (reference, batched))
         np.testing.assert_array_equal(got["cluster"], expected["cluster"], err_msg=f"clusters of {name}")
         if guided.guide.kind == "tree":
             np.testing.assert_array_equal(got["guidance"], expected["guidance"], err_msg=f"tree guidance of {name}")

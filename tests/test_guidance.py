@@ -264,8 +264,8 @@ def test_a_scikit_learn_regressor_from_python_guides_both_executors():
     reference.run()
     batched.run()
     assert isinstance(reference.executor.clusters[0].guide.model_, KNeighborsRegressor)
-    np.testing.assert_allclose(batched.executor.guidance_state("h")["guidance"],
-                               reference.executor.guidance_state("h")["guidance"], rtol=1e-7)
+    np.testing.assert_allclose(batched.executor.read("guidance", "h"),
+                               reference.executor.read("guidance", "h"), rtol=1e-7)
     assert not hasattr(estimator, "_fit_X")  # cloned, never fitted itself
 
 

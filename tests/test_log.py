@@ -216,8 +216,8 @@ def test_resume_continues_exactly(tmp_path: Path, name: str, backend: str) -> No
     assert (tmp_path / "cut" / "metrics.csv").read_text() == (tmp_path / "whole" / "metrics.csv").read_text()
     for p, projection in whole.model.projections.items():
         assert np.array_equal(projection.get_weights(), resumed.model.projections[p].get_weights())
-    values, _ = whole.model.executor.state_arrays()
-    again, _ = resumed.model.executor.state_arrays()
+    values, _ = whole.model.executor.state()
+    again, _ = resumed.model.executor.state()
     assert values.keys() == again.keys()
     for key in values:
         assert (values[key] is None and again[key] is None) or np.array_equal(values[key], again[key], equal_nan=True), key
@@ -244,8 +244,8 @@ def test_replay_until_rebuilds_the_state_of_that_tick(tmp_path: Path) -> None:
         direct.step()
     for name, projection in direct.projections.items():
         assert np.array_equal(projection.get_weights(), model.projections[name].get_weights())
-    values, _ = direct.executor.state_arrays()
-    again, _ = model.executor.state_arrays()
+    values, _ = direct.executor.state()
+    again, _ = model.executor.state()
     for key in values:
         assert (values[key] is None and again[key] is None) or np.array_equal(values[key], again[key], equal_nan=True), key
     with pytest.raises(RibbedError, match="not in this run"):

@@ -60,7 +60,7 @@ def builtin(name: str, ticks: int = 30, **run) -> dict:
 
 
 def weights(model) -> list[np.ndarray]:
-    return [model.executor.get_weights(p) for p in model.network.projections]
+    return [model.executor.read("weights", p.name) for p in model.network.projections]
 
 
 # ---------------------------------------------------------------------------- equivalence
@@ -109,7 +109,7 @@ def test_two_and_three_shards_give_identical_results(name):
             for _ in range(15):
                 model.step()
             runs.append(([model.last_result.loss], weights(model),
-                         [model.executor.get_biases(p) for p in model.network.populations.values()]))
+                         [model.executor.read("bias", name) for name in model.network.populations]))
         finally:
             model.executor.close()
     for a, b in zip(*runs):
@@ -154,7 +154,7 @@ def test_a_sharded_run_is_logged_and_verifies(tmp_path: Path, name: str, level: 
     assert report.ok, report.difference
     assert report.ticks_checked == 30
     # The closed executor still answers reads from its final state.
-    assert np.isfinite(result.model.executor.get_weights(result.model.network.projections[0])).all()
+    assert np.isfinite(result.model.executor.read("weights", result.model.network.projections[0].name)).all()
 
 
 def test_a_killed_shard_stops_the_run_with_its_name_and_tick_and_the_run_resumes_identically(tmp_path: Path):

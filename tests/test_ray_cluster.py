@@ -47,8 +47,8 @@ def test_shards_land_on_their_nodes_and_match_the_batched_result(cluster):
             sharded.step()
             assert sharded.last_result.loss == pytest.approx(batched.last_result.loss, rel=RTOL, abs=ATOL)
         for projection in batched.network.projections:
-            np.testing.assert_allclose(sharded.executor.get_weights(projection),
-                                       batched.executor.get_weights(projection), rtol=RTOL, atol=ATOL)
+            np.testing.assert_allclose(sharded.executor.read("weights", projection.name),
+                                       batched.executor.read("weights", projection.name), rtol=RTOL, atol=ATOL)
         assert sharded.executor.describe()["partitioning"]["cut_synapses"] > 0
     finally:
         sharded.executor.close()

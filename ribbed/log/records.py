@@ -62,7 +62,7 @@ def topology_body(model: NetworkModel) -> dict:
         index = np.int32 if max(p.pre.size, p.post.size) < 2**31 else np.int64
         projections.append({"pre": p.pre_idx.astype(index), "post": p.post_idx.astype(index),
                             "feedback": None if p.feedback is None else
-                model.executor.get_feedback(p).astype(np.dtype(model.executor.dtype_name))})
+                model.executor.read("feedback", p.name).astype(np.dtype(model.executor.dtype_name))})
     return {"tick": -1, "projections": projections}
 
 
@@ -116,19 +116,19 @@ def _columns(parts: list, outputs: np.ndarray) -> np.ndarray:
 def weights_before_tick(model: NetworkModel) -> dict:
     """The weights the coming tick's error messages are made with (projections that send error
     back along their own weights), for the ``messages`` level."""
-    return {p.name: model.executor.get_weights(p).astype(np.dtype(model.executor.dtype_name))
+    return {p.name: model.executor.read("weights", p.name).astype(np.dtype(model.executor.dtype_name))
             for p in model.network.projections if p.sends_error and p.feedback is None}
 
 
 def snapshot_body(model: NetworkModel) -> dict:
     """Everything the run needs to continue from this tick (taken now, as copies)."""
     executor = model.executor
-    state, kinds = executor.state_arrays()
+    state, kinds = executor.state()
     return {
         "tick": model.tick,
         "counts": executor.message_counts,
-        "weights": {p.name: executor.get_weights(p) for p in model.network.projections},
-        "biases": {name: executor.get_biases(p) for name, p in model.network.populations.items()},
+        "weights": {p.name: executor.read("weights", p.name) for p in model.network.projections},
+        "biases": {name: executor.read("bias", name) for name, p in model.network.populations.items()},
         "state": state, "kinds": kinds,
         "rng": {"numpy": json.dumps(model.rng.bit_generator.state), "random": json.dumps(model.random.getstate())},
         "counts_at_record": model._counts_at_record,
@@ -141,11 +141,11 @@ def restore_snapshot(model: NetworkModel, body: dict, decode: Callable[[object],
     """Put a snapshot's state into a freshly built model of the same scenario."""
     executor = model.executor
     for p in model.network.projections:
-        executor.set_weights(p, np.array(decode(body["weights"][p.name])))
+        executor.write("weights", p.name, np.array(decode(body["weights"][p.name])))
     for name, p in model.network.populations.items():
-        executor.set_biases(p, np.array(decode(body["biases"][name])))
+        executor.write("bias", name, np.array(decode(body["biases"][name])))
     state = {key: None if value is None else np.array(decode(value)) for key, value in body["state"].items()}
-    executor.load_state_arrays(state, body["kinds"])
+    executor.load_state(state, body["kinds"])
     model.rng.bit_generator.state = json.loads(body["rng"]["numpy"])
     version, internal, gauss = json.loads(body["rng"]["random"])
     model.random.setstate((version, tuple(internal), gauss))

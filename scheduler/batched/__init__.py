@@ -1,1 +1,5 @@
-"""The batched executor."""
+"""The batched executor (see executor.py)."""
+
+from ribbed.scheduler.registry import register
+
+register("batched", "ribbed.scheduler.batched.executor:BatchedExecutor")

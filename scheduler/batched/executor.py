@@ -18,66 +18,28 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from ribbed.agents.activations import TORCH_ACTIVATIONS
 from ribbed.agents.guides import task_context
-from ribbed.agents.stacked_optimizers import StackedOptimizer, make_stacked_optimizer
-from ribbed.agents.view import ClusterView, NeuronView
-from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo
+from ribbed.agents.state import state_field
+from ribbed.agents.view import make_views
+from ribbed.scheduler.base import Executor, ExecutorInputs, Prediction, TickResult
 from ribbed.scheduler.batched.guidance import BatchedGuidance
-from ribbed.scheduler.device import resolve_device, resolve_dtype
-from ribbed.scheduler.base import Executor, Prediction, TickResult
 from ribbed.scheduler.batched.learning import learn
+from ribbed.scheduler.batched.populations import PopulationTensors, SynapseTensors
+from ribbed.scheduler.batched.projection_tensors import make_projection_tensors
+from ribbed.scheduler.device import resolve_device, resolve_dtype
+from ribbed.scheduler.state import collect_state, restore_state
 from ribbed.scheduler.messages import messages_per_tick
-from ribbed.scheduler.batched.projection_tensors import ProjectionTensors, make_projection_tensors
 
 if TYPE_CHECKING:
-    from ribbed.model import NetworkModel
+    from ribbed.environment.network import Network
 
-__all__ = ["BatchedExecutor", "TORCH_LOSSES", "make_views"]
+__all__ = ["BatchedExecutor", "TORCH_LOSSES"]
+
+#: Per-neuron values of the last evaluation, kept for reads (by agent id).
+EVALUATION_FIELDS = ("activation_mean", "activation_std", "firing_rate")
 
 #: Evaluation runs the held-out set in chunks of at most this many neuron activations.
 PREDICT_CHUNK = 2**24
-
-
-class _Synapses:
-    """One projection's tensors: layout, weights, fixed feedback weights, optimizer."""
-
-    _state_attrs = ("optimizer",)  # and the weights, saved in canonical order
-
-    def __init__(self, info: ProjectionInfo, layout: ProjectionTensors):
-        self.info = info
-        self.layout = layout
-        self.weights = layout.tensor(info.weights)
-        self.feedback = None if info.feedback is None else layout.tensor(info.feedback)
-        self.optimizer: StackedOptimizer | None = (
-            None if info.frozen else make_stacked_optimizer(info.learning, self.weights)
-        )
-        self.kappa = info.learning.kappa
-        self.x: torch.Tensor | None = None  # the presynaptic activity of this tick
-
-
-class _Population:
-    """One population's tensors and the projections that concern it."""
-
-    _state_attrs = ("bias_optimizer", "y", "guidance")  # and the bias; y feeds cycle-closing edges
-
-    def __init__(self, info: PopulationInfo, device: torch.device, dtype: torch.dtype):
-        self.info = info
-        self.activation = TORCH_ACTIVATIONS[info.activation]
-        self.bias = torch.zeros(info.size, dtype=dtype, device=device)
-        self.bias_optimizer = make_stacked_optimizer(info.learning, self.bias) if info.learns_bias else None
-        self.incoming: list[_Synapses] = []
-        self.sends_error: list[_Synapses] = []  # outgoing projections that carry errors back to it
-        self.plastic: list[_Synapses] = []
-        self.dfa: torch.Tensor | None = None  # (size, n_outputs)
-        self.sanger: list[_Synapses] = []
-        self.plastic_counts: torch.Tensor | None = None  # plastic synapses per neuron (chiral shares)
-        self.u: torch.Tensor | None = None
-        self.y: torch.Tensor | None = None
-        self.delta: torch.Tensor | None = None
-        self.credit: torch.Tensor | None = None  # what it learns from: delta, or delta blended with guidance
-        self.guidance: BatchedGuidance | None = None
-        self.previous: torch.Tensor | None = None  # last tick's y, for cycle-closing projections
 
 
 class BatchedExecutor(Executor):
@@ -86,23 +48,23 @@ class BatchedExecutor(Executor):
     name = "batched"
     _state_attrs = ("projections", "populations", "_counts")
 
-    def __init__(self, model: NetworkModel, device: torch.device | None = None, views: bool = True):
+    def __init__(self, inputs: ExecutorInputs, device: torch.device | None = None, views: bool = True):
         """``device`` overrides the scenario's; without ``views`` no agent views are made (for an
         executor that holds state on another executor's behalf, whose views those are)."""
-        network: Network = model.network
+        network: Network = inputs.network
         scenario = network.scenario
         self.network = network
         self.device, self.dtype = device or resolve_device(scenario), resolve_dtype(scenario)
         self.device_name, self.dtype_name = str(self.device), str(self.dtype).removeprefix("torch.")
-        self.inputs = torch.as_tensor(model.dataset.X_train, dtype=self.dtype, device=self.device)
-        self.targets = torch.as_tensor(model.targets_train, dtype=self.dtype, device=self.device)
-        self.loss_name = model.dataset.loss
+        self.inputs = torch.as_tensor(inputs.train_inputs, dtype=self.dtype, device=self.device)
+        self.targets = torch.as_tensor(inputs.train_targets, dtype=self.dtype, device=self.device)
+        self.loss_name = inputs.loss
         backend = scenario.backend
-        self.populations = {name: _Population(info, self.device, self.dtype) for name, info in network.populations.items()}
-        self.projections: list[_Synapses] = []
+        self.populations = {name: PopulationTensors(info, self.device, self.dtype) for name, info in network.populations.items()}
+        self.projections: list[SynapseTensors] = []
         for info, spec in zip(network.projections, scenario.projections):
             layout = make_projection_tensors(info, spec.storage, backend.sparse_threshold, self.device, self.dtype)
-            synapses = _Synapses(info, layout)
+            synapses = SynapseTensors(info, layout)
             self.projections.append(synapses)
             post = self.populations[info.post.name]
             post.incoming.append(synapses)
@@ -114,7 +76,7 @@ class BatchedExecutor(Executor):
                 post.sanger.append(synapses)
         for name, matrix in network.dfa_matrices.items():
             self.populations[name].dfa = torch.as_tensor(matrix, dtype=self.dtype, device=self.device)
-        self._delayed_sources = sorted({p.info.pre.name for p in self.projections if p.info.delayed})
+        self.delayed_sources = sorted({p.info.pre.name for p in self.projections if p.info.delayed})
         self._levels = [[self.populations[p.name] for p in level if p.role != "input"] for level in network.levels]
         self._output = self.populations[network.output.name]
         self._input = self.populations[network.input.name]
@@ -122,15 +84,15 @@ class BatchedExecutor(Executor):
         self._counts = np.zeros_like(self._per_tick[True])
         self._backward_every = scenario.schedule.backward_every
         for name, guided in network.guided.items():
-            self.populations[name].guidance = BatchedGuidance(guided, model.guide_estimators.get(name),
+            self.populations[name].guidance = BatchedGuidance(guided, inputs.guide_estimators.get(name),
                                                               self.device, self.dtype)
         self._guided = [self.populations[name] for name in network.guided]
-        self._activation_stats: np.ndarray | None = None
-        self._agent_cache: dict | None = None  # per-neuron values the agent views read
+        self.evaluation = {key: np.full(network.n_neurons, np.nan) for key in EVALUATION_FIELDS}
+        self._answer: torch.Tensor | None = None
         for population in self.populations.values():
             counts = sum(s.layout.row_counts for s in population.plastic)
             population.plastic_counts = torch.as_tensor(counts, dtype=self.dtype, device=self.device)
-        self.neurons, self.clusters = make_views(model, self, network) if views else ([], [])
+        self.neurons, self.clusters = make_views(inputs.host, self, network) if views else ([], [])
 
     # ------------------------------------------------------------------ the tick
 
@@ -140,14 +102,14 @@ class BatchedExecutor(Executor):
             index = index.pin_memory().to(self.device, non_blocking=True)
         with torch.no_grad():
             result = self._tick(tick, index)
-        self._agent_cache = None
+        self.changed()
         return result
 
     def _tick(self, tick: int, index: torch.Tensor) -> TickResult:
         x = self.inputs.index_select(0, index)
         targets = self.targets.index_select(0, index)
         batch = x.shape[0]
-        for name in self._delayed_sources:
+        for name in self.delayed_sources:
             population = self.populations[name]
             y = population.y
             population.previous = (
@@ -223,7 +185,7 @@ class BatchedExecutor(Executor):
                         synapses.layout.backward(post.delta, matrix, total)
                 population.delta = total.mul_(population.activation.df(population.u, population.y))
 
-    def _learn(self, population: _Population, batch: int) -> None:
+    def _learn(self, population: PopulationTensors, batch: int) -> None:
         learn(population, batch, self.dtype)
 
     # ------------------------------------------------------------------ evaluation
@@ -251,9 +213,12 @@ class BatchedExecutor(Executor):
                     mean = mean + diff * (n / (count + n))
                     m2 = m2 + part_var * n + diff * diff * (count * n / (count + n))
                 count += n
-        return Prediction(outputs=np.concatenate(outputs).astype(np.float64), activation_mean=mean.cpu().numpy(),
+        mean = mean.cpu().numpy()
+        # Every neuron follows the rate policy: what it emits is its activation.
+        return Prediction(outputs=np.concatenate(outputs).astype(np.float64), activation_mean=mean,
                           activation_std=torch.sqrt(m2 / count).cpu().numpy(),
-                          activations={name: np.concatenate(parts) for name, parts in kept.items()})
+                          activations={name: np.concatenate(parts) for name, parts in kept.items()},
+                          firing_rate=mean.copy())
 
     def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
         """For each guided population, sums over neurons and samples of (guidance - credit)^2,
@@ -271,7 +236,7 @@ class BatchedExecutor(Executor):
             for start in range(0, samples, chunk):
                 x = torch.as_tensor(inputs[start:start + chunk], dtype=self.dtype, device=self.device)
                 t = torch.as_tensor(targets[start:start + chunk], dtype=self.dtype, device=self.device)
-                for name in self._delayed_sources:
+                for name in self.delayed_sources:
                     population = self.populations[name]
                     population.previous = torch.zeros(x.shape[0], population.info.size, dtype=self.dtype,
                                                       device=self.device)
@@ -307,54 +272,90 @@ class BatchedExecutor(Executor):
                 values[population.info.name] = population.activation.f(u)
         return values
 
-    def store_activation_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
-        self._activation_stats = np.stack([mean, std])
-
-    def activation_stat(self, which: int, agent_id: int) -> float:
-        return float("nan") if self._activation_stats is None else float(self._activation_stats[which, agent_id])
-
     # ------------------------------------------------------------------ state access
 
-    def _synapses(self, projection: ProjectionInfo) -> _Synapses:
-        return self.projections[projection.index]
+    def read(self, name: str, where: str):
+        field = state_field(name)
+        if field.where == "projection":
+            synapses = self._projection(where)
+            if name == "optimizer":
+                return None if synapses.optimizer is None else {
+                    key: value if isinstance(value, int) else synapses.layout.canonical(value)
+                    for key, value in synapses.optimizer.state().items()}
+            values = getattr(synapses, name)
+            return None if values is None else synapses.layout.canonical(values)
+        population = self.populations[where]
+        info = population.info
+        if name in EVALUATION_FIELDS:
+            return self.evaluation[name][info.start:info.start + info.size].copy()
+        if name == "bias_optimizer":
+            optimizer = population.bias_optimizer
+            return None if optimizer is None else {key: value if isinstance(value, int) else _numpy(value)
+                                                   for key, value in optimizer.state().items()}
+        if name == "in_degree":
+            return np.asarray(sum((s.layout.row_counts for s in population.incoming), np.zeros(info.size, np.int64)),
+                              dtype=np.int64)
+        if name == "weight_norm":
+            squares = torch.zeros(info.size, dtype=torch.float64, device=self.device)
+            for synapses in population.incoming:
+                squares += synapses.layout.row_sum(synapses.weights.to(torch.float64) ** 2)
+            return torch.sqrt(squares).cpu().numpy()
+        if name in ("alpha", "cluster", "guidance", "guide_paths", "guide_alpha"):
+            guidance = population.guidance
+            if guidance is None:
+                return np.full(info.size, np.nan) if name == "alpha" else None
+            if name == "guide_paths":
+                return np.array(guidance.paths)
+            if name == "guide_alpha":
+                units = guidance.coupling.unit_guides()
+                values = np.full(guidance.coupling.n_guides, np.nan)
+                values[units] = np.asarray(guidance.unit_alpha, dtype=np.float64)
+                return values
+            value = guidance.state()[name]  # numpy already
+            return None if value is None else np.array(value)
+        values = getattr(population, name)
+        return None if values is None else _numpy(values)
 
-    def _as_layout(self, synapses: _Synapses, values: np.ndarray) -> torch.Tensor:
-        return synapses.layout.tensor(np.asarray(values, dtype=np.float64))
+    def write(self, name: str, where: str, values) -> None:
+        field = state_field(name)
+        if not field.writable:
+            raise ValueError(f"state {name!r} cannot be written")
+        if field.where == "projection":
+            synapses = self._projection(where)
+            target = getattr(synapses, name)
+            if target is None:
+                raise ValueError(f"projection {where!r} has no {name}")
+            # in place: views and optimizers keep seeing the same tensor
+            target.copy_(synapses.layout.tensor(np.asarray(values, dtype=np.float64)))
+        else:
+            population = self.populations[where]
+            info = population.info
+            if name in EVALUATION_FIELDS:
+                self.evaluation[name][info.start:info.start + info.size] = values
+            elif name == "alpha":
+                if population.guidance is None:
+                    raise ValueError(f"population {where!r} has no guide, so no alpha")
+                population.guidance.alpha.copy_(torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=self.dtype))
+            else:
+                target = getattr(population, name)
+                if target is None:
+                    raise ValueError(f"population {where!r} has no {name}")
+                target.copy_(torch.as_tensor(np.asarray(values), dtype=self.dtype))
+        self.changed()
 
-    def get_weights(self, projection: ProjectionInfo) -> np.ndarray:
-        synapses = self._synapses(projection)
-        return synapses.layout.canonical(synapses.weights)
-
-    def set_weights(self, projection: ProjectionInfo, values: np.ndarray) -> None:
-        synapses = self._synapses(projection)
-        synapses.weights.copy_(self._as_layout(synapses, values))  # in place: views and optimizers stay valid
-        self._agent_cache = None
-
-    def get_feedback(self, projection: ProjectionInfo) -> np.ndarray | None:
-        synapses = self._synapses(projection)
-        return None if synapses.feedback is None else synapses.layout.canonical(synapses.feedback)
-
-    def set_feedback(self, projection: ProjectionInfo, values: np.ndarray) -> None:
-        synapses = self._synapses(projection)
-        synapses.feedback.copy_(self._as_layout(synapses, values))
-
-    def get_biases(self, population: PopulationInfo) -> np.ndarray:
-        return self.populations[population.name].bias.cpu().numpy().astype(np.float64)
-
-    def set_biases(self, population: PopulationInfo, values: np.ndarray) -> None:
-        self.populations[population.name].bias.copy_(torch.as_tensor(values, dtype=self.dtype))
-        self._agent_cache = None
-
-    def get_dfa(self, population: PopulationInfo) -> np.ndarray | None:
-        dfa = self.populations[population.name].dfa
-        return None if dfa is None else dfa.cpu().numpy().astype(np.float64)
-
-    def set_dfa(self, population: PopulationInfo, values: np.ndarray) -> None:
-        self.populations[population.name].dfa.copy_(torch.as_tensor(values, dtype=self.dtype))
+    def _projection(self, name: str) -> SynapseTensors:
+        for synapses in self.projections:
+            if synapses.info.name == name:
+                return synapses
+        raise KeyError(f"no projection called {name!r}")
 
     @property
     def message_counts(self) -> np.ndarray:
         return self._counts.copy()
+
+    def set_message_counts(self, counts: np.ndarray) -> None:
+        """Replace the message counts (an executor that mirrors another's state keeps its counts)."""
+        self._counts = np.array(counts, dtype=self._counts.dtype)
 
     def tick_values(self, activity: bool, messages: bool) -> dict:
         values: dict = {}
@@ -365,77 +366,26 @@ class BatchedExecutor(Executor):
             values["answer"] = self._answer
         return values
 
-    def load_state_arrays(self, values: dict, kinds: dict) -> None:
-        super().load_state_arrays(values, kinds)
-        self._agent_cache = None
+    def set_tick_values(self, values: dict[str, dict[str, torch.Tensor | None]], answer: torch.Tensor | None) -> None:
+        """Make the last tick's values those computed elsewhere (per population: u, y, delta,
+        credit; and the task's answer), for an executor that mirrors another's state."""
+        for name, population_values in values.items():
+            population = self.populations[name]
+            for key, value in population_values.items():
+                setattr(population, key, value)
+        self._answer = answer
+        self.changed()
 
-    def guidance_state(self, name: str) -> dict[str, np.ndarray]:
-        return self.populations[name].guidance.state()
+    def state(self) -> tuple[dict, dict]:
+        return collect_state(self)
 
-    def neuron_guidance_value(self, population: PopulationInfo, key: str, index: int):
-        guidance = self.populations[population.name].guidance
-        if guidance is None:
-            return float("nan") if key == "alpha" else None
-        if key == "alpha":
-            return float(guidance.alpha[index])
-        return None if guidance.guidance is None else guidance.guidance[:, index].cpu().numpy().astype(np.float64)
-
-    # ------------------------------------------------------------------ per-neuron reads (agent views)
-
-    def state_of(self, population: PopulationInfo, name: str) -> torch.Tensor | None:
-        return getattr(self.populations[population.name], name)
-
-    def _agent_values(self) -> dict:
-        """Every neuron's bias and weight norm, computed once per state (a view reading one
-        neuron at a time would otherwise copy from the device once per neuron)."""
-        if self._agent_cache is None:
-            biases, norms = {}, {}
-            for name, population in self.populations.items():
-                biases[name] = population.bias.cpu().numpy().astype(np.float64)
-                squares = torch.zeros(population.info.size, dtype=torch.float64, device=self.device)
-                for synapses in population.incoming:
-                    squares += synapses.layout.row_sum(synapses.weights.to(torch.float64) ** 2)
-                norms[name] = torch.sqrt(squares).cpu().numpy()
-            self._agent_cache = {"bias": biases, "weight_norm": norms}
-        return self._agent_cache
-
-    def neuron_bias(self, population: PopulationInfo, index: int) -> float:
-        return float(self._agent_values()["bias"][population.name][index])
-
-    def neuron_weight_norm(self, population: PopulationInfo, index: int) -> float:
-        return float(self._agent_values()["weight_norm"][population.name][index])
-
-    def neuron_in_degree(self, population: PopulationInfo, index: int) -> int:
-        return int(sum(s.layout.row_counts[index] for s in self.populations[population.name].incoming))
-
-    def neuron_weights(self, population: PopulationInfo, index: int) -> np.ndarray:
-        parts = [s.layout.neuron_values(s.weights, index) for s in self.populations[population.name].incoming]
-        return np.concatenate(parts) if parts else np.zeros(0)
-
-    def neuron_optimizer_state(self, population: PopulationInfo, index: int) -> dict[str, dict]:
-        state_of = self.populations[population.name]
-        result = {}
-        for synapses in state_of.plastic:
-            result[synapses.info.name] = {
-                key: value if isinstance(value, int) else synapses.layout.neuron_values(value, index)
-                for key, value in synapses.optimizer.state().items()
-            }
-        if state_of.bias_optimizer is not None:
-            result["bias"] = {key: value if isinstance(value, int) else float(value[index])
-                              for key, value in state_of.bias_optimizer.state().items()}
-        return result
+    def load_state(self, values: dict, kinds: dict) -> None:
+        restore_state(self, values, kinds, self.device)
+        self.changed()
 
 
-def make_views(model: NetworkModel, executor: Executor, network: Network) -> tuple[list[NeuronView], list[ClusterView]]:
-    """One agent view per neuron and per guide cluster (ids after the neurons'), reading
-    ``executor``."""
-    neurons = [NeuronView(model, executor, population, i)
-               for population in network.populations.values() for i in range(population.size)]
-    clusters: list[ClusterView] = []
-    for guided in network.guided.values():
-        clusters += [ClusterView(model, executor, network.n_neurons + len(clusters) + g, guided.population, g)
-                     for g in range(guided.coupling.n_guides)]
-    return neurons, clusters
+def _numpy(values) -> np.ndarray:
+    return values.detach().cpu().numpy().astype(np.float64)
 
 
 def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,9 +34,10 @@ import torch
 from ribbed.agents.guides import task_context
 from ribbed.determinism import configure_torch
 from ribbed.errors import Problem, RibbedError
-from ribbed.scheduler.batched.executor import TORCH_LOSSES, BatchedExecutor, make_views
+from ribbed.agents.view import make_views
+from ribbed.scheduler.base import Executor, ExecutorInputs, Prediction, TickResult
+from ribbed.scheduler.batched.executor import EVALUATION_FIELDS, TORCH_LOSSES, BatchedExecutor
 from ribbed.scheduler.device import resolve_dtype
-from ribbed.scheduler.base import Executor, Prediction, TickResult
 from ribbed.scheduler.messages import messages_per_tick
 from ribbed.scheduler.ray.partitioning import Partitioning, partition_network
 from ribbed.scheduler.batched.projection_tensors import choose_layout
@@ -44,8 +45,7 @@ from ribbed.scheduler.ray.shard import (BlockData, Shard, ShardLayout, block_pop
                                     collect_optimizer, restore_optimizer, row_slice)
 
 if TYPE_CHECKING:
-    from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo
-    from ribbed.model import NetworkModel
+    from ribbed.environment.network import Network
 
 __all__ = ["RayExecutor", "ShardError", "default_shards"]
 
@@ -112,18 +112,18 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, model: NetworkModel):
+    def __init__(self, inputs: ExecutorInputs):
         import ray
 
-        network: Network = model.network
+        network: Network = inputs.network
         scenario = network.scenario
         backend = scenario.backend
-        self.network, self.scenario, self._model = network, scenario, model
+        self.network, self.scenario, self._inputs = network, scenario, inputs
         self.device, self.dtype = torch.device("cpu"), resolve_dtype(scenario)
         self.device_name, self.dtype_name = "cpu", str(self.dtype).removeprefix("torch.")
-        self.targets = torch.as_tensor(model.targets_train, dtype=self.dtype)
-        self.inputs = model.dataset.X_train
-        self.loss_name = model.dataset.loss
+        self.targets = torch.as_tensor(inputs.train_targets, dtype=self.dtype)
+        self.inputs = inputs.train_inputs
+        self.loss_name = inputs.loss
         self._timeout = backend.timeout_s
         # The shards, their placement group and a Ray started here go when the executor does,
         # closed or not (held apart from it, so that the finalizer does not keep it alive).
@@ -149,17 +149,17 @@ class RayExecutor(Executor):
         self._targets: torch.Tensor | None = None
         self.seconds = 0.0  # the driver's wall time in ticks
         self.ticks = 0
-        self.neurons, self.clusters = make_views(model, self, network)
+        self.neurons, self.clusters = make_views(inputs.host, self, network)
         self.shard_nodes: list[str] = []
         try:
-            self._start_shards(ray, model)
+            self._start_shards(ray)
         except BaseException:
             self.close()
             raise
 
     # ------------------------------------------------------------------ shards
 
-    def _start_shards(self, ray, model: NetworkModel) -> None:
+    def _start_shards(self, ray) -> None:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -314,6 +314,7 @@ class RayExecutor(Executor):
             self._mirror.populations[name].guidance.meta_stage(loss)
         self._counts += self._per_tick[backward]
         self._stale_state = self._stale_values = True
+        self.changed()
         self.seconds += time.perf_counter() - began
         self.ticks += 1
         return TickResult(loss=loss, outputs=outputs)
@@ -343,7 +344,7 @@ class RayExecutor(Executor):
     @property
     def _mirror(self) -> BatchedExecutor:
         if self._mirror_executor is None:
-            self._mirror_executor = BatchedExecutor(self._model, device=self.device, views=False)
+            self._mirror_executor = BatchedExecutor(self._inputs, device=self.device, views=False)
         return self._mirror_executor
 
     def _sync_values(self) -> None:
@@ -354,18 +355,17 @@ class RayExecutor(Executor):
         values: dict = {}
         for part in self._get([a.values.remote() for a in self._actors], "values", self._tick_no):
             values.update(part)
+        last: dict[str, dict] = {}
         for name, blocks in self.partitioning.blocks.items():
-            population = mirror.populations[name]
+            last[name] = {}
             for key in ("u", "y", "delta", "credit"):
                 parts = [values[(name, b.start)][key] for b in blocks]
-                setattr(population, key, None if any(p is None for p in parts)
-                        else torch.from_numpy(np.concatenate(parts, axis=1)))
+                last[name][key] = None if any(p is None for p in parts) else torch.from_numpy(np.concatenate(parts, axis=1))
         x = torch.as_tensor(self.inputs[self._x], dtype=self.dtype)
-        mirror.populations[self.network.input.name].u = mirror.populations[self.network.input.name].y = x
+        last[self.network.input.name] = {"u": x, "y": x}
         if self._answer is None and self._outputs is not None:
             self._answer = TORCH_LOSSES[self.loss_name](self._outputs, self._targets)[1]
-        mirror._answer = self._answer
-        mirror._agent_cache = None
+        mirror.set_tick_values(last, self._answer)
         self._stale_values = False
 
     def _sync_state(self) -> None:
@@ -390,8 +390,8 @@ class RayExecutor(Executor):
                 if synapses.feedback is not None:
                     synapses.feedback.copy_(torch.from_numpy(np.concatenate([s["feedback"] for s in pieces])))
                 restore_optimizer(synapses.optimizer, _concatenate([s["optimizer"] for s in pieces]))
-        mirror._counts = self._counts.copy()
-        mirror._agent_cache = None
+        mirror.set_message_counts(self._counts)
+        mirror.changed()
         self._stale_state = False
 
     def _push(self) -> None:
@@ -418,17 +418,13 @@ class RayExecutor(Executor):
                         "optimizer": _slice(state, part),
                     })
                 states[self.partitioning.shard_of(block)]["blocks"][(name, block.start)] = entry
-        for name in mirror._delayed_sources:
+        for name in mirror.delayed_sources:
             y = mirror.populations[name].y
             if y is not None:
                 for state in states:
                     state["last"][name] = y.numpy().copy()
         self._get([a.set_state.remote(state) for a, state in zip(self._actors, states)], "state", self._tick_no)
         self._dirty = False
-
-    def _changed(self) -> None:
-        self._dirty = True
-        self._mirror._agent_cache = None
 
     # ------------------------------------------------------------------ evaluation and state access
 
@@ -440,45 +436,19 @@ class RayExecutor(Executor):
         self._sync_state()
         return self._mirror.held_out_credit(inputs, targets)
 
-    def guidance_state(self, name: str) -> dict[str, np.ndarray]:
-        self._sync_values()
-        return self._mirror.guidance_state(name)
+    def read(self, name: str, where: str):
+        if name in _TICK_VALUES:
+            self._sync_values()
+        elif name not in EVALUATION_FIELDS:
+            self._sync_state()
+        return self._mirror.read(name, where)
 
-    def get_weights(self, projection: ProjectionInfo) -> np.ndarray:
+    def write(self, name: str, where: str, values) -> None:
         self._sync_state()
-        return self._mirror.get_weights(projection)
-
-    def set_weights(self, projection: ProjectionInfo, values: np.ndarray) -> None:
-        self._sync_state()
-        self._mirror.set_weights(projection, values)
-        self._changed()
-
-    def get_feedback(self, projection: ProjectionInfo) -> np.ndarray | None:
-        self._sync_state()
-        return self._mirror.get_feedback(projection)
-
-    def set_feedback(self, projection: ProjectionInfo, values: np.ndarray) -> None:
-        self._sync_state()
-        self._mirror.set_feedback(projection, values)
-        self._changed()
-
-    def get_biases(self, population: PopulationInfo) -> np.ndarray:
-        self._sync_state()
-        return self._mirror.get_biases(population)
-
-    def set_biases(self, population: PopulationInfo, values: np.ndarray) -> None:
-        self._sync_state()
-        self._mirror.set_biases(population, values)
-        self._changed()
-
-    def get_dfa(self, population: PopulationInfo) -> np.ndarray | None:
-        self._sync_state()
-        return self._mirror.get_dfa(population)
-
-    def set_dfa(self, population: PopulationInfo, values: np.ndarray) -> None:
-        self._sync_state()
-        self._mirror.set_dfa(population, values)
-        self._changed()
+        self._mirror.write(name, where, values)
+        if name not in EVALUATION_FIELDS:
+            self._dirty = True
+        self.changed()
 
     @property
     def message_counts(self) -> np.ndarray:
@@ -489,55 +459,20 @@ class RayExecutor(Executor):
             self._sync_values()
         return self._mirror.tick_values(activity, messages) if (activity or messages) else {}
 
-    def state_arrays(self) -> tuple[dict, dict]:
+    def state(self) -> tuple[dict, dict]:
         self._sync_state()
-        return self._mirror.state_arrays()
+        return self._mirror.state()
 
-    def load_state_arrays(self, values: dict, kinds: dict) -> None:
+    def load_state(self, values: dict, kinds: dict) -> None:
         self._sync_state()
-        self._mirror.load_state_arrays(values, kinds)
-        self._counts = self._mirror._counts.copy()
-        self._changed()
+        self._mirror.load_state(values, kinds)
+        self._counts = self._mirror.message_counts
+        self._dirty = True
+        self.changed()
 
-    # What the agent views read, from the mirror brought up to date.
 
-    @property
-    def populations(self) -> dict:
-        self._sync_state()
-        return self._mirror.populations
-
-    def store_activation_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
-        self._mirror.store_activation_stats(mean, std)
-
-    def activation_stat(self, which: int, agent_id: int) -> float:
-        return self._mirror.activation_stat(which, agent_id)
-
-    def state_of(self, population: PopulationInfo, name: str) -> torch.Tensor | None:
-        self._sync_values()
-        return self._mirror.state_of(population, name)
-
-    def neuron_bias(self, population: PopulationInfo, index: int) -> float:
-        self._sync_state()
-        return self._mirror.neuron_bias(population, index)
-
-    def neuron_weight_norm(self, population: PopulationInfo, index: int) -> float:
-        self._sync_state()
-        return self._mirror.neuron_weight_norm(population, index)
-
-    def neuron_in_degree(self, population: PopulationInfo, index: int) -> int:
-        return self._mirror.neuron_in_degree(population, index)
-
-    def neuron_weights(self, population: PopulationInfo, index: int) -> np.ndarray:
-        self._sync_state()
-        return self._mirror.neuron_weights(population, index)
-
-    def neuron_optimizer_state(self, population: PopulationInfo, index: int) -> dict[str, dict]:
-        self._sync_state()
-        return self._mirror.neuron_optimizer_state(population, index)
-
-    def neuron_guidance_value(self, population: PopulationInfo, key: str, index: int):
-        self._sync_values()
-        return self._mirror.neuron_guidance_value(population, key, index)
+#: Rows of the state table that the last tick computed (read from the shards' last values).
+_TICK_VALUES = frozenset({"u", "y", "delta", "credit", "guidance", "alpha", "cluster", "guide_paths", "guide_alpha"})
 
 
 # ---------------------------------------------------------------------- helpers

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ribbed.environment.network import PopulationInfo, ProjectionInfo
-from ribbed.scheduler.batched.executor import _Population, _Synapses
+from ribbed.scheduler.batched.populations import PopulationTensors, SynapseTensors
 from ribbed.scheduler.batched.learning import learn
 from ribbed.scheduler.ray.partitioning import Block
 from ribbed.scheduler.batched.projection_tensors import make_projection_tensors
@@ -98,7 +98,7 @@ def block_population(info: PopulationInfo, start: int, stop: int) -> PopulationI
     return replace(info, size=stop - start, start=info.start + start)
 
 
-class _BlockState(_Population):
+class _BlockState(PopulationTensors):
     """A block's tensors: the batched executor's population state for rows ``start:stop``."""
 
     def __init__(self, data: BlockData, info: PopulationInfo, dtype: torch.dtype):
@@ -107,7 +107,7 @@ class _BlockState(_Population):
         self.name, self.start, self.stop = block.population, block.start, block.stop
         self.full_info = info
         for projection, layout in data.incoming:
-            synapses = _Synapses(projection, make_projection_tensors(projection, layout, 0.0, torch.device("cpu"), dtype))
+            synapses = SynapseTensors(projection, make_projection_tensors(projection, layout, 0.0, torch.device("cpu"), dtype))
             self.incoming.append(synapses)
             if synapses.optimizer is not None:
                 self.plastic.append(synapses)

@@ -22,13 +22,16 @@ from ribbed.agents.guides import guide_features, make_guides, task_context
 from ribbed.agents.neuron import NeuronAgent, Synapses
 from ribbed.environment.losses import LOSSES, sample_losses
 from ribbed.scheduler.reference.bus import MessageBus
-from ribbed.scheduler.base import Executor, Prediction, TickResult
+from ribbed.agents.state import state_field
+from ribbed.scheduler.base import Executor, ExecutorInputs, Prediction, TickResult
+from ribbed.scheduler.state import collect_state, restore_state
 from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 
 if TYPE_CHECKING:
     from ribbed.environment.guidance import GuidedPopulation
-    from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo
-    from ribbed.model import NetworkModel
+    import mesa
+
+    from ribbed.environment.network import Network
 
 __all__ = ["ReferenceExecutor"]
 
@@ -42,16 +45,17 @@ class _GuidedGroup:
     def _after_load(self) -> None:
         self.assign(self.paths)
 
-    def __init__(self, model: NetworkModel, guided: GuidedPopulation, neurons: list[NeuronAgent], first_id: int):
+    def __init__(self, host: mesa.Model, guided: GuidedPopulation, neurons: list[NeuronAgent], first_id: int,
+                 estimator):
         population = guided.population
         self.guided = guided
         self.coupling = guided.coupling
         self.neurons = neurons[population.start:population.start + population.size]
         guides = make_guides(guided.guide, self.coupling.n_guides, guided.n_features, guided.guide_rng(),
-                             model.guide_estimators.get(population.name))
+                             estimator)
         unit_guides = set(self.coupling.unit_guides().tolist())
         self.clusters = [
-            ClusterAgent(model, first_id + i, population, i, guide, guided.controller if i in unit_guides else None)
+            ClusterAgent(host, first_id + i, population, i, guide, guided.controller if i in unit_guides else None)
             for i, guide in enumerate(guides)
         ]
         self.units = [self.clusters[i] for i in sorted(unit_guides)]
@@ -79,23 +83,28 @@ class ReferenceExecutor(Executor):
     name = "reference"
     _state_attrs = ("neurons", "clusters", "_guided", "bus")
 
-    def __init__(self, model: NetworkModel):
-        network: Network = model.network
+    def __init__(self, inputs: ExecutorInputs):
+        network: Network = inputs.network
         self.network = network
-        self.loss_name = model.dataset.loss
+        self.loss_name = inputs.loss
         self.loss = LOSSES[self.loss_name]
-        self.inputs, self.targets = model.dataset.X_train, model.targets_train
+        self.inputs, self.targets = inputs.train_inputs, inputs.train_targets
         self.neurons = [
-            NeuronAgent(model, population.start + i, population, i)
+            NeuronAgent(inputs.host, population.start + i, population, i)
             for population in network.populations.values()
             for i in range(population.size)
         ]
+        for neuron in self.neurons:
+            neuron.executor = self
+        #: Per-neuron values of the last evaluation that agents do not hold themselves (by agent id).
+        self.evaluation = {"firing_rate": np.full(network.n_neurons, np.nan)}
         self.clusters: list[ClusterAgent] = []
         self._guided: list[_GuidedGroup] = []
         for guided in network.guided.values():
-            self._guided.append(_GuidedGroup(model, guided, self.neurons, network.n_neurons + len(self.clusters)))
+            self._guided.append(_GuidedGroup(inputs.host, guided, self.neurons, network.n_neurons + len(self.clusters),
+                                             inputs.guide_estimators.get(guided.name)))
             self.clusters.extend(self._guided[-1].clusters)
-        self._backward_every = model.scenario.schedule.backward_every
+        self._backward_every = network.scenario.schedule.backward_every
         self.bus = MessageBus(self.neurons + self.clusters)
         self._wire(network)
         self._levels = [
@@ -177,6 +186,7 @@ class ReferenceExecutor(Executor):
 
         for neuron in self.neurons:
             neuron.inbox.clear()  # errors nobody needed (a neuron without credit) are dropped
+        self.changed()
         return TickResult(loss=loss, outputs=outputs)
 
     def _propagate(self, tick: int, inputs: np.ndarray, targets: np.ndarray, backward: bool) -> tuple[float, np.ndarray]:
@@ -275,7 +285,9 @@ class ReferenceExecutor(Executor):
                 for name, p in self.network.populations.items() if name in keep}
         return Prediction(outputs=activations[output.start:output.start + output.size].T,
                           activation_mean=activations.mean(axis=1), activation_std=activations.std(axis=1),
-                          activations=kept)
+                          activations=kept,
+                          # Every neuron follows the rate policy: what it emits is its activation.
+                          firing_rate=activations.mean(axis=1))
 
     def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
         """As :meth:`BatchedExecutor.held_out_credit`: the held-out samples go through sense,
@@ -314,44 +326,93 @@ class ReferenceExecutor(Executor):
 
     # ------------------------------------------------------------------ state access
 
-    def _blocks(self, projection: ProjectionInfo) -> list[Synapses]:
+    def _members(self, where: str) -> list[NeuronAgent]:
+        population = self.network.populations[where]
+        return self.neurons[population.start:population.start + population.size]
+
+    def _blocks(self, where: str) -> list[Synapses]:
+        projection = next(p for p in self.network.projections if p.name == where)
         post = projection.post
         return [s for n in self.neurons[post.start:post.start + post.size] for s in n.incoming
                 if s.projection is projection]
 
-    def get_weights(self, projection: ProjectionInfo) -> np.ndarray:
-        return np.concatenate([s.weights for s in self._blocks(projection)])
+    def _group(self, where: str) -> _GuidedGroup | None:
+        return next((g for g in self._guided if g.guided.name == where), None)
 
-    def set_weights(self, projection: ProjectionInfo, values: np.ndarray) -> None:
-        offset = 0
-        for s in self._blocks(projection):
-            s.weights = np.array(values[offset:offset + s.weights.size], dtype=np.float64)
-            offset += s.weights.size
+    def read(self, name: str, where: str):
+        field = state_field(name)
+        if field.where == "projection":
+            blocks = self._blocks(where)
+            if name == "optimizer":
+                if blocks[0].optimizer is None:
+                    return None
+                states = [s.optimizer.state() for s in blocks]
+                return {key: value if isinstance(value, int) else np.concatenate([st[key] for st in states])
+                        for key, value in states[0].items()}
+            if getattr(blocks[0], name) is None:
+                return None
+            return np.concatenate([getattr(s, name) for s in blocks])
+        neurons = self._members(where)
+        if name in ("u", "y", "delta", "credit", "guidance"):
+            rows = [getattr(n, name) for n in neurons]
+            if all(row is None for row in rows):
+                return None
+            width = next(len(row) for row in rows if row is not None)
+            return np.stack([np.full(width, np.nan) if row is None else row for row in rows], axis=1)
+        if name == "dfa":
+            return None if neurons[0].dfa is None else np.stack([n.dfa for n in neurons])
+        if name == "bias_optimizer":
+            if neurons[0].bias_optimizer is None:
+                return None
+            states = [n.bias_optimizer.state() for n in neurons]
+            return {key: value if isinstance(value, int) else np.array([float(st[key]) for st in states])
+                    for key, value in states[0].items()}
+        if name in ("cluster", "guide_paths", "guide_alpha"):
+            group = self._group(where)
+            if group is None:
+                return None
+            if name == "cluster":
+                return group.coupling.units(group.paths)
+            if name == "guide_paths":
+                return np.array(group.paths)
+            return np.array([c.alpha for c in group.clusters], dtype=np.float64)
+        if name in self.evaluation:
+            population = self.network.populations[where]
+            return self.evaluation[name][population.start:population.start + population.size].copy()
+        return np.array([getattr(n, name) for n in neurons])
 
-    def get_feedback(self, projection: ProjectionInfo) -> np.ndarray | None:
-        blocks = self._blocks(projection)
-        return None if blocks[0].feedback is None else np.concatenate([s.feedback for s in blocks])
+    def write(self, name: str, where: str, values) -> None:
+        field = state_field(name)
+        if not field.writable:
+            raise ValueError(f"state {name!r} cannot be written")
+        if field.where == "projection":
+            blocks = self._blocks(where)
+            if getattr(blocks[0], name) is None:
+                raise ValueError(f"projection {where!r} has no {name}")
+            offset = 0
+            for s in blocks:
+                size = s.weights.size
+                setattr(s, name, np.array(values[offset:offset + size], dtype=np.float64))
+                offset += size
+        elif name in self.evaluation:
+            population = self.network.populations[where]
+            self.evaluation[name][population.start:population.start + population.size] = values
+        else:
+            neurons = self._members(where)
+            if name == "dfa" and neurons[0].dfa is None:
+                raise ValueError(f"population {where!r} has no dfa")
+            if name == "alpha" and not neurons[0].guided:
+                raise ValueError(f"population {where!r} has no guide, so no alpha")
+            for n, value in zip(neurons, values):
+                setattr(n, name, np.array(value, dtype=np.float64) if name == "dfa" else float(value))
+        self.changed()
 
-    def set_feedback(self, projection: ProjectionInfo, values: np.ndarray) -> None:
-        offset = 0
-        for s in self._blocks(projection):
-            s.feedback = np.array(values[offset:offset + s.weights.size], dtype=np.float64)
-            offset += s.weights.size
+    def state(self) -> tuple[dict, dict]:
+        return collect_state(self)
 
-    def get_biases(self, population: PopulationInfo) -> np.ndarray:
-        return np.array([n.bias for n in self.neurons[population.start:population.start + population.size]])
-
-    def set_biases(self, population: PopulationInfo, values: np.ndarray) -> None:
-        for n, value in zip(self.neurons[population.start:population.start + population.size], values):
-            n.bias = float(value)
-
-    def get_dfa(self, population: PopulationInfo) -> np.ndarray | None:
-        rows = [n.dfa for n in self.neurons[population.start:population.start + population.size]]
-        return None if rows[0] is None else np.stack(rows)
-
-    def set_dfa(self, population: PopulationInfo, values: np.ndarray) -> None:
-        for n, row in zip(self.neurons[population.start:population.start + population.size], values):
-            n.dfa = np.array(row, dtype=np.float64)
+    def load_state(self, values: dict, kinds: dict) -> None:
+        restore_state(self, values, kinds)
+        self.changed()
 
     @property
     def message_counts(self) -> np.ndarray:
@@ -378,10 +439,3 @@ class ReferenceExecutor(Executor):
             values["delta"] = stacked("delta")
             values["answer"] = self._answer
         return values
-
-    def guidance_state(self, name: str) -> dict[str, np.ndarray]:
-        group = next(g for g in self._guided if g.guided.name == name)
-        guidance = [n.guidance for n in group.neurons]
-        return {"alpha": np.array([n.alpha for n in group.neurons]),
-                "cluster": group.coupling.units(group.paths),
-                "guidance": None if guidance[0] is None else np.stack(guidance, axis=1)}
