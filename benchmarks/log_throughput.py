@@ -325,7 +325,7 @@ def tick_overhead(network: str, mode: dict, device: str, threads: int | None, tm
     from ribbed.determinism import configure_torch
     from ribbed.log.records import header_body, topology_body
     from ribbed.log.recorder import LogRecorder
-    from ribbed.runner import _open_writer
+    from ribbed.log.run_log import open_writer
 
     torch_settings = configure_torch(threads)  # as ribbed.runner.run does, whatever the level
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -347,11 +347,11 @@ def tick_overhead(network: str, mode: dict, device: str, threads: int | None, tm
         for level in levels[1:]:
             begin = time.perf_counter()
             # The writer a run would use (a writer process on the CPU, a thread on a GPU).
-            writer = _open_writer(folder / f"{level}.log", model, header_body(model, level, torch_settings), level)
+            writer = open_writer(folder / f"{level}.log", model, level, header_body(model, level, torch_settings))
             writer.flush()
             header = time.perf_counter()
             costs = {"header_s": header - begin, "header_bytes": writer.path.stat().st_size}
-            if level in ("activity", "messages"):  # as ribbed.runner._log_writer
+            if level in ("activity", "messages"):  # as ribbed.log.run_log.open_run_log
                 topology = topology_body(model)
                 built = time.perf_counter()
                 writer.write("topology", -1, lambda: topology)

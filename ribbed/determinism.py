@@ -2,23 +2,32 @@
 
 Floating-point sums can change with the number of threads that compute them, and some GPU
 kernels are nondeterministic; a run therefore fixes torch's thread counts (``backend.threads``,
-or the count torch chose) and asks for deterministic algorithms, and records both in its log so
-that a replay uses the same settings.
+or the default that fits the cores this process can use, :mod:`ribbed.resources`) and asks for
+deterministic algorithms, and records both in its log so that a replay uses the same settings.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ribbed.resources import plan_cores
+
 __all__ = ["configure_torch"]
 
 
-def configure_torch(threads: int | None = None, interop_threads: int | None = None) -> dict:
-    """Set torch's intra-op thread count (when given) and deterministic algorithms; return the
-    settings in force, as a log's header records them."""
-    if threads is not None and torch.get_num_threads() != threads:
+def configure_torch(threads: int | None = None, interop_threads: int | None = None, *,
+                    cores: int | None = None) -> dict:
+    """Set torch's intra-op and inter-op thread counts and deterministic algorithms; return the
+    settings in force, as a log's header records them.  A count not given is the default for
+    ``cores`` (default: the cores available, :func:`ribbed.resources.plan_cores`), so that torch
+    never starts more threads than the process can run at once."""
+    if threads is None or interop_threads is None:
+        plan = plan_cores(cores)
+        threads = plan.torch_threads if threads is None else threads
+        interop_threads = plan.interop_threads if interop_threads is None else interop_threads
+    if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    if interop_threads is not None and torch.get_num_interop_threads() != interop_threads:
+    if torch.get_num_interop_threads() != interop_threads:
         try:
             torch.set_num_interop_threads(interop_threads)
         except RuntimeError:  # only settable before torch's first parallel work; recorded as it is

@@ -14,11 +14,9 @@ import csv
 import json
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -26,11 +24,13 @@ import pandas as pd
 
 from ribbed.errors import Problem, RibbedError, ScenarioError
 from ribbed.model import NetworkModel
+from ribbed.resources import available_cores
 from ribbed.scenarios.loader import load_scenario, scenario_to_yaml
 from ribbed.scenarios.schema import Scenario
+from ribbed.versions import package_versions
 
 if TYPE_CHECKING:
-    from ribbed.log.writer import LogWriter
+    from ribbed.log.run_log import RunLogWriter
 
 __all__ = ["LOG_NAME", "RunResult", "apply_overrides", "resume", "run", "package_versions"]
 
@@ -46,16 +46,6 @@ class RunResult:
     metrics: pd.DataFrame
     directory: Path | None
     seconds: float
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("ribbed", "numpy", "torch", "mesa", "networkx", "scikit-learn", "pydantic", "msgpack"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def apply_overrides(scenario: Scenario, **overrides: Any) -> Scenario:
@@ -213,42 +203,7 @@ def _out_of_memory(scenario: Scenario) -> RibbedError:
                                "or backend.dtype float32"))
 
 
-def _open_writer(path: Path, model: NetworkModel, header: dict | None, level: str, resume=None):
-    """The log's writer: a writer process fed through shared memory when the run computes on the
-    CPU of a POSIX system (the run's thread then only copies each tick's arrays), else a thread
-    (on a GPU, so that copying a tick's values waits for the device off the run's thread).
-    ``RIBBED_LOG_WRITER=thread`` or ``process`` chooses."""
-    from ribbed.log.writer import LogWriter, write_index
-
-    choice = os.environ.get("RIBBED_LOG_WRITER") or (
-        "process" if os.name == "posix" and model.executor.device_name == "cpu" else "thread")
-    if choice == "process":
-        from ribbed.log.shared_writer import SharedLogWriter, tick_layout
-
-        if resume is not None:  # cut the log after the record to keep, then let the process append
-            offset, _, entries = resume
-            os.truncate(path, offset)
-            write_index(path, entries, offset)
-        try:
-            return SharedLogWriter(path, header, tick_layout(model, level), resume=resume is not None)
-        except OSError:  # no process or shared memory to be had here: a thread does the same work
-            pass
-    return LogWriter(path, header, resume=resume)
-
-
-def _log_writer(path: Path, model: NetworkModel, threads: dict):
-    """Start the run's log: the header, and the topology when the level expands messages."""
-    from ribbed.log.records import header_body, topology_body
-
-    level = model.scenario.log.level
-    writer = _open_writer(path / LOG_NAME, model, header_body(model, level, threads), level)
-    if level in ("activity", "messages"):
-        topology = topology_body(model)
-        writer.write("topology", -1, lambda: topology)
-    return writer
-
-
-def _attach(model: NetworkModel, writer: LogWriter | None) -> None:
+def _attach(model: NetworkModel, writer: RunLogWriter | None) -> None:
     if writer is not None:
         from ribbed.log.recorder import LogRecorder
 
@@ -269,22 +224,26 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
     # The folder is checked before the model is built (which can take long), and created after,
     # so a scenario that cannot be built leaves no empty run directory behind.
     path = RunDirectory.choose(scenario, out) if write else None
-    threads = configure_torch(scenario.backend.threads)
+    cores = available_cores()
+    threads = configure_torch(scenario.backend.threads, cores=cores)
     model = _build(scenario)
     directory = RunDirectory(path, scenario, scenario.output.agent_metrics) if path is not None else None
-    writer = _log_writer(path, model, threads) if path is not None and scenario.log.level != "off" else None
+    writer = None
+    if path is not None and scenario.log.level != "off":
+        from ribbed.log.run_log import open_run_log
+
+        writer = open_run_log(path / LOG_NAME, model, scenario.log.level, threads, cores=cores)
     _attach(model, writer)
-    return _execute(model, directory, writer, scenario.run.ticks, on_tick, {})
+    return _execute(model, directory, writer, scenario.run.ticks, on_tick, {}, _resources(cores, threads, writer))
 
 
 def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
     """Continue an interrupted run from the last snapshot in its log: the metrics, weights and
     log come out as those of an uninterrupted run of the same scenario."""
     from ribbed.determinism import configure_torch
-    from ribbed.log.format import RECORD_TYPES
     from ribbed.log.reader import LogReader
-    from ribbed.log.records import restore_snapshot
     from ribbed.log.replay import scenario_of
+    from ribbed.log.run_log import open_run_log, restore_last_snapshot
 
     path = Path(run_dir)
     if not (path / LOG_NAME).exists():
@@ -297,22 +256,26 @@ def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | Non
                                       "nothing to resume; start a new run with ribbed run"))
         header = log.header
         scenario = scenario_of(log, str(path / "scenario.yaml"))
+        cores = available_cores()
+        # The thread counts the run was logged with (a replay and a resumed run compute the same sums).
         threads = configure_torch(header["threads"]["torch_threads"], header["threads"]["torch_interop_threads"])
         model = _build(scenario)
         _check_same_executor(model, header, path / LOG_NAME)
-        snapshot = log.snapshot(scenario.run.ticks)
-        keep = [ref for ref in log.refs if ref.type in ("header", "topology")]
-        if snapshot is not None:
-            restore_snapshot(model, snapshot.body, snapshot.decode)
-            keep = log.refs[:next(i for i, ref in enumerate(log.refs) if ref.offset == snapshot.offset) + 1]
-    last = keep[-1]
-    writer = _open_writer(path / LOG_NAME, model, None, scenario.log.level, resume=(
-        last.offset + last.size, last.digest, [(RECORD_TYPES.index(r.type), r.tick, r.offset, r.digest) for r in keep]))
-    directory = RunDirectory.reopen(path, model, dict(model.last_metrics) if snapshot is not None else None)
+        point = restore_last_snapshot(log, model)
+    writer = open_run_log(path / LOG_NAME, model, scenario.log.level, threads, resume=point, cores=cores)
+    directory = RunDirectory.reopen(path, model, dict(model.last_metrics) if point.snapshot_tick is not None else None)
     _reload_metrics(model, path / "metrics.csv")
     _attach(model, writer)
     return _execute(model, directory, writer, scenario.run.ticks - model.tick, on_tick,
-                    {"resumed_from": model.tick, "threads": threads})
+                    {"resumed_from": model.tick, "threads": threads}, _resources(cores, threads, writer))
+
+
+def _resources(cores: int, threads: dict, writer: RunLogWriter | None) -> dict:
+    """What the run chose to run with, as summary.json records it: the cores it could use,
+    torch's thread counts, and the log's writer (``process``, ``thread``, or None without a log)."""
+    return {"cores": cores, "torch_threads": threads["torch_threads"],
+            "torch_interop_threads": threads["torch_interop_threads"],
+            "log_writer": None if writer is None else writer.kind}
 
 
 def _check_same_executor(model: NetworkModel, header: dict, source: Path) -> None:
@@ -346,8 +309,8 @@ def _build(scenario: Scenario) -> NetworkModel:
         raise _out_of_memory(scenario) from None
 
 
-def _execute(model: NetworkModel, directory: RunDirectory | None, writer: LogWriter | None, ticks: int,
-             on_tick: Callable[[NetworkModel], None] | None, extra: dict) -> RunResult:
+def _execute(model: NetworkModel, directory: RunDirectory | None, writer: RunLogWriter | None, ticks: int,
+             on_tick: Callable[[NetworkModel], None] | None, extra: dict, resources: dict) -> RunResult:
     scenario = model.scenario
     start = time.perf_counter()
     status, error = "completed", None
@@ -382,7 +345,7 @@ def _execute(model: NetworkModel, directory: RunDirectory | None, writer: LogWri
                 "final": model.last_metrics, "neurons": model.network.n_neurons,
                 "synapses": model.network.n_synapses, "versions": package_versions(),
                 "log": (LOG_NAME if writer is not None else None), "log_level": scenario.log.level,
-                **model.executor.describe(), **extra,
+                "resources": resources, **model.executor.describe(), **extra,
             })
         if closing_error is not None and status == "failed" and error == str(closing_error):
             raise closing_error

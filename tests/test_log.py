@@ -387,7 +387,8 @@ def test_the_thread_writer_writes_the_same_log(tmp_path: Path, monkeypatch) -> N
     assert verify(tmp_path / "thread" / "run.log").ok
 
 
-def test_a_dead_writer_process_stops_the_run_with_a_clear_error(tmp_path: Path) -> None:
+def test_a_dead_writer_process_stops_the_run_with_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RIBBED_LOG_WRITER", "process")  # (a single-core machine would get a thread)
     scenario = short("digits", "batched", level="activity", ticks=3000)
     scenario["run"]["eval_every"] = 1000
 

@@ -161,7 +161,7 @@ def test_a_decoder_from_the_page_reads_the_log_and_its_messages(logged_run):
     types = [r["type"] for r in records]
     header = records[0]["body"]
     assert types[:2] == ["header", "topology"] and types[-1] == "end"
-    assert header["format"] == "ribbed-log" and header["version"] == 1 and header["level"] == "messages"
+    assert header["format"] == "ribbed-log" and header["version"] == 2 and header["level"] == "messages"
     assert [r["tick"] for r in records if r["type"] == "tick"] == list(range(header["ticks"]))
     eval_every = header["scenario"]["run"]["eval_every"]
     assert [r["tick"] for r in records if r["type"] == "snapshot"] == list(range(eval_every, header["ticks"] + 1,
@@ -435,12 +435,12 @@ def test_a_newer_version_is_refused(small_log, tmp_path):
     from ribbed.log.reader import LogReader
 
     header = msgpack.unpackb(small_log["records"][0]["raw"], raw=False, strict_map_key=False)
-    header["version"] = 2
+    header["version"] = 3
     body = msgpack.packb(header, use_bin_type=True)
     path = tmp_path / "run.log"
     path.write_bytes(record_bytes("header", -1, zlib.crc32(body) & 0xFFFFFFFF,
                                   hashlib.sha256(SEED + body).digest(), body))
-    with pytest.raises(LogFormatError, match="version 2 is newer"):
+    with pytest.raises(LogFormatError, match="version 3 is newer"):
         LogReader(path)
 
 

@@ -1,4 +1,4 @@
-"""The message log's byte format, version 1 (docs/log-format.md is its specification).
+"""The message log's byte format, version 2 (docs/log-format.md is its specification).
 
 A log is a plain stream of msgpack maps, one per record::
 
@@ -10,6 +10,11 @@ header's digest hashes ``DIGEST_SEED`` and its body), so changing any past recor
 later digest.  Arrays are maps ``{"dtype", "shape", "data"}`` with little-endian numpy dtype
 strings and the raw bytes as msgpack bin.  Nothing is ever pickled: a reader needs msgpack,
 and numpy to view the bytes.
+
+Version 2 added the direct-feedback-alignment matrices D to the topology record (``dfa``) and
+the cores and log writer a run chose to the header (``resources``); the framing, the checks and
+every other record are those of version 1, so a version-1 log is read, replayed and verified
+as it was written (its topology simply has no D matrices).
 """
 
 from __future__ import annotations
@@ -22,13 +27,16 @@ import msgpack
 import numpy as np
 
 __all__ = [
-    "DIGEST_SEED", "FORMAT", "RECORD_KEYS", "RECORD_TYPES", "VERSION",
+    "DIGEST_SEED", "FORMAT", "OLDEST_VERSION", "RECORD_KEYS", "RECORD_TYPES", "VERSION",
     "array_prefix", "body_digest", "crc", "decode_array", "encode_array", "frame", "frame_prefix", "map_header",
     "pack", "pack_body", "pack_parts", "record_body", "unpack_body",
 ]
 
 FORMAT = "ribbed-log"
-VERSION = 1
+#: The version this code writes.
+VERSION = 2
+#: The oldest version this code reads (every version from it to :data:`VERSION`).
+OLDEST_VERSION = 1
 #: What the header's digest is chained to.
 DIGEST_SEED = b"ribbed-log\x00"
 RECORD_TYPES = ("header", "topology", "tick", "snapshot", "end")

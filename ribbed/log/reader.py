@@ -20,7 +20,7 @@ import numpy as np
 
 from ribbed.errors import LogCorruptError, LogError, LogFormatError, LogIntegrityError, LogTruncatedWarning, Problem
 from ribbed.log.format import (
-    DIGEST_SEED, FORMAT, RECORD_KEYS, RECORD_TYPES, VERSION, FormatViolation, body_digest, crc, decode_array,
+    DIGEST_SEED, FORMAT, OLDEST_VERSION, RECORD_KEYS, RECORD_TYPES, VERSION, FormatViolation, body_digest, crc, decode_array,
     unpack_body,
 )
 from ribbed.log.writer import INDEX_FORMAT, INDEX_SUFFIX
@@ -99,6 +99,10 @@ class LogReader:
         if self.header["version"] > VERSION:
             raise self._format_error(0, None, f"log format version {self.header['version']} is newer than "
                                      f"this reader's ({VERSION})", "upgrade ribbed to read it")
+        if self.header["version"] < OLDEST_VERSION:
+            raise self._format_error(0, None, f"log format version {self.header['version']} is not one this "
+                                     f"reader knows (it reads versions {OLDEST_VERSION} to {VERSION})",
+                                     "give the path of a log written by ribbed run")
         self._by_tick = {ref.tick: ref for ref in self.refs if ref.type == "tick"}
 
     def close(self) -> None:
@@ -136,6 +140,24 @@ class LogReader:
     def topology(self) -> Record | None:
         ref = next((r for r in self.refs if r.type == "topology"), None)
         return None if ref is None else self.read(ref)
+
+    @property
+    def version(self) -> int:
+        """The log's format version (its header's ``version``)."""
+        return self.header["version"]
+
+    def dfa_matrices(self) -> dict[str, np.ndarray] | None:
+        """Each direct-feedback-alignment population's fixed matrix D (size x n_outputs), by
+        population name, from the topology record; None where the log does not hold them (a
+        log without a topology record, level ``summary``, or of format version 1)."""
+        topology = self.topology()
+        if topology is None or "dfa" not in topology.body:
+            return None
+        matrices = topology.body["dfa"]
+        if not isinstance(matrices, dict):
+            raise self._format_error(topology.offset, topology.tick, "the topology record's dfa is not a map",
+                                     _FIX_CORRUPT)
+        return {name: topology.decode(value) for name, value in matrices.items()}
 
     def snapshot(self, at_or_before: int) -> Record | None:
         """The last snapshot at or before a tick, or None."""

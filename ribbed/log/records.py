@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 from ribbed.log.format import FORMAT, VERSION
+from ribbed.resources import available_cores
 from ribbed.scheduler.messages import Kind, Stage
+from ribbed.versions import package_versions
 
 if TYPE_CHECKING:
     from ribbed.model import NetworkModel
@@ -28,11 +30,13 @@ __all__ = ["LEVELS", "header_body", "restore_snapshot", "snapshot_body", "tick_b
 LEVELS = ("off", "summary", "activity", "messages")
 
 
-def header_body(model: NetworkModel, level: str, threads: dict) -> dict:
+def header_body(model: NetworkModel, level: str, threads: dict, cores: int | None = None,
+                writer: str | None = None) -> dict:
     """The header: format, the resolved scenario, seed, settings and versions, and the layout of
-    neurons and synapses a reader needs to name agents."""
-    from ribbed.runner import package_versions
-
+    neurons and synapses a reader needs to name agents.  ``threads`` are torch's settings
+    (:func:`ribbed.determinism.configure_torch`), ``cores`` the cores the run could use
+    (default: :func:`ribbed.resources.available_cores`) and ``writer`` the log writer's kind
+    (``process`` or ``thread``; :mod:`ribbed.log.run_log` fills it in when it starts one)."""
     scenario, network, executor = model.scenario, model.network, model.executor
     return {
         "tick": -1, "format": FORMAT, "version": VERSION, "level": level,
@@ -40,7 +44,9 @@ def header_body(model: NetworkModel, level: str, threads: dict) -> dict:
         "scenario_folder": str(scenario.folder) if scenario.folder is not None else None,
         "seed": scenario.seed, "seed_entropy": str(np.random.SeedSequence(scenario.seed).entropy),
         "executor": executor.name, "device": executor.device_name, "dtype": executor.dtype_name,
-        "threads": threads, "versions": package_versions(), "platform": platform.platform(),
+        "threads": threads,
+        "resources": {"cores": available_cores() if cores is None else cores, "writer": writer},
+        "versions": package_versions(), "platform": platform.platform(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "batch_size": scenario.run.batch_size, "ticks": scenario.run.ticks,
         "kinds": [kind.name.lower() for kind in Kind], "stages": [stage.name.lower() for stage in Stage],
@@ -54,16 +60,24 @@ def header_body(model: NetworkModel, level: str, threads: dict) -> dict:
     }
 
 
-def topology_body(model: NetworkModel) -> dict:
+def topology_body(model: NetworkModel, version: int = VERSION) -> dict:
     """Every projection's synapses (population-local pre and post indices, canonical order) and
-    fixed feedback weights: what turns per-neuron values into messages."""
+    fixed feedback weights B, and (from format version 2) every direct-feedback-alignment
+    population's fixed matrix D: what turns per-neuron values into messages, and what a
+    neuron makes of the error it receives.  ``version``: the body as that format version
+    wrote it (a replay checks a version-1 log's topology against the version-1 body)."""
+    executor = model.executor
+    dtype = np.dtype(executor.dtype_name)
     projections = []
     for p in model.network.projections:
         index = np.int32 if max(p.pre.size, p.post.size) < 2**31 else np.int64
         projections.append({"pre": p.pre_idx.astype(index), "post": p.post_idx.astype(index),
-                            "feedback": None if p.feedback is None else
-                model.executor.read("feedback", p.name).astype(np.dtype(model.executor.dtype_name))})
-    return {"tick": -1, "projections": projections}
+                            "feedback": None if p.feedback is None else executor.read("feedback", p.name).astype(dtype)})
+    body = {"tick": -1, "projections": projections}
+    if version >= 2:
+        matrices = {name: executor.read("dfa", name) for name in model.network.populations}
+        body["dfa"] = {name: d.astype(dtype) for name, d in matrices.items() if d is not None}
+    return body
 
 
 def _array(value) -> np.ndarray:

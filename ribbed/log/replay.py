@@ -1,8 +1,9 @@
 """Replaying a logged run: verify it bit for bit, or rebuild its state at any tick.
 
 A replay rebuilds the model from the log's header (the resolved scenario, with the torch
-thread count the run used), and re-runs it with a recorder that compares each record it
-computes with the logged one.  Verification is exact on the executor, device and dtype the
+thread count the run used), checks the topology record against the rebuilt network (the body
+that the log's format version wrote: a version-1 topology has no D matrices), and re-runs it
+with a recorder that compares each tick and snapshot record it computes with the logged one.  Verification is exact on the executor, device and dtype the
 run used; elsewhere the first difference is reported like any other.
 """
 
@@ -118,6 +119,12 @@ def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | 
                                                     "integrity", None, exc.problems[0].message))
     with log:
         model = _model(log, guides)
+        topology = log.topology()
+        if topology is not None:
+            difference = _topology_difference(model, topology, log.version)
+            if difference is not None:
+                model.executor.close()
+                return VerifyReport(False, 0, 0, difference)
         scenario = model.scenario
         recorder = _VerifyingRecorder(model, log, log.header["level"],
                                       scenario.log.snapshot_every or scenario.run.eval_every)
@@ -132,6 +139,37 @@ def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | 
         finally:
             model.executor.close()  # the Ray executor's shards go now, not when collected
     return VerifyReport(True, recorder.ticks, recorder.snapshots)
+
+
+def _topology_difference(model, logged: Record, version: int) -> Difference | None:
+    """None when the rebuilt network's topology body (as format ``version`` wrote it) is the
+    logged one byte for byte, else where they first differ: a projection's synapses or feedback
+    weights, or a population's D matrix (the agent: the neuron of the synapse or row)."""
+    from ribbed.log.records import topology_body
+
+    data = pack_body(record_body("topology", -1, topology_body(model, version)))
+    if data == logged.data:
+        return None
+    replayed, network = unpack_body(data), model.network
+    mine, theirs = logged.body.get("projections"), replayed["projections"]
+    if not isinstance(mine, list) or len(mine) != len(theirs):
+        return Difference(-1, "topology", "projections", None, "the log lists other projections")
+    for projection, logged_item, replayed_item in zip(network.projections, mine, theirs):
+        for key in ("pre", "post", "feedback"):
+            found = _compare(logged, (logged_item or {}).get(key), replayed_item[key])
+            if found is not None:
+                agent = projection.post.start + int(projection.post_idx[found[0]]) if len(found) == 1 else None
+                return Difference(-1, "topology", f"projections/{projection.name}/{key}", agent,
+                                  f"differs at position {found}" if found else "differs")
+    logged_dfa, replayed_dfa = logged.body.get("dfa") or {}, replayed.get("dfa") or {}
+    for name in list(replayed_dfa) + [name for name in logged_dfa if name not in replayed_dfa]:
+        found = _compare(logged, logged_dfa.get(name), replayed_dfa.get(name))
+        if found is not None:
+            population = network.populations.get(name)
+            agent = population.start + found[0] if found and population is not None else None
+            return Difference(-1, "topology", f"dfa/{name}", agent,
+                              f"differs at position {found}" if found else "differs")
+    return Difference(-1, "topology", "bytes", None, "the record's bytes differ")
 
 
 def _first_difference(model, logged: Record, replayed: dict) -> Difference:

@@ -69,6 +69,9 @@ class SharedLogWriter:
     """The :class:`~ribbed.log.writer.LogWriter` interface, with the work done in a writer
     process (see the module docstring)."""
 
+    #: What kind of writer this is, as a run's header and summary.json record it.
+    kind = "process"
+
     def __init__(self, path: str | Path, header: dict | None, layout: list[dict], *, resume: bool = False,
                  notify_every: int = 64, notify_seconds: float = 0.02):
         self.path = Path(path)

@@ -1,8 +1,9 @@
 """Writing a message log from a thread of the run: records framed, checksummed and chained,
-written as the run goes.  Runs on the CPU use a writer process instead
+written as the run goes.  Runs on the CPU with a core to spare use a writer process instead
 (:mod:`ribbed.log.shared_writer`), which frees the run's thread of this work; this writer serves
-runs on a GPU (whose values are copied off the device on the writer's thread) and systems where
-no writer process can be started.
+runs on a GPU (whose values are copied off the device on the writer's thread), processes with a
+single core, and systems where no writer process can be started (:mod:`ribbed.log.run_log`
+chooses).
 
 Records are encoded and written by a background thread, so that hashing and writing (which
 release the GIL) overlap the next tick; the queue between the run and the thread is bounded.
@@ -66,6 +67,9 @@ class LogWriter:
     its interpreter lock with the thread at every tick.  A record is in the file at most about
     ``interval`` seconds after its tick.
     """
+
+    #: What kind of writer this is, as a run's header and summary.json record it.
+    kind = "thread"
 
     def __init__(self, path: str | Path, header: dict | None, *, resume: tuple[int, bytes, list] | None = None,
                  max_pending: int = 64, max_pending_bytes: int = 1 << 29, interval: float = 0.02):

@@ -37,6 +37,7 @@ from ribbed.errors import Problem, RibbedError
 from ribbed.agents.view import make_views
 from ribbed.scheduler.base import Executor, ExecutorInputs, Prediction, TickResult
 from ribbed.scheduler.batched.executor import EVALUATION_FIELDS, TORCH_LOSSES, BatchedExecutor
+from ribbed.resources import available_cores
 from ribbed.scheduler.device import resolve_dtype
 from ribbed.scheduler.messages import messages_per_tick
 from ribbed.scheduler.ray.partitioning import Partitioning, partition_network
@@ -100,10 +101,11 @@ class ShardActor:
 
 
 def default_shards(partitions: int) -> int:
-    """As many shards as Ray has CPUs (this machine's when Ray is not running), at most ``partitions``."""
+    """As many shards as Ray has CPUs (the cores this process can use when Ray is not running), at most
+    ``partitions``."""
     import ray
 
-    cpus = ray.cluster_resources().get("CPU", 1) if ray.is_initialized() else (os.cpu_count() or 1)
+    cpus = ray.cluster_resources().get("CPU", 1) if ray.is_initialized() else available_cores()
     return max(1, min(partitions, int(cpus)))
 
 
@@ -490,8 +492,8 @@ def _connect(backend) -> bool:
     if backend.address:
         ray.init(address=backend.address, **quiet)
         return True
-    shards = backend.shards or max(1, min(backend.partitions, os.cpu_count() or 1))
-    cpus = max(os.cpu_count() or 1, math.ceil(shards * backend.cpus_per_shard))
+    shards = backend.shards or max(1, min(backend.partitions, available_cores()))
+    cpus = max(available_cores(), math.ceil(shards * backend.cpus_per_shard))
     store = None if backend.object_store_mb is None else backend.object_store_mb * 2**20
     ray.init(num_cpus=cpus, object_store_memory=store, **quiet)
     return True

@@ -1,0 +1,126 @@
+"""The CPU cores this process can really use, and how a run shares them by default.
+
+``os.cpu_count()`` counts the machine's cores, but a process may be confined to fewer: by its
+CPU affinity (``taskset``, a cpuset, a container's ``--cpuset-cpus``) and by a CPU bandwidth
+quota (a container's ``--cpus``: cgroup v2 ``cpu.max``, cgroup v1 ``cpu.cfs_quota_us`` over
+``cpu.cfs_period_us``).  Threads beyond those cores do not run side by side: they take turns,
+and torch's worker threads spin while they wait for each other.  On two cores, a run whose
+torch used two threads next to the log's writer process took about 7 times as long as with one
+thread (30 to 40 times while another process was busy).  So the defaults of a run come from the cores
+counted here, and never ask for more than there are:
+
+- one core for the log's writer process when there are two or more (one core: the writer is a
+  thread of the run, see :mod:`ribbed.log.run_log`), the others for torch's intra-op threads;
+- one inter-op thread (ribbed runs no parallel torch graphs: the pool would only wait);
+- Ray's CPUs and shard count on a machine it starts itself.
+
+The split does not depend on whether the run logs, so a run computes the same bits with its
+log on or off.  An explicit ``backend.threads`` wins, and a replay uses the counts its log
+recorded.  This module imports nothing heavy (it sits below every other layer of ribbed).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["CGROUP_ROOT", "PROC_CGROUP", "CorePlan", "affinity_cores", "available_cores", "cgroup_cpu_limit",
+           "plan_cores"]
+
+#: Where the cgroup file systems are mounted (v2: one tree; v1: one folder per controller).
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: The cgroups this process belongs to, one ``id:controllers:path`` line per hierarchy.
+PROC_CGROUP = Path("/proc/self/cgroup")
+#: The folders a v1 ``cpu`` controller is mounted at, by distribution.
+_V1_FOLDERS = ("cpu,cpuacct", "cpu", "cpuacct,cpu")
+
+
+def affinity_cores() -> int:
+    """The cores the scheduler may run this process on (its affinity mask), else the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this system (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT, membership: Path = PROC_CGROUP) -> float | None:
+    """This process's CPU bandwidth quota in cores (``1.5``: 150 ms of CPU time per 100 ms), the
+    tightest of its cgroup and the cgroup's ancestors, v2 or v1; None when there is none, or no
+    cgroup file system to read (not Linux)."""
+    try:
+        lines = membership.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    limits: list[float] = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":  # cgroup v2: <root>/<path>/cpu.max holds "QUOTA PERIOD"
+            for folder in _folders(root, path):
+                limits += _quota(folder / "cpu.max", None)
+        elif "cpu" in controllers.split(","):  # cgroup v1: cpu.cfs_quota_us and cpu.cfs_period_us
+            for mount in _V1_FOLDERS:
+                if (root / mount).is_dir():
+                    for folder in _folders(root / mount, path):
+                        limits += _quota(folder / "cpu.cfs_quota_us", folder / "cpu.cfs_period_us")
+                    break
+    return min(limits) if limits else None
+
+
+def _folders(mount: Path, path: str) -> list[Path]:
+    """The cgroup folder of ``path`` under ``mount`` and its ancestors up to the mount.  In a
+    container with its own cgroup namespace the mount is the process's own cgroup (and ``path``
+    is ``/`` or does not exist under it): then the mount alone."""
+    relative = path.strip("/")
+    folder = mount / relative if relative else mount
+    if not folder.is_dir():
+        return [mount]
+    folders = [folder]
+    while folder != mount:
+        folder = folder.parent
+        folders.append(folder)
+    return folders
+
+
+def _quota(quota_file: Path, period_file: Path | None) -> list[float]:
+    """The limit one cgroup folder sets, in cores: ``[]`` when it sets none (``max``, ``-1``, no
+    such file, or a file that cannot be read)."""
+    try:
+        if period_file is None:
+            quota, _, period = quota_file.read_text(encoding="utf-8").strip().partition(" ")
+        else:
+            quota, period = quota_file.read_text(encoding="utf-8").strip(), period_file.read_text(encoding="utf-8")
+        quota_us, period_us = int(quota), int(period or 100_000)
+    except (OSError, ValueError):  # "max" (v2), or nothing to read
+        return []
+    return [quota_us / period_us] if quota_us > 0 and period_us > 0 else []
+
+
+def available_cores() -> int:
+    """The cores this process can use at once: its affinity, capped by a cgroup CPU quota
+    (rounded down: a quota of 1.5 cores does not run two busy threads side by side); at least 1."""
+    cores = affinity_cores()
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, max(1, math.floor(limit)))
+    return cores
+
+
+@dataclass(frozen=True)
+class CorePlan:
+    """How a run shares ``cores`` by default (see the module docstring)."""
+
+    cores: int
+    torch_threads: int
+    interop_threads: int
+    #: Whether the log's writer gets a core of its own (a writer process); else it is a thread.
+    writer_process: bool
+
+
+def plan_cores(cores: int | None = None) -> CorePlan:
+    """The default split of ``cores`` (default: :func:`available_cores`): with 1 core, 1 torch
+    thread and a writer thread; with n >= 2, the writer process and n - 1 torch threads."""
+    cores = available_cores() if cores is None else max(1, int(cores))
+    return CorePlan(cores=cores, torch_threads=max(1, cores - 1), interop_threads=1, writer_process=cores >= 2)
