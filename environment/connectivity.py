@@ -10,7 +10,6 @@ is drawn in seconds.
 from __future__ import annotations
 
 import inspect
-from typing import Callable
 
 import networkx as nx
 import numpy as np
@@ -23,6 +22,7 @@ from ribbed.scenarios.schema import (
     NetworkxGraph,
     OneToOne,
 )
+from ribbed.scenarios.graphs import networkx_generator
 
 __all__ = ["connect", "networkx_generator", "ConnectivityError"]
 
@@ -127,21 +127,6 @@ def _fixed_in_degree(k: int, n_pre: int, n_post: int, no_self: bool,
     post = np.repeat(np.arange(n_post, dtype=np.int64), k)
     pre = chosen.reshape(-1)
     return (_skip_self(pre, post) if no_self else pre), post
-
-
-def networkx_generator(name: str) -> Callable[..., nx.Graph]:
-    """The networkx graph generator called ``name`` (``'watts_strogatz_graph'``,
-    ``'bipartite.random_graph'``); only functions of networkx's generator modules are allowed."""
-    target: object = nx
-    for part in name.split("."):
-        if part.startswith("_") or not hasattr(target, part):
-            raise ValueError(f"networkx has no graph generator named '{name}'")
-        target = getattr(target, part)
-    module = getattr(target, "__module__", "") or ""
-    if not callable(target) or not (module.startswith("networkx.generators")
-                                    or module.startswith("networkx.algorithms.bipartite.generators")):
-        raise ValueError(f"'{name}' is not a networkx graph generator")
-    return target  # type: ignore[return-value]
 
 
 def _from_networkx(rule: NetworkxGraph, n_pre: int, n_post: int, self_projection: bool,

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ribbed import __version__
 from ribbed.errors import Problem, RibbedError, RibbedWarning
 from ribbed.model import NetworkModel
+from ribbed.scenarios.backend import BACKEND_KINDS
 from ribbed.scenarios.loader import builtin_scenarios, load_scenario
 from ribbed.scenarios.schema import Scenario
 
@@ -38,10 +39,8 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
-class BackendName(str, Enum):
-    reference = "reference"
-    batched = "batched"
-    ray = "ray"
+#: The executors --backend accepts: those the schema names.
+BackendName = Enum("BackendName", {kind: kind for kind in BACKEND_KINDS}, type=str)
 
 
 def _report(exc: RibbedError) -> None:
@@ -162,15 +161,13 @@ def validate(
     """Check scenario files: schema, cross-references, connectivity and task data."""
     from ribbed.environment.network import build_network
     from ribbed.environment.tasks import load_task
-    from ribbed.model import check_estimators
-    from ribbed.scheduler.base import check_backend
+    from ribbed.scenarios.validation import validate as check_rules
 
     failed = False
     for name in files:
         try:
             scenario = load_scenario(name)
-            check_backend(scenario)
-            check_estimators(scenario, {})  # a file cannot supply scikit-learn estimators
+            check_rules(scenario)  # a file cannot supply scikit-learn estimators: none are given
             network = build_network(scenario)
             load_task(scenario)
         except RibbedError as exc:

@@ -19,13 +19,14 @@ import pandas as pd
 
 from ribbed.agents.neuron import NeuronAgent
 from ribbed.agents.state import PER_NEURON
-from ribbed.errors import Problem, RibbedWarning, ScenarioError
+from ribbed.errors import RibbedWarning
 from ribbed.environment.losses import LOSSES, accuracy, r2
 from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo, build_network
 from ribbed.environment.stream import DataStream
 from ribbed.environment.tasks import Dataset, load_task
 from ribbed.scenarios.loader import load_scenario
 from ribbed.scenarios.schema import Scenario
+from ribbed.scenarios.validation import validate
 from ribbed.scheduler.base import Executor, ExecutorInputs, TickResult, make_executor
 from ribbed.scheduler.messages import Kind
 from ribbed.seeding import component_rng
@@ -325,24 +326,7 @@ def _metric(key: str) -> Callable[[NetworkModel], float]:
 
 
 def check_estimators(scenario: Scenario, guides: dict[str, Any]) -> dict[str, Any]:
-    """The estimators for the populations with ``guide: {kind: sklearn}``, checked."""
-    kinds = {p.name: (i, p.guide.kind if p.guide is not None else None) for i, p in enumerate(scenario.populations)}
-    for name, estimator in guides.items():
-        if name not in kinds or kinds[name][1] != "sklearn":
-            where = f"populations[{kinds[name][0]}].guide" if name in kinds else "populations"
-            raise ScenarioError(Problem(scenario.source, where,
-                                        f"an estimator was given for population '{name}', whose guide is not "
-                                        "of kind sklearn", f"set 'guide: {{kind: sklearn}}' on population '{name}', "
-                                        "or leave it out of guides="))
-        if not (hasattr(estimator, "fit") and hasattr(estimator, "predict") and hasattr(estimator, "get_params")):
-            raise ScenarioError(Problem(scenario.source, f"populations[{kinds[name][0]}].guide",
-                                        f"the guide given for '{name}' is not a scikit-learn regressor "
-                                        f"({type(estimator).__name__})", "pass an estimator with fit, predict "
-                                        "and get_params, e.g. sklearn.neighbors.KNeighborsRegressor()"))
-    for name, (i, kind) in kinds.items():
-        if kind == "sklearn" and name not in guides:
-            raise ScenarioError(Problem(scenario.source, f"populations[{i}].guide",
-                                        f"population '{name}' has a guide of kind sklearn, and no estimator was given",
-                                        f"pass it from Python: NetworkModel(scenario, guides={{'{name}': "
-                                        "estimator}), or use guide kind tree, linear or mlp"))
+    """``guides``, the estimators for the populations with ``guide: {kind: sklearn}``, once every
+    rule of the scenario is checked (:func:`ribbed.scenarios.validation.validate`)."""
+    validate(scenario, guides=guides)
     return guides

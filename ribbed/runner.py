@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pandas as pd
 
-from ribbed.errors import Problem, RibbedError, ScenarioError
+from ribbed.errors import Problem, RibbedError
 from ribbed.model import NetworkModel
 from ribbed.resources import available_cores
 from ribbed.scenarios.loader import load_scenario, scenario_to_yaml
+from ribbed.scenarios.overrides import apply_overrides
 from ribbed.scenarios.schema import Scenario
+from ribbed.scenarios.validation import validate
 from ribbed.versions import package_versions
 
 if TYPE_CHECKING:
@@ -48,29 +50,6 @@ class RunResult:
     seconds: float
 
 
-def apply_overrides(scenario: Scenario, **overrides: Any) -> Scenario:
-    """A copy of ``scenario`` with command-line style overrides (``ticks``, ``seed``, ``backend``, ``device``),
-    validated again; errors name the option."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if not given:
-        return scenario
-    data = scenario.model_dump()
-    where = {"ticks": ("run", "ticks"), "seed": ("seed",), "backend": ("backend", "kind"), "device": ("backend", "device"),
-             "shards": ("backend", "shards")}
-    for key, value in given.items():
-        target = data
-        *parents, last = where[key]
-        for parent in parents:
-            target = target[parent]
-        target[last] = value
-    try:
-        updated = load_scenario(data)
-    except ScenarioError as exc:
-        problems = [Problem(f"{scenario.source} with " + " ".join(f"--{k} {v}" for k, v in given.items()),
-                            p.path, p.message, p.fix) for p in exc.problems]
-        raise ScenarioError(problems) from None
-    updated._source, updated._folder = scenario.source, scenario.folder
-    return updated
 
 
 _WRITABLE_FIX = "choose a folder this process can write to (--out, or output.dir in the scenario)"
@@ -221,6 +200,7 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
 
     scenario = apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed, backend=backend, device=device,
                                shards=shards)
+    validate(scenario)  # every rule, before anything is built or written
     # The folder is checked before the model is built (which can take long), and created after,
     # so a scenario that cannot be built leaves no empty run directory behind.
     path = RunDirectory.choose(scenario, out) if write else None

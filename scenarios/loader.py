@@ -12,12 +12,13 @@ import io
 from collections.abc import Hashable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping, get_args, get_origin
+from typing import Any, Mapping
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from ribbed.errors import Problem, ScenarioError
+from ribbed.scenarios.paths import format_path, strip_union_tags
 from ribbed.scenarios.schema import Scenario
 
 __all__ = ["builtin_scenarios", "load_scenario", "scenario_to_yaml", "resolve_source"]
@@ -85,7 +86,7 @@ def _read_yaml(text: str, source: str) -> Any:
         return loader.construct_document(root) if root is not None else None
     except _DuplicateKey as exc:
         loc = _loc_of(root, exc.key_node) or (str(exc.key),)
-        raise ScenarioError(Problem(source, _format_path(loc),
+        raise ScenarioError(Problem(source, format_path(loc),
                                     f"the key is written twice (first on line {exc.first_line})",
                                     "keep only one of the two", exc.key_node.start_mark.line + 1)) from None
     except yaml.MarkedYAMLError as exc:
@@ -131,81 +132,12 @@ def _line_of(text: str | None, loc: tuple) -> int | None:
 # --------------------------------------------------------------------------- error translation
 
 
-def _format_path(loc: Iterable) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _strip_union_tags(loc: tuple, model: type[BaseModel] = Scenario) -> tuple[tuple, type | None]:
-    """Remove the tags pydantic inserts for discriminated unions; return the clean loc and the
-    model class that owns the last element (to list its keys in hints)."""
-    clean: list = []
-    current: Any = model
-    owner: type | None = model
-    parts = list(loc)
-    while parts:
-        part = parts.pop(0)
-        candidates = _union_members(current)
-        if candidates is not None and isinstance(part, str):
-            tagged = [m for m in candidates if _tag_of(m) == part]
-            if tagged:
-                current = tagged[0]
-                owner = current
-                continue
-        clean.append(part)
-        current = _child_type(current, part)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            owner = current
-    return tuple(clean), owner
-
-
-def _unwrap(annotation: Any) -> Any:
-    while get_origin(annotation) is not None and getattr(annotation, "__metadata__", None) is not None:
-        annotation = get_args(annotation)[0]
-    return annotation
-
-
-def _union_members(annotation: Any) -> list | None:
-    annotation = _unwrap(annotation)
-    args = [_unwrap(a) for a in get_args(annotation) if a is not type(None)]
-    if len(args) == 1 and len(get_args(annotation)) == 2:  # Optional[a tagged union]
-        return _union_members(args[0])
-    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-    return models if len(models) > 1 else None
-
-
-def _tag_of(model: type[BaseModel]) -> str | None:
-    for field in ("rule", "kind"):
-        info = model.model_fields.get(field)
-        if info is not None:
-            args = get_args(info.annotation)
-            if len(args) == 1 and isinstance(args[0], str):
-                return args[0]
-    return None
-
-
-def _child_type(annotation: Any, part: Any) -> Any:
-    annotation = _unwrap(annotation)
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    if get_origin(annotation) is not None and len(args) == 1 and get_origin(annotation) is not list:
-        annotation = _unwrap(args[0])  # Optional[X]
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(part, str):
-        info = annotation.model_fields.get(part)
-        return info.annotation if info is not None else None
-    if get_origin(annotation) in (list, tuple) and isinstance(part, int):
-        inner = get_args(annotation)
-        return inner[0] if get_origin(annotation) is list else (inner[part] if part < len(inner) else None)
-    return None
-
-
 def _problem(error: dict, source: str, text: str | None) -> Problem:
-    loc, owner = _strip_union_tags(tuple(error["loc"]))
+    loc, owner = strip_union_tags(tuple(error["loc"]), Scenario)
     kind = error["type"]
     ctx = error.get("ctx") or {}
     value = error.get("input")
-    path = _format_path(loc)
+    path = format_path(loc)
     line = _line_of(text, loc)
     keys = sorted(owner.model_fields) if isinstance(owner, type) and issubclass(owner, BaseModel) else []
 
@@ -219,7 +151,7 @@ def _problem(error: dict, source: str, text: str | None) -> Problem:
         # Located at the tag itself (task.kind), the field to change, whether the section was
         # written out or as the shorthand 'task: mnist'.
         field = str(ctx.get("discriminator", "kind")).strip("'")
-        path = _format_path((*loc, field))
+        path = format_path((*loc, field))
         if kind == "union_tag_not_found":
             return Problem(source, path, f"the key '{field}' is missing", f"add '{field}: ...'", line)
         return Problem(source, path, f"unknown {field} {ctx.get('tag')!r}",

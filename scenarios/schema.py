@@ -2,8 +2,10 @@
 
 Every section is a strict pydantic model (unknown keys are errors).  The checks that need
 more than one field at a time (a projection naming an unknown population, a task whose
-input size does not match the input population...) live in :func:`_check_scenario` and
-report errors at the path of the offending field, so a message can always say *where*.
+input size does not match the input population...) live with every other rule in
+:mod:`ribbed.scenarios.validation`; a scenario runs them when it is built, and reports errors at
+the path of the offending field, so a message can always say *where*.  The backend section
+is in :mod:`ribbed.scenarios.backend`, the guidance sections in :mod:`ribbed.scenarios.guidance`.
 
 Field descriptions double as documentation: ``ribbed schema`` prints them as JSON Schema.
 """
@@ -23,17 +25,21 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from ribbed.scenarios.backend import BackendSpec, BatchedBackendSpec, RayBackendSpec, ReferenceBackendSpec
 from ribbed.scenarios.base import MAX_NEURONS, Fraction, Name, Strict, tagged_union
 from ribbed.scenarios.guidance import ConfidenceMetaSpec, CouplingSpec, DirectCouplingSpec, GuideSpec, MetaSpec
 
 __all__ = [
     "BackendSpec",
+    "BatchedBackendSpec",
     "ConnectivitySpec",
     "LearningOverride",
     "LearningSpec",
     "OutputSpec",
     "PopulationSpec",
     "ProjectionSpec",
+    "RayBackendSpec",
+    "ReferenceBackendSpec",
     "RunSpec",
     "Scenario",
     "ScheduleSpec",
@@ -369,86 +375,6 @@ class RunSpec(Strict):
     )
 
 
-class BackendSpec(Strict):
-    """Which executor runs the tick."""
-
-    kind: Literal["reference", "batched", "ray"] = Field(
-        "reference",
-        description="reference: per-agent Mesa objects and explicit messages (the oracle).",
-    )
-    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")] = Field(
-        "auto", description="batched executor: cpu, cuda, cuda:N, or auto (cuda when a GPU is present)."
-    )
-    dtype: Optional[Literal["float32", "float64"]] = Field(
-        None, description="Float type; default: float32 on the batched executor, float64 on the reference one "
-        "(which computes in float64 only)."
-    )
-    sparse_threshold: float = Field(
-        0.3, ge=0.0, le=1.0,
-        description="batched executor: projections with fewer than this share of all possible synapses "
-        "are stored sparse (CSR); see projections[].storage.",
-    )
-    shards: Optional[int] = Field(
-        None, gt=0, description="ray executor: number of shards (Ray actors), each computing some of the "
-        "partitions; default: as many as the machine (or cluster) has CPUs, at most the partitions. The "
-        "result does not depend on it.",
-    )
-    partitions: int = Field(
-        12, gt=0, description="ray executor: virtual partitions the neurons are assigned to, from the scenario "
-        "alone (results depend on this number, never on the shards or nodes hosting the partitions); at "
-        "least the number of shards.",
-    )
-    split_above: int = Field(
-        4096, gt=0, description="ray executor: a population with more neurons than this is split over all "
-        "partitions; a smaller one stays whole in one partition.",
-    )
-    address: Optional[str] = Field(
-        None, description="ray executor: the Ray cluster to run on ('auto', or host:port, or ray://host:port); "
-        "default: a Ray instance started for the run on this machine, and stopped after it.",
-    )
-    cpus_per_shard: float = Field(1.0, gt=0, description="ray executor: the CPUs Ray reserves for each shard.")
-    threads_per_shard: int = Field(1, gt=0, description="ray executor: torch's thread count in each shard.")
-    placement: Literal["spread", "pack", "strict_spread", "strict_pack"] = Field(
-        "spread", description="ray executor: the strategy of the placement group that places the shards on "
-        "nodes (strict_spread: one shard per node).",
-    )
-    shard_resources: Optional[list[dict[str, float]]] = Field(
-        None, description="ray executor: per shard, custom Ray resources its bundle asks for (one dict per "
-        "shard), to pin shards to nodes that offer them (node labels).",
-    )
-    timeout_s: float = Field(
-        300.0, gt=0, description="ray executor: the longest wait for any shard; a shard that takes longer "
-        "stops the run with an error naming it.",
-    )
-    object_store_mb: Optional[int] = Field(
-        None, ge=80, description="ray executor: the object store's size when the run starts Ray itself "
-        "(default: Ray's own choice).",
-    )
-    threads: Optional[int] = Field(
-        None, gt=0, description="torch's intra-op thread count for the run (default: torch's own choice). "
-        "Recorded in the message log: a replay uses the same count, so that sums come out bit for bit the same."
-    )
-
-
-    @model_validator(mode="after")
-    def _ray_fields_only_on_ray(self) -> "BackendSpec":
-        ray_only = {"shards", "partitions", "split_above", "address", "cpus_per_shard", "threads_per_shard",
-                    "placement", "shard_resources", "timeout_s", "object_store_mb"}
-        # Compared with the defaults, not with the fields given: a dumped scenario states them all.
-        given = sorted(name for name in ray_only if getattr(self, name) != type(self).model_fields[name].default)
-        if self.kind != "ray" and given:
-            raise PydanticCustomError("scenario", f"'{given[0]}' applies to the ray executor only",
-                                      {"fix": f"set 'kind: ray', or remove '{given[0]}'"})
-        if self.kind == "ray" and self.shards is not None and self.shards > self.partitions:
-            raise PydanticCustomError("scenario", f"{self.shards} shards need at least as many partitions "
-                                      f"(there are {self.partitions})",
-                                      {"fix": f"set 'partitions: {self.shards}' or more, or fewer shards"})
-        if self.shard_resources is not None and self.shards is not None and len(self.shard_resources) != self.shards:
-            raise PydanticCustomError("scenario", f"shard_resources has {len(self.shard_resources)} entries for "
-                                      f"{self.shards} shards", {"fix": "give one dict of resources per shard"})
-        return self
-
-
 class LogSpec(Strict):
     """What the run's message log (run.log in the run folder) records; docs/log-format.md."""
 
@@ -495,7 +421,10 @@ class Scenario(Strict):
     )
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     run: RunSpec = Field(default_factory=RunSpec)
-    backend: BackendSpec = Field(default_factory=BackendSpec)
+    backend: BackendSpec = Field(  # type: ignore[valid-type]
+        default_factory=ReferenceBackendSpec,
+        description="Which executor runs the tick (kind: reference, batched or ray), with that executor's settings.",
+    )
     output: OutputSpec = Field(default_factory=OutputSpec)
     log: LogSpec = Field(default_factory=LogSpec)
 
@@ -520,7 +449,12 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Scenario":
-        errors = list(_check_scenario(self))
+        # The rules live with the others in validation.py, which imports this module for the
+        # types it checks: imported here, when the first scenario is validated, not at import.
+        from ribbed.scenarios.validation import consistency_findings
+
+        errors = [InitErrorDetails(type=PydanticCustomError("scenario", f.message, {"fix": f.fix}), loc=f.loc,
+                                   input=f.value) for f in consistency_findings(self)]
         if errors:
             raise ValidationError.from_exception_data("Scenario", errors)
         return self
@@ -545,171 +479,3 @@ class Scenario(Strict):
 
     def projection_learning(self, projection: ProjectionSpec) -> LearningSpec:
         return resolve_learning(self.learning, self.population(projection.post).learning, projection.learning)
-
-
-def _error(loc: tuple, message: str, value: Any, fix: str) -> InitErrorDetails:
-    return InitErrorDetails(
-        type=PydanticCustomError("scenario", message, {"fix": fix}), loc=loc, input=value
-    )
-
-
-def _check_scenario(s: Scenario):
-    """Yield an error for every inconsistency between fields of a parsed scenario."""
-    names = [p.name for p in s.populations]
-    sizes = {p.name: p.size for p in s.populations}
-    for i, population in enumerate(s.populations):
-        if names.index(population.name) != i:
-            yield _error(("populations", i, "name"), f"population name '{population.name}' is used twice",
-                         population.name, "give every population its own name")
-
-    # A missing role or a projection naming an unknown population leaves the graph checks
-    # below with nothing sound to check: they would only repeat the first error in other words.
-    broken = False
-    for role in ("input", "output"):
-        holders = [i for i, p in enumerate(s.populations) if p.role == role]
-        if not holders:
-            broken = True
-            yield _error(("populations",), f"no population has role: {role}", names,
-                         f"set 'role: {role}' on the population the task should "
-                         + ("feed" if role == "input" else "judge"))
-        for i in holders[1:]:
-            yield _error(("populations", i, "role"), f"only one population can have role: {role}",
-                         role, "set 'role: hidden' on all but one")
-
-    every = s.log.snapshot_every
-    if every is not None and every % s.run.eval_every:
-        yield _error(("log", "snapshot_every"), f"snapshots are taken at evaluations, and {every} is not a "
-                     f"multiple of run.eval_every ({s.run.eval_every})", every,
-                     f"use a multiple of {s.run.eval_every}, or leave log.snapshot_every out")
-
-    total = sum(sizes.values())
-    if total > MAX_NEURONS:
-        yield _error(("populations",), f"the populations hold {total} neurons together, more than {MAX_NEURONS}",
-                     total, "use smaller populations")
-
-    labels: dict[str, int] = {}
-    for i, projection in enumerate(s.projections):
-        for end in ("pre", "post"):
-            target = getattr(projection, end)
-            if target not in sizes:
-                broken = True
-                yield _error(("projections", i, end), f"unknown population '{target}'", target,
-                             "name one of: " + ", ".join(names))
-        if projection.label in labels:
-            yield _error(("projections", i, "name"), f"projection name '{projection.label}' is used twice",
-                         projection.label, "give the projections distinct 'name's")
-        labels.setdefault(projection.label, i)
-        if projection.pre not in sizes or projection.post not in sizes:
-            continue
-        if s.population(projection.post).role == "input":
-            yield _error(("projections", i, "post"), "the input population receives no projections",
-                         projection.post, "project into a hidden or output population")
-        yield from _check_connectivity(i, projection, sizes[projection.pre], sizes[projection.post])
-
-    if not broken:
-        incoming = {p.post for p in s.projections}
-        for i, population in enumerate(s.populations):
-            if population.role != "input" and population.name not in incoming:
-                yield _error(("populations", i, "name"), f"population '{population.name}' receives no projection",
-                             population.name, f"add a projection with 'post: {population.name}', or remove it")
-
-        inputs = [p.name for p in s.populations if p.role == "input"]
-        for i, population in enumerate(s.populations):
-            if population.role == "output" and population.name not in _reachable(s, inputs[0]):
-                yield _error(("populations", i, "role"),
-                             f"the output population '{population.name}' is not reachable from the input population",
-                             population.name, "add projections that lead from the input population to it")
-
-    yield from _check_guidance(s)
-
-    if s.task.kind == "npz" and s.task.problem == "regression" and s.task.loss == "cross_entropy":
-        yield _error(("task", "loss"), "cross_entropy needs class labels, and this task is a regression",
-                     s.task.loss, "use loss: mse, or problem: classification")
-
-    shape = TASK_SHAPES.get(s.task.kind)
-    if shape is not None:
-        for role, n, what in (("input", shape[0], "inputs"), ("output", shape[1], "outputs")):
-            for i, population in enumerate(s.populations):
-                if population.role == role and population.size != n:
-                    yield _error(("populations", i, "size"),
-                                 f"task '{s.task.kind}' has {n} {what} but population "
-                                 f"'{population.name}' has {population.size} neurons",
-                                 population.size, f"set size: {n}")
-
-
-def _reachable(s: Scenario, start: str) -> set[str]:
-    seen, frontier = {start}, [start]
-    while frontier:
-        current = frontier.pop()
-        for projection in s.projections:
-            if projection.pre == current and projection.post not in seen:
-                seen.add(projection.post)
-                frontier.append(projection.post)
-    return seen
-
-
-def _check_connectivity(i: int, projection: ProjectionSpec, n_pre: int, n_post: int):
-    c = projection.connectivity
-    # The rule's tag is part of the location, as in pydantic's own errors, so the loader strips
-    # it the same way; without it the 'edges' field of an edge list would be taken for the tag.
-    loc = ("projections", i, "connectivity", c.rule)
-    self_projection = projection.pre == projection.post
-    if c.rule == "one_to_one" and n_pre != n_post:
-        yield _error(loc + ("rule",), f"one_to_one needs equal sizes (pre {n_pre}, post {n_post})",
-                     c.rule, "use populations of the same size or another rule")
-    if c.rule == "fixed_in_degree":
-        available = n_pre - (1 if self_projection and not c.allow_self_connections else 0)
-        if c.k > available:
-            yield _error(loc + ("k",), f"k={c.k} exceeds the {available} available presynaptic neurons",
-                         c.k, f"use k <= {available}")
-    if c.rule == "edges":
-        seen: dict[tuple[int, int], int] = {}
-        for e, (a, b) in enumerate(c.edges):
-            if a >= n_pre or b >= n_post:
-                yield _error(loc + ("edges", e), f"edge [{a}, {b}] is out of range for sizes pre {n_pre}, post {n_post}",
-                             [a, b], "use indices local to each population, starting at 0")
-            if (a, b) in seen:
-                yield _error(loc + ("edges", e), f"edge [{a}, {b}] is listed twice (first at {seen[(a, b)]})",
-                             [a, b], "list each synapse once")
-            seen.setdefault((a, b), e)
-    if c.rule == "networkx":
-        from ribbed.environment.connectivity import networkx_generator
-
-        try:
-            networkx_generator(c.generator)
-        except ValueError as exc:
-            yield _error(loc + ("generator",), str(exc), c.generator,
-                         "name a generator function of networkx, e.g. 'erdos_renyi_graph'")
-
-
-def _check_guidance(s: Scenario):
-    """Guides only where there is credit to predict; coupling and meta only where there are guides."""
-    guided = False
-    for i, population in enumerate(s.populations):
-        if population.guide is None:
-            for section in ("coupling", "meta"):
-                if getattr(population, section) is not None:
-                    yield _error(("populations", i, section), f"population '{population.name}' has no guide, "
-                                 f"so its {section} has nothing to act on", section,
-                                 f"add 'guide: mlp' (or tree, linear) to the population, or remove '{section}'")
-            continue
-        if population.role != "hidden":
-            yield _error(("populations", i, "guide"), f"guides predict the credit of hidden neurons, and "
-                         f"'{population.name}' is the {population.role} population", population.guide.kind,
-                         "move the guide to a hidden population")
-            continue
-        rule = s.population_learning(population).rule
-        rules = {rule} | {s.projection_learning(p).rule for p in s.projections if p.post == population.name}
-        if not rules & set(GRADIENT_RULES):
-            yield _error(("populations", i, "guide"), f"population '{population.name}' learns by the {rule} rule, "
-                         "which uses no credit for a guide to predict", population.guide.kind,
-                         "use a gradient rule (backprop, feedback_alignment, direct_feedback_alignment) for it, "
-                         "or remove the guide")
-            continue
-        guided = True
-    if not guided:
-        for section in ("coupling", "meta"):
-            if getattr(s, section) is not None:
-                yield _error((section,), f"no population has a guide, so '{section}' has nothing to act on",
-                             getattr(s, section).kind, "add 'guide: mlp' (or tree, linear) to a hidden population, "
-                             f"or remove '{section}'")

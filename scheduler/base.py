@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import numpy as np
 
-from ribbed.errors import Problem, ScenarioError
+from ribbed.errors import ScenarioError
 
 if TYPE_CHECKING:
     import mesa
@@ -26,12 +26,8 @@ if TYPE_CHECKING:
     from ribbed.environment.network import Network
     from ribbed.scenarios.schema import Scenario
 
-__all__ = ["AVAILABLE_EXECUTORS", "Executor", "ExecutorInputs", "Prediction", "TickResult", "check_backend",
+__all__ = ["Executor", "ExecutorInputs", "Prediction", "TickResult", "check_backend",
            "make_executor"]
-
-#: The executors this version can run.
-AVAILABLE_EXECUTORS = ("reference", "batched", "ray")
-
 
 class TickResult:
     """The loss and the outputs (batch x n_outputs) of one tick.
@@ -183,33 +179,13 @@ class ExecutorInputs(NamedTuple):
 
 
 def check_backend(scenario: Scenario) -> None:
-    """Refuse, with a clear error, a backend the schema accepts but this version cannot run."""
-    backend = scenario.backend
-    if backend.kind not in AVAILABLE_EXECUTORS:
-        raise ScenarioError(Problem(
-            scenario.source, "backend.kind", f"the '{backend.kind}' executor is not available yet",
-            "use 'backend: {kind: batched}' or 'backend: {kind: reference}' (or --backend batched)",
-        ))
-    if backend.kind == "reference" and backend.dtype == "float32":
-        raise ScenarioError(Problem(
-            scenario.source, "backend.dtype", "the reference executor computes in float64 only",
-            "remove backend.dtype, or use 'backend: {kind: batched, dtype: float32}'",
-        ))
-    if backend.kind == "batched":
-        from ribbed.scheduler.device import resolve_device
+    """Refuse, with a clear error, a backend the schema accepts but this machine cannot run (the
+    rules are in :func:`ribbed.scenarios.validation.backend_problems`)."""
+    from ribbed.scenarios.validation import backend_problems
 
-        resolve_device(scenario)
-    if backend.kind == "ray":
-        if backend.device not in ("auto", "cpu"):
-            raise ScenarioError(Problem(
-                scenario.source, "backend.device", "the ray executor's shards compute on the CPU",
-                "remove backend.device (or set 'device: cpu'), or use 'backend: {kind: batched}' for a GPU"))
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise ScenarioError(Problem(
-                scenario.source, "backend.kind", "the ray executor needs Ray, which is not installed",
-                "pip install 'ray>=2.9', or use 'backend: {kind: batched}'")) from None
+    problems = backend_problems(scenario)
+    if problems:
+        raise ScenarioError(problems)
 
 
 def make_executor(inputs: ExecutorInputs) -> Executor:

@@ -1,0 +1,301 @@
+"""Every rule a scenario must satisfy beyond the types of its fields, in one place.
+
+The rules come in two groups:
+
+- **consistency**: rules between fields of the scenario alone (a projection names a population
+  that exists, sizes agree with the task, guides only where there is credit to predict...).
+  The schema runs them whenever a :class:`~ribbed.scenarios.schema.Scenario` is built, so a
+  scenario object is consistent by construction and a file's errors carry their line (the
+  loader places them);
+- **the run's circumstances**: rules that depend on the machine (the GPU asked for is there,
+  Ray is installed) or on Python objects handed over beside the scenario (the scikit-learn
+  estimators of ``guide: sklearn`` populations), which a file cannot show.
+
+:func:`validate` runs both (the first again, for a scenario changed in place after it was built)
+and names every problem at once. ``ribbed validate``, ``ribbed run`` (the runner) and
+:class:`~ribbed.model.NetworkModel` call it; torch and Ray are imported only when a rule needs them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple
+
+from ribbed.errors import Problem, ScenarioError
+from ribbed.scenarios.base import MAX_NEURONS
+from ribbed.scenarios.graphs import networkx_generator
+from ribbed.scenarios.paths import field_path
+from ribbed.scenarios.schema import GRADIENT_RULES, TASK_SHAPES
+
+if TYPE_CHECKING:
+    from ribbed.scenarios.schema import ProjectionSpec, Scenario
+
+__all__ = ["Finding", "backend_problems", "consistency_findings", "device_problem", "estimator_problems",
+           "validate"]
+
+
+class Finding(NamedTuple):
+    """One inconsistency: where (a pydantic location: a tagged union's tag follows its field, as
+    in pydantic's own errors), what, the offending value, and how to fix it."""
+
+    loc: tuple
+    message: str
+    value: Any
+    fix: str
+
+
+def validate(scenario: Scenario, *, guides: Mapping[str, Any] | None = None) -> None:
+    """Check every rule of ``scenario`` (see the module docstring); raise one
+    :class:`~ribbed.errors.ScenarioError` naming every problem found.
+
+    ``guides`` maps each population with ``guide: {kind: sklearn}`` to its scikit-learn
+    regressor (``NetworkModel(..., guides=...)``); a file cannot supply them, so None (none
+    given) refuses a scenario with such a guide."""
+    problems = [Problem(scenario.source, field_path(finding.loc, type(scenario)), finding.message, finding.fix)
+                for finding in consistency_findings(scenario)]
+    problems += backend_problems(scenario)
+    problems += estimator_problems(scenario, guides or {})
+    if problems:
+        raise ScenarioError(problems)
+
+
+# --------------------------------------------------------------------------- the backend
+
+
+def backend_problems(scenario: Scenario) -> list[Problem]:
+    """What keeps the scenario's executor from running here as asked: the reference executor
+    computes on the CPU in float64 only, the batched one needs the device it names, the Ray one
+    needs Ray and computes on the CPU."""
+    backend, source = scenario.backend, scenario.source
+    problems: list[Problem] = []
+    if backend.kind == "reference" and backend.device not in ("auto", "cpu"):
+        problems.append(Problem(source, "backend.device", "the reference executor computes on the CPU",
+                                "remove backend.device (or set 'device: cpu'), or use 'backend: {kind: batched}' "
+                                "for a GPU"))
+    if backend.kind == "reference" and backend.dtype == "float32":
+        problems.append(Problem(source, "backend.dtype", "the reference executor computes in float64 only",
+                                "remove backend.dtype, or use 'backend: {kind: batched, dtype: float32}'"))
+    if backend.kind == "batched":
+        problem = device_problem(scenario)
+        if problem is not None:
+            problems.append(problem)
+    if backend.kind == "ray":
+        if backend.device not in ("auto", "cpu"):
+            problems.append(Problem(source, "backend.device", "the ray executor's shards compute on the CPU",
+                                    "remove backend.device (or set 'device: cpu'), or use 'backend: {kind: batched}' "
+                                    "for a GPU"))
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            problems.append(Problem(source, "backend.kind", "the ray executor needs Ray, which is not installed",
+                                    "pip install 'ray>=2.9', or use 'backend: {kind: batched}'"))
+    return problems
+
+
+def device_problem(scenario: Scenario) -> Problem | None:
+    """Why the scenario's ``backend.device`` cannot be had here (None when it can): an explicit
+    cuda device needs torch to see that GPU; ``auto`` and ``cpu`` always can."""
+    requested = scenario.backend.device
+    if requested in ("auto", "cpu"):
+        return None
+    import torch
+
+    device = torch.device(requested)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            found = "no GPU is available to torch" if count == 0 else f"torch sees {count} GPU(s)"
+            return Problem(scenario.source, "backend.device", f"'{requested}' was requested but {found}",
+                           "use 'device: auto' or 'device: cpu' (or --device cpu)")
+    return None
+
+
+# --------------------------------------------------------------------------- estimators
+
+
+def estimator_problems(scenario: Scenario, guides: Mapping[str, Any]) -> list[Problem]:
+    """Estimators given for exactly the populations with ``guide: {kind: sklearn}``, each a
+    scikit-learn regressor (it has fit, predict and get_params, which cloning needs)."""
+    source = scenario.source
+    kinds = {p.name: (i, p.guide.kind if p.guide is not None else None) for i, p in enumerate(scenario.populations)}
+    problems: list[Problem] = []
+    for name, estimator in guides.items():
+        if name not in kinds or kinds[name][1] != "sklearn":
+            where = f"populations[{kinds[name][0]}].guide" if name in kinds else "populations"
+            problems.append(Problem(source, where, f"an estimator was given for population '{name}', whose guide "
+                                    "is not of kind sklearn", f"set 'guide: {{kind: sklearn}}' on population "
+                                    f"'{name}', or leave it out of guides="))
+        elif not (hasattr(estimator, "fit") and hasattr(estimator, "predict") and hasattr(estimator, "get_params")):
+            problems.append(Problem(source, f"populations[{kinds[name][0]}].guide",
+                                    f"the guide given for '{name}' is not a scikit-learn regressor "
+                                    f"({type(estimator).__name__})", "pass an estimator with fit, predict "
+                                    "and get_params, e.g. sklearn.neighbors.KNeighborsRegressor()"))
+    for name, (i, kind) in kinds.items():
+        if kind == "sklearn" and name not in guides:
+            problems.append(Problem(source, f"populations[{i}].guide",
+                                    f"population '{name}' has a guide of kind sklearn, and no estimator was given",
+                                    f"pass it from Python: NetworkModel(scenario, guides={{'{name}': "
+                                    "estimator}), or use guide kind tree, linear or mlp"))
+    return problems
+
+
+# --------------------------------------------------------------------------- consistency
+
+
+def consistency_findings(s: Scenario) -> Iterator[Finding]:
+    """Every inconsistency between fields of a parsed scenario (the rules that need the scenario alone)."""
+    names = [p.name for p in s.populations]
+    sizes = {p.name: p.size for p in s.populations}
+    for i, population in enumerate(s.populations):
+        if names.index(population.name) != i:
+            yield Finding(("populations", i, "name"), f"population name '{population.name}' is used twice",
+                          population.name, "give every population its own name")
+
+    # A missing role or a projection naming an unknown population leaves the graph checks
+    # below with nothing sound to check: they would only repeat the first error in other words.
+    broken = False
+    for role in ("input", "output"):
+        holders = [i for i, p in enumerate(s.populations) if p.role == role]
+        if not holders:
+            broken = True
+            yield Finding(("populations",), f"no population has role: {role}", names,
+                          f"set 'role: {role}' on the population the task should "
+                          + ("feed" if role == "input" else "judge"))
+        for i in holders[1:]:
+            yield Finding(("populations", i, "role"), f"only one population can have role: {role}",
+                          role, "set 'role: hidden' on all but one")
+
+    every = s.log.snapshot_every
+    if every is not None and every % s.run.eval_every:
+        yield Finding(("log", "snapshot_every"), f"snapshots are taken at evaluations, and {every} is not a "
+                      f"multiple of run.eval_every ({s.run.eval_every})", every,
+                      f"use a multiple of {s.run.eval_every}, or leave log.snapshot_every out")
+
+    total = sum(sizes.values())
+    if total > MAX_NEURONS:
+        yield Finding(("populations",), f"the populations hold {total} neurons together, more than {MAX_NEURONS}",
+                      total, "use smaller populations")
+
+    labels: dict[str, int] = {}
+    for i, projection in enumerate(s.projections):
+        for end in ("pre", "post"):
+            target = getattr(projection, end)
+            if target not in sizes:
+                broken = True
+                yield Finding(("projections", i, end), f"unknown population '{target}'", target,
+                              "name one of: " + ", ".join(names))
+        if projection.label in labels:
+            yield Finding(("projections", i, "name"), f"projection name '{projection.label}' is used twice",
+                          projection.label, "give the projections distinct 'name's")
+        labels.setdefault(projection.label, i)
+        if projection.pre not in sizes or projection.post not in sizes:
+            continue
+        if s.population(projection.post).role == "input":
+            yield Finding(("projections", i, "post"), "the input population receives no projections",
+                          projection.post, "project into a hidden or output population")
+        yield from _connectivity(i, projection, sizes[projection.pre], sizes[projection.post])
+
+    if not broken:
+        incoming = {p.post for p in s.projections}
+        for i, population in enumerate(s.populations):
+            if population.role != "input" and population.name not in incoming:
+                yield Finding(("populations", i, "name"), f"population '{population.name}' receives no projection",
+                              population.name, f"add a projection with 'post: {population.name}', or remove it")
+
+        inputs = [p.name for p in s.populations if p.role == "input"]
+        for i, population in enumerate(s.populations):
+            if population.role == "output" and population.name not in _reachable(s, inputs[0]):
+                yield Finding(("populations", i, "role"),
+                              f"the output population '{population.name}' is not reachable from the input population",
+                              population.name, "add projections that lead from the input population to it")
+
+    yield from _guidance(s)
+
+    if s.task.kind == "npz" and s.task.problem == "regression" and s.task.loss == "cross_entropy":
+        yield Finding(("task", "loss"), "cross_entropy needs class labels, and this task is a regression",
+                      s.task.loss, "use loss: mse, or problem: classification")
+
+    shape = TASK_SHAPES.get(s.task.kind)
+    if shape is not None:
+        for role, n, what in (("input", shape[0], "inputs"), ("output", shape[1], "outputs")):
+            for i, population in enumerate(s.populations):
+                if population.role == role and population.size != n:
+                    yield Finding(("populations", i, "size"),
+                                  f"task '{s.task.kind}' has {n} {what} but population "
+                                  f"'{population.name}' has {population.size} neurons",
+                                  population.size, f"set size: {n}")
+
+
+def _reachable(s: Scenario, start: str) -> set[str]:
+    seen, frontier = {start}, [start]
+    while frontier:
+        current = frontier.pop()
+        for projection in s.projections:
+            if projection.pre == current and projection.post not in seen:
+                seen.add(projection.post)
+                frontier.append(projection.post)
+    return seen
+
+
+def _connectivity(i: int, projection: ProjectionSpec, n_pre: int, n_post: int) -> Iterator[Finding]:
+    c = projection.connectivity
+    # The rule's tag is part of the location, as in pydantic's own errors, so the loader strips
+    # it the same way; without it the 'edges' field of an edge list would be taken for the tag.
+    loc = ("projections", i, "connectivity", c.rule)
+    self_projection = projection.pre == projection.post
+    if c.rule == "one_to_one" and n_pre != n_post:
+        yield Finding(loc + ("rule",), f"one_to_one needs equal sizes (pre {n_pre}, post {n_post})",
+                      c.rule, "use populations of the same size or another rule")
+    if c.rule == "fixed_in_degree":
+        available = n_pre - (1 if self_projection and not c.allow_self_connections else 0)
+        if c.k > available:
+            yield Finding(loc + ("k",), f"k={c.k} exceeds the {available} available presynaptic neurons",
+                          c.k, f"use k <= {available}")
+    if c.rule == "edges":
+        seen: dict[tuple[int, int], int] = {}
+        for e, (a, b) in enumerate(c.edges):
+            if a >= n_pre or b >= n_post:
+                yield Finding(loc + ("edges", e), f"edge [{a}, {b}] is out of range for sizes pre {n_pre}, post {n_post}",
+                              [a, b], "use indices local to each population, starting at 0")
+            if (a, b) in seen:
+                yield Finding(loc + ("edges", e), f"edge [{a}, {b}] is listed twice (first at {seen[(a, b)]})",
+                              [a, b], "list each synapse once")
+            seen.setdefault((a, b), e)
+    if c.rule == "networkx":
+        try:
+            networkx_generator(c.generator)
+        except ValueError as exc:
+            yield Finding(loc + ("generator",), str(exc), c.generator,
+                          "name a generator function of networkx, e.g. 'erdos_renyi_graph'")
+
+
+def _guidance(s: Scenario) -> Iterator[Finding]:
+    """Guides only where there is credit to predict; coupling and meta only where there are guides."""
+    guided = False
+    for i, population in enumerate(s.populations):
+        if population.guide is None:
+            for section in ("coupling", "meta"):
+                if getattr(population, section) is not None:
+                    yield Finding(("populations", i, section), f"population '{population.name}' has no guide, "
+                                  f"so its {section} has nothing to act on", section,
+                                  f"add 'guide: mlp' (or tree, linear) to the population, or remove '{section}'")
+            continue
+        if population.role != "hidden":
+            yield Finding(("populations", i, "guide"), f"guides predict the credit of hidden neurons, and "
+                          f"'{population.name}' is the {population.role} population", population.guide.kind,
+                          "move the guide to a hidden population")
+            continue
+        rule = s.population_learning(population).rule
+        rules = {rule} | {s.projection_learning(p).rule for p in s.projections if p.post == population.name}
+        if not rules & set(GRADIENT_RULES):
+            yield Finding(("populations", i, "guide"), f"population '{population.name}' learns by the {rule} rule, "
+                          "which uses no credit for a guide to predict", population.guide.kind,
+                          "use a gradient rule (backprop, feedback_alignment, direct_feedback_alignment) for it, "
+                          "or remove the guide")
+            continue
+        guided = True
+    if not guided:
+        for section in ("coupling", "meta"):
+            if getattr(s, section) is not None:
+                yield Finding((section,), f"no population has a guide, so '{section}' has nothing to act on",
+                              getattr(s, section).kind, "add 'guide: mlp' (or tree, linear) to a hidden population, "
+                              f"or remove '{section}'")
