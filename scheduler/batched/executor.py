@@ -20,8 +20,9 @@ import torch
 
 from ribbed.agents.activations import TORCH_ACTIVATIONS
 from ribbed.agents.guides import task_context
-from ribbed.agents.stacked_optimizers import StackedOptimizer, make_stacked_optimizer
+from ribbed.agents.optimizers import Optimizer, make_optimizer
 from ribbed.agents.view import ClusterView, NeuronView
+from ribbed.environment.losses import per_sample_loss
 from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo
 from ribbed.scheduler.batched.guidance import BatchedGuidance
 from ribbed.scheduler.device import resolve_device, resolve_dtype
@@ -33,7 +34,7 @@ from ribbed.scheduler.batched.projection_tensors import ProjectionTensors, make_
 if TYPE_CHECKING:
     from ribbed.model import NetworkModel
 
-__all__ = ["BatchedExecutor", "TORCH_LOSSES", "make_views"]
+__all__ = ["BatchedExecutor", "make_views"]
 
 #: Evaluation runs the held-out set in chunks of at most this many neuron activations.
 PREDICT_CHUNK = 2**24
@@ -49,8 +50,8 @@ class _Synapses:
         self.layout = layout
         self.weights = layout.tensor(info.weights)
         self.feedback = None if info.feedback is None else layout.tensor(info.feedback)
-        self.optimizer: StackedOptimizer | None = (
-            None if info.frozen else make_stacked_optimizer(info.learning, self.weights)
+        self.optimizer: Optimizer | None = (
+            None if info.frozen else make_optimizer(info.learning, self.weights)
         )
         self.kappa = info.learning.kappa
         self.x: torch.Tensor | None = None  # the presynaptic activity of this tick
@@ -65,7 +66,7 @@ class _Population:
         self.info = info
         self.activation = TORCH_ACTIVATIONS[info.activation]
         self.bias = torch.zeros(info.size, dtype=dtype, device=device)
-        self.bias_optimizer = make_stacked_optimizer(info.learning, self.bias) if info.learns_bias else None
+        self.bias_optimizer = make_optimizer(info.learning, self.bias) if info.learns_bias else None
         self.incoming: list[_Synapses] = []
         self.sends_error: list[_Synapses] = []  # outgoing projections that carry errors back to it
         self.plastic: list[_Synapses] = []
@@ -159,7 +160,7 @@ class BatchedExecutor(Executor):
 
         # readout: the task's loss and its answer e = B dL/dy.
         outputs = self._output.y
-        losses, error = TORCH_LOSSES[self.loss_name](outputs, targets)
+        losses, error = per_sample_loss(self.loss_name, outputs, targets, torch)
         self._answer = error
         loss = losses.mean()
         backward = tick % self._backward_every == 0
@@ -276,7 +277,7 @@ class BatchedExecutor(Executor):
                     population.previous = torch.zeros(x.shape[0], population.info.size, dtype=self.dtype,
                                                       device=self.device)
                 self._forward(x)
-                losses, error = TORCH_LOSSES[self.loss_name](self._output.y, t)
+                losses, error = per_sample_loss(self.loss_name, self._output.y, t, torch)
                 self._backward(error, True)
                 context = task_context(t, losses)
                 for population in self._guided:
@@ -437,20 +438,3 @@ def make_views(model: NetworkModel, executor: Executor, network: Network) -> tup
                      for g in range(guided.coupling.n_guides)]
     return neurons, clusters
 
-
-def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """As :func:`ribbed.environment.losses.cross_entropy` and ``sample_losses``, in torch: each
-    sample's loss (the batch loss is their mean) and the task's answer B dL/dy."""
-    shifted = logits - logits.max(dim=1, keepdim=True).values
-    log_p = shifted - torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))
-    return -(targets * log_p).sum(dim=1), torch.exp(log_p) - targets
-
-
-def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """As :func:`ribbed.environment.losses.mse` and ``sample_losses``, in torch."""
-    diff = outputs - targets
-    return (diff * diff).mean(dim=1), diff * (2.0 / outputs.shape[1])
-
-
-#: Per-sample losses and the task's answer, by loss name.
-TORCH_LOSSES = {"cross_entropy": _cross_entropy, "mse": _mse}

@@ -33,8 +33,9 @@ import torch
 
 from ribbed.agents.guides import task_context
 from ribbed.determinism import configure_torch
+from ribbed.environment.losses import per_sample_loss
 from ribbed.errors import Problem, RibbedError
-from ribbed.scheduler.batched.executor import TORCH_LOSSES, BatchedExecutor, make_views
+from ribbed.scheduler.batched.executor import BatchedExecutor, make_views
 from ribbed.scheduler.device import resolve_dtype
 from ribbed.scheduler.base import Executor, Prediction, TickResult
 from ribbed.scheduler.messages import messages_per_tick
@@ -287,7 +288,7 @@ class RayExecutor(Executor):
         else:
             results = self._get(forward[output.level], "forward", tick)
             outputs = _assemble(results, "y", output.name, self.partitioning)
-            losses, error = TORCH_LOSSES[self.loss_name](outputs, targets)
+            losses, error = per_sample_loss(self.loss_name, outputs, targets, torch)
             answers = [{start: error[:, start:stop].numpy() for start, stop in blocks} for blocks in self._output_blocks]
             self._answer = error
         backwards: dict[int, list] = {}
@@ -363,7 +364,7 @@ class RayExecutor(Executor):
         x = torch.as_tensor(self.inputs[self._x], dtype=self.dtype)
         mirror.populations[self.network.input.name].u = mirror.populations[self.network.input.name].y = x
         if self._answer is None and self._outputs is not None:
-            self._answer = TORCH_LOSSES[self.loss_name](self._outputs, self._targets)[1]
+            self._answer = per_sample_loss(self.loss_name, self._outputs, self._targets, torch)[1]
         mirror._answer = self._answer
         mirror._agent_cache = None
         self._stale_values = False
