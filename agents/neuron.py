@@ -6,14 +6,9 @@ knows arrives as messages, and everything it tells arrives at others as messages
 reference executor calls its stage methods in the order DESIGN.md fixes; this file is the
 readable statement of the semantics that faster executors reproduce.
 
-Rules, for neuron j with inputs x_i, u_j = sum_i W_ij x_i + b_j, y_j = f(u_j), and the
-batch mean written <.>:
-  gradient rules:  g_ij = <delta_j x_i>,  g_bj = <delta_j>
-  Oja:             g_ij = -<y_j (x_i - y_j W_ij)>
-  Sanger (GHA):    g_ij = -<y_j (x_i - sum_{k<=j} y_k W_ik)>
-and the optimizer turns g into a step; chiral modulation scales each synapse's step by
-1 + kappa (2a - 1), a = the share of the neuron's plastic synapses whose gradient has the
-same sign.
+The learning rules (gradient rules, Oja, Sanger, chiral modulation) are stated, and their
+arithmetic written, in :mod:`ribbed.agents.rules`, shared with the tensor executors; a neuron
+forms its batch means from its own messages.
 """
 
 from __future__ import annotations
@@ -27,6 +22,7 @@ import numpy as np
 from ribbed.agents.activations import ACTIVATIONS
 from ribbed.agents.guides import guide_features
 from ribbed.agents.optimizers import Optimizer, make_optimizer
+from ribbed.agents.rules import bias_gradient, chiral_scale, guided_credit, hebbian_gradient
 from ribbed.agents.state import NeuronState
 from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 
@@ -34,7 +30,7 @@ if TYPE_CHECKING:
     from ribbed.environment.network import PopulationInfo, ProjectionInfo
     from ribbed.scheduler.reference.bus import MessageBus
 
-__all__ = ["NeuronAgent", "Synapses", "chiral_scale"]
+__all__ = ["NeuronAgent", "Synapses"]
 
 
 class Synapses:
@@ -52,17 +48,8 @@ class Synapses:
         self.weights = weights
         self.feedback = feedback
         self.optimizer: Optimizer | None = None if projection.frozen else make_optimizer(
-            projection.learning, weights.shape)
+            projection.learning, weights)
         self.inputs: np.ndarray | None = None  # presynaptic activity of this tick, (n_in, batch)
-
-
-def chiral_scale(grads: np.ndarray, kappa: np.ndarray) -> np.ndarray:
-    """Per-synapse step scale 1 + kappa (2a - 1), with a the share of the same-sign gradients
-    (zero counts as a sign of its own)."""
-    positive, negative = grads > 0, grads < 0
-    n_positive, n_negative = np.count_nonzero(positive), np.count_nonzero(negative)
-    same = np.where(positive, n_positive, np.where(negative, n_negative, grads.size - n_positive - n_negative))
-    return 1.0 + kappa * (2.0 * same / grads.size - 1.0)
 
 
 class NeuronAgent(NeuronState, mesa.Agent):
@@ -82,7 +69,7 @@ class NeuronAgent(NeuronState, mesa.Agent):
         self.outgoing: list[tuple[bool, list[int]]] = []  # (delayed, postsynaptic ids) per projection
         self.bias = 0.0
         self.bias_optimizer: Optimizer | None = (
-            make_optimizer(population.learning, ()) if population.learns_bias else None
+            make_optimizer(population.learning, np.zeros(())) if population.learns_bias else None
         )
         self.dfa: np.ndarray | None = None  # this neuron's fixed random projection of the output error
         self.output_start = 0  # id of the first output neuron (to place broadcast errors)
@@ -252,9 +239,7 @@ class NeuronAgent(NeuronState, mesa.Agent):
         guidance (alpha guidance alone when no propagated error arrived this tick)."""
         if not self.guided:
             return self.delta
-        if self.delta is None:
-            return self.alpha * self.guidance
-        return (1.0 - self.alpha) * self.delta + self.alpha * self.guidance
+        return guided_credit(self.delta, self.guidance, self.alpha)
 
     def learn(self, tick: int) -> None:
         """Update the incoming weights and the bias from this tick's signals."""
@@ -268,12 +253,12 @@ class NeuronAgent(NeuronState, mesa.Agent):
         plastic = self._plastic
         if plastic:
             grads = [self._gradient(s, reconstruction) for s in plastic]
+            scale = chiral_scale(np.concatenate(grads), self._kappa)  # before the steps, which reuse grads
             steps = [s.optimizer.step(g) for s, g in zip(plastic, grads)]
-            scale = chiral_scale(np.concatenate(grads), self._kappa)
             for synapses, step, part in zip(plastic, steps, np.split(scale, self._splits)):
                 synapses.weights = synapses.weights + step * part
         if self.bias_optimizer is not None and self.credit is not None:
-            self.bias = self.bias + float(self.bias_optimizer.step(np.asarray(self.credit.mean())))
+            self.bias = self.bias + float(self.bias_optimizer.step(np.asarray(bias_gradient(self.credit))))
 
     def _gradient(self, synapses: Synapses, reconstruction: np.ndarray | None) -> np.ndarray:
         x = synapses.inputs
@@ -287,7 +272,7 @@ class NeuronAgent(NeuronState, mesa.Agent):
         if synapses.projection.sanger and reconstruction is not None:
             columns = self.sanger_offsets[synapses.projection.index] + synapses.pre_local
             residual = x - reconstruction[:, columns].T
-        return -(residual @ y) / batch + (y @ y / batch) * synapses.weights
+        return hebbian_gradient((residual @ y) / batch, (y @ y / batch) * synapses.weights, np)
 
     # ------------------------------------------------------------------ inspection
 

@@ -1,14 +1,23 @@
-"""Per-neuron optimizers.  Each keeps its own state for one parameter array (a neuron's
-incoming weights from one projection, or its bias) and returns the step to add to it.
-The formulas follow torch.optim (SGD, SGD with momentum, Adam) and agree with it to about
-1e-16 relative, so a network trained here can be checked against torch step by step."""
+"""Optimizers: each keeps its state for one parameter array and turns a gradient into the step
+to add to it.  The formulas follow torch.optim (SGD, SGD with momentum, Adam).
+
+Every operation is elementwise, so one class serves both executors: the reference executor
+gives each neuron its own optimizer per incoming projection (numpy arrays of the neuron's
+weights, or a 0-d array for its bias), the tensor executors one per projection (a tensor that
+stacks every neuron's weights) or population (the biases).  The step is written once over the
+namespace of the parameter array (:mod:`ribbed.agents.xp`): on tensors in place, so that the
+tensor executors allocate nothing per step; on numpy it computes what torch.optim computes, to
+about 1e-16 relative, so a network trained by the reference executor can be checked against
+torch step by step.  The step is returned rather than applied, so that the caller can scale
+it (chiral modulation) before adding it.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
-import numpy as np
-
+from ribbed.agents.xp import add_, addcmul_, copy, lerp_, mul_, namespace
 from ribbed.scenarios.schema import LearningSpec
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Adam", "make_optimizer"]
@@ -20,20 +29,25 @@ class Optimizer:
     #: What a snapshot saves (scheduler/state.py).
     _state_attrs: tuple[str, ...] = ()
 
-    def __init__(self, settings: LearningSpec, shape: tuple[int, ...]):
+    def __init__(self, settings: LearningSpec, like: Any):
+        """``like``: the parameter array (its namespace, shape, dtype and device are the state's)."""
         self.lr = settings.lr
 
-    def step(self, grad: np.ndarray) -> np.ndarray:
+    def step(self, grad: Any) -> Any:
+        """The step for ``grad``; reuses (overwrites) ``grad``'s storage."""
         raise NotImplementedError
 
-    def state(self) -> dict[str, np.ndarray | int]:
-        """The optimizer's state, for inspection and snapshots."""
+    def state(self) -> dict[str, Any]:
+        """The optimizer's state, for inspection and snapshots, in torch.optim's names."""
         return {}
 
 
 class SGD(Optimizer):
-    def step(self, grad: np.ndarray) -> np.ndarray:
-        return -self.lr * grad
+    """torch.optim.SGD: step = -lr g."""
+
+    def step(self, grad: Any) -> Any:
+        grad *= -self.lr
+        return grad
 
 
 class Momentum(Optimizer):
@@ -41,16 +55,20 @@ class Momentum(Optimizer):
 
     _state_attrs = ("buffer",)
 
-    def __init__(self, settings: LearningSpec, shape: tuple[int, ...]):
-        super().__init__(settings, shape)
+    def __init__(self, settings: LearningSpec, like: Any):
+        super().__init__(settings, like)
         self.momentum = settings.momentum
-        self.buffer: np.ndarray | None = None
+        self.buffer = None
 
-    def step(self, grad: np.ndarray) -> np.ndarray:
-        self.buffer = grad.copy() if self.buffer is None else self.momentum * self.buffer + grad
-        return -self.lr * self.buffer
+    def step(self, grad: Any) -> Any:
+        xp = namespace(grad)
+        if self.buffer is None:
+            self.buffer = copy(grad, xp)
+        else:
+            self.buffer = add_(mul_(self.buffer, self.momentum, xp), grad, xp)
+        return xp.multiply(self.buffer, -self.lr, out=grad)
 
-    def state(self) -> dict[str, np.ndarray | int]:
+    def state(self) -> dict[str, Any]:
         return {} if self.buffer is None else {"momentum_buffer": self.buffer}
 
 
@@ -59,29 +77,33 @@ class Adam(Optimizer):
 
     _state_attrs = ("t", "m", "v")
 
-    def __init__(self, settings: LearningSpec, shape: tuple[int, ...]):
-        super().__init__(settings, shape)
+    def __init__(self, settings: LearningSpec, like: Any):
+        super().__init__(settings, like)
         self.beta1, self.beta2, self.eps = settings.beta1, settings.beta2, settings.eps
         self.t = 0
-        self.m = np.zeros(shape)
-        self.v = np.zeros(shape)
+        self.m = namespace(like).zeros_like(like)
+        self.v = namespace(like).zeros_like(like)
 
-    def step(self, grad: np.ndarray) -> np.ndarray:
+    def step(self, grad: Any) -> Any:
+        xp = namespace(grad)
         self.t += 1
-        weight = 1.0 - self.beta1
-        # torch's lerp: start + w * (end - start) for w < 0.5, else end - (end - start) * (1 - w).
-        self.m = self.m + weight * (grad - self.m) if weight < 0.5 else grad - (grad - self.m) * (1.0 - weight)
-        self.v = self.v * self.beta2 + (1.0 - self.beta2) * grad * grad
+        self.m = lerp_(self.m, grad, 1.0 - self.beta1, xp)
+        self.v = addcmul_(mul_(self.v, self.beta2, xp), grad, grad, 1.0 - self.beta2, xp)
         step_size = self.lr / (1.0 - self.beta1**self.t)
-        denom = np.sqrt(self.v) / math.sqrt(1.0 - self.beta2**self.t) + self.eps
-        return -step_size * (self.m / denom)
+        denom = xp.sqrt(self.v, out=grad)
+        denom /= math.sqrt(1.0 - self.beta2**self.t)
+        denom += self.eps
+        step = xp.divide(self.m, denom, out=grad)
+        step *= -step_size
+        return step
 
-    def state(self) -> dict[str, np.ndarray | int]:
+    def state(self) -> dict[str, Any]:
         return {"step": self.t, "exp_avg": self.m, "exp_avg_sq": self.v}
 
 
 _OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
 
 
-def make_optimizer(settings: LearningSpec, shape: tuple[int, ...]) -> Optimizer:
-    return _OPTIMIZERS[settings.optimizer](settings, shape)
+def make_optimizer(settings: LearningSpec, like: Any) -> Optimizer:
+    """The optimizer ``settings`` names, for a parameter array like ``like``."""
+    return _OPTIMIZERS[settings.optimizer](settings, like)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from conftest import layered_scenario, model_from, npz_task
-from ribbed.agents.neuron import chiral_scale
+from ribbed.agents.rules import chiral_scale
 from torch_reference import TorchMirror
 
 

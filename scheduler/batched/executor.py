@@ -21,6 +21,7 @@ import torch
 from ribbed.agents.guides import task_context
 from ribbed.agents.state import state_field
 from ribbed.agents.view import make_views
+from ribbed.environment.losses import per_sample_loss
 from ribbed.scheduler.base import Executor, ExecutorInputs, Prediction, TickResult
 from ribbed.scheduler.batched.guidance import BatchedGuidance
 from ribbed.scheduler.batched.learning import learn
@@ -33,7 +34,7 @@ from ribbed.scheduler.messages import messages_per_tick
 if TYPE_CHECKING:
     from ribbed.environment.network import Network
 
-__all__ = ["BatchedExecutor", "TORCH_LOSSES"]
+__all__ = ["BatchedExecutor", "EVALUATION_FIELDS"]
 
 #: Per-neuron values of the last evaluation, kept for reads (by agent id).
 EVALUATION_FIELDS = ("activation_mean", "activation_std", "firing_rate")
@@ -121,7 +122,7 @@ class BatchedExecutor(Executor):
 
         # readout: the task's loss and its answer e = B dL/dy.
         outputs = self._output.y
-        losses, error = TORCH_LOSSES[self.loss_name](outputs, targets)
+        losses, error = per_sample_loss(self.loss_name, outputs, targets, torch)
         self._answer = error
         loss = losses.mean()
         backward = tick % self._backward_every == 0
@@ -241,7 +242,7 @@ class BatchedExecutor(Executor):
                     population.previous = torch.zeros(x.shape[0], population.info.size, dtype=self.dtype,
                                                       device=self.device)
                 self._forward(x)
-                losses, error = TORCH_LOSSES[self.loss_name](self._output.y, t)
+                losses, error = per_sample_loss(self.loss_name, self._output.y, t, torch)
                 self._backward(error, True)
                 context = task_context(t, losses)
                 for population in self._guided:
@@ -387,20 +388,3 @@ class BatchedExecutor(Executor):
 def _numpy(values) -> np.ndarray:
     return values.detach().cpu().numpy().astype(np.float64)
 
-
-def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """As :func:`ribbed.environment.losses.cross_entropy` and ``sample_losses``, in torch: each
-    sample's loss (the batch loss is their mean) and the task's answer B dL/dy."""
-    shifted = logits - logits.max(dim=1, keepdim=True).values
-    log_p = shifted - torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))
-    return -(targets * log_p).sum(dim=1), torch.exp(log_p) - targets
-
-
-def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """As :func:`ribbed.environment.losses.mse` and ``sample_losses``, in torch."""
-    diff = outputs - targets
-    return (diff * diff).mean(dim=1), diff * (2.0 / outputs.shape[1])
-
-
-#: Per-sample losses and the task's answer, by loss name.
-TORCH_LOSSES = {"cross_entropy": _cross_entropy, "mse": _mse}

@@ -7,13 +7,17 @@ population, or the block of one that a shard owns.  Every quantity is per postsy
 (a row of each incoming projection), so a block learns exactly as its rows of the whole
 population would, except under Sanger's rule, whose lateral term couples the population's
 neurons (a shard keeps such a population whole).
+
+The rules' arithmetic is :mod:`ribbed.agents.rules`'s, shared with the reference executor's
+neurons; the batch means are summed by each projection's layout.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ribbed.agents.stacked_optimizers import StackedOptimizer
+from ribbed.agents.optimizers import SGD
+from ribbed.agents.rules import bias_gradient, chiral_factor, hebbian_gradient
 
 __all__ = ["learn"]
 
@@ -33,14 +37,14 @@ def learn(population, batch: int, dtype: torch.dtype) -> None:
                 step.mul_(scale)
             synapses.weights.add_(step)
     if population.bias_optimizer is not None and population.credit is not None:
-        population.bias.add_(population.bias_optimizer.step(population.credit.mean(dim=0)))
+        population.bias.add_(population.bias_optimizer.step(bias_gradient(population.credit)))
 
 
 def _fused_sgd_step(population, synapses) -> bool:
     """Plain SGD on a gradient rule, W -= lr <credit x>, in one pass where the layout can
     (``add_outer``: a sparse projection at batch 1); False where it cannot (the caller steps)."""
     optimizer = synapses.optimizer
-    if type(optimizer) is not StackedOptimizer or synapses.info.learning.rule == "hebbian":
+    if type(optimizer) is not SGD or synapses.info.learning.rule == "hebbian":
         return False
     credit = population.credit if population.credit is not None else torch.zeros_like(population.y)
     return synapses.layout.add_outer(credit, synapses.x, synapses.weights, -optimizer.lr)
@@ -54,7 +58,7 @@ def _gradient(population, synapses, batch: int) -> torch.Tensor:
     # Oja: -<y_j x_i> + <y_j^2> W_ij
     y = population.y
     square = (y * y).sum(dim=0).div_(batch)
-    return layout.outer_mean(y, x).neg_().add_(layout.per_row(square) * synapses.weights)
+    return hebbian_gradient(layout.outer_mean(y, x), layout.per_row(square) * synapses.weights, torch)
 
 
 def _sanger_gradients(population) -> dict[int, torch.Tensor]:
@@ -65,7 +69,7 @@ def _sanger_gradients(population) -> dict[int, torch.Tensor]:
     x = torch.cat([s.x for s in population.sanger], dim=1)
     weights = torch.cat([s.layout.full(s.weights) for s in population.sanger], dim=1)
     correlation = torch.tril(torch.mm(y.T, y).div_(batch))
-    full = torch.mm(y.T, x).div_(batch).neg_().add_(torch.mm(correlation, weights))
+    full = hebbian_gradient(torch.mm(y.T, x).div_(batch), torch.mm(correlation, weights), torch)
     grads, offset = {}, 0
     for synapses in population.sanger:
         width = synapses.layout.n_pre
@@ -91,7 +95,6 @@ def _chiral_scales(population, grads: list[torch.Tensor], dtype: torch.dtype) ->
             scales.append(None)
             continue
         per_row = synapses.layout.per_row
-        same = torch.where(grad > 0, per_row(positive), torch.where(grad < 0, per_row(negative), per_row(zero)))
-        share = (2.0 * same) / per_row(total)
-        scales.append(1.0 + synapses.kappa * (share - 1.0))
+        scales.append(chiral_factor(grad, per_row(positive), per_row(negative), per_row(zero), per_row(total),
+                                    synapses.kappa, torch))
     return scales

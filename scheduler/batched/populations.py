@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ribbed.agents.activations import TORCH_ACTIVATIONS
-from ribbed.agents.stacked_optimizers import StackedOptimizer, make_stacked_optimizer
+from ribbed.agents.optimizers import Optimizer, make_optimizer
 from ribbed.environment.network import PopulationInfo, ProjectionInfo
 from ribbed.scheduler.batched.guidance import BatchedGuidance
 from ribbed.scheduler.batched.projection_tensors import ProjectionTensors
@@ -27,8 +27,8 @@ class SynapseTensors:
         self.layout = layout
         self.weights = layout.tensor(info.weights)
         self.feedback = None if info.feedback is None else layout.tensor(info.feedback)
-        self.optimizer: StackedOptimizer | None = (
-            None if info.frozen else make_stacked_optimizer(info.learning, self.weights)
+        self.optimizer: Optimizer | None = (
+            None if info.frozen else make_optimizer(info.learning, self.weights)
         )
         self.kappa = info.learning.kappa
         self.x: torch.Tensor | None = None  # the presynaptic activity of this tick
@@ -43,7 +43,7 @@ class PopulationTensors:
         self.info = info
         self.activation = TORCH_ACTIVATIONS[info.activation]
         self.bias = torch.zeros(info.size, dtype=dtype, device=device)
-        self.bias_optimizer = make_stacked_optimizer(info.learning, self.bias) if info.learns_bias else None
+        self.bias_optimizer = make_optimizer(info.learning, self.bias) if info.learns_bias else None
         self.incoming: list[SynapseTensors] = []
         self.sends_error: list[SynapseTensors] = []  # outgoing projections that carry errors back to it
         self.plastic: list[SynapseTensors] = []

@@ -33,11 +33,12 @@ import torch
 
 from ribbed.agents.guides import task_context
 from ribbed.determinism import configure_torch
+from ribbed.environment.losses import per_sample_loss
 from ribbed.errors import Problem, RibbedError
 from ribbed.agents.view import make_views
-from ribbed.scheduler.base import Executor, ExecutorInputs, Prediction, TickResult
-from ribbed.scheduler.batched.executor import EVALUATION_FIELDS, TORCH_LOSSES, BatchedExecutor
 from ribbed.resources import available_cores
+from ribbed.scheduler.base import Executor, ExecutorInputs, Prediction, TickResult
+from ribbed.scheduler.batched.executor import EVALUATION_FIELDS, BatchedExecutor
 from ribbed.scheduler.device import resolve_dtype
 from ribbed.scheduler.messages import messages_per_tick
 from ribbed.scheduler.ray.partitioning import Partitioning, partition_network
@@ -289,7 +290,7 @@ class RayExecutor(Executor):
         else:
             results = self._get(forward[output.level], "forward", tick)
             outputs = _assemble(results, "y", output.name, self.partitioning)
-            losses, error = TORCH_LOSSES[self.loss_name](outputs, targets)
+            losses, error = per_sample_loss(self.loss_name, outputs, targets, torch)
             answers = [{start: error[:, start:stop].numpy() for start, stop in blocks} for blocks in self._output_blocks]
             self._answer = error
         backwards: dict[int, list] = {}
@@ -366,7 +367,7 @@ class RayExecutor(Executor):
         x = torch.as_tensor(self.inputs[self._x], dtype=self.dtype)
         last[self.network.input.name] = {"u": x, "y": x}
         if self._answer is None and self._outputs is not None:
-            self._answer = TORCH_LOSSES[self.loss_name](self._outputs, self._targets)[1]
+            self._answer = per_sample_loss(self.loss_name, self._outputs, self._targets, torch)[1]
         mirror.set_tick_values(last, self._answer)
         self._stale_values = False
 

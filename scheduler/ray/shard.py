@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from ribbed.environment.losses import mse_answer
 from ribbed.environment.network import PopulationInfo, ProjectionInfo
 from ribbed.scheduler.batched.populations import PopulationTensors, SynapseTensors
 from ribbed.scheduler.batched.learning import learn
@@ -178,13 +179,14 @@ class Shard:
         return to_shards, to_driver
 
     def _readout(self, block: _BlockState) -> np.ndarray:
-        """The MSE readout of an output block, as the batched executor's ``_mse`` computes it
-        for these columns: its answer 2 (y - t) / n_outputs (kept for ``backward``) and each
-        sample's sum of squared differences (the driver adds the blocks' sums in partition order)."""
+        """The MSE readout of an output block, as the batched executor computes it for these
+        columns (:func:`~ribbed.environment.losses.mse_samples`): its answer 2 (y - t) / n_outputs
+        (kept for ``backward``) and each sample's sum of squared differences (the driver adds the
+        blocks' sums in partition order)."""
         if self._batch_targets is None:
             self._batch_targets = self.targets.index_select(0, self._index)
         diff = block.y - self._batch_targets[:, block.start:block.stop]
-        block.answer = diff * (2.0 / self.layout.populations[block.name].size)
+        block.answer = mse_answer(diff, self.layout.populations[block.name].size)
         return (diff * diff).sum(dim=1).numpy()
 
     def backward(self, level: int, answers: dict[int, np.ndarray] | None, backward: bool, deliveries: tuple) -> dict:
