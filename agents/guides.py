@@ -27,25 +27,13 @@ from sklearn.tree import DecisionTreeRegressor
 
 __all__ = [
     "LinearGuide",
-    "n_context_columns",
     "task_context",
     "MLPGuide",
     "ReplayGuide",
     "guide_features",
     "make_guides",
     "mlp_initial_weights",
-    "n_guide_features",
 ]
-
-
-def n_guide_features(n_context: int) -> int:
-    """Width of a feature row: u, y, f'(u), the context, and the context gated by f'(u)."""
-    return 3 + 2 * n_context
-
-
-def n_context_columns(n_targets: int) -> int:
-    """Width of the task's context: the targets, the surprise, and the targets times the surprise."""
-    return 2 * n_targets + 1
 
 
 def task_context(targets, losses):

@@ -11,12 +11,30 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Coupling", "n_signature_features"]
+__all__ = ["Coupling", "n_signature_features", "signature_projections"]
 
 
 def n_signature_features(n_context: int) -> int:
     """Width of an activity signature: the mean activity and its correlation with each context column."""
     return 1 + n_context
+
+
+def signature_projections(signatures: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """``(signatures - their mean) @ directions.T``: each neuron's centred signature projected on
+    each direction (directions: (n_directions, n_signature); the result: (n_neurons, n_directions)).
+
+    Each product is summed over the signature's columns in order, with the same operations for
+    every neuron, so that neurons with identical signatures (dead ReLU neurons, for one) get
+    identical projections and tie exactly.  A BLAS matrix product does not promise that: its
+    rounding may depend on a row's place in the kernel's blocks, which would break such ties one
+    way or the other depending on the last bits of the mean, and so differently on executors
+    that compute the signatures in different orders (or on different CPUs).
+    """
+    centred = signatures - signatures.mean(axis=0)
+    projections = centred[:, :1] * directions[:, 0]
+    for column in range(1, centred.shape[1]):
+        projections = projections + centred[:, column:column + 1] * directions[:, column]
+    return projections
 
 
 class Coupling:

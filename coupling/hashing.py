@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ribbed.coupling.base import Coupling
+from ribbed.coupling.base import Coupling, signature_projections
 
 __all__ = ["HashCoupling", "follow_majority"]
 
@@ -63,8 +63,7 @@ class HashCoupling(Coupling):
     def buckets(self, signatures: np.ndarray) -> np.ndarray:
         """Each neuron's bucket: bit b set when its centred signature is on the positive side of
         hyperplane b."""
-        centred = signatures - signatures.mean(axis=0)
-        bits = (centred @ self.planes.T) > 0
+        bits = signature_projections(signatures, self.planes) > 0
         return bits.astype(np.int64) @ (1 << np.arange(self.bits, dtype=np.int64))
 
     def regroup(self, signatures: np.ndarray, paths: np.ndarray) -> np.ndarray:

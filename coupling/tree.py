@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ribbed.coupling.base import Coupling
+from ribbed.coupling.base import Coupling, signature_projections
 
 __all__ = ["TreeCoupling", "tree_depth"]
 
@@ -60,9 +60,9 @@ class TreeCoupling(Coupling):
         return self.paths_from_positions(np.arange(self.size, dtype=np.int64))
 
     def order(self, signatures: np.ndarray) -> np.ndarray:
-        """Neurons sorted by the projection of their centred signature on the tree's direction
-        (ties keep id order)."""
-        key = (signatures - signatures.mean(axis=0)) @ self.direction
+        """Neurons sorted by the projection of their centred signature on the tree's direction;
+        ties (identical signatures project identically) keep id order."""
+        key = signature_projections(signatures, self.direction[None, :])[:, 0]
         return np.argsort(key, kind="stable")
 
     def regroup(self, signatures: np.ndarray, paths: np.ndarray) -> np.ndarray:

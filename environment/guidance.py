@@ -13,12 +13,26 @@ from typing import Any
 
 import numpy as np
 
-from ribbed.agents.guides import n_guide_features
 from ribbed.coupling import Coupling, make_coupling
 from ribbed.meta import MetaController, make_controller
 from ribbed.seeding import component_rng
 
-__all__ = ["GuidedPopulation", "guidance_warnings", "guided_populations", "messages_of_guidance"]
+__all__ = ["GuidedPopulation", "guidance_warnings", "guided_populations", "messages_of_guidance", "n_context_columns",
+           "n_guide_features"]
+
+
+def n_context_columns(n_targets: int) -> int:
+    """Width of the task's context: the targets, the surprise, and the targets times the surprise
+    (:func:`ribbed.agents.guides.task_context` builds it)."""
+    return 2 * n_targets + 1
+
+
+def n_guide_features(n_context: int) -> int:
+    """Width of a feature row: u, y, f'(u), the context, and the context gated by f'(u)
+    (:func:`ribbed.agents.guides.guide_features` builds it).  The widths live here, with the
+    guided populations' description, so that building a network loads neither torch nor
+    scikit-learn, which the guides themselves need."""
+    return 3 + 2 * n_context
 
 
 @dataclass(eq=False)

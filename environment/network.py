@@ -14,8 +14,7 @@ import networkx as nx
 import numpy as np
 
 from ribbed.environment.connectivity import ConnectivityError, connect
-from ribbed.agents.guides import n_context_columns
-from ribbed.environment.guidance import GuidedPopulation, guidance_warnings, guided_populations
+from ribbed.environment.guidance import GuidedPopulation, guidance_warnings, guided_populations, n_context_columns
 from ribbed.environment.weights import initial_weights
 from ribbed.errors import Problem, ScenarioError
 from ribbed.scenarios.schema import GRADIENT_RULES, LearningSpec, Scenario

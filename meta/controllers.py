@@ -86,6 +86,13 @@ class ConfidenceController(MetaController):
         return {"error": 0.0, "square": 0.0}
 
     def update(self, state, stats, received, loss, xp):
+        # Guidance that was exactly 0 on every row (an untrained guide) is silence, and gets no
+        # trust: there (g - d)^2 = d^2 row by row, so the error's mean is the square's, and taking
+        # it from there makes 1 - e/v exactly 0 on every executor, whatever order each sums its
+        # rows in.  (One rounding apart, alpha would be 0 on one executor and 1e-16 on another,
+        # and chiral modulation tells a credit of 1e-16 * guidance from 0 by its sign.)
+        silent = stats["guide_square"] <= 0
+        stats = {**stats, "error": stats["error"] * (stats["guide_square"] > 0) + stats["square"] * silent}
         explained = _running_fit(state, stats, received, self.decay)
         return self.alpha_max * explained.clip(0.0, 1.0)
 

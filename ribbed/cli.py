@@ -13,7 +13,7 @@ import sys
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import typer
@@ -23,10 +23,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ribbed import __version__
 from ribbed.errors import Problem, RibbedError, RibbedWarning
-from ribbed.model import NetworkModel
 from ribbed.scenarios.backend import BACKEND_KINDS
 from ribbed.scenarios.loader import builtin_scenarios, load_scenario
 from ribbed.scenarios.schema import Scenario
+
+if TYPE_CHECKING:
+    from ribbed.model import NetworkModel  # a type hint only: importing the model loads torch
 
 app = typer.Typer(
     name="ribbed",
