@@ -53,24 +53,3 @@ class Message(NamedTuple):
     dst: int
     kind: Kind
     payload: np.ndarray
-
-
-def messages_per_tick(network, backward: bool = True) -> np.ndarray:
-    """The messages a tick of ``network`` sends, by kind (docs/semantics.md, "Messages per
-    tick"), on a tick with (``backward``) or without propagated error: executors that do not
-    build messages one by one count these."""
-    from ribbed.environment.guidance import messages_of_guidance
-
-    counts = np.zeros(len(Kind), dtype=np.int64)
-    counts[Kind.ACTIVATION] = network.input.size + network.n_synapses + network.output.size
-    counts[Kind.ERROR] = network.output.size
-    if backward:
-        counts[Kind.ERROR] += sum(p.n_synapses for p in network.projections if p.sends_error)
-        if network.output.needs_credit:
-            counts[Kind.ERROR] += network.output.size * len(network.broadcast_targets)
-    for kind, count in messages_of_guidance(network.guided, backward).items():
-        counts[Kind[kind.upper()]] += count
-    for name in network.sanger_layout:
-        size = network.populations[name].size
-        counts[Kind.FEEDBACK] += size * (size - 1) // 2
-    return counts

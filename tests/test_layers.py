@@ -30,7 +30,8 @@ PACKAGE = "ribbed"
 #: except the root package ``ribbed``, which names only its ``__init__`` (the lazy public API).
 #: The most specific row wins (``ribbed.scheduler.messages`` is vocabulary, below the scheduler).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("ribbed.errors", "ribbed.seeding", "ribbed.determinism", "ribbed.scheduler.messages")),
+    ("foundation", ("ribbed.errors", "ribbed.seeding", "ribbed.determinism", "ribbed.resources", "ribbed.versions",
+                    "ribbed.scheduler.messages")),
     ("scenarios", ("ribbed.scenarios",)),
     ("couplings and meta-controllers", ("ribbed.coupling", "ribbed.meta")),
     ("environment", ("ribbed.environment",)),

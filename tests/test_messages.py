@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import layered_scenario, model_from, npz_task
-from ribbed.scheduler.messages import Kind, messages_per_tick
+from ribbed.scheduler.message_counts import messages_per_tick
+from ribbed.scheduler.messages import Kind
 
 
 def mixed_scenario(task):

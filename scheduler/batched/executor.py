@@ -6,7 +6,7 @@ stage that the reference executor runs neuron by neuron runs here population by 
 with the same arithmetic: the messages of a stage become the matrix products that sum them.
 Nothing in a tick loops over neurons or synapses in Python, and the training data stays on
 the device.  Messages are not built one by one; the executor counts the ones the tick implies
-(:func:`~ribbed.scheduler.messages.messages_per_tick`).
+(:func:`~ribbed.scheduler.message_counts.messages_per_tick`).
 
 See docs/semantics.md for the tick, and how closely the executors agree.
 """
@@ -29,7 +29,7 @@ from ribbed.scheduler.batched.populations import PopulationTensors, SynapseTenso
 from ribbed.scheduler.batched.projection_tensors import make_projection_tensors
 from ribbed.scheduler.device import resolve_device, resolve_dtype
 from ribbed.scheduler.state import collect_state, restore_state
-from ribbed.scheduler.messages import messages_per_tick
+from ribbed.scheduler.message_counts import messages_per_tick
 
 if TYPE_CHECKING:
     from ribbed.environment.network import Network

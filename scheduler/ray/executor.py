@@ -40,7 +40,7 @@ from ribbed.resources import available_cores
 from ribbed.scheduler.base import Executor, ExecutorInputs, Prediction, TickResult
 from ribbed.scheduler.batched.executor import EVALUATION_FIELDS, BatchedExecutor
 from ribbed.scheduler.device import resolve_dtype
-from ribbed.scheduler.messages import messages_per_tick
+from ribbed.scheduler.message_counts import messages_per_tick
 from ribbed.scheduler.ray.partitioning import Partitioning, partition_network
 from ribbed.scheduler.batched.projection_tensors import choose_layout
 from ribbed.scheduler.ray.shard import (BlockData, Shard, ShardLayout, block_population, block_projection,

@@ -1,0 +1,36 @@
+"""How many messages a tick sends, by kind, computed from the network alone: the executors that
+do not build messages one by one (batched, Ray) count these, and the tests check that the
+reference executor, which does build them, sends exactly as many."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ribbed.environment.guidance import messages_of_guidance
+from ribbed.scheduler.messages import Kind
+
+if TYPE_CHECKING:
+    from ribbed.environment.network import Network
+
+__all__ = ["messages_per_tick"]
+
+
+def messages_per_tick(network: Network, backward: bool = True) -> np.ndarray:
+    """The messages a tick of ``network`` sends, by kind (docs/semantics.md, "Messages per
+    tick"), on a tick with (``backward``) or without propagated error: executors that do not
+    build messages one by one count these."""
+    counts = np.zeros(len(Kind), dtype=np.int64)
+    counts[Kind.ACTIVATION] = network.input.size + network.n_synapses + network.output.size
+    counts[Kind.ERROR] = network.output.size
+    if backward:
+        counts[Kind.ERROR] += sum(p.n_synapses for p in network.projections if p.sends_error)
+        if network.output.needs_credit:
+            counts[Kind.ERROR] += network.output.size * len(network.broadcast_targets)
+    for kind, count in messages_of_guidance(network.guided, backward).items():
+        counts[Kind[kind.upper()]] += count
+    for name in network.sanger_layout:
+        size = network.populations[name].size
+        counts[Kind.FEEDBACK] += size * (size - 1) // 2
+    return counts
