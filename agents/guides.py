@@ -13,7 +13,13 @@ right answer before the first delivery.
 
 These are the per-guide objects of the reference executor; the batched executor keeps the
 ``linear`` and ``mlp`` kinds as stacked tensors (:mod:`ribbed.agents.stacked_guides`) and
-agrees with these to floating-point tolerance.
+agrees with these to floating-point tolerance.  What both compute the same way is written
+once here, over an array namespace ``xp`` (:mod:`ribbed.agents.xp`): the task's context, the
+feature rows, and the linear guide's forgetting statistics and ridge solution.  The rest
+differs in how it reduces: a guide here sees the rows its members sent it, the stacked guides
+sum every guide's rows at once; and the reference MLP guide is a torch module stepped by
+torch.optim itself (the outside reference), while the stacked ones step every guide at once
+with a per-guide mask and step count.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.tree import DecisionTreeRegressor
 
+from ribbed.agents.xp import add_, eye_like, mul_, namespace
+
 __all__ = [
     "LinearGuide",
     "task_context",
@@ -33,6 +41,8 @@ __all__ = [
     "guide_features",
     "make_guides",
     "mlp_initial_weights",
+    "forget_statistics",
+    "ridge_coefficients",
 ]
 
 
@@ -41,19 +51,35 @@ def task_context(targets, losses):
     ``[targets, s, s * targets]`` with the surprise ``s = 1 - exp(-loss)`` (for cross-entropy,
     one minus the probability given to the right class; ``s * onehot`` is then minus the output
     error at the right class)."""
-    if isinstance(targets, torch.Tensor):
-        surprise = -torch.expm1(-losses)[:, None]
-        return torch.cat([targets, surprise, surprise * targets], dim=1)
-    surprise = -np.expm1(-losses)[:, None]
-    return np.concatenate([targets, surprise, surprise * targets], axis=1)
+    xp = namespace(targets)
+    surprise = -xp.expm1(-losses)[:, None]
+    return xp.concatenate([targets, surprise, surprise * targets], axis=1)
 
 
-def guide_features(u: np.ndarray, y: np.ndarray, derivative: np.ndarray, context: np.ndarray) -> np.ndarray:
-    """Feature rows ``[u, y, f'(u), context..., f'(u) * context...]`` of one neuron over a batch
-    (u, y, derivative: (batch,); context: (batch, n_context)).  The gated copy of the context
-    mirrors the chain rule, delta = f'(u) * (error reaching the neuron): a guide can weigh the
-    context by the neuron's own sensitivity without having to learn a product."""
-    return np.column_stack([u, y, derivative, context, derivative[:, None] * context])
+def guide_features(u, y, derivative, context):
+    """Feature rows ``[u, y, f'(u), context..., f'(u) * context...]`` over a batch, of one neuron
+    (u, y, derivative: (batch,); result (batch, d)) or of a population's n neurons ((batch, n);
+    result (batch, n, d)); context: (batch, n_context), numpy arrays or torch tensors.  The
+    gated copy of the context mirrors the chain rule, delta = f'(u) * (error reaching the
+    neuron): a guide can weigh the context by the neuron's own sensitivity without having to
+    learn a product."""
+    xp = namespace(u)
+    context = context.reshape(tuple(context.shape[:1]) + (1,) * (u.ndim - 1) + tuple(context.shape[1:]))
+    return xp.concatenate([xp.stack([u, y, derivative], axis=-1),
+                           xp.broadcast_to(context, tuple(u.shape) + tuple(context.shape[-1:])),
+                           derivative[..., None] * context], axis=-1)
+
+
+def forget_statistics(statistics, new, forget: float, xp):
+    """A linear guide's sufficient statistics after a fit: ``forget * statistics + new``
+    (in place on tensors; see :func:`ribbed.agents.xp.lerp_`)."""
+    return add_(mul_(statistics, forget, xp), new, xp)
+
+
+def ridge_coefficients(gram, moment, ridge: float, xp):
+    """A linear guide's coefficients w solving ``(gram + ridge I) w = moment`` (stacked: one
+    system per leading index)."""
+    return xp.linalg.solve(gram + ridge * eye_like(gram, xp), moment)
 
 
 class LinearGuide(RegressorMixin, BaseEstimator):
@@ -81,9 +107,9 @@ class LinearGuide(RegressorMixin, BaseEstimator):
         if not hasattr(self, "gram_"):
             self.gram_ = np.zeros((Xa.shape[1], Xa.shape[1]))
             self.moment_ = np.zeros(Xa.shape[1])
-        self.gram_ = self.forget * self.gram_ + Xa.T @ Xa
-        self.moment_ = self.forget * self.moment_ + Xa.T @ np.asarray(y, dtype=np.float64)
-        self.coef_ = np.linalg.solve(self.gram_ + self.ridge * np.eye(Xa.shape[1]), self.moment_)
+        self.gram_ = forget_statistics(self.gram_, Xa.T @ Xa, self.forget, np)
+        self.moment_ = forget_statistics(self.moment_, Xa.T @ np.asarray(y, dtype=np.float64), self.forget, np)
+        self.coef_ = ridge_coefficients(self.gram_, self.moment_, self.ridge, np)
         return self
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearGuide:

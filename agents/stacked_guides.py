@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ribbed.agents.guides import make_guides, mlp_initial_weights
+from ribbed.agents.guides import forget_statistics, make_guides, mlp_initial_weights, ridge_coefficients
 
 __all__ = ["StackedGuides", "make_stacked_guides"]
 
@@ -83,10 +83,9 @@ class StackedLinear(StackedGuides):
             gram += _scatter_sum(per_neuron_gram, index, self.n_guides)
             moment += _scatter_sum(torch.einsum("bnd,bn->nd", Fa, target), index, self.n_guides)
         rows = torch.nonzero(received).squeeze(1)
-        self.gram[rows] = self.forget * self.gram[rows] + gram[rows]
-        self.moment[rows] = self.forget * self.moment[rows] + moment[rows]
-        eye = torch.eye(self.gram.shape[1], dtype=F.dtype, device=F.device)
-        self.coef[rows] = torch.linalg.solve(self.gram[rows] + self.ridge * eye, self.moment[rows])
+        self.gram[rows] = forget_statistics(self.gram[rows], gram[rows], self.forget, torch)
+        self.moment[rows] = forget_statistics(self.moment[rows], moment[rows], self.forget, torch)
+        self.coef[rows] = ridge_coefficients(self.gram[rows], self.moment[rows], self.ridge, torch)
 
     def predict_segments(self, F, level):
         offset, nodes, span = level
@@ -112,10 +111,9 @@ class StackedLinear(StackedGuides):
             pad = torch.zeros((2 * nodes - child.shape[0],) + child.shape[1:], dtype=F.dtype, device=F.device)
             grams.append(torch.cat([child, pad]).view(nodes, 2, *child.shape[1:]).sum(dim=1))
         gram, moment = torch.cat(grams[::-1]), torch.cat(moments)
-        self.gram.mul_(self.forget).add_(gram)
-        self.moment.mul_(self.forget).add_(moment)
-        eye = torch.eye(self.gram.shape[1], dtype=F.dtype, device=F.device)
-        self.coef.copy_(torch.linalg.solve(self.gram + self.ridge * eye, self.moment))
+        forget_statistics(self.gram, gram, self.forget, torch)
+        forget_statistics(self.moment, moment, self.forget, torch)
+        self.coef.copy_(ridge_coefficients(self.gram, self.moment, self.ridge, torch))
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"coef": self.coef, "gram": self.gram, "moment": self.moment}

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["add_", "addcmul_", "astype", "copy", "lerp_", "mul_", "namespace"]
+__all__ = ["add_", "addcmul_", "astype", "copy", "eye_like", "lerp_", "mul_", "namespace"]
 
 
 def namespace(array: Any) -> ModuleType:
@@ -34,6 +34,12 @@ def namespace(array: Any) -> ModuleType:
 def astype(array: Any, dtype: Any, xp: ModuleType) -> Any:
     """``array`` converted to ``dtype`` (a new array)."""
     return array.astype(dtype) if xp is np else array.to(dtype)
+
+
+def eye_like(matrix: Any, xp: ModuleType) -> Any:
+    """The identity matrix of ``matrix``'s last dimension, dtype and device."""
+    n = matrix.shape[-1]
+    return np.eye(n, dtype=matrix.dtype) if xp is np else torch.eye(n, dtype=matrix.dtype, device=matrix.device)
 
 
 def copy(array: Any, xp: ModuleType) -> Any:

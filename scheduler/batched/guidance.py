@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ribbed.agents.guides import guide_features
+from ribbed.agents.rules import guided_credit
 from ribbed.agents.stacked_guides import make_stacked_guides
 from ribbed.environment.guidance import GuidedPopulation
 
@@ -72,10 +74,7 @@ class BatchedGuidance:
                     context: torch.Tensor) -> torch.Tensor:
         """(batch, n, 3 + 2 n_context): ``[u, y, f'(u), context, f'(u) context]`` per neuron and
         sample, as :func:`ribbed.agents.guides.guide_features`."""
-        batch, n = u.shape
-        return torch.cat([torch.stack([u, y, derivative], dim=2),
-                          context[:, None, :].expand(batch, n, context.shape[1]),
-                          derivative[:, :, None] * context[:, None, :]], dim=2)
+        return guide_features(u, y, derivative, context)
 
     def predict(self, u: torch.Tensor, y: torch.Tensor, derivative: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """The guidance for these activities and context under the current paths, without learning."""
@@ -141,10 +140,7 @@ class BatchedGuidance:
 
     def credit(self, delta: torch.Tensor | None) -> torch.Tensor:
         """(1 - alpha) delta + alpha guidance; alpha guidance when no true credit arrived."""
-        alpha = self.alpha
-        if delta is None:
-            return self.guidance * alpha
-        return delta * (1.0 - alpha) + self.guidance * alpha
+        return guided_credit(delta, self.guidance, self.alpha)
 
     def meta_stage(self, loss: torch.Tensor) -> None:
         *sums, count = self._sums
