@@ -31,8 +31,9 @@ __all__ = ["BACKEND_KINDS", "BackendSpec", "BatchedBackendSpec", "RayBackendSpec
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")]
 Dtype = Optional[Literal["float32", "float64"]]
 
-_THREADS = ("torch's intra-op thread count for the run (default: torch's own choice). Recorded in the message "
-            "log: a replay uses the same count, so that sums come out bit for bit the same.")
+_THREADS = ("torch's intra-op thread count for the run (default: the cores this process may use, minus one for "
+            "the log's writer process; 1 on a single core). Recorded in the message log: a replay uses the same "
+            "count, so that sums come out bit for bit the same.")
 _SPARSE = ("Projections with fewer than this share of all possible synapses are stored sparse (CSR); see "
            "projections[].storage.")
 
