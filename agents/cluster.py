@@ -30,7 +30,7 @@ class ClusterAgent(mesa.Agent):
 
     agent_kind = "cluster"
     #: What a snapshot saves (scheduler/state.py).
-    _state_attrs = ("guide", "meta_state", "alpha")
+    snapshot_attrs = ("guide", "meta_state", "alpha")
 
     def __init__(self, model: mesa.Model, agent_id: int, population: PopulationInfo, index: int, guide,
                  controller: MetaController | None):

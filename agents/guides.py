@@ -93,7 +93,7 @@ class LinearGuide(RegressorMixin, BaseEstimator):
     """
 
     #: What a snapshot saves (scheduler/state.py).
-    _state_attrs = ("gram_", "moment_", "coef_")
+    snapshot_attrs = ("gram_", "moment_", "coef_")
 
     def __init__(self, ridge: float = 1e-3, forget: float = 0.99):
         self.ridge = ridge
@@ -157,7 +157,7 @@ class MLPGuide(RegressorMixin, BaseEstimator):
     """
 
     #: What a snapshot saves (scheduler/state.py).
-    _state_attrs = ("net_", "optimizer_")
+    snapshot_attrs = ("net_", "optimizer_")
 
     def __init__(self, hidden: int = 16, lr: float = 0.01, optimizer: str = "adam",
                  init: np.ndarray | None = None, random_state: int | None = None):
@@ -180,7 +180,7 @@ class MLPGuide(RegressorMixin, BaseEstimator):
             raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got {self.optimizer!r}")
         self.optimizer_ = optimizers[self.optimizer](self.net_.parameters(), lr=self.lr)
 
-    def _before_load(self, state: dict) -> None:
+    def before_load(self, state: dict) -> None:
         """A snapshot taken after the first fit restores into a net built the same way."""
         if "net_" in state and not hasattr(self, "net_"):
             self._initialize(state["net_"]["hidden_weight"][0].shape[0])
@@ -227,7 +227,7 @@ class ReplayGuide(RegressorMixin, BaseEstimator):
     """
 
     #: What a snapshot saves (scheduler/state.py).
-    _state_attrs = ("X_", "y_", "fitted_X_", "fitted_y_")
+    snapshot_attrs = ("X_", "y_", "fitted_X_", "fitted_y_")
 
     def __init__(self, estimator: Any = None, buffer: int = 4096, refit_every: int = 20):
         self.estimator = estimator
@@ -252,7 +252,7 @@ class ReplayGuide(RegressorMixin, BaseEstimator):
             self.fitted_X_, self.fitted_y_ = self.X_, self.y_
         return self
 
-    def _after_load(self) -> None:
+    def after_load(self) -> None:
         if getattr(self, "fitted_X_", None) is not None:
             model = DecisionTreeRegressor() if self.estimator is None else clone(self.estimator)
             self.model_ = model.fit(self.fitted_X_, self.fitted_y_)

@@ -38,7 +38,7 @@ class Synapses:
 
     __slots__ = ("projection", "pre_ids", "pre_local", "weights", "feedback", "optimizer", "inputs")
     #: What a snapshot saves besides the weights (scheduler/state.py).
-    _state_attrs = ("optimizer",)
+    snapshot_attrs = ("optimizer",)
 
     def __init__(self, projection: ProjectionInfo, pre_local: np.ndarray, weights: np.ndarray,
                  feedback: np.ndarray | None):
@@ -57,7 +57,7 @@ class NeuronAgent(NeuronState, mesa.Agent):
 
     agent_kind = "neuron"
     #: What a snapshot saves besides the bias (scheduler/state.py); y feeds cycle-closing edges.
-    _state_attrs = ("bias_optimizer", "incoming", "y", "alpha", "signature")
+    snapshot_attrs = ("bias_optimizer", "incoming", "y", "alpha", "signature")
 
     def __init__(self, model: mesa.Model, agent_id: int, population: PopulationInfo, index: int):
         super().__init__(model)

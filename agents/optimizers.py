@@ -27,7 +27,7 @@ class Optimizer:
     """Turns a gradient into a parameter step; subclasses hold the state."""
 
     #: What a snapshot saves (scheduler/state.py).
-    _state_attrs: tuple[str, ...] = ()
+    snapshot_attrs: tuple[str, ...] = ()
 
     def __init__(self, settings: LearningSpec, like: Any):
         """``like``: the parameter array (its namespace, shape, dtype and device are the state's)."""
@@ -53,7 +53,7 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """torch.optim.SGD(momentum=mu): buf = mu * buf + g (buf = g at the first step)."""
 
-    _state_attrs = ("buffer",)
+    snapshot_attrs = ("buffer",)
 
     def __init__(self, settings: LearningSpec, like: Any):
         super().__init__(settings, like)
@@ -75,7 +75,7 @@ class Momentum(Optimizer):
 class Adam(Optimizer):
     """torch.optim.Adam with bias correction (Kingma & Ba, 2015)."""
 
-    _state_attrs = ("t", "m", "v")
+    snapshot_attrs = ("t", "m", "v")
 
     def __init__(self, settings: LearningSpec, like: Any):
         super().__init__(settings, like)

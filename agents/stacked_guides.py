@@ -37,7 +37,7 @@ class StackedGuides:
     """Base: the guides of one population."""
 
     #: What a snapshot saves (scheduler/state.py).
-    _state_attrs: tuple[str, ...] = ()
+    snapshot_attrs: tuple[str, ...] = ()
 
     def __init__(self, n_guides: int):
         self.n_guides = n_guides
@@ -59,7 +59,7 @@ class StackedGuides:
 class StackedLinear(StackedGuides):
     """:class:`~ribbed.agents.guides.LinearGuide` for every guide at once."""
 
-    _state_attrs = ("gram", "moment", "coef")
+    snapshot_attrs = ("gram", "moment", "coef")
 
     def __init__(self, spec, n_guides: int, n_features: int, device, dtype):
         super().__init__(n_guides)
@@ -123,7 +123,7 @@ class StackedMLP(StackedGuides):
     """:class:`~ribbed.agents.guides.MLPGuide` for every guide at once; its optimizer steps follow
     torch.optim's SGD and Adam, each guide with its own step count."""
 
-    _state_attrs = ("params", "steps", "exp_avg", "exp_avg_sq")
+    snapshot_attrs = ("params", "steps", "exp_avg", "exp_avg_sq")
 
     def __init__(self, spec, n_guides: int, n_features: int, rng: np.random.Generator, device, dtype):
         super().__init__(n_guides)
@@ -215,7 +215,7 @@ class ReplayGuides(StackedGuides):
     """Tree (or scikit-learn) guides: one :class:`ReplayGuide` per guide, rows gathered per
     cluster in neuron-id order, as the reference executor delivers them."""
 
-    _state_attrs = ("guides",)
+    snapshot_attrs = ("guides",)
 
     def __init__(self, guides: list):
         super().__init__(len(guides))

@@ -181,7 +181,7 @@ class NetworkModel(mesa.Model):
         self.recorder = None
         self.last_metrics: dict[str, float] = {}
         self._window: list[tuple[TickResult, np.ndarray]] = []
-        self._counts_at_record = np.zeros(len(Kind), dtype=np.int64)
+        self.counts_at_record = np.zeros(len(Kind), dtype=np.int64)
         self.datacollector = mesa.DataCollector(
             model_reporters={key: _metric(key) for key in self._metric_names()},
             agent_reporters=dict(AGENT_REPORTERS),
@@ -252,8 +252,8 @@ class NetworkModel(mesa.Model):
     def record(self) -> dict[str, float]:
         """Evaluate and append one row of metrics to the DataCollector."""
         counts = self.executor.message_counts
-        window = counts - self._counts_at_record
-        self._counts_at_record = counts
+        window = counts - self.counts_at_record
+        self.counts_at_record = counts
         row: dict[str, float] = {
             "tick": self.tick,
             "epoch": self.tick * self.scenario.run.batch_size / len(self.dataset.X_train),

@@ -250,8 +250,7 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise _translate(exc, label, text) from None
-    scenario._source = label
-    scenario._folder = folder
+    scenario.locate(label, folder)
     return scenario
 
 

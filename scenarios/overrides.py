@@ -51,5 +51,5 @@ def apply_overrides(scenario: Scenario, **overrides: Any) -> Scenario:
         problems = [Problem(f"{scenario.source} with " + " ".join(f"--{k} {v}" for k, v in given.items()),
                             p.path, p.message, p.fix) for p in exc.problems]
         raise ScenarioError(problems) from None
-    updated._source, updated._folder = scenario.source, scenario.folder
+    updated.locate(scenario.source, scenario.folder)
     return updated

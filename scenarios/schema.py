@@ -440,6 +440,11 @@ class Scenario(Strict):
     def folder(self) -> Optional[Path]:
         return self._folder
 
+    def locate(self, source: str, folder: Optional[Path]) -> "Scenario":
+        """Say where this scenario came from (for messages, and to resolve relative paths); returns it."""
+        self._source, self._folder = source, folder
+        return self
+
     def __eq__(self, other: object) -> bool:
         """Equal when every field is: where a scenario was loaded from (its source and folder)
         is provenance, not content, so a run's scenario.yaml loads back equal to the original."""

@@ -3,10 +3,10 @@
 A snapshot must capture everything a later tick depends on (optimizer moments, guide
 statistics, meta-controller state, the coupling's groups, cycle-closing activity...) and put it
 back into a freshly built executor of the same scenario, so that the run continues exactly.
-Each stateful class names the attributes that hold such state in ``_state_attrs``; this module
+Each stateful class names the attributes that hold such state in ``snapshot_attrs``; this module
 walks them (tensors, arrays, numbers, None, lists, dicts, torch modules and optimizers, and
-objects with their own ``_state_attrs``) into ``{"a/b/0/c": array}`` and restores them.  Objects
-may define ``_after_load()`` to rebuild what derives from the restored state.  Only numbers
+objects with their own ``snapshot_attrs``) into ``{"a/b/0/c": array}`` and restores them.  Objects
+may define ``after_load()`` to rebuild what derives from the restored state.  Only numbers
 and arrays are stored: nothing is pickled.
 """
 
@@ -59,8 +59,8 @@ def _collect(value: Any, key: str, values: dict, kinds: dict) -> None:
         for i, parameter in enumerate(_parameters(value)):
             for name, item in value.state.get(parameter, {}).items():
                 _collect(item, f"{key}/{i}/{name}", values, kinds)
-    elif hasattr(value, "_state_attrs"):
-        for name in value._state_attrs:
+    elif hasattr(value, "snapshot_attrs"):
+        for name in value.snapshot_attrs:
             item = getattr(value, name, _MISSING)
             if item is not _MISSING:
                 _collect(item, f"{key}/{name}", values, kinds)
@@ -119,16 +119,16 @@ def _restore(target: Any, tree: dict, device: torch.device) -> None:
     elif isinstance(target, list):
         for i in range(len(target)):
             _restore_item(target, i, str(i), tree, device, lambda k, v: target.__setitem__(k, v))
-    elif hasattr(target, "_state_attrs"):
-        if hasattr(target, "_before_load"):
-            target._before_load(tree)
-        for name in target._state_attrs:
+    elif hasattr(target, "snapshot_attrs"):
+        if hasattr(target, "before_load"):
+            target.before_load(tree)
+        for name in target.snapshot_attrs:
             if name in tree and isinstance(getattr(type(target), name, None), property):
                 setattr(target, name, _plain(tree[name], device))  # a computed view of the state
             elif name in tree:
                 _restore_item(target, name, name, tree, device, lambda k, v: setattr(target, k, v), attribute=True)
-        if hasattr(target, "_after_load"):
-            target._after_load()
+        if hasattr(target, "after_load"):
+            target.after_load()
     else:
         raise TypeError(f"no state can be restored into {type(target).__name__}")
 

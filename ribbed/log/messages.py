@@ -181,9 +181,9 @@ def iter_messages(log, *, ticks=None, agent: int | None = None, kind=None, stage
 
 
 def _layout(log) -> _Layout:
-    if getattr(log, "_message_layout", None) is None:
-        log._message_layout = _Layout(log)
-    return log._message_layout
+    if "message_layout" not in log.cache:
+        log.cache["message_layout"] = _Layout(log)
+    return log.cache["message_layout"]
 
 
 def _concat(blocks: list[MessageColumns], log) -> MessageColumns:

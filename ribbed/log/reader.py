@@ -104,6 +104,8 @@ class LogReader:
                                      f"reader knows (it reads versions {OLDEST_VERSION} to {VERSION})",
                                      "give the path of a log written by ribbed run")
         self._by_tick = {ref.tick: ref for ref in self.refs if ref.type == "tick"}
+        #: What other modules derive from this log once per reader (e.g. the message layout).
+        self.cache: dict = {}
 
     def close(self) -> None:
         self._file.close()

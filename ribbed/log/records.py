@@ -145,7 +145,7 @@ def snapshot_body(model: NetworkModel) -> dict:
         "biases": {name: executor.read("bias", name) for name, p in model.network.populations.items()},
         "state": state, "kinds": kinds,
         "rng": {"numpy": json.dumps(model.rng.bit_generator.state), "random": json.dumps(model.random.getstate())},
-        "counts_at_record": model._counts_at_record,
+        "counts_at_record": model.counts_at_record,
         "metrics": {key: (float(value) if isinstance(value, (float, np.floating)) else value)
                     for key, value in model.last_metrics.items()},
     }
@@ -164,5 +164,5 @@ def restore_snapshot(model: NetworkModel, body: dict, decode: Callable[[object],
     version, internal, gauss = json.loads(body["rng"]["random"])
     model.random.setstate((version, tuple(internal), gauss))
     model.tick = int(body["tick"])
-    model._counts_at_record = np.array(decode(body["counts_at_record"]))
+    model.counts_at_record = np.array(decode(body["counts_at_record"]))
     model.last_metrics = dict(body["metrics"])

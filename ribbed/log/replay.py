@@ -27,11 +27,9 @@ def scenario_of(log: LogReader, source: str | None = None):
     """The scenario a log was recorded from (its header holds it resolved)."""
     from ribbed.scenarios.loader import load_scenario
 
-    scenario = load_scenario(log.header["scenario"])
-    scenario._source = source or f"{log.path} (header)"
     folder = log.header.get("scenario_folder")
-    scenario._folder = Path(folder) if folder else None
-    return scenario
+    return load_scenario(log.header["scenario"]).locate(source or f"{log.path} (header)",
+                                                       Path(folder) if folder else None)
 
 
 def _model(log: LogReader, guides: dict | None):

@@ -47,7 +47,7 @@ class BatchedExecutor(Executor):
     """Runs the tick as tensor operations, on the CPU or a GPU (see the module docstring)."""
 
     name = "batched"
-    _state_attrs = ("projections", "populations", "_counts")
+    snapshot_attrs = ("projections", "populations", "_counts")
 
     def __init__(self, inputs: ExecutorInputs, device: torch.device | None = None, views: bool = True):
         """``device`` overrides the scenario's; without ``views`` no agent views are made (for an

@@ -25,9 +25,9 @@ class BatchedGuidance:
     """The guides, coupling state and meta state of one guided population."""
 
     #: What a snapshot saves (scheduler/state.py).
-    _state_attrs = ("guides", "signature", "meta_state", "unit_alpha", "alpha", "paths")
+    snapshot_attrs = ("guides", "signature", "meta_state", "unit_alpha", "alpha", "paths")
 
-    def _after_load(self) -> None:
+    def after_load(self) -> None:
         self.assign(self.paths)
 
     def __init__(self, guided: GuidedPopulation, estimator, device: torch.device, dtype: torch.dtype):

@@ -20,7 +20,7 @@ __all__ = ["PopulationTensors", "SynapseTensors"]
 class SynapseTensors:
     """One projection's tensors: layout, weights, fixed feedback weights, optimizer."""
 
-    _state_attrs = ("optimizer",)  # and the weights, saved in canonical order
+    snapshot_attrs = ("optimizer",)  # and the weights, saved in canonical order
 
     def __init__(self, info: ProjectionInfo, layout: ProjectionTensors):
         self.info = info
@@ -37,7 +37,7 @@ class SynapseTensors:
 class PopulationTensors:
     """One population's tensors and the projections that concern it."""
 
-    _state_attrs = ("bias_optimizer", "y", "guidance")  # and the bias; y feeds cycle-closing edges
+    snapshot_attrs = ("bias_optimizer", "y", "guidance")  # and the bias; y feeds cycle-closing edges
 
     def __init__(self, info: PopulationInfo, device: torch.device, dtype: torch.dtype):
         self.info = info

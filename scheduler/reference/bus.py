@@ -22,7 +22,7 @@ class MessageBus:
 
     #: What a snapshot saves (scheduler/state.py): the counts, and the messages held over to
     #: the next tick (along cycle-closing edges) as columns.
-    _state_attrs = ("counts", "held_over")
+    snapshot_attrs = ("counts", "held_over")
 
     @property
     def held_over(self) -> dict:

@@ -40,9 +40,9 @@ class _GuidedGroup:
     """A guided population in the reference executor: its neurons, its ClusterAgents (one per
     guide), and the coupling's current paths."""
 
-    _state_attrs = ("paths",)
+    snapshot_attrs = ("paths",)
 
-    def _after_load(self) -> None:
+    def after_load(self) -> None:
         self.assign(self.paths)
 
     def __init__(self, host: mesa.Model, guided: GuidedPopulation, neurons: list[NeuronAgent], first_id: int,
@@ -81,7 +81,7 @@ class ReferenceExecutor(Executor):
     """Runs a tick as explicit messages between :class:`NeuronAgent` objects."""
 
     name = "reference"
-    _state_attrs = ("neurons", "clusters", "_guided", "bus")
+    snapshot_attrs = ("neurons", "clusters", "_guided", "bus")
 
     def __init__(self, inputs: ExecutorInputs):
         network: Network = inputs.network
