@@ -24,6 +24,7 @@ with a per-guide mask and step count.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 
-def task_context(targets, losses):
+def task_context(targets: Any, losses: Any) -> Any:
     """What the task broadcasts to guided neurons for each sample (numpy arrays or torch tensors):
     ``[targets, s, s * targets]`` with the surprise ``s = 1 - exp(-loss)`` (for cross-entropy,
     one minus the probability given to the right class; ``s * onehot`` is then minus the output
@@ -56,7 +57,7 @@ def task_context(targets, losses):
     return xp.concatenate([targets, surprise, surprise * targets], axis=1)
 
 
-def guide_features(u, y, derivative, context):
+def guide_features(u: Any, y: Any, derivative: Any, context: Any) -> Any:
     """Feature rows ``[u, y, f'(u), context..., f'(u) * context...]`` over a batch, of one neuron
     (u, y, derivative: (batch,); result (batch, d)) or of a population's n neurons ((batch, n);
     result (batch, n, d)); context: (batch, n_context), numpy arrays or torch tensors.  The
@@ -70,13 +71,13 @@ def guide_features(u, y, derivative, context):
                            derivative[..., None] * context], axis=-1)
 
 
-def forget_statistics(statistics, new, forget: float, xp):
+def forget_statistics(statistics: Any, new: Any, forget: float, xp: ModuleType) -> Any:
     """A linear guide's sufficient statistics after a fit: ``forget * statistics + new``
     (in place on tensors; see :func:`ribbed.agents.xp.lerp_`)."""
     return add_(mul_(statistics, forget, xp), new, xp)
 
 
-def ridge_coefficients(gram, moment, ridge: float, xp):
+def ridge_coefficients(gram: Any, moment: Any, ridge: float, xp: ModuleType) -> Any:
     """A linear guide's coefficients w solving ``(gram + ridge I) w = moment`` (stacked: one
     system per leading index)."""
     return xp.linalg.solve(gram + ridge * eye_like(gram, xp), moment)
