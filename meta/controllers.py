@@ -91,8 +91,9 @@ class ConfidenceController(MetaController):
         # it from there makes 1 - e/v exactly 0 on every executor, whatever order each sums its
         # rows in.  (One rounding apart, alpha would be 0 on one executor and 1e-16 on another,
         # and chiral modulation tells a credit of 1e-16 * guidance from 0 by its sign.)
-        silent = stats["guide_square"] <= 0
-        stats = {**stats, "error": stats["error"] * (stats["guide_square"] > 0) + stats["square"] * silent}
+        if "guide_square" in stats:  # always, from an executor
+            said = stats["guide_square"] > 0
+            stats = {**stats, "error": stats["error"] * said + stats["square"] * (stats["guide_square"] <= 0)}
         explained = _running_fit(state, stats, received, self.decay)
         return self.alpha_max * explained.clip(0.0, 1.0)
 
