@@ -96,8 +96,8 @@ def test_tree_coupling_regroups_dead_relu_neurons_alike(task):
     """At tick 3 neurons 0 and 4 of h1 are dead (signature 0); they were put in leaves 4 and 3
     by the batched executor and 3 and 4 by the reference."""
     for tick, reference, batched in run_both(tree_over_relu(task)):
-        expected = reference.executor.guidance_state("h1")["cluster"]
-        np.testing.assert_array_equal(batched.executor.guidance_state("h1")["cluster"], expected,
+        expected = reference.executor.read("cluster", "h1")
+        np.testing.assert_array_equal(batched.executor.read("cluster", "h1"), expected,
                                       err_msg=f"clusters at tick {tick}")
         if tick == 3:
             assert expected.tolist() == [3, 2, 1, 0, 4]  # the dead neurons 0 and 4 in id order
@@ -109,10 +109,10 @@ def test_an_untrained_guide_earns_no_trust_on_any_executor(task):
     for tick, reference, batched in run_both(untrained_guide_with_chiral_modulation(task)):
         assert batched.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL, abs=ATOL), tick
         for name in ("h0", "h1"):
-            alpha = reference.executor.guidance_state(name)["alpha"]
-            np.testing.assert_allclose(batched.executor.guidance_state(name)["alpha"], alpha, rtol=RTOL, atol=ATOL)
+            alpha = reference.executor.read("alpha", name)
+            np.testing.assert_allclose(batched.executor.read("alpha", name), alpha, rtol=RTOL, atol=ATOL)
             if tick == 0:  # guides predict 0 before their first delivery: alpha stays exactly 0
-                assert np.all(batched.executor.guidance_state(name)["alpha"] == 0.0)
+                assert np.all(batched.executor.read("alpha", name) == 0.0)
                 assert np.all(alpha == 0.0)
 
 
