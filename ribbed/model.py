@@ -182,6 +182,8 @@ class NetworkModel(mesa.Model):
         self.last_metrics: dict[str, float] = {}
         self._window: list[tuple[TickResult, np.ndarray]] = []
         self.counts_at_record = np.zeros(len(Kind), dtype=np.int64)
+        #: Evaluations made before a resume (see :meth:`restore_metrics`).
+        self.earlier_metrics: pd.DataFrame | None = None
         self.datacollector = mesa.DataCollector(
             model_reporters={key: _metric(key) for key in self._metric_names()},
             agent_reporters=dict(AGENT_REPORTERS),
@@ -312,8 +314,19 @@ class NetworkModel(mesa.Model):
 
     @property
     def metrics(self) -> pd.DataFrame:
-        """One row per evaluation (the DataCollector's model variables)."""
-        return self.datacollector.get_model_vars_dataframe()
+        """One row per evaluation: those before a resume (:meth:`restore_metrics`), then the
+        DataCollector's model variables."""
+        collected = self.datacollector.get_model_vars_dataframe()
+        if self.earlier_metrics is None or self.earlier_metrics.empty:
+            return collected
+        earlier = self.earlier_metrics.reindex(columns=collected.columns)
+        return pd.concat([earlier, collected], ignore_index=True) if len(collected) else earlier
+
+    def restore_metrics(self, earlier: pd.DataFrame) -> None:
+        """The rows of the evaluations a resumed run made before the tick it resumes from (read
+        from its metrics.csv): :attr:`metrics` starts with them, and the DataCollector collects
+        only what this model evaluates."""
+        self.earlier_metrics = earlier.reset_index(drop=True)
 
     @property
     def agent_metrics(self) -> pd.DataFrame:

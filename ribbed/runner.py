@@ -269,15 +269,12 @@ def _check_same_executor(model: NetworkModel, header: dict, source: Path) -> Non
 
 
 def _reload_metrics(model: NetworkModel, metrics: Path) -> None:
-    """The metrics rows up to the resumed tick, back into the model's DataCollector."""
+    """The metrics rows up to the resumed tick, handed to the model (its DataCollector collects only
+    what the resumed run evaluates)."""
     if not metrics.exists():
         return
     earlier = pd.read_csv(metrics)
-    earlier = earlier[earlier["tick"] <= model.tick]
-    collector = model.datacollector
-    for key in collector.model_vars:
-        column = earlier[key].tolist() if key in earlier else [float("nan")] * len(earlier)
-        collector.model_vars[key] = column + collector.model_vars[key]
+    model.restore_metrics(earlier[earlier["tick"] <= model.tick])
 
 
 def _build(scenario: Scenario) -> NetworkModel:

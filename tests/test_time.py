@@ -54,6 +54,8 @@ def test_resume_and_model_at_restore_mesa_steps(tmp_path: Path):
     steps = sorted(set(resumed.model.agent_metrics.index.get_level_values("Step")))
     assert steps == [30]  # keyed by the tick, not by the steps since the resume (earlier rows: agents.csv)
     assert resumed.model.metrics["tick"].tolist() == whole.model.metrics["tick"].tolist()
+    # The DataCollector collected only what the resumed run evaluated; earlier rows come from metrics.csv.
+    assert resumed.model.datacollector.model_vars["tick"] == [30]
 
     model = model_at(tmp_path / "whole" / "run.log", 17)
     assert model.steps == model.tick == 17
