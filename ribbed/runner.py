@@ -151,7 +151,22 @@ class RunDirectory:
             if handle is not None:
                 handle[0].close()
         text = json.dumps(_finite(summary), indent=2, default=str, allow_nan=False)
-        (self.path / "summary.json").write_text(text + "\n", encoding="utf-8")
+        # Through a temporary file and a rename: a failed write (a full disk) leaves no partial summary.
+        target = self.path / "summary.json"
+        partial = target.with_name(".summary.json.partial")
+        try:
+            partial.write_text(text + "\n", encoding="utf-8")
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def _message_totals(model: NetworkModel) -> dict[str, int]:
+    """Every message the run sent (since tick 0, a resumed run included), in all and by kind."""
+    from ribbed.scheduler.messages import Kind
+
+    counts = model.executor.message_counts
+    return {"total": int(counts.sum()), **{kind.name.lower(): int(counts[kind]) for kind in Kind}}
 
 
 def _finite(value: Any) -> Any:
@@ -320,6 +335,8 @@ def _execute(model: NetworkModel, directory: RunDirectory | None, writer: RunLog
                 "status": status, "error": error, "ticks": model.tick, "seconds": round(seconds, 3),
                 "ticks_per_second": round(ticks / seconds, 2) if seconds > 0 else None,
                 "final": model.last_metrics, "neurons": model.network.n_neurons,
+                # final's message counts cover the last evaluation window; these, the whole run.
+                "messages": _message_totals(model),
                 "synapses": model.network.n_synapses, "versions": package_versions(),
                 "log": (LOG_NAME if writer is not None else None), "log_level": scenario.log.level,
                 "resources": resources, **model.executor.describe(), **extra,

@@ -9,6 +9,7 @@ file, the line, the field path (``projections[1].connectivity.k``) and a fix.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Hashable
 from importlib import resources
 from pathlib import Path
@@ -57,6 +58,11 @@ def _construct_mapping(loader: _StrictSafeLoader, node: yaml.MappingNode, deep: 
 
 
 _StrictSafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.2 reads 1e-3 as a float, as JSON and the JSON Schema do; PyYAML follows YAML 1.1, which
+# needs a dot (1.0e-3) and would read 1e-3 as a string.
+_StrictSafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
 
 
 def _loc_of(node: yaml.Node | None, target: yaml.Node) -> tuple | None:
@@ -79,9 +85,10 @@ def _loc_of(node: yaml.Node | None, target: yaml.Node) -> tuple | None:
 def _read_yaml(text: str, source: str) -> Any:
     # Composed and constructed in two steps (what yaml.load does) so that a duplicate key can be
     # located in the composed tree and reported at its field path.
-    loader = _StrictSafeLoader(io.StringIO(text))
+    loader: _StrictSafeLoader | None = None
     root: yaml.Node | None = None
     try:
+        loader = _StrictSafeLoader(io.StringIO(text))  # the reader refuses control characters here
         root = loader.get_single_node()
         return loader.construct_document(root) if root is not None else None
     except _DuplicateKey as exc:
@@ -96,13 +103,19 @@ def _read_yaml(text: str, source: str) -> Any:
         if mark is not None:
             message += f" (column {mark.column + 1})"
         raise ScenarioError(Problem(source, "", message, "fix the YAML syntax at that line", line)) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ScenarioError(Problem(source, "", f"invalid YAML: character {exc.character:#06x} is not allowed in a "
+                                    "YAML file (a control character)", "delete it, or write it escaped inside "
+                                    "a double-quoted string", line)) from None
     except yaml.YAMLError as exc:
         raise ScenarioError(Problem(source, "", f"invalid YAML: {exc}", "fix the YAML syntax")) from None
     except RecursionError:
         raise ScenarioError(Problem(source, "", "the YAML is nested too deeply to read",
                                     "write a scenario of a few levels of sections")) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _line_of(text: str | None, loc: tuple) -> int | None:
