@@ -134,9 +134,11 @@ def run(
                                       on_tick=ticked)
     except RibbedError as exc:
         raise _fail(exc) from None
-    except KeyboardInterrupt:
-        err.print("interrupted: everything written so far is kept in the run directory")
-        raise typer.Exit(code=130) from None
+    except KeyboardInterrupt as exc:  # (ribbed.signals.RunInterrupted: SIGINT or SIGTERM, the log closed)
+        signum = getattr(exc, "signal", 2)
+        err.print("interrupted: everything written so far is kept in the run directory; "
+                  "continue it with ribbed run --resume RUN_DIR", highlight=False, markup=False)
+        raise typer.Exit(code=128 + signum) from None
     final = result.model.last_metrics
     name = result.model.scenario.name
     if "test_accuracy" in final:

@@ -291,7 +291,7 @@ class NetworkModel(mesa.Model):
             row = self.record()
             if on_record:
                 on_record(self, row)
-        while self.tick < end:
+        while self.tick < end and self.running:  # running: False when asked to stop (ribbed.signals)
             self.step()
             if on_tick:
                 on_tick(self)

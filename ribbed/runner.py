@@ -29,6 +29,7 @@ from ribbed.scenarios.loader import load_scenario, scenario_to_yaml
 from ribbed.scenarios.overrides import apply_overrides
 from ribbed.scenarios.schema import Scenario
 from ribbed.scenarios.validation import validate
+from ribbed.signals import RunInterrupted, StopOnSignal
 from ribbed.versions import package_versions
 
 if TYPE_CHECKING:
@@ -138,18 +139,25 @@ class RunDirectory:
             self._agents_file = self._append(self._agents_file, "agents.csv", model.agent_records())
 
     def _append(self, handle, name: str, rows: list[dict]):
-        if handle is None:
-            stream = open(self.path / name, "w", newline="", encoding="utf-8")
-            handle = (stream, csv.DictWriter(stream, fieldnames=list(rows[0])))
-            handle[1].writeheader()
-        handle[1].writerows(rows)
-        handle[0].flush()
+        try:
+            if handle is None:
+                stream = open(self.path / name, "w", newline="", encoding="utf-8")
+                handle = (stream, csv.DictWriter(stream, fieldnames=list(rows[0])))
+                handle[1].writeheader()
+            handle[1].writerows(rows)
+            handle[0].flush()
+        except OSError as exc:
+            raise _cannot_write(self.path / name, exc) from None
         return handle
 
     def finish(self, summary: dict) -> None:
+        """Close the metrics files and write summary.json, whole or not at all."""
         for handle in (self._metrics_file, self._agents_file):
             if handle is not None:
-                handle[0].close()
+                try:
+                    handle[0].close()
+                except OSError:  # (its rows were flushed as they came; a resumed run rewrites the rest)
+                    pass
         text = json.dumps(_finite(summary), indent=2, default=str, allow_nan=False)
         # Through a temporary file and a rename: a failed write (a full disk) leaves no partial summary.
         target = self.path / "summary.json"
@@ -157,8 +165,16 @@ class RunDirectory:
         try:
             partial.write_text(text + "\n", encoding="utf-8")
             os.replace(partial, target)
+        except OSError as exc:
+            raise _cannot_write(target, exc) from None
         finally:
             partial.unlink(missing_ok=True)
+
+
+def _cannot_write(path: Path, exc: OSError) -> RibbedError:
+    return RibbedError(Problem(str(path), "", f"cannot write: {exc.strerror or exc}",
+                               "free space on the disk that holds the run folder (or make it writable), then "
+                               "continue the run from its log's last snapshot with ribbed run --resume RUN_DIR"))
 
 
 def _message_totals(model: NetworkModel) -> dict[str, int]:
@@ -303,45 +319,65 @@ def _build(scenario: Scenario) -> NetworkModel:
 
 def _execute(model: NetworkModel, directory: RunDirectory | None, writer: RunLogWriter | None, ticks: int,
              on_tick: Callable[[NetworkModel], None] | None, extra: dict, resources: dict) -> RunResult:
+    """Run ``ticks`` ticks and close the run's files, whatever happens: the log gets its ``end``
+    record and the folder its summary.json, also when the run fails or is stopped by a signal
+    (then between two ticks, see :mod:`ribbed.signals`, and :class:`RunInterrupted` is raised
+    once everything is written)."""
     scenario = model.scenario
-    start = time.perf_counter()
+    start, first_tick = time.perf_counter(), model.tick
     status, error = "completed", None
-    try:
-        model.run(ticks, on_tick=on_tick, on_record=directory.record if directory else None)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except BaseException as exc:
-        if _is_out_of_memory(exc):
-            status, error = "failed", "out of memory"
-            raise _out_of_memory(scenario) from None
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
+    failure: BaseException | None = None  # what stopped the run; closing the files never hides it
+    stop = StopOnSignal(model)
+    with stop:
+        try:
+            model.run(ticks, on_tick=on_tick, on_record=directory.record if directory else None)
+            if stop.received is not None:
+                status = "interrupted"
+        except KeyboardInterrupt as exc:
+            status, failure = "interrupted", exc
+        except BaseException as exc:
+            failure = exc
+            if _is_out_of_memory(exc):
+                status, error, failure = "failed", "out of memory", _out_of_memory(scenario)
+            else:
+                status, error = "failed", str(exc) if isinstance(exc, RibbedError) else f"{type(exc).__name__}: {exc}"
+        stop.hold()  # a second Ctrl-C while the files are closed would cut them short
         seconds = time.perf_counter() - start
-        closing_error = None
+        ran = model.tick - first_tick
+        closing: list[RibbedError] = []  # what failed while closing (a full disk fails every write)
         model.executor.close()  # the model stays readable: an executor keeps its final state
         if writer is not None:
             try:
                 writer.close(status, model.tick, error=error)
             except RibbedError as exc:  # the log could not be finished (its writer failed)
-                closing_error = exc
+                closing.append(exc)
                 if status == "completed":
                     status, error = "failed", str(exc)
         if directory is not None:
-            directory.finish({
-                "scenario": scenario.name, "seed": scenario.seed, "backend": scenario.backend.kind,
-                "device": model.executor.device_name, "dtype": model.executor.dtype_name,
-                "status": status, "error": error, "ticks": model.tick, "seconds": round(seconds, 3),
-                "ticks_per_second": round(ticks / seconds, 2) if seconds > 0 else None,
-                "final": model.last_metrics, "neurons": model.network.n_neurons,
-                # final's message counts cover the last evaluation window; these, the whole run.
-                "messages": _message_totals(model),
-                "synapses": model.network.n_synapses, "versions": package_versions(),
-                "log": (LOG_NAME if writer is not None else None), "log_level": scenario.log.level,
-                "resources": resources, **model.executor.describe(), **extra,
-            })
-        if closing_error is not None and status == "failed" and error == str(closing_error):
-            raise closing_error
+            try:
+                directory.finish({
+                    "scenario": scenario.name, "seed": scenario.seed, "backend": scenario.backend.kind,
+                    "device": model.executor.device_name, "dtype": model.executor.dtype_name,
+                    "status": status, "error": error, "ticks": model.tick, "seconds": round(seconds, 3),
+                    "ticks_per_second": round(ran / seconds, 2) if seconds > 0 else None,
+                    "final": model.last_metrics, "neurons": model.network.n_neurons,
+                    # final's message counts cover the last evaluation window; these, the whole run.
+                    "messages": _message_totals(model),
+                    "synapses": model.network.n_synapses, "versions": package_versions(),
+                    "log": (LOG_NAME if writer is not None else None), "log_level": scenario.log.level,
+                    "resources": resources, **model.executor.describe(), **extra,
+                })
+            except RibbedError as exc:
+                closing.append(exc)
+    # The first cause, alone: a run that failed for a full disk fails again on every file it
+    # closes, and those later failures say nothing new.
+    if isinstance(failure, RibbedError):
+        raise failure from None
+    if failure is not None:
+        raise failure
+    if closing:
+        raise closing[0] from None
+    if stop.received is not None:  # everything is written; now stop as the signal asked
+        raise RunInterrupted(stop.received)
     return RunResult(model=model, metrics=model.metrics, directory=directory.path if directory else None,
                      seconds=seconds)

@@ -57,7 +57,7 @@ def test_a_failed_summary_write_leaves_no_partial_file(tmp_path: Path, monkeypat
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(runner.os, "replace", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(ribbed.RibbedError, match="summary.json: cannot write: No space left on device"):
         ribbed.run(load_scenario(_xor_dict(ticks=5)), out=tmp_path / "run")
     assert not (tmp_path / "run" / "summary.json").exists()
     assert not list((tmp_path / "run").glob("*.partial"))

@@ -31,7 +31,7 @@ PACKAGE = "ribbed"
 #: The most specific row wins (``ribbed.scheduler.messages`` is vocabulary, below the scheduler).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("ribbed.errors", "ribbed.seeding", "ribbed.determinism", "ribbed.resources", "ribbed.versions",
-                    "ribbed.scheduler.messages")),
+                    "ribbed.signals", "ribbed.scheduler.messages")),
     ("scenarios", ("ribbed.scenarios",)),
     ("couplings and meta-controllers", ("ribbed.coupling", "ribbed.meta")),
     ("environment", ("ribbed.environment",)),

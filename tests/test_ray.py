@@ -206,3 +206,38 @@ def test_the_cli_runs_on_ray_and_leaves_no_ray_process_behind(tmp_path: Path):
         assert left.stdout.strip() == "", f"Ray processes outlived the run: {left.stdout}"
     finally:
         shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def test_a_killed_shard_gives_one_clean_error_and_leaves_no_ray_process(tmp_path: Path):
+    """A shard process killed from outside: the run reports it once, by shard and tick (Ray's
+    own raylet message with the worker's address is not printed), and stops every Ray process
+    it started."""
+    import json
+    import time
+
+    scenario = builtin("xor", ticks=100000, eval_every=20)
+    scenario["backend"] = {"kind": "ray", "shards": 2}
+    path = tmp_path / "xor.yaml"
+    path.write_text(json.dumps(scenario), encoding="utf-8")
+    ray_dir = tempfile.mkdtemp(prefix="rbk", dir="/tmp")  # short: Ray's socket paths are limited in length
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "ribbed.cli", "run", str(path), "--out",
+                                    str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, env={**os.environ, "RAY_TMPDIR": ray_dir})
+        metrics, deadline = tmp_path / "run" / "metrics.csv", time.monotonic() + 180
+        while not (metrics.exists() and metrics.read_text().count("\n") > 2) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        raylet = subprocess.run(["pgrep", "-f", f"raylet.*{ray_dir}"], capture_output=True, text=True).stdout.split()
+        shards = subprocess.run(["pgrep", "-P", raylet[0], "-f", "ShardActor"], capture_output=True,
+                                text=True).stdout.split()
+        assert len(shards) == 2
+        os.kill(int(shards[0]), 9)
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 2
+        assert "(raylet)" not in stdout + stderr and "Worker IP" not in stdout + stderr
+        assert stderr.count("error:") == 1 and "of 2 stopped" in stderr and "--resume" in stderr, stderr
+        assert "Traceback" not in stderr
+        left = subprocess.run(["pgrep", "-f", ray_dir], capture_output=True, text=True)
+        assert left.stdout.strip() == "", f"Ray processes outlived the run: {left.stdout}"
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)

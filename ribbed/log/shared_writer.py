@@ -30,9 +30,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ribbed.errors import Problem, RibbedError
+from ribbed.errors import RibbedError
 from ribbed.log.format import RECORD_TYPES, pack_parts, record_body
 from ribbed.log.ring import ACK, CLOSE, FLUSH, RECORD, RING_BYTES, SCALARS, TICKS, slot_layout, slot_views
+from ribbed.log.writer import write_failure
 
 __all__ = ["SharedLogWriter", "tick_layout"]
 
@@ -104,12 +105,15 @@ class SharedLogWriter:
                     "resume": resume}
         self._process = subprocess.Popen(
             [sys.executable, "-m", "ribbed.log.writer_process", json.dumps(settings)],
-            stdin=command_read, stdout=ack_write, stderr=self._errors, pass_fds=(), close_fds=True)
+            stdin=command_read, stdout=ack_write, stderr=self._errors, pass_fds=(), close_fds=True,
+            # Its own session: the terminal's Ctrl-C (sent to the run's process group) does not
+            # reach it; the run stops it, after the last record (ribbed.signals).
+            start_new_session=True)
         os.close(command_read)
         os.close(ack_write)
         os.set_blocking(self._acks, False)
         self._head = self._written = self._told = 0
-        self._flushed, self._pending_ack = True, b""
+        self._flushed, self._pending_ack, self._cut_short = True, b"", False
         self._told_at = time.monotonic()
         self._notify_every = min(notify_every, self._n_slots // 4 or 1)
         self._notify_seconds = notify_seconds
@@ -186,6 +190,8 @@ class SharedLogWriter:
             return
         self.closed = True
         try:
+            if self._cut_short:  # the writer drops the command cut short and keeps every whole record
+                return
             if status is not None:
                 self.write("end", tick, lambda: {"status": status, "tick": tick, **fields})
             self._tell()
@@ -211,6 +217,9 @@ class SharedLogWriter:
     # ------------------------------------------------------------------ the pipe
 
     def _send(self, *parts: bytes) -> None:
+        # ``_cut_short`` stays True when something interrupts the sending (a second Ctrl-C,
+        # ribbed.signals): the pipe then ends inside a command, and close() sends nothing more.
+        self._cut_short = True
         try:
             for part in parts:
                 view = memoryview(part)
@@ -219,6 +228,7 @@ class SharedLogWriter:
         except (BrokenPipeError, OSError):
             self._process.wait()
             raise self._failure() from None
+        self._cut_short = False
 
     def _read_acks(self) -> None:
         try:
@@ -246,10 +256,8 @@ class SharedLogWriter:
     def _failure(self) -> RibbedError:
         self._errors.seek(0)
         text = self._errors.read().decode("utf-8", "replace").strip().splitlines()
-        detail = text[-1] if text else f"exit status {self._process.returncode}"
-        return RibbedError(Problem(str(self.path), "", f"the log writer process stopped: {detail}",
-                                   "check that the run folder's disk has space and is writable; set log.level: "
-                                   "off to run without a log"))
+        detail = text[-1] if text else f"its writer process stopped with exit status {self._process.returncode}"
+        return write_failure(self.path, detail)
 
 
 def _slot_targets(layout: list[dict], views: dict, base: int) -> tuple:

@@ -24,12 +24,22 @@ from typing import Any, Callable
 import msgpack
 import numpy as np
 
+from ribbed.errors import Problem, RibbedError
 from ribbed.log.format import DIGEST_SEED, RECORD_TYPES, encode_array, frame, pack_parts, record_body
 
-__all__ = ["INDEX_SUFFIX", "LogWriter", "append_records", "read_index", "write_index"]
+__all__ = ["INDEX_SUFFIX", "LogWriter", "append_records", "read_index", "write_failure", "write_index"]
 
 INDEX_SUFFIX = ".idx"
 INDEX_FORMAT = "ribbed-log-index"
+
+
+def write_failure(path: str | Path, reason: str) -> RibbedError:
+    """The error of a log that could not be written (``reason``: the system's words, such as
+    "No space left on device"), with what to do about it."""
+    return RibbedError(Problem(str(path), "", f"cannot write the log: {reason}",
+                               "free space on the disk that holds the run folder (or make it writable), then "
+                               "continue the run from its last snapshot with ribbed run --resume RUN_DIR; or set "
+                               "log.level: off to run without a log"))
 
 
 def write_index(path: Path, entries: list[tuple[int, int, int, bytes]], size: int) -> None:
@@ -141,7 +151,10 @@ class LogWriter:
             self.closed = True
             self._file.close()
         if self._error is None:
-            write_index(self.path, self.entries, self._offset)
+            try:
+                write_index(self.path, self.entries, self._offset)
+            except OSError as exc:
+                raise write_failure(Path(str(self.path) + INDEX_SUFFIX), exc.strerror or str(exc)) from None
         self._raise()
 
     def _raise(self) -> None:
@@ -162,7 +175,9 @@ class LogWriter:
             try:
                 if self._error is None and batch:
                     self._append(batch)
-            except BaseException as exc:  # handed to the run at its next write or close
+            except OSError as exc:  # (a full disk) handed to the run at its next write or close
+                self._error = write_failure(self.path, exc.strerror or str(exc))
+            except BaseException as exc:
                 self._error = exc
             with self._progress:
                 self._done_bytes += sum(item[4] for item in batch)

@@ -118,6 +118,14 @@ def main(argv: list[str]) -> int:
         os.nice(10)
     except (AttributeError, OSError):
         pass
+    try:
+        return _serve(settings)
+    except OSError as exc:  # (a full disk) the run reports the last line of stderr as the reason
+        print(exc.strerror or str(exc), file=sys.stderr, flush=True)
+        return 1
+
+
+def _serve(settings: dict) -> int:
     writer = _Writer(settings)
     commands = os.fdopen(0, "rb", buffering=0)
     acks = os.fdopen(1, "wb", buffering=0)

@@ -474,6 +474,8 @@ class RayExecutor(Executor):
         self.changed()
 
 
+_LOGGER = logging.getLogger(__name__)
+
 #: Rows of the state table that the last tick computed (read from the shards' last values).
 _TICK_VALUES = frozenset({"u", "y", "delta", "credit", "guidance", "alpha", "cluster", "guide_paths", "guide_alpha"})
 
@@ -492,12 +494,38 @@ def _connect(backend) -> bool:
              "configure_logging": True}
     if backend.address:
         ray.init(address=backend.address, **quiet)
+        _quiet_raylet_messages()
         return True
     shards = backend.shards or max(1, min(backend.partitions, available_cores()))
     cpus = max(available_cores(), math.ceil(shards * backend.cpus_per_shard))
     store = None if backend.object_store_mb is None else backend.object_store_mb * 2**20
     ray.init(num_cpus=cpus, object_store_memory=store, **quiet)
+    _quiet_raylet_messages()
     return True
+
+
+def _quiet_raylet_messages() -> None:
+    """Send the messages Ray's raylet pushes to the driver (such as "A worker died or was killed
+    ...", with the worker's address) to the ``ribbed.scheduler.ray`` logger instead of stdout.
+
+    Ray prints them from a thread of its own, whatever ``log_to_driver`` says, as coloured raw
+    text after the run has already reported the failure as a :class:`ShardError` naming the
+    shard and the tick.  They stay available at INFO level for whoever turns that logger on."""
+    from ray._private import worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "ribbed_quiet", False):
+        return
+
+    def print_to_stdstream(data, ignore_prefix: bool):
+        if isinstance(data, dict) and data.get("pid") == "raylet":
+            for line in data.get("lines", ()):
+                _LOGGER.info("raylet: %s", line)
+            return
+        original(data, ignore_prefix)
+
+    print_to_stdstream.ribbed_quiet = True
+    worker.print_to_stdstream = print_to_stdstream
 
 
 def _release(held: dict) -> None:
