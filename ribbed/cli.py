@@ -380,7 +380,16 @@ def replay(
 
 
 def main() -> None:
-    app()
+    """The ``ribbed`` command.  An operating-system error that no command turned into a located
+    error of its own (a file that vanished, a full disk, a permission) is shown as one line, its
+    first cause, not as a traceback."""
+    try:
+        app()
+    except OSError as exc:
+        where = exc.filename or "ribbed"
+        _report(RibbedError(Problem(str(where), "", exc.strerror or str(exc),
+                                    "check that the file exists and that its disk has space and is writable")))
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -122,3 +122,19 @@ def test_an_injected_full_disk_gives_one_clean_error(tmp_path: Path, monkeypatch
         with open_log(tmp_path / "run" / "run.log") as log:  # every whole record kept
             assert len(log.ticks) > 10 and list(log.ticks) == list(range(len(log.ticks)))
             assert log.end is None  # (its end record could not be written either)
+
+
+def test_an_operating_system_error_no_command_located_is_one_line(monkeypatch, capsys):
+    import ribbed.cli as cli_module
+    import ribbed.runner as runner
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/run/somewhere.csv")
+
+    monkeypatch.setattr(runner, "run", full)
+    monkeypatch.setattr(sys, "argv", ["ribbed", "run", "xor"])
+    with pytest.raises(SystemExit) as caught:
+        cli_module.main()
+    assert caught.value.code == 1
+    printed = capsys.readouterr().err
+    assert "Traceback" not in printed and "/data/run/somewhere.csv: No space left on device" in printed
