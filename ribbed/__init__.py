@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ribbed.runner import run
     from ribbed.scenarios.loader import builtin_scenarios, load_scenario, scenario_to_yaml
     from ribbed.scenarios.schema import Scenario
+    from ribbed.sweeps import SweepResult, sweep
 
 #: Where the public names live: imported on first use (PEP 562), so that a process that needs only
 #: a light part of ribbed (the message log's writer process, the log format) does not load torch.
@@ -24,7 +25,7 @@ _LAZY = {
     "NetworkModel": "ribbed.model", "Population": "ribbed.model", "Projection": "ribbed.model",
     "run": "ribbed.runner", "builtin_scenarios": "ribbed.scenarios.loader",
     "load_scenario": "ribbed.scenarios.loader", "scenario_to_yaml": "ribbed.scenarios.loader",
-    "Scenario": "ribbed.scenarios.schema",
+    "Scenario": "ribbed.scenarios.schema", "sweep": "ribbed.sweeps", "SweepResult": "ribbed.sweeps",
 }
 
 
@@ -48,10 +49,12 @@ __all__ = [
     "RibbedWarning",
     "Scenario",
     "ScenarioError",
+    "SweepResult",
     "builtin_scenarios",
     "load_scenario",
     "run",
     "scenario_to_yaml",
+    "sweep",
 ]
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The ``ribbed`` command line: run, validate, schema, scenarios, and the message log's
+"""The ``ribbed`` command line: run, sweep, validate, schema, scenarios, and the message log's
 commands (log info/show/export, replay).
 
 Bad input (a missing file, invalid YAML, a wrong field...) is reported as one clear message
@@ -156,6 +156,77 @@ def run(
                   f"{cut['partitions']} partitions; {cut['cut_fraction']:.1%} of synapses cross between shards",
                   highlight=False, markup=False)
     out.print(f"run directory: {result.directory}", highlight=False, markup=False)
+
+
+@app.command()
+def sweep(
+    scenario: Optional[str] = typer.Argument(None, help="A scenario YAML file, or the name of a built-in scenario."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds: a count (10: 0 to 9), a range (0-9) or a "
+                                        "list (0,3,5); default: the scenario's seed."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help="FIELD=V1,V2,...: a dotted scenario field and its "
+                                             "values (learning.lr=0.01,0.05); repeat for a grid."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="The sweep's folder (default: <output.dir>/"
+                                           "<name>-sweep-<date-time>); the same sweep found there is continued."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local worker processes (default: the "
+                                          "cores this process may use); with --address, the most Ray tasks at a time."),
+    address: Optional[str] = typer.Option(None, "--address", help="Run the points as Ray tasks on this cluster "
+                                          "(host:port, or auto)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the sweep in this folder (no SCENARIO, "
+                                          "--seeds, --set or --out)."),
+) -> None:
+    """Run a scenario over a grid of field values and seeds, in parallel, into one folder.
+
+    Each point and seed is a run directory; sweep.parquet holds every metrics row of them all."""
+    from ribbed.sweeps import SweepInterrupted, resume_sweep
+    from ribbed.sweeps import sweep as run_sweep
+
+    if (scenario is None) == (resume is None):
+        raise _fail(RibbedError(Problem("ribbed sweep", "", "give either a SCENARIO or --resume SWEEP_DIR",
+                                        "ribbed sweep xor --seeds 0-4 --set learning.lr=0.05,0.2, or "
+                                        "ribbed sweep --resume runs/xor-sweep-20260101-120000")))
+    if resume is not None and (seeds is not None or sets or out_dir is not None):
+        raise _fail(RibbedError(Problem("ribbed sweep", "--resume", "a sweep continues with the grid and seeds it "
+                                        "was started with (its sweep.json)", "leave out --seeds, --set and --out")))
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("points"),
+                        TextColumn("{task.fields[failed]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=err, disable=not err.is_terminal)
+    state: dict = {"failed": 0}
+
+    def on_point(done: int, total: int, outcome) -> None:
+        if "task" not in state:
+            state["task"] = progress.add_task("sweep", total=total, completed=done, failed="")
+            return
+        if outcome is not None and outcome.status == "failed":
+            state["failed"] += 1
+        progress.update(state["task"], completed=done, failed=f"{state['failed']} failed" if state["failed"] else "")
+
+    try:
+        with progress:
+            if resume is not None:
+                result = resume_sweep(resume, workers=workers, address=address, progress=on_point)
+            else:
+                result = run_sweep(scenario, seeds=seeds, grid=sets or None, out=out_dir, workers=workers,
+                                   address=address, progress=on_point)
+    except RibbedError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt as exc:  # SweepInterrupted once the runs closed their files; or before any ran
+        if isinstance(exc, SweepInterrupted):
+            err.print(f"interrupted: the finished points are kept in {exc.directory}; continue the sweep with "
+                      f"ribbed sweep --resume {exc.directory}", highlight=False, markup=False)
+        else:
+            err.print("interrupted before any point ran", highlight=False, markup=False)
+        raise typer.Exit(code=128 + getattr(exc, "signal", 2)) from None
+    total, failed = len(result.outcomes), result.failed
+    out.print(f"{total - len(failed)} of {total} points completed; sweep.parquet: {len(result.frame)} rows",
+              highlight=False, markup=False)
+    out.print(f"sweep folder: {result.directory}", highlight=False, markup=False)
+    if failed:
+        for outcome in failed:
+            first = (outcome.error or outcome.status).splitlines()[0]
+            err.print(f"[bold red]failed:[/] {escape(outcome.name)}: {escape(first)}", highlight=False)
+        err.print(f"{len(failed)} of {total} points failed (their run directories and sweep.parquet say why)",
+                  highlight=False, markup=False)
+        raise typer.Exit(code=1)
 
 
 @app.command()

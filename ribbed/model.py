@@ -4,6 +4,14 @@ The model draws everything random from the scenario seed in shared code (the net
 data and its order), hands the network to the executor the scenario names, and runs it one
 tick per ``step()``.  Evaluation on the held-out set is recorded through a Mesa
 ``DataCollector`` (model-level metrics and per-neuron metrics), as Mesa users expect.
+
+Mesa's tools drive a model by its constructor's keywords and ``step()``: ``mesa.batch_run``
+builds ``NetworkModel(scenario="xor", seed=3, learning__lr=0.1)`` (a ``__`` stands for a dot of
+the scenario field), steps it while ``running`` (False once ``run.ticks`` are done) and reads the
+DataCollector at each step.  So ``step()`` evaluates when the scenario says (before the first
+tick, every ``run.eval_every`` ticks, at ``run.ticks``) and keeps the DataCollector at one entry
+per step, which repeats the latest evaluation between two (its ``tick`` says which).  ``run()``
+and a replay tick with :meth:`NetworkModel.advance` instead, which only ticks.
 """
 
 from __future__ import annotations
@@ -19,12 +27,13 @@ import pandas as pd
 
 from ribbed.agents.neuron import NeuronAgent
 from ribbed.agents.state import PER_NEURON
-from ribbed.errors import RibbedWarning
 from ribbed.environment.losses import LOSSES, accuracy, r2
 from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo, build_network
 from ribbed.environment.stream import DataStream
 from ribbed.environment.tasks import Dataset, load_task
+from ribbed.errors import Problem, RibbedWarning, ScenarioError
 from ribbed.scenarios.loader import load_scenario
+from ribbed.scenarios.overrides import apply_fields
 from ribbed.scenarios.schema import Scenario
 from ribbed.scenarios.validation import validate
 from ribbed.scheduler.base import Executor, ExecutorInputs, TickResult, make_executor
@@ -155,10 +164,16 @@ class NetworkModel(mesa.Model):
     """
 
     def __init__(self, scenario: Scenario | str | Path | Mapping[str, Any], *,
-                 guides: Mapping[str, Any] | None = None):
+                 guides: Mapping[str, Any] | None = None, seed: int | None = None, rng: Any = None,
+                 **fields: Any):
         """``guides`` maps a population whose guide is ``{kind: sklearn}`` to the scikit-learn
-        regressor its guides are cloned from."""
-        scenario = load_scenario(scenario)
+        regressor its guides are cloned from.
+
+        The keywords Mesa's tools pass (``mesa.batch_run``'s parameters): ``seed`` replaces the
+        scenario's root seed (``rng`` too, as an integer: newer Mesa passes its seeds so), and
+        every other keyword sets a scenario field, a ``__`` standing for each dot of its path:
+        ``learning__lr=0.1``, ``run__ticks=200``, ``populations__hidden__size=16``."""
+        scenario = _configured(load_scenario(scenario), seed, rng, fields)
         self.guide_estimators = check_estimators(scenario, dict(guides or {}))
         # Mesa's own generators (model.random, model.rng) are seeded like every other component.
         super().__init__(rng=component_rng(scenario.seed, "mesa"))
@@ -188,6 +203,8 @@ class NetworkModel(mesa.Model):
             model_reporters={key: _metric(key) for key in self._metric_names()},
             agent_reporters=dict(AGENT_REPORTERS),
         )
+        #: The DataCollector's entries that are evaluations (``step()`` adds entries between them).
+        self._evaluations: list[int] = []
 
     # ------------------------------------------------------------------ agents
 
@@ -210,7 +227,54 @@ class NetworkModel(mesa.Model):
     def tick(self, value: int) -> None:
         self.steps = int(value)
 
+    @property
+    def running(self) -> bool:
+        """Mesa's flag: True until the scenario's ``run.ticks`` are done, or until something asks
+        the model to stop (``model.running = False``: Ctrl-C does so between two ticks)."""
+        if self.__dict__.get("_stopped", False):
+            return False
+        scenario = self.__dict__.get("scenario")
+        return scenario is None or self.steps < scenario.run.ticks
+
+    @running.setter
+    def running(self, value: bool) -> None:
+        self._stopped = not value
+
     def step(self) -> None:
+        """Mesa's step: one tick, and the evaluations the scenario asks for: before the first
+        tick, every ``run.eval_every`` ticks, and at ``run.ticks``.  The DataCollector keeps one
+        entry per step (see the module docstring)."""
+        every, ticks = self.scenario.run.eval_every, self.scenario.run.ticks
+        if not self.last_metrics:  # the evaluation of the start, before Mesa counted this step
+            self.steps -= 1
+            try:
+                self.record()
+            finally:
+                self.steps += 1
+        self._tick()
+        if self.tick % every == 0 or self.tick == ticks:
+            self.record()
+        self._one_entry_per_step()
+
+    def advance(self) -> None:
+        """One tick and nothing else (no evaluation): how :meth:`run` and a replay tick."""
+        self.steps += 1
+        self._tick()
+
+    def _one_entry_per_step(self) -> None:
+        """Fill the DataCollector's model variables up to one entry per step, each repeating the
+        latest evaluation: Mesa 3.3's batch_run reads ``model_vars[name][step]``.  A Mesa that
+        records the step of each collection (``_collection_steps``) finds them itself."""
+        collector = self.datacollector
+        if hasattr(collector, "_collection_steps"):
+            return
+        columns = collector.model_vars
+        missing = self.steps + 1 - len(columns["tick"])
+        if missing > 0 and columns["tick"]:
+            for values in columns.values():
+                values.extend([values[-1]] * missing)
+
+    def _tick(self) -> None:
         """One tick: one mini-batch through sense, forward, readout, backward and learn."""
         tick = self.steps - 1  # Mesa counts a step before it runs it
         try:
@@ -270,6 +334,7 @@ class NetworkModel(mesa.Model):
         self._window = []
         self.last_metrics = row
         self.datacollector.collect(self)
+        self._evaluations.append(len(self.datacollector.model_vars["tick"]) - 1)
         if self.recorder is not None:
             self.recorder.after_record()
         return row
@@ -291,8 +356,8 @@ class NetworkModel(mesa.Model):
             row = self.record()
             if on_record:
                 on_record(self, row)
-        while self.tick < end and self.running:  # running: False when asked to stop (ribbed.signals)
-            self.step()
+        while self.tick < end and not self.__dict__.get("_stopped", False):  # asked to stop: ribbed.signals
+            self.advance()
             if on_tick:
                 on_tick(self)
             if self.tick % every == 0 or self.tick == end:
@@ -317,6 +382,8 @@ class NetworkModel(mesa.Model):
         """One row per evaluation: those before a resume (:meth:`restore_metrics`), then the
         DataCollector's model variables."""
         collected = self.datacollector.get_model_vars_dataframe()
+        if len(collected) != len(self._evaluations):  # stepped by step(): the evaluations only
+            collected = collected.iloc[self._evaluations].reset_index(drop=True)
         if self.earlier_metrics is None or self.earlier_metrics.empty:
             return collected
         earlier = self.earlier_metrics.reindex(columns=collected.columns)
@@ -332,6 +399,25 @@ class NetworkModel(mesa.Model):
     def agent_metrics(self) -> pd.DataFrame:
         """One row per neuron per evaluation (the DataCollector's agent variables)."""
         return self.datacollector.get_agent_vars_dataframe()
+
+
+def _configured(scenario: Scenario, seed: Any, rng: Any, fields: dict[str, Any]) -> Scenario:
+    """The scenario with the constructor's Mesa keywords applied (see NetworkModel.__init__)."""
+    if seed is not None and rng is not None:
+        raise ValueError("give either seed or rng, not both (as mesa.Model asks)")
+    given = seed if seed is not None else rng
+    call = ", ".join([*(f"{k}={v!r}" for k, v in (("seed", seed), ("rng", rng)) if v is not None),
+                      *(f"{k}={v!r}" for k, v in fields.items())])
+    label = f"NetworkModel({call})"
+    if given is not None:
+        if isinstance(given, bool) or not isinstance(given, (int, np.integer)):
+            raise ScenarioError(Problem(f"{scenario.source} with {label}", "seed",
+                                        f"expected an integer seed, got {type(given).__name__}",
+                                        "every random draw of a run derives from one integer root seed: "
+                                        "pass seed=<int> (or rng=<int>)"))
+    dotted = {} if given is None else {"seed": int(given)}
+    dotted.update({key.replace("__", "."): value for key, value in fields.items()})
+    return apply_fields(scenario, dotted, label=label)
 
 
 def _metric(key: str) -> Callable[[NetworkModel], float]:

@@ -224,9 +224,11 @@ def _attach(model: NetworkModel, writer: RunLogWriter | None) -> None:
 def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path | None = None,
         write: bool = True, ticks: int | None = None, seed: int | None = None, backend: str | None = None,
         device: str | None = None, shards: int | None = None,
-        on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
+        on_tick: Callable[[NetworkModel], None] | None = None, cores: int | None = None) -> RunResult:
     """Load, build and run a scenario; write its run directory (with its message log, unless the
-    scenario's ``log.level`` is off) unless ``write`` is False."""
+    scenario's ``log.level`` is off) unless ``write`` is False.  ``cores``: the cores the run may
+    use, which its defaults are planned for (:mod:`ribbed.resources`); by default those this
+    process can use (a Ray task of one CPU passes 1)."""
     from ribbed.determinism import configure_torch
 
     scenario = apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed, backend=backend, device=device,
@@ -235,7 +237,7 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
     # The folder is checked before the model is built (which can take long), and created after,
     # so a scenario that cannot be built leaves no empty run directory behind.
     path = RunDirectory.choose(scenario, out) if write else None
-    cores = available_cores()
+    cores = available_cores() if cores is None else max(1, int(cores))
     threads = configure_torch(scenario.backend.threads, cores=cores)
     model = _build(scenario)
     directory = RunDirectory(path, scenario, scenario.output.agent_metrics) if path is not None else None
@@ -248,9 +250,11 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
     return _execute(model, directory, writer, scenario.run.ticks, on_tick, {}, _resources(cores, threads, writer))
 
 
-def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
+def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | None = None,
+           cores: int | None = None) -> RunResult:
     """Continue an interrupted run from the last snapshot in its log: the metrics, weights and
-    log come out as those of an uninterrupted run of the same scenario."""
+    log come out as those of an uninterrupted run of the same scenario.  ``cores`` as for :func:`run`
+    (torch's thread counts are those the log recorded, whatever it says)."""
     from ribbed.determinism import configure_torch
     from ribbed.log.reader import LogReader
     from ribbed.log.replay import scenario_of
@@ -267,7 +271,7 @@ def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | Non
                                       "nothing to resume; start a new run with ribbed run"))
         header = log.header
         scenario = scenario_of(log, str(path / "scenario.yaml"))
-        cores = available_cores()
+        cores = available_cores() if cores is None else max(1, int(cores))
         # The thread counts the run was logged with (a replay and a resumed run compute the same sums).
         threads = configure_torch(header["threads"]["torch_threads"], header["threads"]["torch_interop_threads"])
         model = _build(scenario)

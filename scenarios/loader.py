@@ -22,7 +22,7 @@ from ribbed.errors import Problem, ScenarioError
 from ribbed.scenarios.paths import format_path, strip_union_tags
 from ribbed.scenarios.schema import Scenario
 
-__all__ = ["builtin_scenarios", "load_scenario", "scenario_to_yaml", "resolve_source"]
+__all__ = ["builtin_scenarios", "load_scenario", "scenario_to_yaml", "resolve_source", "yaml_value"]
 
 _BUILTIN_PACKAGE = "ribbed.scenarios.builtin"
 
@@ -274,3 +274,14 @@ def scenario_to_yaml(scenario: Scenario) -> str:
     if data["task"]["kind"] == "npz" and scenario.folder is not None and not Path(data["task"]["path"]).is_absolute():
         data["task"]["path"] = str(scenario.folder / data["task"]["path"])
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def yaml_value(text: str) -> Any:
+    """A value written as it would be in a scenario file (``0.01``, ``1e-3``, ``true``, ``tanh``),
+    read by the same loader (YAML 1.2 numbers): what ``ribbed sweep --set`` values mean.  Raises
+    ``yaml.YAMLError`` when ``text`` is not YAML."""
+    loader = _StrictSafeLoader(io.StringIO(text))
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()

@@ -21,9 +21,10 @@ def test_a_step_is_a_tick_and_mesa_counts_it():
     assert model.steps == model.tick == 2
     model.run()
     assert model.steps == model.tick == 14
-    # The agent records are keyed by Mesa's steps, which are the evaluations' ticks.
-    assert sorted(set(model.agent_metrics.index.get_level_values("Step"))) == [2, 10, 14]
-    assert model.metrics["tick"].tolist() == [2, 10, 14]
+    # The agent records are keyed by Mesa's steps, which are the evaluations' ticks: step()
+    # evaluated the start (tick 0), run() every eval_every ticks and at its last tick.
+    assert sorted(set(model.agent_metrics.index.get_level_values("Step"))) == [0, 10, 14]
+    assert model.metrics["tick"].tolist() == [0, 10, 14]
 
 
 def test_a_failed_tick_is_not_counted():

@@ -245,7 +245,7 @@ def model_at(path: str | Path, tick: int, *, guides: dict | None = None):
             restore_snapshot(model, snapshot.body, snapshot.decode)
     try:
         while model.tick < tick:
-            model.step()
+            model.advance()
     finally:
         model.executor.close()  # its state stays readable; the Ray executor's shards go now
     return model
