@@ -77,9 +77,9 @@ def grid_from(sets: Iterable[str] | Mapping[str, Any] | None) -> dict[str, list[
     of values (the Python API); the fields in the order given."""
     if sets is None:
         return {}
-    if isinstance(sets, Mapping):
-        items = [(field, list(values) if isinstance(values, (list, tuple, range)) else [values])
-                 for field, values in sets.items()]
+    if isinstance(sets, Mapping):  # as mesa.batch_run reads its parameters: a string is one value
+        items = [(field, [_plain(v) for v in values] if isinstance(values, Iterable) and not isinstance(values, str)
+                  else [_plain(values)]) for field, values in sets.items()]
         where = "grid"
     else:
         items = [parse_set(text) for text in sets]
@@ -182,6 +182,11 @@ def _short_names(fields: list[str]) -> dict[str, str]:
     """Each field by its last part (``lr``), or whole where two fields share their last part."""
     last = [field.rsplit(".", 1)[-1] for field in fields]
     return {field: (tail if last.count(tail) == 1 else field) for field, tail in zip(fields, last)}
+
+
+def _plain(value: Any) -> Any:
+    """A numpy number as the Python number it holds (sweep.json is JSON)."""
+    return value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
 
 
 def _text(value: Any) -> str:
