@@ -14,6 +14,7 @@ from sklearn.datasets import load_digits, make_moons
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from ribbed.environment.npz import read_npz
 from ribbed.errors import Problem, ScenarioError
 from ribbed.scenarios.schema import Scenario
 from ribbed.seeding import component_rng
@@ -99,7 +100,13 @@ def load_task(scenario: Scenario) -> Dataset:
     raise TypeError(f"unknown task {task.kind!r}")  # pragma: no cover
 
 
+_NPZ_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
+
+
 def _load_npz(scenario: Scenario) -> Dataset:
+    """The arrays of an npz task (read within a memory bound by :func:`~ribbed.environment.npz.read_npz`),
+    checked for what the task needs: finite numbers, samples in rows, labels or targets that
+    match the samples, and sizes that match the input and output populations."""
     task = scenario.task
     path = Path(task.path)
     if not path.is_absolute() and scenario.folder is not None:
@@ -108,42 +115,48 @@ def _load_npz(scenario: Scenario) -> Dataset:
     def problem(message: str, fix: str) -> ScenarioError:
         return ScenarioError(Problem(scenario.source, "task.path", message, fix))
 
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in ("X_train", "y_train", "X_test", "y_test") if key in archive}
-    except FileNotFoundError:
-        raise problem(f"no such file: {path}", "give the .npz path relative to the scenario file") from None
-    except (OSError, ValueError) as exc:
-        raise problem(f"cannot read {path} as .npz without pickles: {exc}",
-                      "save it with numpy.savez and plain numeric arrays") from None
-    missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in arrays]
-    if missing:
-        raise problem(f"{path} lacks the arrays {missing}", "save X_train, y_train, X_test and y_test")
+    arrays = read_npz(path, _NPZ_ARRAYS, scenario.source)
     for key, array in arrays.items():
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-            raise problem(f"{key} in {path} holds {array.dtype} values, not numbers", "store numeric arrays")
         if array.shape[:1] == (0,):
             raise problem(f"{key} in {path} is empty", "store at least one sample in each array")
         if not np.all(np.isfinite(array)):
             raise problem(f"{key} in {path} holds infinite or NaN values", "store finite numbers only")
     X_train, X_test = arrays["X_train"], arrays["X_test"]
-    if X_train.ndim != 2 or X_test.ndim != 2 or X_train.shape[1] != X_test.shape[1]:
-        raise problem(f"X_train {X_train.shape} and X_test {X_test.shape} must be 2-D with equal columns",
-                      "store one sample per row")
+    for key, X in (("X_train", X_train), ("X_test", X_test)):
+        if X.ndim != 2:
+            raise problem(f"{key} in {path} has shape {X.shape}; X_train and X_test must be 2-D with equal columns",
+                          "store one sample per row: X.reshape(len(X), -1)")
+    if X_train.shape[1] != X_test.shape[1]:
+        raise problem(f"X_train {X_train.shape} and X_test {X_test.shape} in {path} must be 2-D with equal columns",
+                      "store the same features for both")
     y_train, y_test = arrays["y_train"], arrays["y_test"]
     if task.problem == "classification":
         for key, y in (("y_train", y_train), ("y_test", y_test)):
-            if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-                raise problem(f"{key} must be a 1-D array of integer labels 0..C-1", "store labels as integers")
+            if y.ndim != 1:
+                found = f"it has shape {y.shape}"
+            elif not np.issubdtype(y.dtype, np.integer):
+                found = f"it holds {y.dtype} values"
+            elif y.min() < 0 or y.max() >= 2**31:
+                found = f"it holds the label {y.min() if y.min() < 0 else y.max()}"
+            else:
+                continue
+            raise problem(f"{key} must be a 1-D array of integer labels 0..C-1 ({key} in {path}: {found})",
+                          "store one label per sample, as integers from 0: y.astype(int)")
         y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
     else:
+        for key, y in (("y_train", y_train), ("y_test", y_test)):
+            if y.ndim not in (1, 2):
+                raise problem(f"{key} in {path} has shape {y.shape}; regression targets are 1-D (one per sample) or "
+                              "2-D (one row per sample)", "store one row of targets per sample")
         y_train = y_train.reshape(len(y_train), -1).astype(np.float64)
         y_test = y_test.reshape(len(y_test), -1).astype(np.float64)
         if y_train.shape[1] != y_test.shape[1]:
-            raise problem(f"y_train has {y_train.shape[1]} targets per sample and y_test {y_test.shape[1]}",
+            raise problem(f"y_train in {path} has {y_train.shape[1]} targets per sample and y_test {y_test.shape[1]}",
                           "store the same targets for both")
-    if len(y_train) != len(X_train) or len(y_test) != len(X_test):
-        raise problem("X and y arrays have different numbers of rows", "store one target per sample")
+    for part, X, y in (("train", X_train, y_train), ("test", X_test, y_test)):
+        if len(y) != len(X):
+            raise problem(f"X_{part} in {path} has {len(X)} rows and y_{part} {len(y)}",
+                          "store one target per sample (row)")
     dataset = Dataset(X_train.astype(np.float64), y_train, X_test.astype(np.float64), y_test,
                       task.problem, task.loss)
     for role, n, what in (("input", dataset.n_features, "features"), ("output", dataset.n_outputs, "outputs")):
