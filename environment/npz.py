@@ -15,7 +15,8 @@ thousandfold). So, for each array asked for and before any data is read, this mo
 - that all the arrays, with the float64 copies the task makes of them, fit in
   :func:`memory_bound` (half the memory available now, or half the address-space limit).
 
-Then each array is read with numpy's own reader (``allow_pickle=False``), which reads at most
+A caller's own checks of the shapes and dtypes (an npz task's: 2-D inputs, one label per
+sample...) run then too. Then each array is read with numpy's own reader (``allow_pickle=False``), which reads at most
 the declared bytes. Every failure is a :class:`~ribbed.errors.ScenarioError` naming the file,
 the array and the fix.
 """
@@ -28,13 +29,13 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
 import numpy as np
 
 from ribbed.errors import Problem, ScenarioError
 
-__all__ = ["MAX_HEADER_BYTES", "memory_bound", "read_npz"]
+__all__ = ["Layout", "MAX_HEADER_BYTES", "memory_bound", "read_npz"]
 
 #: The largest ``.npy`` header read (numpy's own default bound for files it does not trust).
 MAX_HEADER_BYTES = 10_000
@@ -73,12 +74,18 @@ def memory_bound() -> int:
     return available // 2
 
 
+#: What a caller may check before any data is read: each array's declared shape and dtype.
+Layout = dict[str, tuple[tuple[int, ...], np.dtype]]
+
+
 def read_npz(path: Path, names: tuple[str, ...], source: str, field: str = "task.path",
-             bound: int | None = None) -> dict[str, np.ndarray]:
+             bound: int | None = None, check: Callable[[Layout], None] | None = None) -> dict[str, np.ndarray]:
     """The arrays ``names`` of the ``.npz`` file at ``path``, each checked as the module
     docstring says before it is read; ``source`` and ``field`` say where the scenario names the
     file. ``bound``: the bytes the arrays and their float64 copies may take (default:
-    :func:`memory_bound`)."""
+    :func:`memory_bound`). ``check``: called with the declared shapes and dtypes once every
+    header is read and before any data is (a file whose arrays have the wrong shape is refused
+    without reading them)."""
 
     def refuse(message: str, fix: str) -> ScenarioError:
         return ScenarioError(Problem(source, field, message, fix))
@@ -104,6 +111,8 @@ def read_npz(path: Path, names: tuple[str, ...], source: str, field: str = "task
     with archive:
         members = _members(archive, names, path, refuse)
         headers = {name: _header(archive, members[name], name, path, refuse) for name in names}
+        if check is not None:
+            check({name: (shape, dtype) for name, (shape, dtype, _, _) in headers.items()})
         need = sum(nbytes + 8 * count for _, _, count, nbytes in headers.values())
         limit = memory_bound() if bound is None else bound
         if need > limit:

@@ -271,17 +271,19 @@ def _bad_crc(path: Path) -> None:
 
 
 def _deflate_bomb(path: Path) -> None:
-    """A real zip bomb, consistent in every declared size: 640 MiB of float64 zeros, deflated to
-    about 3 MB (as issue 14's 585 KB file that took 1.39 GB). Under the workers' 2 GiB address
-    space the bound is 1 GiB, and the array with its float64 copy needs 1.25 GiB."""
-    count = 80 << 20
+    """A real zip bomb, consistent in every declared size: 40 Mi samples of two float64 zeros
+    (640 MiB) and as many int8 labels, deflated to about 3 MB (as issue 14's 585 KB file that
+    took 1.39 GB). Under the workers' 2 GiB address space the bound is 1 GiB, and the arrays with
+    their float64 copies need 1.6 GiB."""
+    rows = 40 << 20
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        with archive.open("X_train.npy", "w", force_zip64=True) as member:
-            member.write(npy_header((count,)))
-            zeros = bytes(8 << 20)
-            for _ in range(count * 8 // len(zeros)):
-                member.write(zeros)
-        for name, array in good_arrays(X_train=None).items():
+        for name, header in (("X_train", npy_header((rows, 2))), ("y_train", npy_header((rows,), "|i1"))):
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                member.write(header)
+                zeros = bytes(8 << 20)
+                for _ in range(rows * (16 if name == "X_train" else 1) // len(zeros)):
+                    member.write(zeros)
+        for name, array in good_arrays(X_train=None, y_train=None).items():
             archive.writestr(f"{name}.npy", npy_bytes(array))
 
 
@@ -317,12 +319,12 @@ NPZ_CASES: dict[str, Case] = {
                              ("y_train in", "declares the shape (-40,), which no array has")),
     "a zip bomb: a member that declares 1 TiB": Case(
         _npz_with("data.npz", _write(lambda: zip_declaring(
-            {"X_train.npy": npy_header((2**37,)) + bytes(4096),
-             **{f"{k}.npy": npy_bytes(v) for k, v in good_arrays(X_train=None).items()}},
-            {"X_train.npy": len(npy_header((2**37,))) + 2**40}))),
+            {"X_train.npy": npy_header((2**36, 2)) + bytes(4096), "y_train.npy": npy_header((2**36,), "|u1"),
+             **{f"{k}.npy": npy_bytes(v) for k, v in good_arrays(X_train=None, y_train=None).items()}},
+            {"X_train.npy": len(npy_header((2**36, 2))) + 2**40, "y_train.npy": len(npy_header((2**36,))) + 2**36}))),
         ("would take", "TiB in memory", "half the memory available", "smaller data set")),
-    "a zip bomb: 3 MB that inflate to 640 MiB": Case(_npz_with("data.npz", _deflate_bomb),
-                                                     ("would take 1.3 GiB in memory", "more than the 1.0 GiB")),
+    "a zip bomb: 3 MB that inflate to 680 MiB": Case(_npz_with("data.npz", _deflate_bomb),
+                                                     ("would take 1.6 GiB in memory", "more than the 1.0 GiB")),
     "a header of 20,000 bytes": Case(
         _npz_with("data.npz", _write(_members(X_train=b"\x93NUMPY\x02\x00" + struct.pack("<I", 20_000)
                                               + b"{" + b" " * 19_998 + b"\n"))),
@@ -410,8 +412,8 @@ def ribbed_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "ribbed.cli"]
 
 
-def load_in_worker(paths: dict[str, Path], parser: str = "default") -> dict[str, dict]:
-    result = subprocess.run([sys.executable, "-c", WORKER.format(cap=MEMORY_CAP), parser],
+def load_in_worker(paths: dict[str, Path], parser: str = "default", cap: int = MEMORY_CAP) -> dict[str, dict]:
+    result = subprocess.run([sys.executable, "-c", WORKER.format(cap=cap), parser],
                             input=json.dumps([[name, str(path)] for name, path in paths.items()]),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -657,7 +659,7 @@ def test_files_that_declare_gigabytes_are_refused_in_a_few_mib(npz_files) -> Non
     """The declared shape and zip size are checked before numpy allocates: the peak memory
     grows by a small multiple of the file's size, not by what the file declares."""
     names = ["a huge declared shape", "a shape whose size overflows int64", "a zip bomb: a member that declares 1 TiB",
-             "a zip bomb: 3 MB that inflate to 640 MiB"]
+             "a zip bomb: 3 MB that inflate to 680 MiB"]
     paths = [npz_files[name].with_name("data.npz") for name in names]
     result = subprocess.run([sys.executable, "-c", RSS_WORKER.format(cap=MEMORY_CAP), *map(str, paths)],
                             capture_output=True, text=True, timeout=120)
@@ -666,6 +668,26 @@ def test_files_that_declare_gigabytes_are_refused_in_a_few_mib(npz_files) -> Non
     for path in paths:
         assert growth[str(path)] is not None, f"{path} was read"
         assert growth[str(path)] * 1024 < 8 * (1 << 20) + 4 * path.stat().st_size, (path, growth[str(path)])
+
+
+def test_a_wrong_shape_is_refused_before_the_data_is_read(tmp_path: Path) -> None:
+    """640 MiB of 1-D inputs, deflated to 3 MB and within the memory bound: refused from the
+    header (inputs are 2-D) without reading them; issue 14's code read them first (+721 MiB)."""
+
+    def flat_inputs(path: Path) -> None:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            with archive.open("X_train.npy", "w", force_zip64=True) as member:
+                member.write(npy_header((80 << 20,)))
+                for _ in range(80):
+                    member.write(bytes(8 << 20))
+            for name, array in good_arrays(X_train=None).items():
+                archive.writestr(f"{name}.npy", npy_bytes(array))
+
+    scenario = _npz_with("data.npz", flat_inputs)(tmp_path)
+    outcome = load_in_worker({"flat": scenario}, cap=8 << 30)["flat"]
+    assert outcome["error"] == "ScenarioError", outcome.get("text")
+    assert "X_train in" in outcome["text"] and "has shape (83886080,)" in outcome["text"] and "2-D" in outcome["text"]
+    assert outcome["growth_kib"] * 1024 < 8 * (1 << 20) + 4 * (tmp_path / "data.npz").stat().st_size
 
 
 def test_memory_bound_follows_the_address_space_limit() -> None:
