@@ -13,10 +13,11 @@ import sys
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import typer
+from typer.core import TyperCommand, TyperGroup
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -30,7 +31,40 @@ from ribbed.scenarios.schema import Scenario
 if TYPE_CHECKING:
     from ribbed.model import NetworkModel  # a type hint only: importing the model loads torch
 
-app = typer.Typer(
+
+class _FlagsAsFlags:
+    """Help that shows a flag as a flag. Typer's rich help prints each option's type after it,
+    flags included ('--verify <bool>', '--help <bool>'), which reads as if the flag took a value
+    ('--verify true', which is refused: a flag takes none). A flag's type is shown as nothing
+    instead, as typer's plain help already does."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Group(_FlagsAsFlags, TyperGroup):
+    pass
+
+
+class _Command(_FlagsAsFlags, TyperCommand):
+    pass
+
+
+class _Typer(typer.Typer):
+    """A Typer whose groups and commands show flags as flags (see :class:`_FlagsAsFlags`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cls=_Group, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        return super().command(*args, cls=_Command, **kwargs)
+
+
+app = _Typer(
     name="ribbed",
     help="Multi-agent simulation of neurons that learn by message passing.",
     no_args_is_help=True,
@@ -210,7 +244,7 @@ def scenarios() -> None:
 
 # --------------------------------------------------------------------------- the message log
 
-log_app = typer.Typer(help="Read a run's message log: info, show, export (docs/log-format.md).",
+log_app = _Typer(help="Read a run's message log: info, show, export (docs/log-format.md).",
                       no_args_is_help=True)
 app.add_typer(log_app, name="log")
 
