@@ -163,6 +163,7 @@ def validate(
     """Check scenario files: schema, cross-references, connectivity and task data."""
     from ribbed.environment.network import build_network
     from ribbed.environment.tasks import load_task
+    from ribbed.log.keys import scenario_key
     from ribbed.scenarios.validation import validate as check_rules
 
     failed = False
@@ -172,6 +173,7 @@ def validate(
             check_rules(scenario)  # a file cannot supply scikit-learn estimators: none are given
             network = build_network(scenario)
             load_task(scenario)
+            scenario_key(scenario)  # a log.key_file that cannot be used
         except RibbedError as exc:
             _report(exc)
             failed = True

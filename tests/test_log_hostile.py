@@ -208,7 +208,7 @@ KINDS = [
          "holds neuron indices outside population 'h'",
          lambda t: pack({**t, "projections": [
              dict(t["projections"][0], post=array("<i4", [8], np.full(8, 99, "<i4").tobytes())), t["projections"][1]]})),
-    Kind("lists nested 2000 deep", ("tick", 3), "not a msgpack map", nested_lists(2000)),
+    Kind("lists nested 2000 deep", ("tick", 3), "containers nest deeper than msgpack unpacks", nested_lists(2000)),
     Kind("lists nested 100 deep", ("tick", 3), "field 'weights': must be a map", nested_lists(100)),
     Kind("an array declaring 2^32 - 1 items", ("tick", 3), "more than its",
          raw_weights(b"\xdd\xff\xff\xff\xff" + b"\x00" * 64)),
@@ -291,6 +291,22 @@ def test_every_command_names_the_crafted_record(real_log, tmp_path, kind: Kind):
         assert f"tick {tick}" in result.stderr and f"byte {offset}" in result.stderr, (name, result.stderr)
         assert kind.message in result.stderr, (name, result.stderr)
     assert not (tmp_path / "out.csv").exists() or (tmp_path / "out.csv").stat().st_size == 0
+
+
+def test_a_snapshot_that_does_not_fit_its_network_is_a_located_error(real_log, tmp_path):
+    """A snapshot whose executor state is well formed but does not fit the network (its kinds
+    and shapes are the executor's, not the page's) fails where it is restored, at its tick."""
+    records = [dict(r) for r in real_log["frames"]]
+    position = next(i for i, r in enumerate(records) if (r["type"], r["tick"]) == ("snapshot", 10))
+    snapshot = body(records[position])
+    snapshot["state"]["/neurons/0/alpha"] = array("<f8", [2, 2], bytes(32))  # a scalar, as a matrix
+    records[position]["body"] = pack(snapshot)
+    data, offsets = chained(records)
+    path = tmp_path / "run.log"
+    path.write_bytes(data)
+    result, _ = ribbed_command("replay", str(path), "--until", "10", "--out", str(tmp_path / "state"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"tick 10: the snapshot at byte {offsets[position]} does not fit the network" in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

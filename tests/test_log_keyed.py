@@ -219,6 +219,8 @@ def test_a_key_file_that_cannot_be_used_is_a_located_error(tmp_path, content, me
     assert problem.source == str(scenario) and problem.path == "log.key_file"
     assert str(key_file) in problem.message and message in problem.message and problem.fix
     assert not (tmp_path / "run").exists()  # refused before anything was written
+    checked = CliRunner().invoke(app, ["validate", str(scenario)])
+    assert checked.exit_code == 2 and "log.key_file" in checked.output and message in checked.output
     result = CliRunner().invoke(app, ["replay", "any.log", "--verify", "--key-file", str(key_file)])
     assert result.exit_code == 2 and message in result.output and "--key-file" in result.output
     assert "Traceback" not in result.output

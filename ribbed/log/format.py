@@ -204,6 +204,8 @@ def unpack_body(data: bytes) -> dict:
     size = len(data)
     try:
         body = _unpack(data, min(size, _SMALL_ARRAY_LEN))
+    except msgpack.exceptions.StackError:
+        raise FormatViolation("its containers nest deeper than msgpack unpacks (1024 levels)") from None
     except ValueError as exc:
         if "exceeds max_array_len" not in str(exc):
             raise
@@ -212,7 +214,7 @@ def unpack_body(data: bytes) -> dict:
             raise FormatViolation(problem) from None
         body = _unpack(data, size)
     if not isinstance(body, dict):
-        raise FormatViolation("a record body must be a map")
+        raise FormatViolation("it must be a msgpack map")
     return body
 
 

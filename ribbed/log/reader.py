@@ -376,7 +376,9 @@ class LogReader:
         kind, tick = record["type"], record["tick"]
         try:
             decoded = unpack_body(record["body"])
-        except (ValueError, TypeError, FormatViolation, msgpack.exceptions.UnpackException) as exc:
+        except FormatViolation as exc:
+            raise self._format_error(offset, tick, f"the record's body: {exc}", _FIX_CORRUPT) from None
+        except (ValueError, TypeError, msgpack.exceptions.UnpackException) as exc:
             raise self._format_error(offset, tick, f"the record's body is not a msgpack map ({exc})",
                                      _FIX_CORRUPT) from None
         if decoded.get("tick") != tick or decoded.get("type") != kind or type(decoded.get("tick")) is not int:
