@@ -199,6 +199,7 @@ def validate(
     """Check scenario files: schema, cross-references, connectivity and task data."""
     from ribbed.environment.network import build_network
     from ribbed.environment.tasks import load_task
+    from ribbed.log.keys import scenario_key
     from ribbed.scenarios.validation import validate as check_rules
 
     failed = False
@@ -208,6 +209,7 @@ def validate(
             check_rules(scenario)  # a file cannot supply scikit-learn estimators: none are given
             network = build_network(scenario)
             load_task(scenario)
+            scenario_key(scenario)  # a log.key_file that cannot be used
         except RibbedError as exc:
             _report(exc)
             failed = True
@@ -263,23 +265,37 @@ def _ticks(text: Optional[str]):
                                         "write a tick (120) or a range START:STOP, STOP excluded (100:120)"))) from None
 
 
-def _open_log(path: Path):
-    from ribbed.log import open_log
+_KEY_FILE = typer.Option(None, "--key-file", help="The key file of a keyed log (its scenario's log.key_file): "
+                         "its digest chain is then authenticated (docs/log-format.md, 'Keyed chain').")
 
+
+def _open_log(path: Path, key_file: Optional[Path] = None):
+    from ribbed.log.keys import read_key_file
+    from ribbed.log.reader import LogReader
+
+    key = None if key_file is None else read_key_file(key_file, source="ribbed", field="--key-file")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RibbedWarning)
-        log = open_log(path)
+        log = LogReader(path, key=key)
     _show_warnings(caught)
     return log
 
 
+def _chain(log) -> str:
+    """What the log's digest chain is, and whether it was authenticated."""
+    if not log.keyed:
+        return "SHA-256 (not keyed: detects changes, not who made them)"
+    state = "authenticated with --key-file" if log.authenticated else "NOT authenticated (give --key-file)"
+    return f"HMAC-SHA256, key id {log.key_id}: {state}"
+
+
 @log_app.command("info")
-def log_info(path: Path = typer.Argument(..., help="A run's run.log.")) -> None:
-    """Scenario, seed, versions, ticks, snapshots, message counts by kind, and size."""
+def log_info(path: Path = typer.Argument(..., help="A run's run.log."), key_file: Optional[Path] = _KEY_FILE) -> None:
+    """Scenario, seed, versions, ticks, snapshots, message counts by kind, chain, and size."""
     from ribbed.scheduler.messages import Kind
 
     try:
-        log = _open_log(path)
+        log = _open_log(path, key_file)
         header = log.header
         counts = np.zeros(len(Kind), dtype=np.int64)
         for record in log.records(("tick",)):
@@ -300,6 +316,7 @@ def log_info(path: Path = typer.Argument(..., help="A run's run.log.")) -> None:
         "status:     " + (end["status"] if end else "no end record (the run was killed, or is still running)")
         + (f", truncated at byte {log.truncated_at}" if log.truncated_at is not None else ""),
         "messages:   " + ", ".join(f"{kind.name.lower()} {int(n)}" for kind, n in zip(Kind, counts) if n),
+        "chain:      " + _chain(log),
         f"size:       {log.size} bytes" + (f", {log.size / len(ticks):.0f} bytes per tick" if len(ticks) else ""),
     ]
     for line in lines:
@@ -322,12 +339,13 @@ def log_show(
     ticks: Optional[str] = _TICKS, agent: Optional[int] = _AGENT,
     kind: Optional[list[str]] = _KIND, stage: Optional[list[str]] = _STAGE,
     limit: int = typer.Option(50, min=1, help="Show at most this many messages."),
+    key_file: Optional[Path] = _KEY_FILE,
 ) -> None:
     """Print the messages of a log, filtered by tick, agent, kind and stage."""
     from ribbed.log.messages import iter_messages, to_frame
 
     try:
-        log = _open_log(path)
+        log = _open_log(path, key_file)
         shown, total = [], 0
         for block in iter_messages(log, **_filters(ticks, agent, kind or None, stage or None)):
             total += len(block)
@@ -364,12 +382,14 @@ def log_export(
     out_file: Path = typer.Option(..., "--out", help="The file to write (must not exist)."),
     ticks: Optional[str] = _TICKS, agent: Optional[int] = _AGENT,
     kind: Optional[list[str]] = _KIND, stage: Optional[list[str]] = _STAGE,
+    key_file: Optional[Path] = _KEY_FILE,
 ) -> None:
     """Write the (filtered) messages of a log to a file, a block of ticks at a time."""
     from ribbed.log.export import export
 
     try:
-        count = export(_open_log(path), out_file, format.value, **_filters(ticks, agent, kind or None, stage or None))
+        count = export(_open_log(path, key_file), out_file, format.value,
+                       **_filters(ticks, agent, kind or None, stage or None))
     except RibbedError as exc:
         raise _fail(exc) from None
     out.print(f"wrote {count} messages to {out_file}", highlight=False, markup=False)
@@ -382,8 +402,15 @@ def replay(
                                 "every tick and snapshot against the log, bit for bit."),
     until: Optional[int] = typer.Option(None, "--until", min=0, help="Rebuild the network's state at this tick."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="With --until: the folder to write the state to."),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", help="The key file of a keyed log (its scenario's "
+                                            "log.key_file): --verify authenticates its digest chain with it, and "
+                                            "refuses a keyed log without it."),
 ) -> None:
-    """Verify a logged run, or rebuild its full state at a tick."""
+    """Verify a logged run, or rebuild its full state at a tick.
+
+    --verify exits with 0 when the log verifies, 1 when it does not (a record that differs from
+    the replay, or is damaged or malformed: the first one is named), 2 when it cannot be checked
+    (not a log, a keyed log without --key-file, an unusable key file)."""
     from ribbed.log import replay as replaying
 
     if verify == (until is not None) or (until is not None) != (out_dir is not None):
@@ -394,9 +421,9 @@ def replay(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RibbedWarning)
             if verify:
-                report = replaying.verify(path)
+                report = replaying.verify(path, key_file=key_file)
             else:
-                folder = replaying.write_state(replaying.model_at(path, until), out_dir)
+                folder = replaying.write_state(replaying.model_at(path, until, key_file=key_file), out_dir)
         _show_warnings(caught)
     except RibbedError as exc:
         raise _fail(exc) from None
@@ -404,8 +431,9 @@ def replay(
         out.print(f"state at tick {until} written to {folder}", highlight=False, markup=False)
         return
     if report.ok:
-        out.print(f"verified: {report.ticks_checked} ticks and {report.snapshots_checked} snapshots match {path}",
-                  highlight=False, markup=False)
+        keyed = " (digest chain authenticated with the key)" if key_file is not None else ""
+        out.print(f"verified: {report.ticks_checked} ticks and {report.snapshots_checked} snapshots match "
+                  f"{path}{keyed}", highlight=False, markup=False)
         return
     err.print(f"[bold red]differs:[/] {escape(str(report.difference))}", highlight=False)
     err.print(f"({report.ticks_checked} ticks and {report.snapshots_checked} snapshots matched before it)",

@@ -232,6 +232,11 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
     scenario = apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed, backend=backend, device=device,
                                shards=shards)
     validate(scenario)  # every rule, before anything is built or written
+    key = None
+    if write and scenario.log.level != "off":
+        from ribbed.log.keys import scenario_key
+
+        key = scenario_key(scenario)  # a key file that cannot be used is an error before anything is written
     # The folder is checked before the model is built (which can take long), and created after,
     # so a scenario that cannot be built leaves no empty run directory behind.
     path = RunDirectory.choose(scenario, out) if write else None
@@ -243,24 +248,25 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
     if path is not None and scenario.log.level != "off":
         from ribbed.log.run_log import open_run_log
 
-        writer = open_run_log(path / LOG_NAME, model, scenario.log.level, threads, cores=cores)
+        writer = open_run_log(path / LOG_NAME, model, scenario.log.level, threads, cores=cores, key=key)
     _attach(model, writer)
     return _execute(model, directory, writer, scenario.run.ticks, on_tick, {}, _resources(cores, threads, writer))
 
 
 def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
     """Continue an interrupted run from the last snapshot in its log: the metrics, weights and
-    log come out as those of an uninterrupted run of the same scenario."""
+    log come out as those of an uninterrupted run of the same scenario.  A keyed log goes on
+    only with its key (the scenario's ``log.key_file``), which must authenticate all of it."""
     from ribbed.determinism import configure_torch
-    from ribbed.log.reader import LogReader
-    from ribbed.log.replay import scenario_of
+    from ribbed.log.replay import keyed_reader, scenario_of
     from ribbed.log.run_log import open_run_log, restore_last_snapshot
 
     path = Path(run_dir)
     if not (path / LOG_NAME).exists():
         raise RibbedError(Problem(str(path), "", f"there is no {LOG_NAME} in this folder",
                                   "give the run directory of a run whose scenario logs (log.level is not off)"))
-    with LogReader(path / LOG_NAME) as log:
+    key, reader = keyed_reader(path / LOG_NAME, str(path / "scenario.yaml"))
+    with reader as log:
         end = log.end
         if end is not None and end.get("status") == "completed":
             raise RibbedError(Problem(str(path / LOG_NAME), "", f"this run completed at tick {end.get('tick')}",
@@ -273,7 +279,7 @@ def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | Non
         model = _build(scenario)
         _check_same_executor(model, header, path / LOG_NAME)
         point = restore_last_snapshot(log, model)
-    writer = open_run_log(path / LOG_NAME, model, scenario.log.level, threads, resume=point, cores=cores)
+    writer = open_run_log(path / LOG_NAME, model, scenario.log.level, threads, resume=point, cores=cores, key=key)
     directory = RunDirectory.reopen(path, model, dict(model.last_metrics) if point.snapshot_tick is not None else None)
     _reload_metrics(model, path / "metrics.csv")
     _attach(model, writer)

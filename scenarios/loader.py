@@ -165,8 +165,11 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario
 
 def scenario_to_yaml(scenario: Scenario) -> str:
     """The fully resolved scenario as YAML that stands alone: every default written out, and a
-    data file's path made absolute, so it runs the same from any folder."""
+    data file's path and a log key file's path made absolute, so it runs the same from any folder."""
     data = scenario.model_dump(mode="json")
     if data["task"]["kind"] == "npz" and scenario.folder is not None and not Path(data["task"]["path"]).is_absolute():
         data["task"]["path"] = str(scenario.folder / data["task"]["path"])
+    key_file = data["log"].get("key_file")
+    if key_file and scenario.folder is not None and not Path(key_file).expanduser().is_absolute():
+        data["log"]["key_file"] = str(scenario.folder / key_file)
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)

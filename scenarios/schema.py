@@ -390,6 +390,12 @@ class LogSpec(Strict):
         "seeking and --resume; a multiple of run.eval_every; default: at every evaluation. A snapshot "
         "is also taken after the last tick.",
     )
+    key_file: Optional[str] = Field(
+        None, min_length=1, description="A file of 16 to 4096 secret bytes that key the log's digest chain "
+        "(HMAC-SHA256 instead of SHA-256), so that nobody without the key can re-chain an edited log; "
+        "relative to the scenario's folder. The log records the key's id, never the key; ribbed replay "
+        "--verify --key-file checks it (docs/log-format.md, 'Keyed chain').",
+    )
 
 
 class OutputSpec(Strict):
