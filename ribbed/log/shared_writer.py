@@ -262,7 +262,9 @@ class SharedLogWriter:
     def _failure(self) -> RibbedError:
         self._errors.seek(0)
         text = self._errors.read().decode("utf-8", "replace").strip().splitlines()
-        detail = text[-1] if text else f"its writer process stopped with exit status {self._process.returncode}"
+        code = self._process.returncode
+        stopped = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        detail = text[-1] if text else f"the log writer process stopped ({stopped})"
         return write_failure(self.path, detail)
 
 
