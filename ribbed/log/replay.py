@@ -11,34 +11,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ribbed.errors import LogError, Problem, RibbedError
 from ribbed.log.format import pack_body, record_body, unpack_body
+from ribbed.log.header_scenario import scenario_of
 from ribbed.log.reader import LogReader, Record
 from ribbed.log.recorder import Recorder
+
+if TYPE_CHECKING:
+    from ribbed.resources import MemoryLimit
 
 __all__ = ["Difference", "VerifyReport", "model_at", "scenario_of", "verify", "write_state"]
 
 
-def scenario_of(log: LogReader, source: str | None = None):
-    """The scenario a log was recorded from (its header holds it resolved)."""
-    from ribbed.scenarios.loader import load_scenario
-
-    folder = log.header.get("scenario_folder")
-    return load_scenario(log.header["scenario"]).locate(source or f"{log.path} (header)",
-                                                       Path(folder) if folder else None)
-
-
-def _model(log: LogReader, guides: dict | None):
+def _model(log: LogReader, guides: dict | None, max_memory: int | str | MemoryLimit | None = None):
+    """The model of the header's scenario, rebuilt; refused, like a run, when its estimated size
+    does not fit in ``max_memory`` (default: the memory available), before anything is built
+    (a header can claim any size)."""
     from ribbed.determinism import configure_torch
     from ribbed.model import NetworkModel
 
     threads = log.header.get("threads", {})
     configure_torch(threads.get("torch_threads"), threads.get("torch_interop_threads"))
-    return NetworkModel(scenario_of(log), guides=guides)
+    return NetworkModel(scenario_of(log), guides=guides, max_memory=max_memory)
 
 
 @dataclass
@@ -104,9 +102,12 @@ class _VerifyingRecorder(Recorder):
             self.snapshots += 1
 
 
-def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | None = None) -> VerifyReport:
+def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | None = None,
+           max_memory: int | str | MemoryLimit | None = None) -> VerifyReport:
     """Re-run a logged run from its header and compare every tick and snapshot record with the
-    log, bit for bit; the report names the first tick, field and agent that differ."""
+    log, bit for bit; the report names the first tick, field and agent that differ.  A header
+    scenario that does not fit in ``max_memory`` (default: the memory available) is refused with
+    a :class:`~ribbed.errors.ScenarioError` before it is rebuilt."""
     try:
         log = LogReader(path)
         log.check()
@@ -116,7 +117,7 @@ def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | 
         return VerifyReport(False, 0, 0, Difference(exc.tick if exc.tick is not None else -1, "log",
                                                     "integrity", None, exc.problems[0].message))
     with log:
-        model = _model(log, guides)
+        model = _model(log, guides, max_memory)
         topology = log.topology()
         if topology is not None:
             difference = _topology_difference(model, topology, log.version)
@@ -228,10 +229,12 @@ def _agent_of(network, field: str, name: str | None, position: tuple) -> int | N
     return None
 
 
-def model_at(path: str | Path, tick: int, *, guides: dict | None = None):
+def model_at(path: str | Path, tick: int, *, guides: dict | None = None,
+             max_memory: int | str | MemoryLimit | None = None):
     """The model of a logged run at ``tick``: restored from the last snapshot at or before it,
     then run (without logging or evaluating) up to it.  Its state can be read, and no more ticks
-    run (its executor is closed)."""
+    run (its executor is closed).  Its size is checked against ``max_memory`` as :func:`verify`
+    checks it."""
     from ribbed.log.records import restore_snapshot
 
     with LogReader(path) as log:
@@ -239,7 +242,7 @@ def model_at(path: str | Path, tick: int, *, guides: dict | None = None):
         if not 0 <= tick <= last:
             raise RibbedError(Problem(str(log.path), "", f"tick {tick} is not in this run (it has ticks 0..{last})",
                                       f"ask for a tick from 0 to {last}"))
-        model = _model(log, guides)
+        model = _model(log, guides, max_memory)
         snapshot = log.snapshot(tick)
         if snapshot is not None:
             restore_snapshot(model, snapshot.body, snapshot.decode)
