@@ -107,6 +107,22 @@ def main_options(
     """Multi-agent simulation of neurons that learn by message passing."""
 
 
+_MAX_MEMORY_HELP = ("Refuse a scenario whose estimated memory is above this (bytes, or 512M, 8G, 1.5T; powers of "
+                    "1024) instead of the memory this machine has available.")
+
+
+def _memory_limit(text: Optional[str], command: str):
+    """The bound ``--max-memory`` sets (a :class:`~ribbed.resources.MemoryLimit`), or the memory
+    available when it is not given; a size that cannot be read is an error naming the option."""
+    from ribbed.scenarios.validation import memory_limit
+
+    try:
+        return memory_limit(text)
+    except RibbedError as exc:
+        problem = exc.problems[0]
+        raise _fail(RibbedError(Problem(f"ribbed {command}", "--max-memory", problem.message, problem.fix))) from None
+
+
 def _format(value: float, digits: int = 4) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
@@ -129,17 +145,32 @@ def run(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (must not exist or be empty)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run in this run "
                                           "directory from its log's last snapshot (no SCENARIO or options)."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=_MAX_MEMORY_HELP),
 ) -> None:
     """Run a scenario and write its run directory (resolved scenario, metrics, message log, summary)."""
-    from ribbed.runner import resume as resume_run
-    from ribbed.runner import run as run_scenario
-
     if (scenario is None) == (resume is None):
         raise _fail(RibbedError(Problem("ribbed run", "", "give either a SCENARIO or --resume RUN_DIR",
                                         "ribbed run digits, or ribbed run --resume runs/digits-s0-20260101-120000")))
     if resume is not None and any(v is not None for v in (backend, device, shards, ticks, seed, out_dir)):
         raise _fail(RibbedError(Problem("ribbed run", "--resume", "a resumed run continues with the settings it "
                                         "was started with", "leave out --backend, --device, --shards, --ticks, --seed and --out")))
+    limit = _memory_limit(max_memory, "run")
+    try:  # the rules and the size, before the runner loads torch (seconds): a refusal comes back at once
+        if resume is not None:
+            from ribbed.log.header_scenario import check_header_size
+
+            check_header_size(resume / "run.log", limit, str(resume / "scenario.yaml"))
+        else:
+            from ribbed.scenarios.overrides import apply_overrides
+            from ribbed.scenarios.validation import validate as check_rules
+
+            check_rules(apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed,
+                                        backend=backend.value if backend else None, device=device, shards=shards),
+                        max_memory=limit)
+    except RibbedError as exc:
+        raise _fail(exc) from None
+    from ribbed.runner import resume as resume_run
+    from ribbed.runner import run as run_scenario
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ticks"),
@@ -161,11 +192,11 @@ def run(
             warnings.simplefilter("always", RibbedWarning)
             ticked = lambda model: _show_warnings(caught) or on_tick(model)  # noqa: E731
             if resume is not None:
-                result = resume_run(resume, on_tick=ticked)
+                result = resume_run(resume, on_tick=ticked, max_memory=limit)
             else:
                 result = run_scenario(scenario, out=out_dir, ticks=ticks, seed=seed,
                                       backend=backend.value if backend else None, device=device, shards=shards,
-                                      on_tick=ticked)
+                                      on_tick=ticked, max_memory=limit)
     except RibbedError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt as exc:  # (ribbed.signals.RunInterrupted: SIGINT or SIGTERM, the log closed)
@@ -195,18 +226,25 @@ def run(
 @app.command()
 def validate(
     files: list[str] = typer.Argument(..., help="Scenario files (or built-in names) to check."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=_MAX_MEMORY_HELP),
 ) -> None:
-    """Check scenario files: schema, cross-references, connectivity and task data."""
-    from ribbed.environment.network import build_network
-    from ribbed.environment.tasks import load_task
+    """Check scenario files: schema, cross-references, connectivity, task data, and the run's estimated size."""
     from ribbed.log.keys import scenario_key
+    from ribbed.scenarios.size import estimate_size, format_bytes
     from ribbed.scenarios.validation import validate as check_rules
 
+    limit = _memory_limit(max_memory, "validate")
     failed = False
     for name in files:
         try:
             scenario = load_scenario(name)
-            check_rules(scenario)  # a file cannot supply scikit-learn estimators: none are given
+            # Every rule, the size estimate against the bound included, before anything is built:
+            # a scenario too big for this machine is refused from its formula, not by building it.
+            check_rules(scenario, max_memory=limit)  # a file cannot supply scikit-learn estimators: none are given
+            estimate = estimate_size(scenario)
+            from ribbed.environment.network import build_network
+            from ribbed.environment.tasks import load_task
+
             network = build_network(scenario)
             load_task(scenario)
             scenario_key(scenario)  # a log.key_file that cannot be used
@@ -224,6 +262,8 @@ def validate(
         out.print(f"ok: {scenario.source}: '{scenario.name}', {len(network.populations)} populations, "
                   f"{network.n_neurons} neurons, {network.n_synapses} synapses, task {scenario.task.kind}",
                   highlight=False, markup=False)
+        bound = f"; the limit is {format_bytes(limit.bytes)} {limit.source}" if limit is not None else ""
+        out.print(f"  estimate: {estimate.describe()}{bound}", highlight=False, markup=False)
     if failed:
         raise typer.Exit(code=2)
 
@@ -405,25 +445,34 @@ def replay(
     key_file: Optional[Path] = typer.Option(None, "--key-file", help="The key file of a keyed log (its scenario's "
                                             "log.key_file): --verify authenticates its digest chain with it, and "
                                             "refuses a keyed log without it."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=_MAX_MEMORY_HELP),
 ) -> None:
     """Verify a logged run, or rebuild its full state at a tick.
 
     --verify exits with 0 when the log verifies, 1 when it does not (a record that differs from
     the replay, or is damaged or malformed: the first one is named), 2 when it cannot be checked
     (not a log, a keyed log without --key-file, an unusable key file)."""
-    from ribbed.log import replay as replaying
-
     if verify == (until is not None) or (until is not None) != (out_dir is not None):
         raise _fail(RibbedError(Problem("ribbed replay", "", "give either --verify, or --until TICK with --out DIR",
                                         "ribbed replay run.log --verify, or ribbed replay run.log --until 500 "
                                         "--out state/")))
+    limit = _memory_limit(max_memory, "replay")
+    try:
+        from ribbed.log.header_scenario import check_header_size
+
+        check_header_size(path, limit)  # before the replay loads torch: a header can claim any size
+    except RibbedError as exc:
+        raise _fail(exc) from None
+    from ribbed.log import replay as replaying
+
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RibbedWarning)
             if verify:
-                report = replaying.verify(path, key_file=key_file)
+                report = replaying.verify(path, key_file=key_file, max_memory=limit)
             else:
-                folder = replaying.write_state(replaying.model_at(path, until, key_file=key_file), out_dir)
+                folder = replaying.write_state(replaying.model_at(path, until, key_file=key_file, max_memory=limit),
+                                               out_dir)
         _show_warnings(caught)
     except RibbedError as exc:
         raise _fail(exc) from None

@@ -20,6 +20,7 @@ import pandas as pd
 from ribbed.agents.neuron import NeuronAgent
 from ribbed.agents.state import PER_NEURON
 from ribbed.errors import RibbedWarning
+from ribbed.resources import MemoryLimit
 from ribbed.environment.losses import LOSSES, accuracy, r2
 from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo, build_network
 from ribbed.environment.stream import DataStream
@@ -155,11 +156,14 @@ class NetworkModel(mesa.Model):
     """
 
     def __init__(self, scenario: Scenario | str | Path | Mapping[str, Any], *,
-                 guides: Mapping[str, Any] | None = None):
+                 guides: Mapping[str, Any] | None = None,
+                 max_memory: int | str | MemoryLimit | None = None):
         """``guides`` maps a population whose guide is ``{kind: sklearn}`` to the scikit-learn
-        regressor its guides are cloned from."""
+        regressor its guides are cloned from.  A scenario whose estimated size
+        (:mod:`ribbed.scenarios.size`) does not fit in ``max_memory`` (bytes, or ``"8G"``;
+        default: the memory this machine has available) is refused before anything is built."""
         scenario = load_scenario(scenario)
-        self.guide_estimators = check_estimators(scenario, dict(guides or {}))
+        self.guide_estimators = check_estimators(scenario, dict(guides or {}), max_memory=max_memory)
         # Mesa's own generators (model.random, model.rng) are seeded like every other component.
         super().__init__(rng=component_rng(scenario.seed, "mesa"))
         self.scenario = scenario
@@ -338,8 +342,10 @@ def _metric(key: str) -> Callable[[NetworkModel], float]:
     return lambda model: model.last_metrics.get(key, float("nan"))
 
 
-def check_estimators(scenario: Scenario, guides: dict[str, Any]) -> dict[str, Any]:
+def check_estimators(scenario: Scenario, guides: dict[str, Any], *,
+                     max_memory: int | str | MemoryLimit | None = None) -> dict[str, Any]:
     """``guides``, the estimators for the populations with ``guide: {kind: sklearn}``, once every
-    rule of the scenario is checked (:func:`ribbed.scenarios.validation.validate`)."""
-    validate(scenario, guides=guides)
+    rule of the scenario is checked (:func:`ribbed.scenarios.validation.validate`, its size
+    against ``max_memory`` included)."""
+    validate(scenario, guides=guides, max_memory=max_memory)
     return guides

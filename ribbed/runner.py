@@ -24,11 +24,11 @@ import pandas as pd
 
 from ribbed.errors import Problem, RibbedError
 from ribbed.model import NetworkModel
-from ribbed.resources import available_cores
+from ribbed.resources import MemoryLimit, available_cores
 from ribbed.scenarios.loader import load_scenario, scenario_to_yaml
 from ribbed.scenarios.overrides import apply_overrides
 from ribbed.scenarios.schema import Scenario
-from ribbed.scenarios.validation import validate
+from ribbed.scenarios.validation import memory_limit, validate
 from ribbed.signals import RunInterrupted, StopOnSignal
 from ribbed.versions import package_versions
 
@@ -224,14 +224,18 @@ def _attach(model: NetworkModel, writer: RunLogWriter | None) -> None:
 def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path | None = None,
         write: bool = True, ticks: int | None = None, seed: int | None = None, backend: str | None = None,
         device: str | None = None, shards: int | None = None,
-        on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
+        on_tick: Callable[[NetworkModel], None] | None = None,
+        max_memory: int | str | MemoryLimit | None = None) -> RunResult:
     """Load, build and run a scenario; write its run directory (with its message log, unless the
-    scenario's ``log.level`` is off) unless ``write`` is False."""
+    scenario's ``log.level`` is off) unless ``write`` is False.  A scenario whose estimated size
+    does not fit in ``max_memory`` (bytes, or ``"8G"``; default: the memory this machine has
+    available) is refused before anything is built or written."""
     from ribbed.determinism import configure_torch
 
     scenario = apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed, backend=backend, device=device,
                                shards=shards)
-    validate(scenario)  # every rule, before anything is built or written
+    limit = memory_limit(max_memory)  # read once: the same bound for the check and the build
+    validate(scenario, max_memory=limit)  # every rule, its size included, before anything is built or written
     key = None
     if write and scenario.log.level != "off":
         from ribbed.log.keys import scenario_key
@@ -242,7 +246,7 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
     path = RunDirectory.choose(scenario, out) if write else None
     cores = available_cores()
     threads = configure_torch(scenario.backend.threads, cores=cores)
-    model = _build(scenario)
+    model = _build(scenario, limit)
     directory = RunDirectory(path, scenario, scenario.output.agent_metrics) if path is not None else None
     writer = None
     if path is not None and scenario.log.level != "off":
@@ -253,10 +257,12 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path 
     return _execute(model, directory, writer, scenario.run.ticks, on_tick, {}, _resources(cores, threads, writer))
 
 
-def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | None = None) -> RunResult:
+def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | None = None,
+           max_memory: int | str | MemoryLimit | None = None) -> RunResult:
     """Continue an interrupted run from the last snapshot in its log: the metrics, weights and
     log come out as those of an uninterrupted run of the same scenario.  A keyed log goes on
-    only with its key (the scenario's ``log.key_file``), which must authenticate all of it."""
+    only with its key (the scenario's ``log.key_file``), which must authenticate all of it.  Its
+    size is checked against ``max_memory`` as :func:`run` checks it, before the model is rebuilt."""
     from ribbed.determinism import configure_torch
     from ribbed.log.replay import keyed_reader, scenario_of
     from ribbed.log.run_log import open_run_log, restore_last_snapshot
@@ -276,7 +282,7 @@ def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | Non
         cores = available_cores()
         # The thread counts the run was logged with (a replay and a resumed run compute the same sums).
         threads = configure_torch(header["threads"]["torch_threads"], header["threads"]["torch_interop_threads"])
-        model = _build(scenario)
+        model = _build(scenario, memory_limit(max_memory))
         _check_same_executor(model, header, path / LOG_NAME)
         point = restore_last_snapshot(log, model)
     writer = open_run_log(path / LOG_NAME, model, scenario.log.level, threads, resume=point, cores=cores, key=key)
@@ -314,9 +320,9 @@ def _reload_metrics(model: NetworkModel, metrics: Path) -> None:
     model.restore_metrics(earlier[earlier["tick"] <= model.tick])
 
 
-def _build(scenario: Scenario) -> NetworkModel:
+def _build(scenario: Scenario, limit: MemoryLimit | None) -> NetworkModel:
     try:
-        return NetworkModel(scenario)
+        return NetworkModel(scenario, max_memory=limit)
     except (MemoryError, RuntimeError) as exc:
         if not _is_out_of_memory(exc):
             raise

@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -23,8 +23,12 @@ from ribbed.errors import (
     LogError, LogFormatError, LogIntegrityError, LogTruncatedWarning, LogUnauthenticatedWarning, Problem, RibbedError,
 )
 from ribbed.log.format import pack_body, record_body, unpack_body
+from ribbed.log.header_scenario import scenario_of
 from ribbed.log.keys import LogKey, read_key_file, scenario_key
 from ribbed.log.reader import LogReader, Record
+
+if TYPE_CHECKING:
+    from ribbed.resources import MemoryLimit
 
 __all__ = ["Difference", "VerifyReport", "keyed_reader", "model_at", "scenario_of", "verify", "write_state"]
 
@@ -34,22 +38,16 @@ HEADER_LAYOUT = ("seed", "seed_entropy", "executor", "dtype", "batch_size", "tic
                  "populations", "projections", "broadcast")
 
 
-def scenario_of(log: LogReader, source: str | None = None):
-    """The scenario a log was recorded from (its header holds it resolved)."""
-    from ribbed.scenarios.loader import load_scenario
-
-    folder = log.header.get("scenario_folder")
-    return load_scenario(log.header["scenario"]).locate(source or f"{log.path} (header)",
-                                                       Path(folder) if folder else None)
-
-
-def _model(log: LogReader, guides: dict | None):
+def _model(log: LogReader, guides: dict | None, max_memory: int | str | MemoryLimit | None = None):
+    """The model of the header's scenario, rebuilt; refused, like a run, when its estimated size
+    does not fit in ``max_memory`` (default: the memory available), before anything is built
+    (a header can claim any size)."""
     from ribbed.determinism import configure_torch
     from ribbed.model import NetworkModel
 
     threads = log.header.get("threads", {})
     configure_torch(threads.get("torch_threads"), threads.get("torch_interop_threads"))
-    return NetworkModel(scenario_of(log), guides=guides)
+    return NetworkModel(scenario_of(log), guides=guides, max_memory=max_memory)
 
 
 @dataclass
@@ -122,13 +120,16 @@ def _verifying_recorder(model, log: LogReader, level: str, snapshot_every: int):
 
 
 def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | None = None,
-           key: LogKey | None = None, key_file: str | Path | None = None) -> VerifyReport:
+           key: LogKey | None = None, key_file: str | Path | None = None,
+           max_memory: int | str | MemoryLimit | None = None) -> VerifyReport:
     """Re-run a logged run from its header and compare every tick and snapshot record with the
     log, bit for bit; the report names the first tick, field and agent that differ.  A damaged
     or malformed record fails the report at its tick; a keyed log needs its ``key`` (or
     ``key_file``): without it, a LogError (nothing could be authenticated), and a key given for
     a log that is not keyed, or that does not authenticate it, fails the report at the header
-    or at the first record re-chained without it."""
+    or at the first record re-chained without it.  A header scenario that does not fit in
+    ``max_memory`` (default: the memory available) is refused with a
+    :class:`~ribbed.errors.ScenarioError` before it is rebuilt."""
     if key_file is not None:
         key = read_key_file(key_file, source="ribbed replay", field="--key-file")
     try:
@@ -148,7 +149,7 @@ def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | 
         return VerifyReport(False, 0, 0, Difference(exc.tick if exc.tick is not None else -1, "log",
                                                     field, None, exc.problems[0].message))
     with log:
-        model = _model(log, guides)
+        model = _model(log, guides, max_memory)
         difference = _header_difference(model, log.header)
         if difference is not None:
             model.executor.close()
@@ -315,11 +316,12 @@ def _agent_of(network, field: str, name: str | None, position: tuple) -> int | N
 
 
 def model_at(path: str | Path, tick: int, *, guides: dict | None = None, key: LogKey | None = None,
-             key_file: str | Path | None = None):
+             key_file: str | Path | None = None, max_memory: int | str | MemoryLimit | None = None):
     """The model of a logged run at ``tick``: restored from the last snapshot at or before it,
     then run (without logging or evaluating) up to it.  Its state can be read, and no more ticks
     run (its executor is closed).  ``key``/``key_file``: a keyed log's key (without it, the log
-    is read with a LogUnauthenticatedWarning)."""
+    is read with a LogUnauthenticatedWarning).  Its size is checked against ``max_memory`` as
+    :func:`verify` checks it."""
     from ribbed.log.run_log import restore_from
 
     if key_file is not None:
@@ -329,7 +331,7 @@ def model_at(path: str | Path, tick: int, *, guides: dict | None = None, key: Lo
         if not 0 <= tick <= last:
             raise RibbedError(Problem(str(log.path), "", f"tick {tick} is not in this run (it has ticks 0..{last})",
                                       f"ask for a tick from 0 to {last}"))
-        model = _model(log, guides)
+        model = _model(log, guides, max_memory)
         snapshot = log.snapshot(tick)
         if snapshot is not None:
             restore_from(model, snapshot, log)
