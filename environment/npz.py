@@ -24,7 +24,6 @@ the array and the fix.
 from __future__ import annotations
 
 import math
-import os
 import struct
 import zipfile
 import zlib
@@ -46,29 +45,20 @@ _RESAVE = "save the arrays again with numpy.savez(path, X_train=..., y_train=...
 
 
 def memory_bound() -> int:
-    """The most bytes a data file's arrays may take once loaded: half the memory available now
-    (``MemAvailable`` on Linux, free pages elsewhere), or half the process's address-space
-    limit (``ulimit -v``) when that is smaller, so loading leaves room for the run."""
-    available = None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (AttributeError, OSError, ValueError):
-            available = 8 << 30  # no way to ask this system: assume a small machine
+    """The most bytes a data file's arrays may take once loaded: half the memory a run in this
+    process can reach (:func:`ribbed.resources.available_memory`: ``MemAvailable``, capped by a
+    cgroup limit), or half the process's address-space limit (``ulimit -v``) when that is
+    smaller, so loading leaves room for the run."""
+    from ribbed.resources import available_memory
+
+    limit = available_memory()
+    available = 8 << 30 if limit is None else limit.bytes  # (no way to ask this system: a small machine)
     try:
         import resource
 
-        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if limit != resource.RLIM_INFINITY:
-            available = min(available, limit)
+        address_space = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if address_space != resource.RLIM_INFINITY:
+            available = min(available, address_space)
     except (ImportError, OSError, ValueError):
         pass
     return available // 2

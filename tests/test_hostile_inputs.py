@@ -31,7 +31,7 @@ import time
 import warnings
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -513,11 +513,21 @@ def test_a_hostile_data_file_is_a_located_error(name: str, npz_files, npz_loaded
     assert_refused(npz_loaded[name], NPZ_CASES[name], npz_files[name], "task.path")
 
 
+#: Cases that ``ribbed validate`` refuses earlier than the reader does: the run's size estimate
+#: (scenarios/size.py) reads the arrays' declared shapes and finds the data alone too big.
+REFUSED_BY_THE_ESTIMATE = {
+    "a zip bomb: a member that declares 1 TiB": ("task.path: the run would need about", "TiB of memory", "--max-memory"),
+}
+
+
 @pytest.mark.parametrize("name", NPZ_CASES)
 def test_validate_reports_a_hostile_data_file(name: str, npz_files, npz_validated) -> None:
     assert npz_validated.returncode == 2
     assert npz_validated.stdout == ""
-    assert_reported(npz_validated, NPZ_CASES[name], npz_files[name])
+    case = NPZ_CASES[name]
+    if name in REFUSED_BY_THE_ESTIMATE:
+        case = replace(case, words=REFUSED_BY_THE_ESTIMATE[name])
+    assert_reported(npz_validated, case, npz_files[name])
 
 
 def test_no_pickle_ran(npz_files, npz_loaded, npz_validated) -> None:
@@ -725,7 +735,7 @@ def test_flags_read_as_flags_in_help() -> None:
     for command, page in pages.items():
         assert "--help" in page, command
         assert "<bool>" not in page, f"{command} --help shows a flag as taking a value:\n{page}"
-    verify = next(line for line in pages["replay"].splitlines() if "--verify" in line)
+    verify = next(line for line in pages["replay"].splitlines() if line.lstrip("│ ").startswith("--verify "))
     assert re.search(r"--verify\s{4,}Re-run the scenario", verify), verify
     assert re.search(r"--version\s{4,}Print the version", pages["ribbed"])
 
