@@ -735,7 +735,7 @@ def test_flags_read_as_flags_in_help() -> None:
     for command, page in pages.items():
         assert "--help" in page, command
         assert "<bool>" not in page, f"{command} --help shows a flag as taking a value:\n{page}"
-    verify = next(line for line in pages["replay"].splitlines() if line.lstrip("│ ").startswith("--verify "))
+    verify = next(line for line in pages["replay"].splitlines() if line.startswith("│") and line.lstrip("│ ").startswith("--verify "))
     assert re.search(r"--verify\s{4,}Re-run the scenario", verify), verify
     assert re.search(r"--version\s{4,}Print the version", pages["ribbed"])
 
