@@ -286,8 +286,9 @@ def _assign_credit(network: Network) -> None:
 
 
 def _credit_warnings(network: Network) -> list[str]:
-    """Populations that learn by a gradient rule but that no credit can ever reach."""
-    warnings = []
+    """Populations that learn by a gradient rule but that no credit can ever reach, and a
+    network in which nothing learns from the task's targets."""
+    warnings = _target_warnings(network)
     output = network.output
     for population in network.populations.values():
         if population.dfa_receiver and population.needs_credit and population.level >= output.level:
@@ -305,3 +306,52 @@ def _credit_warnings(network: Network) -> list[str]:
                 "its incoming weights and biases will not change"
             )
     return warnings
+
+
+def _target_warnings(network: Network) -> list[str]:
+    """A network in which no synapse learns from the loss: no projection into the output
+    population learns by a gradient rule (they learn by an unsupervised rule, or are frozen), and
+    no hidden population that learns by one receives an error. Then no weight ever sees the
+    targets, and the score stays near chance (an all-Hebbian xor reached 0.575): valid, but
+    hardly ever meant. A frozen readout over hidden layers that learn from the error passed
+    back through it is not warned about."""
+    output = network.output
+
+    def reached(population: PopulationInfo) -> bool:  # whether the loss's error reaches it
+        if not population.needs_credit:
+            return False
+        if population.role == "output":
+            return True
+        if population.dfa_receiver:
+            return output.needs_credit and population.level < output.level
+        return any(p.sends_error and p.pre is population for p in network.projections)
+
+    if any(p.plastic and p.learning.rule in GRADIENT_RULES and reached(p.post) for p in network.projections):
+        return []
+    incoming = [p for p in network.projections if p.post is output]
+    unsupervised = [p for p in incoming if p.plastic and p.learning.rule not in GRADIENT_RULES]
+    if unsupervised:
+        first = unsupervised[0]
+        field, why = _rule_field(network.scenario, first.index), f"learns by the {first.learning.rule} rule"
+        fix = (f"set 'rule: backprop' (or feedback_alignment, direct_feedback_alignment) at {field} "
+               "(hidden populations may stay unsupervised)")
+    else:
+        first = incoming[0]
+        field, why = f"projections[{first.index}].frozen", "is frozen"
+        fix = f"remove 'frozen: true' at {field}, or let a hidden population learn by a gradient rule"
+    return [f"no synapse in this network learns from the task's targets: no projection into the output population "
+            f"'{output.name}' learns from the loss ('{first.name}' {why}, set at {field}), and no hidden population "
+            f"learns from an error, so the held-out score will stay near chance; fix: {fix}"]
+
+
+def _rule_field(scenario: Scenario, index: int) -> str:
+    """The field that sets the learning rule of projection ``index``: its own override, its
+    postsynaptic population's, or the network-wide one."""
+    spec = scenario.projections[index]
+    if spec.learning is not None and spec.learning.rule is not None:
+        return f"projections[{index}].learning.rule"
+    names = [p.name for p in scenario.populations]
+    post = scenario.populations[names.index(spec.post)]
+    if post.learning is not None and post.learning.rule is not None:
+        return f"populations[{names.index(spec.post)}].learning.rule"
+    return "learning.rule"

@@ -6,6 +6,7 @@ tasks), the stratified train/test split, and the scaling (fitted on the training
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sklearn.datasets import load_digits, make_moons
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from ribbed.environment.npz import Layout, read_npz
 from ribbed.errors import Problem, ScenarioError
 from ribbed.scenarios.schema import Scenario
 from ribbed.seeding import component_rng
@@ -99,7 +101,15 @@ def load_task(scenario: Scenario) -> Dataset:
     raise TypeError(f"unknown task {task.kind!r}")  # pragma: no cover
 
 
+_NPZ_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
+
+
 def _load_npz(scenario: Scenario) -> Dataset:
+    """The arrays of an npz task, read within a memory bound by
+    :func:`~ribbed.environment.npz.read_npz`. Their shapes and dtypes are checked from the
+    files' headers before any data is read (samples in rows, one label or row of targets per
+    sample, as many features as input neurons); their values after (finite numbers, labels
+    0..C-1, as many classes or targets as output neurons)."""
     task = scenario.task
     path = Path(task.path)
     if not path.is_absolute() and scenario.folder is not None:
@@ -108,47 +118,66 @@ def _load_npz(scenario: Scenario) -> Dataset:
     def problem(message: str, fix: str) -> ScenarioError:
         return ScenarioError(Problem(scenario.source, "task.path", message, fix))
 
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in ("X_train", "y_train", "X_test", "y_test") if key in archive}
-    except FileNotFoundError:
-        raise problem(f"no such file: {path}", "give the .npz path relative to the scenario file") from None
-    except (OSError, ValueError) as exc:
-        raise problem(f"cannot read {path} as .npz without pickles: {exc}",
-                      "save it with numpy.savez and plain numeric arrays") from None
-    missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in arrays]
-    if missing:
-        raise problem(f"{path} lacks the arrays {missing}", "save X_train, y_train, X_test and y_test")
+    def labels_problem(key: str, found: str) -> ScenarioError:
+        return problem(f"{key} must be a 1-D array of integer labels 0..C-1 ({key} in {path}: {found})",
+                       "store one label per sample, as integers from 0: y.astype(int)")
+
+    def check_layout(layout: Layout) -> None:
+        for key, (shape, _) in layout.items():
+            if shape[:1] == (0,):
+                raise problem(f"{key} in {path} is empty", "store at least one sample in each array")
+        for key in ("X_train", "X_test"):
+            if len(layout[key][0]) != 2:
+                raise problem(f"{key} in {path} has shape {layout[key][0]}; X_train and X_test must be 2-D with "
+                              "equal columns", "store one sample per row: X.reshape(len(X), -1)")
+        (train, _), (test, _) = layout["X_train"], layout["X_test"]
+        if train[1] != test[1]:
+            raise problem(f"X_train {train} and X_test {test} in {path} must be 2-D with equal columns",
+                          "store the same features for both")
+        for key in ("y_train", "y_test"):
+            shape, dtype = layout[key]
+            if task.problem == "classification":
+                if len(shape) != 1:
+                    raise labels_problem(key, f"it has shape {shape}")
+                if dtype.kind not in "iu":
+                    raise labels_problem(key, f"it holds {dtype} values")
+            elif len(shape) not in (1, 2):
+                raise problem(f"{key} in {path} has shape {shape}; regression targets are 1-D (one per sample) or "
+                              "2-D (one row per sample)", "store one row of targets per sample")
+        if task.problem == "regression":
+            per_train, per_test = (math.prod(layout[key][0][1:]) for key in ("y_train", "y_test"))
+            if per_train != per_test:
+                raise problem(f"y_train in {path} has {per_train} targets per sample and y_test {per_test}",
+                              "store the same targets for both")
+        for part in ("train", "test"):
+            rows, targets = layout[f"X_{part}"][0][0], layout[f"y_{part}"][0][0]
+            if rows != targets:
+                raise problem(f"X_{part} in {path} has {rows} rows and y_{part} {targets}",
+                              "store one target per sample (row)")
+        _check_size(scenario, "input", train[1], "features", problem)
+
+    arrays = read_npz(path, _NPZ_ARRAYS, scenario.source, check=check_layout)
     for key, array in arrays.items():
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-            raise problem(f"{key} in {path} holds {array.dtype} values, not numbers", "store numeric arrays")
-        if array.shape[:1] == (0,):
-            raise problem(f"{key} in {path} is empty", "store at least one sample in each array")
         if not np.all(np.isfinite(array)):
             raise problem(f"{key} in {path} holds infinite or NaN values", "store finite numbers only")
-    X_train, X_test = arrays["X_train"], arrays["X_test"]
-    if X_train.ndim != 2 or X_test.ndim != 2 or X_train.shape[1] != X_test.shape[1]:
-        raise problem(f"X_train {X_train.shape} and X_test {X_test.shape} must be 2-D with equal columns",
-                      "store one sample per row")
-    y_train, y_test = arrays["y_train"], arrays["y_test"]
+    X_train, X_test, y_train, y_test = arrays["X_train"], arrays["X_test"], arrays["y_train"], arrays["y_test"]
     if task.problem == "classification":
         for key, y in (("y_train", y_train), ("y_test", y_test)):
-            if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-                raise problem(f"{key} must be a 1-D array of integer labels 0..C-1", "store labels as integers")
+            low, high = int(y.min()), int(y.max())
+            if low < 0 or high >= 2**31:
+                raise labels_problem(key, f"it holds the label {low if low < 0 else high}")
         y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
     else:
         y_train = y_train.reshape(len(y_train), -1).astype(np.float64)
         y_test = y_test.reshape(len(y_test), -1).astype(np.float64)
-        if y_train.shape[1] != y_test.shape[1]:
-            raise problem(f"y_train has {y_train.shape[1]} targets per sample and y_test {y_test.shape[1]}",
-                          "store the same targets for both")
-    if len(y_train) != len(X_train) or len(y_test) != len(X_test):
-        raise problem("X and y arrays have different numbers of rows", "store one target per sample")
     dataset = Dataset(X_train.astype(np.float64), y_train, X_test.astype(np.float64), y_test,
                       task.problem, task.loss)
-    for role, n, what in (("input", dataset.n_features, "features"), ("output", dataset.n_outputs, "outputs")):
-        population = next(p for p in scenario.populations if p.role == role)
-        if population.size != n:
-            raise problem(f"the data has {n} {what} but population '{population.name}' has {population.size} neurons",
-                          f"set that population's size to {n}")
+    _check_size(scenario, "output", dataset.n_outputs, "outputs", problem)
     return dataset
+
+
+def _check_size(scenario: Scenario, role: str, n: int, what: str, problem) -> None:
+    population = next(p for p in scenario.populations if p.role == role)
+    if population.size != n:
+        raise problem(f"the data has {n} {what} but population '{population.name}' has {population.size} neurons",
+                      f"set that population's size to {n}")

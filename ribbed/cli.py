@@ -13,10 +13,11 @@ import sys
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import typer
+from typer.core import TyperCommand, TyperGroup
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -30,7 +31,40 @@ from ribbed.scenarios.schema import Scenario
 if TYPE_CHECKING:
     from ribbed.model import NetworkModel  # a type hint only: importing the model loads torch
 
-app = typer.Typer(
+
+class _FlagsAsFlags:
+    """Help that shows a flag as a flag. Typer's rich help prints each option's type after it,
+    flags included ('--verify <bool>', '--help <bool>'), which reads as if the flag took a value
+    ('--verify true', which is refused: a flag takes none). A flag's type is shown as nothing
+    instead, as typer's plain help already does."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Group(_FlagsAsFlags, TyperGroup):
+    pass
+
+
+class _Command(_FlagsAsFlags, TyperCommand):
+    pass
+
+
+class _Typer(typer.Typer):
+    """A Typer whose groups and commands show flags as flags (see :class:`_FlagsAsFlags`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cls=_Group, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        return super().command(*args, cls=_Command, **kwargs)
+
+
+app = _Typer(
     name="ribbed",
     help="Multi-agent simulation of neurons that learn by message passing.",
     no_args_is_help=True,
@@ -73,6 +107,22 @@ def main_options(
     """Multi-agent simulation of neurons that learn by message passing."""
 
 
+_MAX_MEMORY_HELP = ("Refuse a scenario whose estimated memory is above this (bytes, or 512M, 8G, 1.5T; powers of "
+                    "1024) instead of the memory this machine has available.")
+
+
+def _memory_limit(text: Optional[str], command: str):
+    """The bound ``--max-memory`` sets (a :class:`~ribbed.resources.MemoryLimit`), or the memory
+    available when it is not given; a size that cannot be read is an error naming the option."""
+    from ribbed.scenarios.validation import memory_limit
+
+    try:
+        return memory_limit(text)
+    except RibbedError as exc:
+        problem = exc.problems[0]
+        raise _fail(RibbedError(Problem(f"ribbed {command}", "--max-memory", problem.message, problem.fix))) from None
+
+
 def _format(value: float, digits: int = 4) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
@@ -95,17 +145,32 @@ def run(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (must not exist or be empty)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run in this run "
                                           "directory from its log's last snapshot (no SCENARIO or options)."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=_MAX_MEMORY_HELP),
 ) -> None:
     """Run a scenario and write its run directory (resolved scenario, metrics, message log, summary)."""
-    from ribbed.runner import resume as resume_run
-    from ribbed.runner import run as run_scenario
-
     if (scenario is None) == (resume is None):
         raise _fail(RibbedError(Problem("ribbed run", "", "give either a SCENARIO or --resume RUN_DIR",
                                         "ribbed run digits, or ribbed run --resume runs/digits-s0-20260101-120000")))
     if resume is not None and any(v is not None for v in (backend, device, shards, ticks, seed, out_dir)):
         raise _fail(RibbedError(Problem("ribbed run", "--resume", "a resumed run continues with the settings it "
                                         "was started with", "leave out --backend, --device, --shards, --ticks, --seed and --out")))
+    limit = _memory_limit(max_memory, "run")
+    try:  # the rules and the size, before the runner loads torch (seconds): a refusal comes back at once
+        if resume is not None:
+            from ribbed.log.header_scenario import check_header_size
+
+            check_header_size(resume / "run.log", limit, str(resume / "scenario.yaml"))
+        else:
+            from ribbed.scenarios.overrides import apply_overrides
+            from ribbed.scenarios.validation import validate as check_rules
+
+            check_rules(apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed,
+                                        backend=backend.value if backend else None, device=device, shards=shards),
+                        max_memory=limit)
+    except RibbedError as exc:
+        raise _fail(exc) from None
+    from ribbed.runner import resume as resume_run
+    from ribbed.runner import run as run_scenario
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ticks"),
@@ -127,11 +192,11 @@ def run(
             warnings.simplefilter("always", RibbedWarning)
             ticked = lambda model: _show_warnings(caught) or on_tick(model)  # noqa: E731
             if resume is not None:
-                result = resume_run(resume, on_tick=ticked)
+                result = resume_run(resume, on_tick=ticked, max_memory=limit)
             else:
                 result = run_scenario(scenario, out=out_dir, ticks=ticks, seed=seed,
                                       backend=backend.value if backend else None, device=device, shards=shards,
-                                      on_tick=ticked)
+                                      on_tick=ticked, max_memory=limit)
     except RibbedError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt as exc:  # (ribbed.signals.RunInterrupted: SIGINT or SIGTERM, the log closed)
@@ -232,19 +297,28 @@ def sweep(
 @app.command()
 def validate(
     files: list[str] = typer.Argument(..., help="Scenario files (or built-in names) to check."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=_MAX_MEMORY_HELP),
 ) -> None:
-    """Check scenario files: schema, cross-references, connectivity and task data."""
-    from ribbed.environment.network import build_network
-    from ribbed.environment.tasks import load_task
+    """Check scenario files: schema, cross-references, connectivity, task data, and the run's estimated size."""
+    from ribbed.log.keys import scenario_key
+    from ribbed.scenarios.size import estimate_size, format_bytes
     from ribbed.scenarios.validation import validate as check_rules
 
+    limit = _memory_limit(max_memory, "validate")
     failed = False
     for name in files:
         try:
             scenario = load_scenario(name)
-            check_rules(scenario)  # a file cannot supply scikit-learn estimators: none are given
+            # Every rule, the size estimate against the bound included, before anything is built:
+            # a scenario too big for this machine is refused from its formula, not by building it.
+            check_rules(scenario, max_memory=limit)  # a file cannot supply scikit-learn estimators: none are given
+            estimate = estimate_size(scenario)
+            from ribbed.environment.network import build_network
+            from ribbed.environment.tasks import load_task
+
             network = build_network(scenario)
             load_task(scenario)
+            scenario_key(scenario)  # a log.key_file that cannot be used
         except RibbedError as exc:
             _report(exc)
             failed = True
@@ -259,6 +333,8 @@ def validate(
         out.print(f"ok: {scenario.source}: '{scenario.name}', {len(network.populations)} populations, "
                   f"{network.n_neurons} neurons, {network.n_synapses} synapses, task {scenario.task.kind}",
                   highlight=False, markup=False)
+        bound = f"; the limit is {format_bytes(limit.bytes)} {limit.source}" if limit is not None else ""
+        out.print(f"  estimate: {estimate.describe()}{bound}", highlight=False, markup=False)
     if failed:
         raise typer.Exit(code=2)
 
@@ -281,7 +357,7 @@ def scenarios() -> None:
 
 # --------------------------------------------------------------------------- the message log
 
-log_app = typer.Typer(help="Read a run's message log: info, show, export (docs/log-format.md).",
+log_app = _Typer(help="Read a run's message log: info, show, export (docs/log-format.md).",
                       no_args_is_help=True)
 app.add_typer(log_app, name="log")
 
@@ -300,23 +376,37 @@ def _ticks(text: Optional[str]):
                                         "write a tick (120) or a range START:STOP, STOP excluded (100:120)"))) from None
 
 
-def _open_log(path: Path):
-    from ribbed.log import open_log
+_KEY_FILE = typer.Option(None, "--key-file", help="The key file of a keyed log (its scenario's log.key_file): "
+                         "its digest chain is then authenticated (docs/log-format.md, 'Keyed chain').")
 
+
+def _open_log(path: Path, key_file: Optional[Path] = None):
+    from ribbed.log.keys import read_key_file
+    from ribbed.log.reader import LogReader
+
+    key = None if key_file is None else read_key_file(key_file, source="ribbed", field="--key-file")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RibbedWarning)
-        log = open_log(path)
+        log = LogReader(path, key=key)
     _show_warnings(caught)
     return log
 
 
+def _chain(log) -> str:
+    """What the log's digest chain is, and whether it was authenticated."""
+    if not log.keyed:
+        return "SHA-256 (not keyed: detects changes, not who made them)"
+    state = "authenticated with --key-file" if log.authenticated else "NOT authenticated (give --key-file)"
+    return f"HMAC-SHA256, key id {log.key_id}: {state}"
+
+
 @log_app.command("info")
-def log_info(path: Path = typer.Argument(..., help="A run's run.log.")) -> None:
-    """Scenario, seed, versions, ticks, snapshots, message counts by kind, and size."""
+def log_info(path: Path = typer.Argument(..., help="A run's run.log."), key_file: Optional[Path] = _KEY_FILE) -> None:
+    """Scenario, seed, versions, ticks, snapshots, message counts by kind, chain, and size."""
     from ribbed.scheduler.messages import Kind
 
     try:
-        log = _open_log(path)
+        log = _open_log(path, key_file)
         header = log.header
         counts = np.zeros(len(Kind), dtype=np.int64)
         for record in log.records(("tick",)):
@@ -337,6 +427,7 @@ def log_info(path: Path = typer.Argument(..., help="A run's run.log.")) -> None:
         "status:     " + (end["status"] if end else "no end record (the run was killed, or is still running)")
         + (f", truncated at byte {log.truncated_at}" if log.truncated_at is not None else ""),
         "messages:   " + ", ".join(f"{kind.name.lower()} {int(n)}" for kind, n in zip(Kind, counts) if n),
+        "chain:      " + _chain(log),
         f"size:       {log.size} bytes" + (f", {log.size / len(ticks):.0f} bytes per tick" if len(ticks) else ""),
     ]
     for line in lines:
@@ -359,12 +450,13 @@ def log_show(
     ticks: Optional[str] = _TICKS, agent: Optional[int] = _AGENT,
     kind: Optional[list[str]] = _KIND, stage: Optional[list[str]] = _STAGE,
     limit: int = typer.Option(50, min=1, help="Show at most this many messages."),
+    key_file: Optional[Path] = _KEY_FILE,
 ) -> None:
     """Print the messages of a log, filtered by tick, agent, kind and stage."""
     from ribbed.log.messages import iter_messages, to_frame
 
     try:
-        log = _open_log(path)
+        log = _open_log(path, key_file)
         shown, total = [], 0
         for block in iter_messages(log, **_filters(ticks, agent, kind or None, stage or None)):
             total += len(block)
@@ -401,12 +493,14 @@ def log_export(
     out_file: Path = typer.Option(..., "--out", help="The file to write (must not exist)."),
     ticks: Optional[str] = _TICKS, agent: Optional[int] = _AGENT,
     kind: Optional[list[str]] = _KIND, stage: Optional[list[str]] = _STAGE,
+    key_file: Optional[Path] = _KEY_FILE,
 ) -> None:
     """Write the (filtered) messages of a log to a file, a block of ticks at a time."""
     from ribbed.log.export import export
 
     try:
-        count = export(_open_log(path), out_file, format.value, **_filters(ticks, agent, kind or None, stage or None))
+        count = export(_open_log(path, key_file), out_file, format.value,
+                       **_filters(ticks, agent, kind or None, stage or None))
     except RibbedError as exc:
         raise _fail(exc) from None
     out.print(f"wrote {count} messages to {out_file}", highlight=False, markup=False)
@@ -419,21 +513,37 @@ def replay(
                                 "every tick and snapshot against the log, bit for bit."),
     until: Optional[int] = typer.Option(None, "--until", min=0, help="Rebuild the network's state at this tick."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="With --until: the folder to write the state to."),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", help="The key file of a keyed log (its scenario's "
+                                            "log.key_file): --verify authenticates its digest chain with it, and "
+                                            "refuses a keyed log without it."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=_MAX_MEMORY_HELP),
 ) -> None:
-    """Verify a logged run, or rebuild its full state at a tick."""
-    from ribbed.log import replay as replaying
+    """Verify a logged run, or rebuild its full state at a tick.
 
+    --verify exits with 0 when the log verifies, 1 when it does not (a record that differs from
+    the replay, or is damaged or malformed: the first one is named), 2 when it cannot be checked
+    (not a log, a keyed log without --key-file, an unusable key file)."""
     if verify == (until is not None) or (until is not None) != (out_dir is not None):
         raise _fail(RibbedError(Problem("ribbed replay", "", "give either --verify, or --until TICK with --out DIR",
                                         "ribbed replay run.log --verify, or ribbed replay run.log --until 500 "
                                         "--out state/")))
+    limit = _memory_limit(max_memory, "replay")
+    try:
+        from ribbed.log.header_scenario import check_header_size
+
+        check_header_size(path, limit)  # before the replay loads torch: a header can claim any size
+    except RibbedError as exc:
+        raise _fail(exc) from None
+    from ribbed.log import replay as replaying
+
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RibbedWarning)
             if verify:
-                report = replaying.verify(path)
+                report = replaying.verify(path, key_file=key_file, max_memory=limit)
             else:
-                folder = replaying.write_state(replaying.model_at(path, until), out_dir)
+                folder = replaying.write_state(replaying.model_at(path, until, key_file=key_file, max_memory=limit),
+                                               out_dir)
         _show_warnings(caught)
     except RibbedError as exc:
         raise _fail(exc) from None
@@ -441,8 +551,9 @@ def replay(
         out.print(f"state at tick {until} written to {folder}", highlight=False, markup=False)
         return
     if report.ok:
-        out.print(f"verified: {report.ticks_checked} ticks and {report.snapshots_checked} snapshots match {path}",
-                  highlight=False, markup=False)
+        keyed = " (digest chain authenticated with the key)" if key_file is not None else ""
+        out.print(f"verified: {report.ticks_checked} ticks and {report.snapshots_checked} snapshots match "
+                  f"{path}{keyed}", highlight=False, markup=False)
         return
     err.print(f"[bold red]differs:[/] {escape(str(report.difference))}", highlight=False)
     err.print(f"({report.ticks_checked} ticks and {report.snapshots_checked} snapshots matched before it)",

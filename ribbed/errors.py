@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LogCorruptError", "LogError", "LogFormatError", "LogIntegrityError", "LogTruncatedWarning", "Problem",
-           "RibbedError", "RibbedWarning", "ScenarioError"]
+__all__ = ["LogCorruptError", "LogError", "LogFormatError", "LogIntegrityError", "LogTruncatedWarning",
+           "LogUnauthenticatedWarning", "Problem", "RibbedError", "RibbedWarning", "ScenarioError"]
 
 
 @dataclass(frozen=True)
@@ -70,4 +70,10 @@ class LogIntegrityError(LogError):
 
 
 class LogTruncatedWarning(RibbedWarning):
-    """A log that ends inside a record (a crashed run): it is read up to its last whole record."""
+    """A log that ends inside a record (a crashed run), or with bytes after its last record that
+    are not a record (appended garbage): it is read up to its last whole record."""
+
+
+class LogUnauthenticatedWarning(RibbedWarning):
+    """A keyed log read without its key: its CRCs and records were checked, but not its digest
+    chain, so nothing says who wrote it (docs/log-format.md, "Keyed chain")."""

@@ -32,6 +32,7 @@ from ribbed.environment.network import Network, PopulationInfo, ProjectionInfo, 
 from ribbed.environment.stream import DataStream
 from ribbed.environment.tasks import Dataset, load_task
 from ribbed.errors import Problem, RibbedWarning, ScenarioError
+from ribbed.resources import MemoryLimit
 from ribbed.scenarios.loader import load_scenario
 from ribbed.scenarios.overrides import apply_fields
 from ribbed.scenarios.schema import Scenario
@@ -164,17 +165,19 @@ class NetworkModel(mesa.Model):
     """
 
     def __init__(self, scenario: Scenario | str | Path | Mapping[str, Any], *,
-                 guides: Mapping[str, Any] | None = None, seed: int | None = None, rng: Any = None,
-                 **fields: Any):
+                 guides: Mapping[str, Any] | None = None, max_memory: int | str | MemoryLimit | None = None,
+                 seed: int | None = None, rng: Any = None, **fields: Any):
         """``guides`` maps a population whose guide is ``{kind: sklearn}`` to the scikit-learn
-        regressor its guides are cloned from.
+        regressor its guides are cloned from.  A scenario whose estimated size
+        (:mod:`ribbed.scenarios.size`) does not fit in ``max_memory`` (bytes, or ``"8G"``;
+        default: the memory this machine has available) is refused before anything is built.
 
         The keywords Mesa's tools pass (``mesa.batch_run``'s parameters): ``seed`` replaces the
         scenario's root seed (``rng`` too, as an integer: newer Mesa passes its seeds so), and
         every other keyword sets a scenario field, a ``__`` standing for each dot of its path:
         ``learning__lr=0.1``, ``run__ticks=200``, ``populations__hidden__size=16``."""
         scenario = _configured(load_scenario(scenario), seed, rng, fields)
-        self.guide_estimators = check_estimators(scenario, dict(guides or {}))
+        self.guide_estimators = check_estimators(scenario, dict(guides or {}), max_memory=max_memory)
         # Mesa's own generators (model.random, model.rng) are seeded like every other component.
         super().__init__(rng=component_rng(scenario.seed, "mesa"))
         self.scenario = scenario
@@ -424,8 +427,10 @@ def _metric(key: str) -> Callable[[NetworkModel], float]:
     return lambda model: model.last_metrics.get(key, float("nan"))
 
 
-def check_estimators(scenario: Scenario, guides: dict[str, Any]) -> dict[str, Any]:
+def check_estimators(scenario: Scenario, guides: dict[str, Any], *,
+                     max_memory: int | str | MemoryLimit | None = None) -> dict[str, Any]:
     """``guides``, the estimators for the populations with ``guide: {kind: sklearn}``, once every
-    rule of the scenario is checked (:func:`ribbed.scenarios.validation.validate`)."""
-    validate(scenario, guides=guides)
+    rule of the scenario is checked (:func:`ribbed.scenarios.validation.validate`, its size
+    against ``max_memory`` included)."""
+    validate(scenario, guides=guides, max_memory=max_memory)
     return guides

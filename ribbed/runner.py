@@ -24,11 +24,11 @@ import pandas as pd
 
 from ribbed.errors import Problem, RibbedError
 from ribbed.model import NetworkModel
-from ribbed.resources import available_cores
+from ribbed.resources import MemoryLimit, available_cores
 from ribbed.scenarios.loader import load_scenario, scenario_to_yaml
 from ribbed.scenarios.overrides import apply_overrides
 from ribbed.scenarios.schema import Scenario
-from ribbed.scenarios.validation import validate
+from ribbed.scenarios.validation import memory_limit, validate
 from ribbed.signals import RunInterrupted, StopOnSignal
 from ribbed.versions import package_versions
 
@@ -224,47 +224,58 @@ def _attach(model: NetworkModel, writer: RunLogWriter | None) -> None:
 def run(scenario: Scenario | str | Path | Mapping[str, Any], *, out: str | Path | None = None,
         write: bool = True, ticks: int | None = None, seed: int | None = None, backend: str | None = None,
         device: str | None = None, shards: int | None = None,
-        on_tick: Callable[[NetworkModel], None] | None = None, cores: int | None = None) -> RunResult:
+        on_tick: Callable[[NetworkModel], None] | None = None, cores: int | None = None,
+        max_memory: int | str | MemoryLimit | None = None) -> RunResult:
     """Load, build and run a scenario; write its run directory (with its message log, unless the
     scenario's ``log.level`` is off) unless ``write`` is False.  ``cores``: the cores the run may
     use, which its defaults are planned for (:mod:`ribbed.resources`); by default those this
-    process can use (a Ray task of one CPU passes 1)."""
+    process can use (a Ray task of one CPU passes 1).  A scenario whose estimated size does not
+    fit in ``max_memory`` (bytes, or ``"8G"``; default: the memory this machine has available)
+    is refused before anything is built or written."""
     from ribbed.determinism import configure_torch
 
     scenario = apply_overrides(load_scenario(scenario), ticks=ticks, seed=seed, backend=backend, device=device,
                                shards=shards)
-    validate(scenario)  # every rule, before anything is built or written
+    limit = memory_limit(max_memory)  # read once: the same bound for the check and the build
+    validate(scenario, max_memory=limit)  # every rule, its size included, before anything is built or written
+    key = None
+    if write and scenario.log.level != "off":
+        from ribbed.log.keys import scenario_key
+
+        key = scenario_key(scenario)  # a key file that cannot be used is an error before anything is written
     # The folder is checked before the model is built (which can take long), and created after,
     # so a scenario that cannot be built leaves no empty run directory behind.
     path = RunDirectory.choose(scenario, out) if write else None
     cores = available_cores() if cores is None else max(1, int(cores))
     threads = configure_torch(scenario.backend.threads, cores=cores)
-    model = _build(scenario)
+    model = _build(scenario, limit)
     directory = RunDirectory(path, scenario, scenario.output.agent_metrics) if path is not None else None
     writer = None
     if path is not None and scenario.log.level != "off":
         from ribbed.log.run_log import open_run_log
 
-        writer = open_run_log(path / LOG_NAME, model, scenario.log.level, threads, cores=cores)
+        writer = open_run_log(path / LOG_NAME, model, scenario.log.level, threads, cores=cores, key=key)
     _attach(model, writer)
     return _execute(model, directory, writer, scenario.run.ticks, on_tick, {}, _resources(cores, threads, writer))
 
 
 def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | None = None,
-           cores: int | None = None) -> RunResult:
+           cores: int | None = None, max_memory: int | str | MemoryLimit | None = None) -> RunResult:
     """Continue an interrupted run from the last snapshot in its log: the metrics, weights and
-    log come out as those of an uninterrupted run of the same scenario.  ``cores`` as for :func:`run`
-    (torch's thread counts are those the log recorded, whatever it says)."""
+    log come out as those of an uninterrupted run of the same scenario.  A keyed log goes on
+    only with its key (the scenario's ``log.key_file``), which must authenticate all of it.  Its
+    size is checked against ``max_memory`` as :func:`run` checks it, before the model is rebuilt.
+    ``cores`` as for :func:`run` (torch's thread counts are those the log recorded, whatever it says)."""
     from ribbed.determinism import configure_torch
-    from ribbed.log.reader import LogReader
-    from ribbed.log.replay import scenario_of
+    from ribbed.log.replay import keyed_reader, scenario_of
     from ribbed.log.run_log import open_run_log, restore_last_snapshot
 
     path = Path(run_dir)
     if not (path / LOG_NAME).exists():
         raise RibbedError(Problem(str(path), "", f"there is no {LOG_NAME} in this folder",
                                   "give the run directory of a run whose scenario logs (log.level is not off)"))
-    with LogReader(path / LOG_NAME) as log:
+    key, reader = keyed_reader(path / LOG_NAME, str(path / "scenario.yaml"))
+    with reader as log:
         end = log.end
         if end is not None and end.get("status") == "completed":
             raise RibbedError(Problem(str(path / LOG_NAME), "", f"this run completed at tick {end.get('tick')}",
@@ -274,10 +285,10 @@ def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | Non
         cores = available_cores() if cores is None else max(1, int(cores))
         # The thread counts the run was logged with (a replay and a resumed run compute the same sums).
         threads = configure_torch(header["threads"]["torch_threads"], header["threads"]["torch_interop_threads"])
-        model = _build(scenario)
+        model = _build(scenario, memory_limit(max_memory))
         _check_same_executor(model, header, path / LOG_NAME)
         point = restore_last_snapshot(log, model)
-    writer = open_run_log(path / LOG_NAME, model, scenario.log.level, threads, resume=point, cores=cores)
+    writer = open_run_log(path / LOG_NAME, model, scenario.log.level, threads, resume=point, cores=cores, key=key)
     directory = RunDirectory.reopen(path, model, dict(model.last_metrics) if point.snapshot_tick is not None else None)
     _reload_metrics(model, path / "metrics.csv")
     _attach(model, writer)
@@ -312,9 +323,9 @@ def _reload_metrics(model: NetworkModel, metrics: Path) -> None:
     model.restore_metrics(earlier[earlier["tick"] <= model.tick])
 
 
-def _build(scenario: Scenario) -> NetworkModel:
+def _build(scenario: Scenario, limit: MemoryLimit | None) -> NetworkModel:
     try:
-        return NetworkModel(scenario)
+        return NetworkModel(scenario, max_memory=limit)
     except (MemoryError, RuntimeError) as exc:
         if not _is_out_of_memory(exc):
             raise

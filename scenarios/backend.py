@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Optional, get_args
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from ribbed.scenarios.base import Strict, tagged_union
+from ribbed.scenarios.base import MAX_NEURONS, Strict, tagged_union
 
 __all__ = ["BACKEND_KINDS", "BackendSpec", "BatchedBackendSpec", "RayBackendSpec", "ReferenceBackendSpec",
            "backend_fields"]
@@ -31,8 +31,13 @@ __all__ = ["BACKEND_KINDS", "BackendSpec", "BatchedBackendSpec", "RayBackendSpec
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")]
 Dtype = Optional[Literal["float32", "float64"]]
 
-_THREADS = ("torch's intra-op thread count for the run (default: the cores this process may use, minus one for "
-            "the log's writer process; 1 on a single core). Recorded in the message log: a replay uses the same "
+#: The most threads a run or a shard may ask torch for (each is an operating-system thread).
+MAX_THREADS = 1024
+#: The most partitions (and so shards) of a Ray run: each is a block of every split population.
+MAX_PARTITIONS = 2**20
+
+_THREADS = ("torch's intra-op thread count for the run, at most 1024 (default: the cores this process may use, "
+            "minus one for the log's writer process; 1 on a single core). Recorded in the message log: a replay uses the same "
             "count, so that sums come out bit for bit the same.")
 _SPARSE = ("Projections with fewer than this share of all possible synapses are stored sparse (CSR); see "
            "projections[].storage.")
@@ -48,7 +53,7 @@ class ReferenceBackendSpec(Strict):
     device: Device = Field("auto", description="cpu, or auto (the same): the reference executor computes on the CPU.")
     dtype: Dtype = Field(None, description="float64 (the default) only: the reference executor computes in "
                          "float64, and float32 is refused.")
-    threads: Optional[int] = Field(None, gt=0, description=_THREADS)
+    threads: Optional[int] = Field(None, gt=0, le=MAX_THREADS, description=_THREADS)
 
 
 class BatchedBackendSpec(Strict):
@@ -58,7 +63,7 @@ class BatchedBackendSpec(Strict):
     device: Device = Field("auto", description="cpu, cuda, cuda:N, or auto (cuda when a GPU is present).")
     dtype: Dtype = Field(None, description="Float type; default: float32.")
     sparse_threshold: float = Field(0.3, ge=0.0, le=1.0, description=_SPARSE)
-    threads: Optional[int] = Field(None, gt=0, description=_THREADS)
+    threads: Optional[int] = Field(None, gt=0, le=MAX_THREADS, description=_THREADS)
 
 
 class RayBackendSpec(Strict):
@@ -70,16 +75,16 @@ class RayBackendSpec(Strict):
     dtype: Dtype = Field(None, description="Float type; default: float32.")
     sparse_threshold: float = Field(0.3, ge=0.0, le=1.0, description=_SPARSE)
     shards: Optional[int] = Field(
-        None, gt=0, description="Number of shards (Ray actors), each computing some of the partitions; default: "
+        None, gt=0, le=MAX_PARTITIONS, description="Number of shards (Ray actors), each computing some of the partitions; default: "
         "as many as the machine (or cluster) has CPUs, at most the partitions. The result does not depend on it.",
     )
     partitions: int = Field(
-        12, gt=0, description="Virtual partitions the neurons are assigned to, from the scenario alone (results "
+        12, gt=0, le=MAX_PARTITIONS, description="Virtual partitions the neurons are assigned to, from the scenario alone (results "
         "depend on this number, never on the shards or nodes hosting the partitions); at least the number of "
         "shards.",
     )
     split_above: int = Field(
-        4096, gt=0, description="A population with more neurons than this is split over all partitions; a "
+        4096, gt=0, le=MAX_NEURONS, description="A population with more neurons than this is split over all partitions; a "
         "smaller one stays whole in one partition.",
     )
     address: Optional[str] = Field(
@@ -87,7 +92,7 @@ class RayBackendSpec(Strict):
         "instance started for the run on this machine, and stopped after it.",
     )
     cpus_per_shard: float = Field(1.0, gt=0, description="The CPUs Ray reserves for each shard.")
-    threads_per_shard: int = Field(1, gt=0, description="torch's thread count in each shard.")
+    threads_per_shard: int = Field(1, gt=0, le=MAX_THREADS, description="torch's thread count in each shard.")
     placement: Literal["spread", "pack", "strict_spread", "strict_pack"] = Field(
         "spread", description="The strategy of the placement group that places the shards on nodes "
         "(strict_spread: one shard per node).",
@@ -101,10 +106,10 @@ class RayBackendSpec(Strict):
         "an error naming it.",
     )
     object_store_mb: Optional[int] = Field(
-        None, ge=80, description="The object store's size when the run starts Ray itself (default: Ray's own "
+        None, ge=80, le=2**30, description="The object store's size when the run starts Ray itself (default: Ray's own "
         "choice).",
     )
-    threads: Optional[int] = Field(None, gt=0, description=_THREADS)
+    threads: Optional[int] = Field(None, gt=0, le=MAX_THREADS, description=_THREADS)
 
     @model_validator(mode="after")
     def _shards_fit(self) -> "RayBackendSpec":

@@ -10,10 +10,16 @@ from typing import Annotated, Any, Union, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetPydanticSchema
 
-__all__ = ["Fraction", "MAX_NEURONS", "Name", "Strict", "tagged_union"]
+__all__ = ["Fraction", "MAX_COUNT", "MAX_NEURONS", "MAX_SEED", "Name", "Strict", "tagged_union"]
 
 #: Agent ids are 32-bit: the largest network (all populations together).
 MAX_NEURONS = 2**31 - 1
+#: The largest tick count, period or other count a scenario may hold: the message log's header
+#: stores the scenario in msgpack, whose integers are 64-bit, and numpy counts ticks in int64.
+MAX_COUNT = 2**63 - 1
+#: The largest root seed: numpy's SeedSequence takes any, the log's header stores it as msgpack's
+#: unsigned 64-bit integer.
+MAX_SEED = 2**64 - 1
 
 Name = Annotated[
     str,

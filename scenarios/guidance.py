@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ribbed.scenarios.base import Strict, tagged_union
+from ribbed.scenarios.base import MAX_COUNT, Strict, tagged_union
 
 __all__ = [
     "ConfidenceMetaSpec", "CouplingSpec", "DirectCouplingSpec", "FixedMetaSpec", "GuideSpec",
@@ -31,7 +31,7 @@ __all__ = [
 
 class _ReplayGuideSpec(Strict):
     buffer: int = Field(4096, gt=0, le=2**24, description="Rows (neuron x sample) kept for refitting; the oldest go first.")
-    refit_every: int = Field(20, gt=0, description="Refit on the buffer every this many ticks.")
+    refit_every: int = Field(20, gt=0, le=MAX_COUNT, description="Refit on the buffer every this many ticks.")
 
 
 class TreeGuideSpec(_ReplayGuideSpec):
@@ -40,7 +40,7 @@ class TreeGuideSpec(_ReplayGuideSpec):
 
     kind: Literal["tree"]
     max_depth: int = Field(6, gt=0, le=32)
-    min_samples_leaf: int = Field(8, gt=0)
+    min_samples_leaf: int = Field(8, gt=0, le=MAX_COUNT)
 
 
 class SklearnGuideSpec(_ReplayGuideSpec):
@@ -96,7 +96,7 @@ class HashCouplingSpec(_RegroupingSpec):
 
     kind: Literal["hash"]
     bits: int = Field(3, gt=0, le=16, description="Hyperplanes; the population is hashed into 2^bits buckets.")
-    rehash_every: int = Field(50, gt=0)
+    rehash_every: int = Field(50, gt=0, le=MAX_COUNT)
 
 
 class TreeCouplingSpec(_RegroupingSpec):
@@ -105,8 +105,8 @@ class TreeCouplingSpec(_RegroupingSpec):
     it), so lookup and update touch O(log n) guides. Re-ordered every ``reorder_every`` ticks."""
 
     kind: Literal["tree"]
-    leaf_size: int = Field(8, gt=0, description="Neurons under each leaf guide (at most).")
-    reorder_every: int = Field(50, gt=0)
+    leaf_size: int = Field(8, gt=0, le=MAX_COUNT, description="Neurons under each leaf guide (at most).")
+    reorder_every: int = Field(50, gt=0, le=MAX_COUNT)
 
 
 CouplingSpec = tagged_union("kind", DirectCouplingSpec, HashCouplingSpec, TreeCouplingSpec)

@@ -1,16 +1,15 @@
 """Load a scenario from a YAML file, a built-in name, or a mapping, with errors a person can act on.
 
-YAML is read with ``yaml.SafeLoader`` only (no Python objects are ever constructed), and a
-key written twice in one mapping is an error rather than a silent overwrite.  Pydantic's
-validation errors are translated into :class:`~ribbed.errors.Problem` records that carry the
-file, the line, the field path (``projections[1].connectivity.k``) and a fix.
+A file's bytes become text in :mod:`ribbed.scenarios.source_text` (UTF-8, at most 256 KiB), and
+the text becomes plain data in :mod:`ribbed.scenarios.yaml_reader` (``yaml.SafeLoader`` only, so
+no Python object is ever constructed; aliases and nesting bounded; a key written twice is an
+error rather than a silent overwrite).  Pydantic's validation errors are translated here into
+:class:`~ribbed.errors.Problem` records that carry the file, the line, the field path
+(``projections[1].connectivity.k``) and a fix.
 """
 
 from __future__ import annotations
 
-import io
-import re
-from collections.abc import Hashable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,143 +18,33 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ribbed.errors import Problem, ScenarioError
-from ribbed.scenarios.paths import format_path, strip_union_tags
+from ribbed.scenarios.paths import format_path, shorten, strip_union_tags
 from ribbed.scenarios.schema import Scenario
+from ribbed.scenarios.source_text import read_scenario_text
+from ribbed.scenarios.yaml_reader import Locator, read_yaml
 
 __all__ = ["builtin_scenarios", "load_scenario", "scenario_to_yaml", "resolve_source", "yaml_value"]
 
 _BUILTIN_PACKAGE = "ribbed.scenarios.builtin"
-
-
-# --------------------------------------------------------------------------- YAML reading
-
-
-class _StrictSafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key written twice in one mapping."""
-
-
-class _DuplicateKey(yaml.constructor.ConstructorError):
-    """A key written twice in one mapping; keeps the second key's node so the error can name
-    the field path, not only the line."""
-
-    def __init__(self, mapping: yaml.MappingNode, key_node: yaml.Node, key: Any, first_line: int):
-        super().__init__("while reading a mapping", mapping.start_mark,
-                         f"found the key {key!r} a second time (first on line {first_line})", key_node.start_mark)
-        self.key_node, self.key, self.first_line = key_node, key, first_line
-
-
-def _construct_mapping(loader: _StrictSafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, Hashable):  # '? [a, b]': refused as invalid YAML, not a TypeError
-            raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark,
-                                                    "found a key that is a list or a mapping", key_node.start_mark)
-        if key in seen:
-            raise _DuplicateKey(node, key_node, key, seen[key] + 1)
-        seen[key] = key_node.start_mark.line
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_StrictSafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-# YAML 1.2 reads 1e-3 as a float, as JSON and the JSON Schema do; PyYAML follows YAML 1.1, which
-# needs a dot (1.0e-3) and would read 1e-3 as a string.
-_StrictSafeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"))
-
-
-def _loc_of(node: yaml.Node | None, target: yaml.Node) -> tuple | None:
-    """The field path from ``node`` down to the mapping key ``target``, or None if it is not below."""
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if key is target:
-                return (key.value,)
-            below = _loc_of(value, target)
-            if below is not None:
-                return (key.value, *below)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            below = _loc_of(item, target)
-            if below is not None:
-                return (index, *below)
-    return None
-
-
-def _read_yaml(text: str, source: str) -> Any:
-    # Composed and constructed in two steps (what yaml.load does) so that a duplicate key can be
-    # located in the composed tree and reported at its field path.
-    loader: _StrictSafeLoader | None = None
-    root: yaml.Node | None = None
-    try:
-        loader = _StrictSafeLoader(io.StringIO(text))  # the reader refuses control characters here
-        root = loader.get_single_node()
-        return loader.construct_document(root) if root is not None else None
-    except _DuplicateKey as exc:
-        loc = _loc_of(root, exc.key_node) or (str(exc.key),)
-        raise ScenarioError(Problem(source, format_path(loc),
-                                    f"the key is written twice (first on line {exc.first_line})",
-                                    "keep only one of the two", exc.key_node.start_mark.line + 1)) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        message = f"invalid YAML: {exc.problem or exc.context}"
-        if mark is not None:
-            message += f" (column {mark.column + 1})"
-        raise ScenarioError(Problem(source, "", message, "fix the YAML syntax at that line", line)) from None
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        raise ScenarioError(Problem(source, "", f"invalid YAML: character {exc.character:#06x} is not allowed in a "
-                                    "YAML file (a control character)", "delete it, or write it escaped inside "
-                                    "a double-quoted string", line)) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(Problem(source, "", f"invalid YAML: {exc}", "fix the YAML syntax")) from None
-    except RecursionError:
-        raise ScenarioError(Problem(source, "", "the YAML is nested too deeply to read",
-                                    "write a scenario of a few levels of sections")) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def _line_of(text: str | None, loc: tuple) -> int | None:
-    """The 1-based line of the YAML node at ``loc`` (or of its nearest existing ancestor)."""
-    if not text:
-        return None
-    try:
-        node = yaml.compose(io.StringIO(text), Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)]
-            if not match:
-                break
-            key, node = match[0]
-            line = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
+#: The most problems one error lists: a mistake repeated 40,000 times (an edge list) needs its
+#: first few, and placing each one costs a walk of the schema (about 0.1 ms).
+MAX_PROBLEMS = 50
 
 
 # --------------------------------------------------------------------------- error translation
 
 
-def _problem(error: dict, source: str, text: str | None) -> Problem:
+def _problem(error: dict, source: str, locator: Locator) -> Problem:
     loc, owner = strip_union_tags(tuple(error["loc"]), Scenario)
     kind = error["type"]
     ctx = error.get("ctx") or {}
     value = error.get("input")
     path = format_path(loc)
-    line = _line_of(text, loc)
+    line = locator.line_of(loc)
     keys = sorted(owner.model_fields) if isinstance(owner, type) and issubclass(owner, BaseModel) else []
 
     if kind == "extra_forbidden":
-        key = loc[-1] if loc else "?"
+        key = shorten(str(loc[-1])) if loc else "?"
         return Problem(source, path, f"unknown key '{key}'",
                        f"remove it, or use one of: {', '.join(keys)}" if keys else "remove it", line)
     if kind == "missing":
@@ -168,7 +57,7 @@ def _problem(error: dict, source: str, text: str | None) -> Problem:
         if kind == "union_tag_not_found":
             return Problem(source, path, f"the key '{field}' is missing", f"add '{field}: ...'", line)
         return Problem(source, path, f"unknown {field} {ctx.get('tag')!r}",
-                       f"use one of: {ctx.get('expected_tags')}", _line_of(text, (*loc, field)))
+                       f"use one of: {ctx.get('expected_tags')}", locator.line_of((*loc, field)))
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return Problem(source, path, f"expected a mapping of keys to values, got {_describe(value)}",
                        "write it as 'key: value' lines", line)
@@ -182,7 +71,9 @@ def _problem(error: dict, source: str, text: str | None) -> Problem:
 def _describe(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return f"a {'mapping' if isinstance(value, dict) else 'list'}"
-    return repr(value)
+    if isinstance(value, str) and len(value) > 80:  # a file may write a megabyte on one line
+        return f"{value[:60]!r}... (a string of {len(value):,} characters)"
+    return shorten(repr(value))
 
 
 def _fix_hint(kind: str, ctx: Mapping) -> str:
@@ -203,8 +94,14 @@ def _fix_hint(kind: str, ctx: Mapping) -> str:
     return ""
 
 
-def _translate(exc: ValidationError, source: str, text: str | None) -> ScenarioError:
-    return ScenarioError([_problem(error, source, text) for error in exc.errors(include_url=False)])
+def _translate(exc: ValidationError, source: str, root: Any) -> ScenarioError:
+    errors = exc.errors(include_url=False)
+    locator = Locator(root)  # one for all the errors: it indexes each mapping's keys once
+    problems = [_problem(error, source, locator) for error in errors[:MAX_PROBLEMS]]
+    if len(errors) > MAX_PROBLEMS:
+        problems.append(Problem(source, "", f"... and {len(errors) - MAX_PROBLEMS:,} more problems",
+                                "fix the ones above first: the rest are often the same mistake, repeated"))
+    return ScenarioError(problems)
 
 
 # --------------------------------------------------------------------------- public API
@@ -224,15 +121,14 @@ def builtin_scenarios() -> dict[str, str]:
 def resolve_source(name_or_path: str | Path) -> tuple[str, str, Path | None]:
     """Return ``(label, yaml_text, folder)`` for a file path or a built-in scenario name."""
     path = Path(name_or_path)
-    if path.is_file():
-        try:
-            return str(path), path.read_text(encoding="utf-8"), path.resolve().parent
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ScenarioError(Problem(str(path), "", f"cannot read the file: {exc}",
-                                        "check the file's permissions and that it is UTF-8 text")) from None
-    if path.is_dir():
-        raise ScenarioError(Problem(str(path), "", "is a folder, not a scenario file",
-                                    "name a .yaml file or a built-in scenario"))
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, or with a NUL in it
+        why = getattr(exc, "strerror", None) or exc
+        raise ScenarioError(Problem(shorten(str(path)), "", f"is not a usable file name: {why}",
+                                    "give the path of a YAML file, or the name of a built-in scenario")) from None
+    if exists:  # a file, a folder or a device: source_text reads the first, refuses the others
+        return str(path), read_scenario_text(path), path.resolve().parent
     name = str(name_or_path)
     if name in builtin_scenarios():
         entry = resources.files(_BUILTIN_PACKAGE).joinpath(f"{name}.yaml")
@@ -250,10 +146,10 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario
     if isinstance(source, Scenario):
         return source
     if isinstance(source, Mapping):
-        label, text, folder, data = "<mapping>", None, None, dict(source)
+        label, text, folder, data, root = "<mapping>", None, None, dict(source), None
     else:
         label, text, folder = resolve_source(source)
-        data = _read_yaml(text, label)
+        data, root = read_yaml(text, label)
     if not isinstance(data, dict):
         # An empty file (or one with only comments) reads as None: say so rather than "got None".
         got = "an empty file" if data is None and text is not None else _describe(data)
@@ -262,17 +158,20 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise _translate(exc, label, text) from None
+        raise _translate(exc, label, root) from None
     scenario.locate(label, folder)
     return scenario
 
 
 def scenario_to_yaml(scenario: Scenario) -> str:
     """The fully resolved scenario as YAML that stands alone: every default written out, and a
-    data file's path made absolute, so it runs the same from any folder."""
+    data file's path and a log key file's path made absolute, so it runs the same from any folder."""
     data = scenario.model_dump(mode="json")
     if data["task"]["kind"] == "npz" and scenario.folder is not None and not Path(data["task"]["path"]).is_absolute():
         data["task"]["path"] = str(scenario.folder / data["task"]["path"])
+    key_file = data["log"].get("key_file")
+    if key_file and scenario.folder is not None and not Path(key_file).expanduser().is_absolute():
+        data["log"]["key_file"] = str(scenario.folder / key_file)
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 

@@ -11,14 +11,15 @@ from typing import Any, Iterable, get_args, get_origin
 
 from pydantic import BaseModel
 
-__all__ = ["field_path", "format_path", "strip_union_tags"]
+__all__ = ["field_path", "format_path", "shorten", "strip_union_tags"]
 
 
 def format_path(loc: Iterable) -> str:
-    """``('populations', 1, 'size')`` -> ``'populations[1].size'``."""
+    """``('populations', 1, 'size')`` -> ``'populations[1].size'`` (a key of more than 80
+    characters shortened, see :func:`shorten`)."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        text += f"[{part}]" if isinstance(part, int) else (f".{shorten(str(part))}" if text else shorten(str(part)))
     return text
 
 
@@ -87,3 +88,11 @@ def _child_type(annotation: Any, part: Any) -> Any:
         inner = get_args(annotation)
         return inner[0] if get_origin(annotation) is list else (inner[part] if part < len(inner) else None)
     return None
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to about ``limit`` characters, saying how long it was: a message quotes what
+    a file wrote, and a file may write a megabyte on one line."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 20]}... ({len(text):,} characters)"

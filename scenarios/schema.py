@@ -21,12 +21,13 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     create_model,
+    field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ribbed.scenarios.backend import BackendSpec, BatchedBackendSpec, RayBackendSpec, ReferenceBackendSpec
-from ribbed.scenarios.base import MAX_NEURONS, Fraction, Name, Strict, tagged_union
+from ribbed.scenarios.base import MAX_COUNT, MAX_NEURONS, MAX_SEED, Fraction, Name, Strict, tagged_union
 from ribbed.scenarios.guidance import ConfidenceMetaSpec, CouplingSpec, DirectCouplingSpec, GuideSpec, MetaSpec
 
 __all__ = [
@@ -188,7 +189,7 @@ class FixedInDegree(Strict):
     """Each postsynaptic neuron gets exactly k distinct presynaptic neurons, drawn at random."""
 
     rule: Literal["fixed_in_degree"]
-    k: int = Field(..., gt=0)
+    k: int = Field(..., gt=0, le=MAX_NEURONS)
     allow_self_connections: bool = True
 
 
@@ -200,20 +201,35 @@ class NetworkxGraph(Strict):
     called with ``(n_pre, n_post)`` (a bipartite generator such as ``bipartite.random_graph``):
     nodes ``0..n_pre-1`` are the presynaptic neurons and the rest the postsynaptic ones.
     Undirected edges become synapses in both directions (pre to post only, between populations).
+    The call is checked against the generator's signature, and its graph sized from its
+    arguments, when the scenario is validated (:mod:`ribbed.scenarios.graphs`): never by running it.
     """
 
     rule: Literal["networkx"]
     generator: str = Field(..., description="A generator in networkx's namespace, e.g. 'erdos_renyi_graph'.")
     params: dict[str, Union[bool, int, float, str]] = Field(
-        default_factory=dict, description="Keyword arguments of the generator (the seed is supplied)."
+        default_factory=dict, description="Keyword arguments of the generator (the seed is supplied); integers "
+        "within 64 bits."
     )
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _integers_fit(cls, params: Any) -> Any:
+        # Before the union reads them: an integer beyond 64 bits would pass as a float (another
+        # value), and the message log stores the scenario's integers in 64 bits.
+        if isinstance(params, dict):
+            for key, value in params.items():
+                if isinstance(value, int) and not isinstance(value, bool) and not -MAX_COUNT - 1 <= value <= MAX_COUNT:
+                    raise PydanticCustomError("scenario", f"params '{key}' is {value}, beyond a 64-bit integer",
+                                              {"fix": f"give '{key}' a value from {-MAX_COUNT - 1} to {MAX_COUNT}"})
+        return params
 
 
 class EdgeList(Strict):
     """An explicit list of synapses as ``[pre_index, post_index]`` pairs, local to each population."""
 
     rule: Literal["edges"]
-    edges: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]] = Field(
+    edges: list[Annotated[list[Annotated[int, Field(ge=0, lt=MAX_NEURONS)]], Field(min_length=2, max_length=2)]] = Field(
         ..., min_length=1, description="[pre_index, post_index] pairs."
     )
 
@@ -308,7 +324,7 @@ class MoonsTask(_TaskBase):
     """Two interleaving half circles (scikit-learn's make_moons), 2 classes, standardized."""
 
     kind: Literal["moons"]
-    n_samples: int = Field(1000, ge=10)
+    n_samples: int = Field(1000, ge=10, le=MAX_COUNT)
     noise: float = Field(0.1, ge=0.0)
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
 
@@ -317,7 +333,7 @@ class XorTask(_TaskBase):
     """Points around the four corners of [-1, 1]^2, labelled by the XOR of their signs."""
 
     kind: Literal["xor"]
-    n_samples: int = Field(400, ge=8)
+    n_samples: int = Field(400, ge=8, le=MAX_COUNT)
     noise: float = Field(0.1, ge=0.0)
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
 
@@ -326,7 +342,7 @@ class SineTask(_TaskBase):
     """Regression of y = sin(x) + noise on x uniform in [-pi, pi]."""
 
     kind: Literal["sine"]
-    n_samples: int = Field(1000, ge=10)
+    n_samples: int = Field(1000, ge=10, le=MAX_COUNT)
     noise: float = Field(0.0, ge=0.0)
     loss: Literal["mse"] = "mse"
 
@@ -359,7 +375,7 @@ class ScheduleSpec(Strict):
         description="staged: messages sent in a stage are delivered before the next stage.",
     )
     backward_every: int = Field(
-        1, gt=0,
+        1, gt=0, le=MAX_COUNT,
         description="The propagated error (the backward stage) runs on ticks that are multiples of this; "
         "in between, guided neurons learn from their guides alone, and unguided hidden neurons get no credit.",
     )
@@ -368,10 +384,11 @@ class ScheduleSpec(Strict):
 class RunSpec(Strict):
     """How long the run is and how often it is evaluated."""
 
-    ticks: int = Field(1000, gt=0, description="Number of ticks; one tick consumes one mini-batch.")
-    batch_size: int = Field(32, gt=0)
+    ticks: int = Field(1000, gt=0, le=MAX_COUNT, description="Number of ticks; one tick consumes one mini-batch.")
+    batch_size: int = Field(32, gt=0, le=MAX_COUNT, description="Samples per tick (the run's memory estimate "
+                            "and the message log's record size bound it further; ribbed validate says by how much).")
     eval_every: int = Field(
-        100, gt=0, description="Evaluate on the held-out set every this many ticks, and after the last tick."
+        100, gt=0, le=MAX_COUNT, description="Evaluate on the held-out set every this many ticks, and after the last tick."
     )
 
 
@@ -386,9 +403,15 @@ class LogSpec(Strict):
         "messages were made with (so every error message).",
     )
     snapshot_every: Optional[int] = Field(
-        None, gt=0, description="Ticks between snapshots (weights, optimizer, guide and RNG state) for "
+        None, gt=0, le=MAX_COUNT, description="Ticks between snapshots (weights, optimizer, guide and RNG state) for "
         "seeking and --resume; a multiple of run.eval_every; default: at every evaluation. A snapshot "
         "is also taken after the last tick.",
+    )
+    key_file: Optional[str] = Field(
+        None, min_length=1, description="A file of 16 to 4096 secret bytes that key the log's digest chain "
+        "(HMAC-SHA256 instead of SHA-256), so that nobody without the key can re-chain an edited log; "
+        "relative to the scenario's folder. The log records the key's id, never the key; ribbed replay "
+        "--verify --key-file checks it (docs/log-format.md, 'Keyed chain').",
     )
 
 
@@ -408,7 +431,8 @@ class Scenario(Strict):
 
     name: Name
     description: str = ""
-    seed: int = Field(0, ge=0, description="Root seed: every random draw of the run derives from it.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Root seed: every random draw of the run derives from it "
+                      "(0 to 2^64 - 1).")
     task: TaskSpec  # type: ignore[valid-type]
     populations: list[PopulationSpec] = Field(..., min_length=1)
     projections: list[ProjectionSpec] = Field(default_factory=list)

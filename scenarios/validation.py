@@ -8,8 +8,9 @@ The rules come in two groups:
   scenario object is consistent by construction and a file's errors carry their line (the
   loader places them);
 - **the run's circumstances**: rules that depend on the machine (the GPU asked for is there,
-  Ray is installed) or on Python objects handed over beside the scenario (the scikit-learn
-  estimators of ``guide: sklearn`` populations), which a file cannot show.
+  Ray is installed, the run fits in the memory there is: :mod:`ribbed.scenarios.size`) or on
+  Python objects handed over beside the scenario (the scikit-learn estimators of
+  ``guide: sklearn`` populations), which a file cannot show.
 
 :func:`validate` runs both (the first again, for a scenario changed in place after it was built)
 and names every problem at once. ``ribbed validate``, ``ribbed run`` (the runner) and
@@ -20,17 +21,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple
 
-from ribbed.errors import Problem, ScenarioError
+from ribbed.errors import Problem, RibbedError, ScenarioError
+from ribbed.resources import MemoryLimit, available_memory
 from ribbed.scenarios.base import MAX_NEURONS
-from ribbed.scenarios.graphs import networkx_generator
+from ribbed.scenarios.graphs import BIPARTITE, GeneratorCallError, bound_arguments, graph_shape, networkx_generator
 from ribbed.scenarios.paths import field_path
 from ribbed.scenarios.schema import GRADIENT_RULES, TASK_SHAPES
+from ribbed.scenarios.size import estimate_size, parse_size, size_problems
 
 if TYPE_CHECKING:
     from ribbed.scenarios.schema import ProjectionSpec, Scenario
 
 __all__ = ["Finding", "backend_problems", "consistency_findings", "device_problem", "estimator_problems",
-           "validate"]
+           "memory_limit", "validate"]
 
 
 class Finding(NamedTuple):
@@ -43,19 +46,43 @@ class Finding(NamedTuple):
     fix: str
 
 
-def validate(scenario: Scenario, *, guides: Mapping[str, Any] | None = None) -> None:
+def validate(scenario: Scenario, *, guides: Mapping[str, Any] | None = None,
+             max_memory: int | str | MemoryLimit | None = None) -> None:
     """Check every rule of ``scenario`` (see the module docstring); raise one
     :class:`~ribbed.errors.ScenarioError` naming every problem found.
 
     ``guides`` maps each population with ``guide: {kind: sklearn}`` to its scikit-learn
     regressor (``NetworkModel(..., guides=...)``); a file cannot supply them, so None (none
-    given) refuses a scenario with such a guide."""
+    given) refuses a scenario with such a guide.  ``max_memory`` bounds the run's estimated
+    memory (bytes, or a size such as ``"8G"``); None: what this machine has available
+    (:func:`memory_limit`)."""
+    limit = memory_limit(max_memory)
     problems = [Problem(scenario.source, field_path(finding.loc, type(scenario)), finding.message, finding.fix)
                 for finding in consistency_findings(scenario)]
+    if not problems:  # the estimate needs a consistent scenario (known populations, a generator that binds)
+        problems += size_problems(scenario, estimate_size(scenario), limit.bytes if limit else None,
+                                  limit.source if limit else "")
     problems += backend_problems(scenario)
     problems += estimator_problems(scenario, guides or {})
     if problems:
         raise ScenarioError(problems)
+
+
+def memory_limit(max_memory: int | str | MemoryLimit | None = None) -> MemoryLimit | None:
+    """The bound a run's estimate must fit: ``max_memory`` (bytes, or ``"8G"``, ``"512M"``; K, M,
+    G, T are powers of 1024) when given, else the memory this machine has available
+    (:func:`ribbed.resources.available_memory`; None when it cannot be read).  A size that
+    cannot be read is a :class:`~ribbed.errors.RibbedError`."""
+    if max_memory is None:
+        return available_memory()
+    if isinstance(max_memory, MemoryLimit):
+        return max_memory
+    try:
+        value = parse_size(max_memory)
+    except ValueError as exc:
+        raise RibbedError(Problem("--max-memory", "", f"{exc}", "give bytes (1000000000) or a number with K, M, "
+                                  "G or T (512M, 8G, 1.5T; powers of 1024)")) from None
+    return MemoryLimit(value, f"set by --max-memory {max_memory}")
 
 
 # --------------------------------------------------------------------------- the backend
@@ -261,11 +288,48 @@ def _connectivity(i: int, projection: ProjectionSpec, n_pre: int, n_post: int) -
                               [a, b], "list each synapse once")
             seen.setdefault((a, b), e)
     if c.rule == "networkx":
-        try:
-            networkx_generator(c.generator)
-        except ValueError as exc:
-            yield Finding(loc + ("generator",), str(exc), c.generator,
-                          "name a generator function of networkx, e.g. 'erdos_renyi_graph'")
+        yield from _generator(loc, c, n_pre, n_post, self_projection)
+
+
+def _generator(loc: tuple, c: Any, n_pre: int, n_post: int, self_projection: bool) -> Iterator[Finding]:
+    """A networkx rule's generator exists, can be called with the projection's sizes and params,
+    and (where ribbed knows its formula) makes a graph of the nodes the projection needs; all
+    from its signature and arguments, without running it."""
+    try:
+        networkx_generator(c.generator)
+    except ValueError as exc:
+        yield Finding(loc + ("generator",), str(exc), c.generator,
+                      "name a generator function of networkx, e.g. 'erdos_renyi_graph'")
+        return
+    sizes = (n_pre,) if self_projection else (n_pre, n_post)
+    try:
+        args = bound_arguments(c.generator, sizes, c.params)
+    except GeneratorCallError as exc:
+        yield Finding(loc + (exc.key,), str(exc), c.params if exc.key == "params" else c.generator, exc.fix)
+        return
+    shape = graph_shape(c.generator, sizes, args)
+    expected = sum(sizes)
+    if shape.nodes is not None and shape.nodes != expected:
+        if self_projection:
+            message = (f"{c.generator}(n={n_pre}, **params) makes a graph of {_count(shape.nodes)} nodes, and the "
+                       f"population has {n_pre} neurons")
+            fix = ("use a generator whose graph has one node per neuron (watts_strogatz_graph, erdos_renyi_graph, "
+                   "barabasi_albert_graph...)")
+        elif c.generator not in BIPARTITE:
+            message = (f"between two populations the generator is called as {c.generator}(n_pre={n_pre}, "
+                       f"n_post={n_post}, **params), which makes a graph of {_count(shape.nodes)} nodes, not the "
+                       f"n_pre + n_post = {expected} this projection needs")
+            fix = ("between two populations use a bipartite generator (bipartite.random_graph with params {p: ...}, "
+                   "bipartite.gnmk_random_graph with params {k: ...}, or complete_bipartite_graph), or project a "
+                   "population onto itself")
+        else:
+            message = f"{c.generator} makes a graph of {_count(shape.nodes)} nodes; this projection needs {expected}"
+            fix = "leave the node counts to the call (n_pre, n_post): remove them from params"
+        yield Finding(loc + ("generator",), message, c.generator, fix)
+
+
+def _count(nodes: int) -> str:
+    return f"{nodes:,}" if nodes < 2**63 else "more than 2^63"
 
 
 def _guidance(s: Scenario) -> Iterator[Finding]:

@@ -455,6 +455,13 @@ def test_the_writer_process_writes_the_bytes_of_the_thread_writer(tmp_path: Path
     for writer in (shared, thread):
         writer.close("completed", ticks[-1] + 1)
     assert (tmp_path / "process.log").read_bytes() == (tmp_path / "thread.log").read_bytes()
-    with open_log(tmp_path / "process.log") as log:
-        log.check()
-        assert list(log.ticks) == ticks
+    # Checked as the page says (CRCs, chain), not through LogReader: this header and these ticks
+    # exercise the writers' encodings, they are not a log the page allows (a reader refuses a
+    # header without its fields, and ticks that do not run 0, 1, 2, ...).
+    previous, written = DIGEST_SEED, []
+    with open(tmp_path / "process.log", "rb") as stream:
+        for record in msgpack.Unpacker(stream, raw=False):
+            assert crc(record["body"]) == record["crc"] and body_digest(previous, record["body"]) == record["digest"]
+            previous = record["digest"]
+            written.append((record["type"], record["tick"]))
+    assert [tick for kind, tick in written if kind == "tick"] == ticks and written[-1][0] == "end"

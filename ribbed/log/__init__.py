@@ -21,8 +21,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'ribbed.log' has no attribute {name!r}")
 
 
-def open_log(path):
-    """Open a run's log for reading: ``open_log("runs/x/run.log").messages(agent=17)``."""
+def open_log(path, *, key_file=None, key=None):
+    """Open a run's log for reading: ``open_log("runs/x/run.log").messages(agent=17)``; a keyed
+    log's ``key_file`` (or ``key``) authenticates its digest chain."""
     from ribbed.log.reader import LogReader
 
-    return LogReader(path)
+    return LogReader(path, key_file=key_file, key=key)

@@ -7,8 +7,9 @@ A log is a plain stream of msgpack maps, one per record::
 ``body`` is itself a msgpack map (what the record holds); ``crc`` is the CRC-32 of the body's
 bytes and ``digest`` the SHA-256 of the previous record's digest followed by the body (the
 header's digest hashes ``DIGEST_SEED`` and its body), so changing any past record breaks every
-later digest.  Arrays are maps ``{"dtype", "shape", "data"}`` with little-endian numpy dtype
-strings and the raw bytes as msgpack bin.  Nothing is ever pickled: a reader needs msgpack,
+later digest; a keyed log uses HMAC-SHA256 under its key instead (:mod:`ribbed.log.chain`).
+Arrays are maps ``{"dtype", "shape", "data"}`` with little-endian numpy dtype strings and the
+raw bytes as msgpack bin.  Nothing is ever pickled: a reader needs msgpack,
 and numpy to view the bytes.
 
 Version 2 added the direct-feedback-alignment matrices D to the topology record (``dfa``) and
@@ -26,9 +27,13 @@ from typing import Any, Callable
 import msgpack
 import numpy as np
 
+from ribbed.log.chain import DIGEST_SEED, PLAIN, DigestChain
+from ribbed.log.structure import container_problem
+
 __all__ = [
-    "DIGEST_SEED", "FORMAT", "OLDEST_VERSION", "RECORD_KEYS", "RECORD_TYPES", "VERSION",
-    "array_prefix", "body_digest", "crc", "decode_array", "encode_array", "frame", "frame_prefix", "map_header",
+    "DIGEST_SEED", "DTYPES", "FORMAT", "ITEMSIZE", "OLDEST_VERSION", "RECORD_KEYS", "RECORD_TYPES", "VERSION",
+    "array_prefix", "array_problem", "body_digest", "crc", "decode_array", "encode_array", "frame", "frame_prefix",
+    "map_header",
     "pack", "pack_body", "pack_parts", "record_body", "unpack_body",
 ]
 
@@ -37,12 +42,20 @@ FORMAT = "ribbed-log"
 VERSION = 2
 #: The oldest version this code reads (every version from it to :data:`VERSION`).
 OLDEST_VERSION = 1
-#: What the header's digest is chained to.
-DIGEST_SEED = b"ribbed-log\x00"
 RECORD_TYPES = ("header", "topology", "tick", "snapshot", "end")
 RECORD_KEYS = ("type", "tick", "crc", "digest", "body")
 #: The numpy dtypes an array may have (no object, no structured dtypes: nothing to unpickle).
 DTYPES = frozenset({"<f4", "<f8", "<i1", "<i2", "<i4", "<i8", "<u1", "<u2", "<u4", "<u8", "|b1", "|i1", "|u1"})
+#: Each dtype's itemsize.
+ITEMSIZE = {dtype: np.dtype(dtype).itemsize for dtype in DTYPES}
+#: The most dimensions an array has.
+MAX_DIMENSIONS = 8
+#: An array's size in bytes, counting only its non-zero dimensions, is below this (numpy's limit:
+#: ``[0, 2**63]`` has no elements, but numpy cannot make it).
+MAX_ARRAY_BYTES = 1 << 63
+#: Arrays of up to this many items are unpacked without first walking the body's containers
+#: (see :func:`unpack_body`).
+_SMALL_ARRAY_LEN = 1024
 
 
 class FormatViolation(ValueError):
@@ -61,26 +74,45 @@ def encode_array(values: np.ndarray) -> dict:
     return {"dtype": values.dtype.str, "shape": list(values.shape), "data": memoryview(values).cast("B")}
 
 
-def decode_array(value: Any) -> np.ndarray:
-    """The array an encoded map describes, read-only, checked against its dtype and shape."""
-    if not isinstance(value, dict) or set(value) != {"dtype", "shape", "data"}:
-        raise FormatViolation("an array must be a map with exactly dtype, shape and data")
+def array_problem(value: Any) -> str | None:
+    """None when ``value`` is an encoded array that follows the array rules (a dtype of
+    :data:`DTYPES`, at most 8 non-negative dimensions whose non-zero ones make less than
+    :data:`MAX_ARRAY_BYTES`, and exactly the bytes they need), else what is wrong.  Nothing is
+    allocated: a declared shape is checked against the bytes that are there."""
+    if type(value) is not dict or value.keys() != {"dtype", "shape", "data"}:
+        return "an array must be a map with exactly the keys dtype, shape and data"
     dtype, shape, data = value["dtype"], value["shape"], value["data"]
-    if dtype not in DTYPES:
-        raise FormatViolation(f"array dtype {dtype!r} is not one of the format's dtypes")
-    if (not isinstance(shape, list) or len(shape) > 8
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
-        raise FormatViolation(f"array shape {shape!r} is not a list of at most 8 non-negative integers")
-    if not isinstance(data, (bytes, bytearray)):
-        raise FormatViolation("array data must be msgpack bin")
-    dtype = np.dtype(dtype)
-    count = 1
+    if type(dtype) is not str or dtype not in DTYPES:
+        return f"array dtype {_short(dtype)} is not one of the format's dtypes ({', '.join(sorted(DTYPES))})"
+    if (type(shape) is not list or len(shape) > MAX_DIMENSIONS
+            or not all(type(n) is int and n >= 0 for n in shape)):
+        return f"array shape {_short(shape)} is not a list of at most {MAX_DIMENSIONS} non-negative integers"
+    if type(data) is not bytes:
+        return "array data must be msgpack bin"
+    itemsize = ITEMSIZE[dtype]
+    count = nonzero = 1
     for n in shape:
         count *= n
-    if count * dtype.itemsize != len(data):
-        raise FormatViolation(f"array of shape {shape} and dtype {dtype.str} needs {count * dtype.itemsize} bytes, "
-                              f"has {len(data)}")
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
+        nonzero *= n or 1
+    if nonzero * itemsize >= MAX_ARRAY_BYTES:
+        return f"array shape {shape} is larger than any array can be"
+    if count * itemsize != len(data):
+        return f"array of shape {shape} and dtype {dtype} needs {count * itemsize} bytes, has {len(data)}"
+    return None
+
+
+def decode_array(value: Any) -> np.ndarray:
+    """The array an encoded map describes, read-only, checked against its dtype and shape
+    (:func:`array_problem`) before it is made."""
+    problem = array_problem(value)
+    if problem is not None:
+        raise FormatViolation(problem)
+    return np.frombuffer(value["data"], dtype=value["dtype"]).reshape(value["shape"])
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _PACK = msgpack.Packer(use_bin_type=True, autoreset=True).pack
@@ -160,13 +192,36 @@ def record_body(kind: str, tick: int, body: dict) -> dict:
 
 
 def unpack_body(data: bytes) -> dict:
-    """A body map, arrays left encoded (see :func:`decode_arrays`); bounded by the body's size."""
-    body = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True,
-                           max_bin_len=len(data), max_str_len=len(data), max_array_len=len(data),
-                           max_map_len=len(data), max_ext_len=0)
+    """A body map, arrays left encoded (see :func:`decode_array`), in memory bounded by the
+    body's size.
+
+    msgpack allocates an array's list at the length its header declares (a map's dict grows as
+    its entries come).  Bodies whose arrays are all short (every tick record of a usual network)
+    are unpacked at once: msgpack nests at most 1024 containers, so the lists declared but not
+    filled stay under 8 MiB.  A body with a longer array is first walked
+    (:func:`~ribbed.log.structure.container_problem`): its containers must not declare more items
+    than it has bytes, nor nest more than 32 deep."""
+    size = len(data)
+    try:
+        body = _unpack(data, min(size, _SMALL_ARRAY_LEN))
+    except msgpack.exceptions.StackError:
+        raise FormatViolation("its containers nest deeper than msgpack unpacks (1024 levels)") from None
+    except ValueError as exc:
+        if "exceeds max_array_len" not in str(exc):
+            raise
+        problem = container_problem(data)
+        if problem is not None:
+            raise FormatViolation(problem) from None
+        body = _unpack(data, size)
     if not isinstance(body, dict):
-        raise FormatViolation("a record body must be a map")
+        raise FormatViolation("it must be a msgpack map")
     return body
+
+
+def _unpack(data: bytes, max_array_len: int) -> Any:
+    size = len(data)
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True, max_bin_len=size, max_str_len=size,
+                           max_array_len=max_array_len, max_map_len=size, max_ext_len=0)
 
 
 def crc(body: bytes) -> int:
@@ -174,17 +229,20 @@ def crc(body: bytes) -> int:
 
 
 def body_digest(previous: bytes, body: bytes) -> bytes:
-    """The chained digest of a record whose predecessor's digest is ``previous``."""
+    """The chained digest of a record of a plain (unkeyed) log whose predecessor's digest is
+    ``previous`` (a keyed log's: :meth:`ribbed.log.chain.DigestChain.digest`)."""
     h = hashlib.sha256(previous)
     h.update(body)
     return h.digest()
 
 
-def frame(kind: str, tick: int, body: bytes | list, previous: bytes) -> tuple[bytes, bytes]:
+def frame(kind: str, tick: int, body: bytes | list, previous: bytes,
+          chain: DigestChain = PLAIN) -> tuple[bytes, bytes]:
     """The bytes of a record up to its body (written before the body itself, so a large body
-    is not copied) and the record's digest; ``body`` may be given as pieces (:func:`pack_parts`)."""
+    is not copied) and the record's digest in ``chain``; ``body`` may be given as pieces
+    (:func:`pack_parts`)."""
     parts = [body] if isinstance(body, (bytes, bytearray, memoryview)) else body
-    digest, check, size = hashlib.sha256(previous), 0, 0
+    digest, check, size = chain.start(previous), 0, 0
     for part in parts:
         digest.update(part)
         check = zlib.crc32(part, check)

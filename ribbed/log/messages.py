@@ -6,6 +6,13 @@ every neuron's credit, the task's answers and the weights they were sent with
 (docs/log-format.md, "Messages").  This module expands them, in the canonical order, reading
 only the records of the ticks asked for; with an agent filter it gathers only the synapses
 that touch the agent.
+
+Nothing is allocated from a size the header declares: agent ids are made from the arrays of the
+records read (which the reader checked against the header), and the messages of a tick (batch
+size x synapses payload values, far more than the record's bytes for a large network) are
+made in blocks of at most :data:`BLOCK_BYTES`, so that listing or exporting them holds one block
+at a time.  A filter that asks for messages the log's level does not hold is an error, not an
+empty answer.
 """
 
 from __future__ import annotations
@@ -19,9 +26,19 @@ import pandas as pd
 from ribbed.errors import LogError, Problem
 from ribbed.scheduler.messages import TASK, Kind, Stage
 
-__all__ = ["MessageColumns", "expand", "iter_messages", "messages"]
+__all__ = ["BLOCK_BYTES", "MessageColumns", "expand", "expandable", "iter_messages", "messages"]
 
 COLUMNS = ("tick", "stage", "kind", "src", "dst")
+#: About the most bytes one block of messages holds (its columns and payloads).
+BLOCK_BYTES = 16 << 20
+#: The bytes of one message's columns besides its payload (tick, stage, kind, src, dst).
+_COLUMN_BYTES = 8 + 1 + 1 + 8 + 8
+#: The messages each level can expand, as (stage, kind) pairs (docs/log-format.md, "Log levels").
+_EXPANDABLE = {
+    "summary": {(Stage.READOUT, Kind.ACTIVATION)},
+    "activity": {(Stage.SENSE, Kind.ACTIVATION), (Stage.FORWARD, Kind.ACTIVATION), (Stage.READOUT, Kind.ACTIVATION)},
+}
+_EXPANDABLE["messages"] = _EXPANDABLE["activity"] | {(Stage.READOUT, Kind.ERROR), (Stage.BACKWARD, Kind.ERROR)}
 
 
 class MessageColumns(dict):
@@ -33,14 +50,14 @@ class MessageColumns(dict):
 
 
 class _Layout:
-    """Neuron ids and synapses of a logged network, from its header and topology record."""
+    """Neuron ids and synapses of a logged network, from its header and topology record (both
+    checked by the reader: the topology's arrays have the header's sizes)."""
 
     def __init__(self, log):
         header = log.header
         self.populations = {p["name"]: p for p in header["populations"]}
         role = {p["role"]: p for p in header["populations"]}
-        self.input = np.arange(role["input"]["start"], role["input"]["start"] + role["input"]["size"])
-        self.output = np.arange(role["output"]["start"], role["output"]["start"] + role["output"]["size"])
+        self._input, self._output = role["input"], role["output"]
         self.broadcast = np.asarray(header.get("broadcast", []), dtype=np.int64)
         self.projections = []
         self._touching = lru_cache(maxsize=8)(self._touching_uncached)
@@ -56,6 +73,22 @@ class _Layout:
                 "dst": topology.decode(synapses["post"]).astype(np.int64) + post["start"],
                 "feedback_weights": None if feedback is None else topology.decode(feedback),
             })
+
+    @property
+    def input(self) -> np.ndarray:
+        """The input neurons' ids (made when first asked for: only records with an ``activation``
+        array of ``n_neurons`` columns ask, so their number is one that is in the file)."""
+        return self._ids("input_ids", self._input)
+
+    @property
+    def output(self) -> np.ndarray:
+        """The output neurons' ids (every tick record's ``outputs`` has a column for each)."""
+        return self._ids("output_ids", self._output)
+
+    def _ids(self, name: str, population: dict) -> np.ndarray:
+        if name not in self.__dict__:
+            self.__dict__[name] = np.arange(population["start"], population["start"] + population["size"])
+        return self.__dict__[name]
 
     def _touching_uncached(self, agent: int) -> tuple[np.ndarray, ...]:
         return tuple(np.flatnonzero((p["src"] == agent) | (p["dst"] == agent)) for p in self.projections)
@@ -80,16 +113,24 @@ def _task_side(ids: np.ndarray, agent: int | None) -> np.ndarray:
     return np.arange(len(ids)) if agent == TASK else np.flatnonzero(ids == agent)
 
 
-def expand(layout: _Layout, record, *, agent: int | None = None,
-           kinds: set[Kind] | None = None, stages: set[Stage] | None = None) -> Iterator[MessageColumns]:
+def _pieces(count: int, width: int, block_bytes: int) -> Iterator[slice]:
+    """``count`` messages of ``width`` payload values each, in slices of about ``block_bytes``."""
+    step = max(1, block_bytes // (_COLUMN_BYTES + 8 * max(width, 1)))
+    for start in range(0, count, step):
+        yield slice(start, min(count, start + step))
+
+
+def expand(layout: _Layout, record, *, agent: int | None = None, kinds: set[Kind] | None = None,
+           stages: set[Stage] | None = None, block_bytes: int = BLOCK_BYTES) -> Iterator[MessageColumns]:
     """The messages one tick record implies, in canonical order (stage, then as listed in
-    docs/log-format.md), as blocks of columns."""
+    docs/log-format.md), as blocks of columns of about ``block_bytes`` at most."""
     body, tick = record.body, record.tick
 
     def wanted(stage: Stage, kind: Kind) -> bool:
         return (kinds is None or kind in kinds) and (stages is None or stage in stages)
 
     outputs = record.decode(body["outputs"])
+    width = outputs.shape[0]
     activation = record.array("activation")
     touching = layout.touching(agent)
     if activation is not None:
@@ -101,7 +142,8 @@ def expand(layout: _Layout, record, *, agent: int | None = None,
             for projection, where in zip(layout.projections, touching):
                 src, dst = (projection["src"], projection["dst"]) if where is None else \
                     (projection["src"][where], projection["dst"][where])
-                yield _block(tick, Stage.FORWARD, Kind.ACTIVATION, src, dst, activation[:, src].T)
+                for part in _pieces(len(src), width, block_bytes):
+                    yield _block(tick, Stage.FORWARD, Kind.ACTIVATION, src[part], dst[part], activation[:, src[part]].T)
     if wanted(Stage.READOUT, Kind.ACTIVATION):
         at = _task_side(layout.output, agent)
         yield _block(tick, Stage.READOUT, Kind.ACTIVATION, layout.output[at], np.full(len(at), TASK),
@@ -125,14 +167,18 @@ def expand(layout: _Layout, record, *, agent: int | None = None,
         src, dst = projection["dst"], projection["src"]  # errors travel from post to pre
         if where is not None:
             src, dst, w = src[where], dst[where], w[where]
-        yield _block(tick, Stage.BACKWARD, Kind.ERROR, src, dst, w[:, None] * delta[:, src].T)
-    if len(layout.broadcast):
-        src = np.repeat(layout.output, len(layout.broadcast))
-        dst = np.tile(layout.broadcast, len(layout.output))
-        if agent is not None:
-            keep = (src == agent) | (dst == agent)
-            src, dst = src[keep], dst[keep]
-        yield _block(tick, Stage.BACKWARD, Kind.ERROR, src, dst, delta[:, src].T)
+        for part in _pieces(len(src), width, block_bytes):
+            yield _block(tick, Stage.BACKWARD, Kind.ERROR, src[part], dst[part], w[part, None] * delta[:, src[part]].T)
+    n_broadcast = len(layout.broadcast)
+    if n_broadcast:  # message m: from output neuron m // n_broadcast to broadcast id m % n_broadcast
+        for part in _pieces(len(layout.output) * n_broadcast, width, block_bytes):
+            m = np.arange(part.start, part.stop)
+            src, dst = layout.output[m // n_broadcast], layout.broadcast[m % n_broadcast]
+            if agent is not None:
+                keep = (src == agent) | (dst == agent)
+                src, dst = src[keep], dst[keep]
+            if len(src) or agent is None:
+                yield _block(tick, Stage.BACKWARD, Kind.ERROR, src, dst, delta[:, src].T)
 
 
 def _names(values, enum, what: str, source: str) -> set | None:
@@ -161,21 +207,55 @@ def _tick_range(log, ticks) -> range | None:
     return range(0 if start is None else start, last if stop is None else stop)
 
 
+def expandable(level: str) -> set[tuple[Stage, Kind]]:
+    """The (stage, kind) pairs of the messages a log of ``level`` can expand."""
+    return set(_EXPANDABLE.get(level, ()))
+
+
+def _check_level(log, kinds: set[Kind] | None, stages: set[Stage] | None) -> None:
+    """A LogError when the filter asks only for messages the log's level does not hold."""
+    level = log.header["level"]
+    held = expandable(level)
+    if any((kinds is None or k in kinds) and (stages is None or s in stages) for s, k in held):
+        return
+    asked = " ".join(filter(None, ["/".join(sorted(s.name.lower() for s in stages)) if stages else "",
+                                   "/".join(sorted(k.name.lower() for k in kinds)) if kinds else ""]))
+    never = {Kind.ACTIVATION, Kind.ERROR}
+    if kinds and not kinds & never:
+        fix = ("only their number per tick is logged (each tick record's counts, summed by ribbed log info); "
+               "activation and error messages are the ones a log expands")
+    elif level != "messages":
+        fix = ("run the scenario again with log: {level: messages} (every activation and error message), or "
+               "log: {level: activity} (every activation message)")
+    else:
+        fix = "ask for the stages a log holds messages of: sense, forward, readout, backward"
+    raise LogError(Problem(str(log.path), "kind" if kinds else "stage", f"a log written at level '{level}' holds no "
+                           f"{asked} messages (it holds: " + ", ".join(f"{s.name.lower()} {k.name.lower()}"
+                                                                       for s, k in sorted(held)) + ")", fix))
+
+
 def iter_messages(log, *, ticks=None, agent: int | None = None, kind=None, stage=None,
-                  chunk_ticks: int = 64) -> Iterator[MessageColumns]:
-    """The log's messages as blocks of columns, ``chunk_ticks`` ticks at a time; ``ticks`` is a
-    tick, a ``(start, stop)`` pair (stop excluded; None for open ends) or a range."""
+                  chunk_ticks: int = 64, block_bytes: int = BLOCK_BYTES) -> Iterator[MessageColumns]:
+    """The log's messages as blocks of columns, ``chunk_ticks`` ticks (and about ``block_bytes``)
+    at most at a time; ``ticks`` is a tick, a ``(start, stop)`` pair (stop excluded; None for open
+    ends) or a range.  A LogError when the log's level holds none of the kinds and stages asked for."""
     kinds = _names(kind, Kind, "kind", str(log.path))
     stages = _names(stage, Stage, "stage", str(log.path))
+    _check_level(log, kinds, stages)
     layout = _layout(log)
     blocks: list[MessageColumns] = []
-    count = 0
+    count = held = 0
     for record in log.records(("tick",), _tick_range(log, ticks)):
-        blocks.extend(expand(layout, record, agent=agent, kinds=kinds, stages=stages))
+        for block in expand(layout, record, agent=agent, kinds=kinds, stages=stages, block_bytes=block_bytes):
+            blocks.append(block)
+            held += block["payload"].nbytes + _COLUMN_BYTES * len(block)
+            if held >= block_bytes:
+                yield _concat(blocks, log)
+                blocks, held = [], 0
         count += 1
-        if count % chunk_ticks == 0:
+        if count % chunk_ticks == 0 and blocks:
             yield _concat(blocks, log)
-            blocks = []
+            blocks, held = [], 0
     if blocks or count == 0:
         yield _concat(blocks, log)
 

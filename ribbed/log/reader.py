@@ -1,28 +1,37 @@
-"""Reading a message log: records checked against their CRC and digest chain, found through
-the sidecar index (rebuilt by scanning when it is missing or stale), with bounded buffers.
+"""Reading a message log: records checked against their CRC, their digest chain (keyed or
+not) and the format page, found through the sidecar index (a cache: rebuilt by scanning when it
+is missing, stale or damaged), in memory bounded by the file's size.
 
 Every problem is one of the documented errors of :mod:`ribbed.errors`: ``LogFormatError``
 (not a log, an unknown version, a record that breaks the format), ``LogCorruptError`` (a CRC
-mismatch) and ``LogIntegrityError`` (a broken digest chain), each naming the tick and byte
-offset.  A log that ends inside a record (a crashed run) is read up to its last whole record,
-with a ``LogTruncatedWarning``.  Nothing is unpickled or imported from a log.
+mismatch) and ``LogIntegrityError`` (a broken digest chain, or a keyed log that the key given
+does not authenticate), each naming the tick and byte offset.  A log that ends inside a record
+(a crashed run), or with bytes after its last record that are not a record, is read up to its
+last whole record, with a ``LogTruncatedWarning``.  Nothing is unpickled or imported from a
+log, and nothing is allocated from a size a record declares before the bytes are there.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import msgpack
 import numpy as np
 
-from ribbed.errors import LogCorruptError, LogError, LogFormatError, LogIntegrityError, LogTruncatedWarning, Problem
-from ribbed.log.format import (
-    DIGEST_SEED, FORMAT, OLDEST_VERSION, RECORD_KEYS, RECORD_TYPES, VERSION, FormatViolation, body_digest, crc, decode_array,
-    unpack_body,
+from ribbed.errors import (
+    LogCorruptError, LogError, LogFormatError, LogIntegrityError, LogTruncatedWarning, LogUnauthenticatedWarning,
+    Problem,
 )
+from ribbed.log.bodies import BodyRules, check_header, order_problem
+from ribbed.log.chain import DIGEST_SEED, PLAIN, DigestChain
+from ribbed.log.format import (
+    FORMAT, OLDEST_VERSION, RECORD_KEYS, RECORD_TYPES, VERSION, FormatViolation, crc, decode_array, unpack_body,
+)
+from ribbed.log.keys import LogKey, read_key_file
 from ribbed.log.writer import INDEX_FORMAT, INDEX_SUFFIX
 
 __all__ = ["DEFAULT_MAX_RECORD_BYTES", "LogReader", "Record", "RecordRef"]
@@ -31,6 +40,10 @@ __all__ = ["DEFAULT_MAX_RECORD_BYTES", "LogReader", "Record", "RecordRef"]
 DEFAULT_MAX_RECORD_BYTES = 8 << 30
 _SCAN_CHUNK = 1 << 20
 _FIX_CORRUPT = "the file was changed after it was written; use a copy of the original log, or re-run the scenario"
+_FIX_KEY = "give the key file the run was written with (its scenario's log.key_file): --key-file, or key_file="
+#: How the writer begins every record (a map of five, the key "type"): a scan that meets bytes
+#: that are not a record looks for these after them, to tell trailing garbage from damage.
+_RECORD_START = b"\x85\xa4type"
 
 
 class RecordRef(NamedTuple):
@@ -71,41 +84,56 @@ def _decode(value: Any, record: Record) -> np.ndarray:
                                      _FIX_CORRUPT), record.tick, record.offset) from None
 
 
+class _Stop(NamedTuple):
+    """Where a scan stopped before the end of the file, and why."""
+
+    offset: int
+    garbage: bool  # bytes that are not a record (else: an incomplete record)
+
+
 class LogReader:
     """A message log opened for reading (see the module docstring).
+
+    ``key`` (a :class:`~ribbed.log.keys.LogKey` or its bytes) or ``key_file`` authenticates a
+    keyed log's chain; a keyed log read without its key is read with a
+    ``LogUnauthenticatedWarning`` (CRCs and records checked, the chain not), and a log that is
+    not keyed is refused when a key is given (``LogIntegrityError``: its chain may have been
+    rebuilt without the key).
 
     >>> log = LogReader("runs/digits/run.log")      # doctest: +SKIP
     >>> log.header["scenario"]["name"], log.ticks[-1]  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
+    def __init__(self, path: str | Path, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                 key: LogKey | bytes | None = None, key_file: str | Path | None = None):
         self.path = Path(path)
         self.max_record_bytes = max_record_bytes
-        self.truncated_at: int | None = None  # byte offset of an incomplete last record
+        self.key = _key(key, key_file)
+        self.truncated_at: int | None = None  # byte offset of an incomplete last record, or of trailing garbage
+        #: What other modules derive from this log once per reader (e.g. the message layout).
+        self.cache: dict = {}
+        self.header: dict = {}
+        self.rules: BodyRules | None = None
+        self._chain: DigestChain | None = None  # None: a keyed log read without its key
+        self._index_used = False
+        self._log_damaged = False  # a scan found the log itself damaged: errors through the index stand
+        self._generation = 0
+        self._positions: dict[int, int] = {}
         try:
             self._file = open(self.path, "rb")
         except OSError as exc:
             raise LogError(Problem(str(self.path), "", f"cannot open the log: {exc.strerror or exc}",
                                    "give the path of a run's run.log (ribbed run writes one in its run folder)")) from None
-        self.size = os.fstat(self._file.fileno()).st_size
-        self.refs = self._load_index()
-        if not self.refs or self.refs[0].type != "header":
-            raise self._format_error(0, None, "the file does not start with a ribbed log header",
-                                     "give the path of a log written by ribbed run")
-        self.header = self.read(self.refs[0]).body
-        if self.header.get("format") != FORMAT or not isinstance(self.header.get("version"), int):
-            raise self._format_error(0, None, "the header does not name the ribbed-log format",
-                                     "give the path of a log written by ribbed run")
-        if self.header["version"] > VERSION:
-            raise self._format_error(0, None, f"log format version {self.header['version']} is newer than "
-                                     f"this reader's ({VERSION})", "upgrade ribbed to read it")
-        if self.header["version"] < OLDEST_VERSION:
-            raise self._format_error(0, None, f"log format version {self.header['version']} is not one this "
-                                     f"reader knows (it reads versions {OLDEST_VERSION} to {VERSION})",
-                                     "give the path of a log written by ribbed run")
-        self._by_tick = {ref.tick: ref for ref in self.refs if ref.type == "tick"}
-        #: What other modules derive from this log once per reader (e.g. the message layout).
-        self.cache: dict = {}
+        try:
+            self.size = os.fstat(self._file.fileno()).st_size
+            self._open()
+        except BaseException:
+            self._file.close()
+            raise
+        if self.keyed and self.key is None:
+            warnings.warn(f"{self.path}: the log's digest chain is keyed (HMAC-SHA256, key id {self.key_id}); "
+                          "without its key, its CRCs and records were checked but not who wrote it: give --key-file "
+                          "(LogReader(..., key_file=...)) to authenticate it", LogUnauthenticatedWarning, stacklevel=2)
 
     def close(self) -> None:
         self._file.close()
@@ -133,6 +161,22 @@ class LogReader:
         last = self.refs[-1]
         return self.read(last).body if last.type == "end" else None
 
+    @property
+    def keyed(self) -> bool:
+        """Whether the log's digest chain is keyed (HMAC-SHA256; its header's ``chain``)."""
+        return "chain" in self.header
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of the key a keyed log was written with (never the key), or None."""
+        return self.header["chain"]["key_id"] if self.keyed else None
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the records read were checked against a keyed chain with its key (a plain
+        chain detects changes, it does not say who made them)."""
+        return self.keyed and self._chain is not None
+
     def tick(self, tick: int) -> Record:
         if tick not in self._by_tick:
             raise LogError(Problem(str(self.path), "", f"tick {tick} is not in this log (it has ticks "
@@ -155,11 +199,7 @@ class LogReader:
         topology = self.topology()
         if topology is None or "dfa" not in topology.body:
             return None
-        matrices = topology.body["dfa"]
-        if not isinstance(matrices, dict):
-            raise self._format_error(topology.offset, topology.tick, "the topology record's dfa is not a map",
-                                     _FIX_CORRUPT)
-        return {name: topology.decode(value) for name, value in matrices.items()}
+        return {name: topology.decode(value) for name, value in topology.body["dfa"].items()}
 
     def snapshot(self, at_or_before: int) -> Record | None:
         """The last snapshot at or before a tick, or None."""
@@ -169,9 +209,7 @@ class LogReader:
     def records(self, types: tuple[str, ...] = ("tick",), ticks: range | None = None) -> Iterator[Record]:
         """The records of the given types, in file order; only those in ``ticks`` if given (read
         through the index: the rest of the file is not read)."""
-        for ref in self.refs:
-            if ref.type in types and (ticks is None or ref.tick in ticks):
-                yield self.read(ref)
+        return self._walk(lambda ref: ref.type in types and (ticks is None or ref.tick in ticks))
 
     def messages(self, *, ticks=None, agent: int | None = None, kind=None, stage=None):
         """The logged messages as a pandas DataFrame, filtered by tick (a tick, or a ``(start,
@@ -182,24 +220,73 @@ class LogReader:
         return messages(self, ticks=ticks, agent=agent, kind=kind, stage=stage)
 
     def check(self) -> int:
-        """Read every record, checking CRCs and the whole digest chain; the number of records."""
-        for ref in self.refs:
-            self.read(ref)
+        """Read every record, checking CRCs, the whole digest chain and every body; the number
+        of records."""
+        for _ in self._walk(lambda ref: True):
+            pass
         return len(self.refs)
 
     # ------------------------------------------------------------------ one record
 
     def read(self, ref: RecordRef) -> Record:
-        """Read a record and check its CRC, its digest (chained to its predecessor's) and its body."""
+        """Read a record and check its CRC, its digest (chained to its predecessor's) and its body.
+        A record that does not match what the index says of it drops the index: the log is
+        scanned, and the record read from where the scan found it (a damaged log gives the
+        scan's error, a damaged index none)."""
+        record = self._read_or_none(ref)
+        if record is None:
+            raise LogError(Problem(str(self.path), f"tick {ref.tick}", f"the log holds no {ref.type} record of "
+                                   f"tick {ref.tick} (its index listed one)", "ask for a record the log holds"))
+        return record
+
+    def _read_or_none(self, ref: RecordRef) -> Record | None:
+        """:meth:`read`; None when, with the index dropped, the log turns out not to hold the record."""
+        current = self._current(ref)
+        if current is not None:
+            try:
+                return self._read(current)
+            except LogError as through_index:
+                if not self._index_used or self._log_damaged:
+                    raise
+                try:
+                    self._rescan()  # the index does not match the log: scan it
+                except LogError as scanned:
+                    # The log itself is damaged.  A record edited and re-chained (its own digest
+                    # recomputed) breaks a scan's chain only at the record after it, but itself through
+                    # the index, which holds the digest it had: then the record itself is named.
+                    if (isinstance(through_index, LogIntegrityError) and isinstance(scanned, LogIntegrityError)
+                            and scanned.offset == current.offset + current.size):
+                        raise through_index from None
+                    raise
+                if self.truncated_at is not None and self.truncated_at <= current.offset:
+                    # The scan ends inside a record the index lists whole, with the file going on
+                    # after it: not a log cut short, a record whose length was damaged.
+                    raise through_index from None
+            current = self._current(ref)
+        return None if current is None else self._read(current)
+
+    def _current(self, ref: RecordRef) -> RecordRef | None:
+        """``ref`` as the record list now has it (a ref from before a rescan is looked up by type
+        and tick), or None."""
+        position = self._positions.get(ref.offset)
+        if position is not None and self.refs[position] == ref:
+            return ref
+        return next((r for r in self.refs if (r.type, r.tick) == (ref.type, ref.tick)), None)
+
+    def _read(self, ref: RecordRef) -> Record:
+        if ref.size > self.max_record_bytes:
+            raise self._format_error(ref.offset, ref.tick, f"a record of {ref.size} bytes is larger than the "
+                                     f"reader's limit of {self.max_record_bytes} bytes", "pass a larger "
+                                     "max_record_bytes to LogReader (a snapshot of a large network can be GiBs)")
         self._file.seek(ref.offset)
         data = self._file.read(ref.size)
         if len(data) != ref.size:
             raise self._format_error(ref.offset, ref.tick, "the file is shorter than its index says",
                                      f"delete {self.path}{INDEX_SUFFIX} so that it is rebuilt")
         record = self._unpack_record(data, ref.offset)
-        position = self._position(ref)
+        position = self._positions[ref.offset]
         previous = DIGEST_SEED if position == 0 else self.refs[position - 1].digest
-        body = self._check(record, ref.offset, previous)
+        body = self._check(record, ref.offset, previous, position)
         tick = record["tick"]
         if record["digest"] != ref.digest:  # the chain goes on from the digest the index (or scan) holds
             raise LogIntegrityError(Problem(str(self.path), f"tick {tick}", f"the {record['type']} record at byte "
@@ -211,10 +298,25 @@ class LogReader:
                                      f"delete {self.path}{INDEX_SUFFIX} so that it is rebuilt")
         return Record(record["type"], tick, ref.offset, body, record["body"])
 
-    def _position(self, ref: RecordRef) -> int:
-        if not hasattr(self, "_positions"):
-            self._positions = {r.offset: i for i, r in enumerate(self.refs)}
-        return self._positions[ref.offset]
+    def _walk(self, wanted: Callable[[RecordRef], bool]) -> Iterator[Record]:
+        """The records ``wanted`` chooses, in file order, read and checked; when a record drops the
+        index (see :meth:`read`), the walk goes on in the scanned list after the last record given."""
+        position, generation, last = 0, self._generation, -1
+        while True:
+            if generation != self._generation:
+                generation = self._generation
+                position = bisect.bisect_right([r.offset for r in self.refs], last)
+            if position >= len(self.refs):
+                return
+            ref = self.refs[position]
+            position += 1
+            if not wanted(ref):
+                continue
+            record = self._read_or_none(ref)
+            if record is None:  # (the scan found the log shorter than its index said)
+                continue
+            last = record.offset
+            yield record
 
     def _unpack_record(self, data: bytes, offset: int) -> dict:
         try:
@@ -222,54 +324,187 @@ class LogReader:
                                      max_map_len=len(RECORD_KEYS), max_ext_len=0)
         except (ValueError, TypeError, msgpack.exceptions.UnpackException) as exc:
             raise self._format_error(offset, None, f"not a msgpack record ({exc})", _FIX_CORRUPT) from None
+        if not _is_frame(record):
+            raise self._format_error(offset, None, f"a record must be a map with the keys {list(RECORD_KEYS)}",
+                                     _FIX_CORRUPT)
         self._check_frame(record, offset)
         return record
 
-    def _check_frame(self, record: Any, offset: int) -> None:
-        if not isinstance(record, dict) or tuple(record) != RECORD_KEYS:
-            raise self._format_error(offset, None, f"a record must be a map with the keys {list(RECORD_KEYS)}",
-                                     _FIX_CORRUPT)
+    def _check_frame(self, record: dict, offset: int) -> None:
         kind, tick, check, digest, body = (record[k] for k in RECORD_KEYS)
-        if (kind not in RECORD_TYPES or not isinstance(tick, int) or isinstance(tick, bool)
-                or not isinstance(check, int) or not isinstance(digest, bytes) or len(digest) != 32
-                or not isinstance(body, bytes)):
-            raise self._format_error(offset, tick if isinstance(tick, int) else None,
-                                     "a record field has the wrong type", _FIX_CORRUPT)
+        if (kind not in RECORD_TYPES or type(tick) is not int or type(check) is not int
+                or type(digest) is not bytes or len(digest) != 32 or type(body) is not bytes):
+            raise self._format_error(offset, tick if type(tick) is int else None,
+                                     "a record field has the wrong type, or the record type is unknown "
+                                     f"({_short(kind)})", _FIX_CORRUPT)
 
-    def _check(self, record: dict, offset: int, previous: bytes) -> dict:
-        tick, body = record["tick"], record["body"]
+    def _check(self, record: dict, offset: int, previous: bytes, position: int) -> dict:
+        """The record's body, after its CRC, its digest and its fields are checked (the header's
+        body is read before its digest is checked: it says how the chain is made)."""
+        kind, tick, body = record["type"], record["tick"], record["body"]
         if crc(body) != record["crc"]:
-            raise LogCorruptError(Problem(str(self.path), f"tick {tick}", f"the {record['type']} record at byte "
+            raise LogCorruptError(Problem(str(self.path), f"tick {tick}", f"the {kind} record at byte "
                                           f"{offset} does not match its CRC", _FIX_CORRUPT), tick, offset)
-        if body_digest(previous, body) != record["digest"]:
-            raise LogIntegrityError(Problem(str(self.path), f"tick {tick}", f"the {record['type']} record at "
-                                            f"byte {offset} breaks the digest chain (it, or a record before it, "
-                                            "was edited)", _FIX_CORRUPT), tick, offset)
+        if position == 0:
+            if kind != "header":
+                raise self._format_error(0, None, "the file does not start with a ribbed log header",
+                                         "give the path of a log written by ribbed run")
+            decoded = self._body(record, offset)
+            self._accept_header(decoded)
+            self._check_digest(record, offset, previous)
+            return decoded
+        self._check_digest(record, offset, previous)
+        decoded = self._body(record, offset)
         try:
-            decoded = unpack_body(body)
-        except (ValueError, TypeError, FormatViolation, msgpack.exceptions.UnpackException) as exc:
+            self.rules.check(kind, decoded)
+        except FormatViolation as exc:
+            raise self._format_error(offset, tick, f"the {kind} record: {exc}", _FIX_CORRUPT) from None
+        return decoded
+
+    def _check_digest(self, record: dict, offset: int, previous: bytes) -> None:
+        if self._chain is None:  # a keyed log read without its key: nothing to check it with
+            return
+        if self._chain.digest(previous, record["body"]) != record["digest"]:
+            tick = record["tick"]
+            how = " keyed" if self._chain.keyed else ""
+            raise LogIntegrityError(Problem(str(self.path), f"tick {tick}", f"the {record['type']} record at byte "
+                                            f"{offset} breaks the{how} digest chain (it, or a record before it, "
+                                            "was edited" + (", or re-chained without the key)" if how else ")"),
+                                            _FIX_CORRUPT), tick, offset)
+
+    def _body(self, record: dict, offset: int) -> dict:
+        kind, tick = record["type"], record["tick"]
+        try:
+            decoded = unpack_body(record["body"])
+        except FormatViolation as exc:
+            raise self._format_error(offset, tick, f"the record's body: {exc}", _FIX_CORRUPT) from None
+        except (ValueError, TypeError, msgpack.exceptions.UnpackException) as exc:
             raise self._format_error(offset, tick, f"the record's body is not a msgpack map ({exc})",
                                      _FIX_CORRUPT) from None
-        if decoded.get("tick") != tick or decoded.get("type") != record["type"]:
-            raise self._format_error(offset, tick, "the record's type or tick differs from its body's", _FIX_CORRUPT)
+        if decoded.get("tick") != tick or decoded.get("type") != kind or type(decoded.get("tick")) is not int:
+            raise self._format_error(offset, tick, f"the record's type or tick ({kind}, {tick}) differs from its "
+                                     f"body's ({_short(decoded.get('type'))}, {_short(decoded.get('tick'))})",
+                                     _FIX_CORRUPT)
         return decoded
+
+    def _accept_header(self, body: dict) -> None:
+        """Check the header and take from it what the other records are checked against: the
+        rules of their bodies, and the chain (plain, keyed with the key given, or keyed without)."""
+        if body.get("format") != FORMAT or type(body.get("version")) is not int:
+            raise self._format_error(0, None, "the header does not name the ribbed-log format",
+                                     "give the path of a log written by ribbed run")
+        version = body["version"]
+        if version > VERSION:
+            raise self._format_error(0, None, f"log format version {version} is newer than this reader's "
+                                     f"({VERSION})", "upgrade ribbed to read it")
+        if version < OLDEST_VERSION:
+            raise self._format_error(0, None, f"log format version {version} is not one this reader knows (it reads "
+                                     f"versions {OLDEST_VERSION} to {VERSION})",
+                                     "give the path of a log written by ribbed run")
+        try:
+            check_header(body)
+        except FormatViolation as exc:
+            raise self._format_error(0, -1, f"the header record: {exc}", _FIX_CORRUPT) from None
+        chain = body.get("chain")
+        if chain is None:
+            if self.key is not None:
+                raise LogIntegrityError(Problem(str(self.path), "tick -1", "the log's digest chain is not keyed, so "
+                                                f"the key given ({self.key.source}) cannot authenticate it: it was "
+                                                "written without log.key_file, or its chain was rebuilt without the "
+                                                "key", "verify it without a key (it is then checked for changes, "
+                                                "not for who made them)"), -1, 0)
+            self._chain = PLAIN
+        elif self.key is None:
+            self._chain = None
+        elif chain["key_id"] != self.key.key_id:
+            raise LogIntegrityError(Problem(str(self.path), "tick -1", f"the log's chain is keyed with key id "
+                                            f"{chain['key_id']}, the key given ({self.key.source}) has id "
+                                            f"{self.key.key_id}: it is not the key the log was written with (or the "
+                                            "header was forged)", _FIX_KEY), -1, 0)
+        else:
+            self._chain = DigestChain(self.key)
+        self.header = body
+        self.rules = BodyRules(body)
 
     def _format_error(self, offset: int, tick: int | None, message: str, fix: str) -> LogFormatError:
         where = f"tick {tick}" if tick is not None else ""
         return LogFormatError(Problem(str(self.path), where, f"{message} (byte {offset})", fix), tick, offset)
 
-    # ------------------------------------------------------------------ the index
+    # ------------------------------------------------------------------ the index, or a scan
 
-    def _load_index(self) -> list[RecordRef]:
-        """The records' places from the sidecar index when it matches the file, else by scanning
-        (from where the index ends when the file has grown since it was written)."""
-        refs = self._read_index()
-        if refs is None:
-            return self._scan(0, DIGEST_SEED, [])
-        indexed_size = refs[-1].offset + refs[-1].size if refs else 0
-        if indexed_size == self.size:
-            return refs
-        return self._scan(indexed_size, refs[-1].digest if refs else DIGEST_SEED, refs)
+    def _open(self) -> None:
+        """The records' places: from the sidecar index when it matches the file (and the file
+        scanned from where the index ends, when it has grown since), else from a scan."""
+        index = self._read_index()
+        if index:
+            try:
+                self._set_refs(index, index_used=True)
+                self._read(index[0])  # the header
+                covered = index[-1].offset + index[-1].size
+                stop = None
+                if covered < self.size:
+                    refs, stop = self._scan(covered, index[-1].digest, index)
+                    if stop is not None and len(refs) == len(index):
+                        # Nothing whole after the index: bytes appended to a log, or an index of another
+                        # log whose end is not where a record ends here.  Its last record says which.
+                        self._read(index[-1])
+                    self._set_refs(refs, index_used=True)
+                self._check_order()
+                self._stopped(stop)
+                return
+            except LogError:
+                pass  # the index does not match the log: a scan says what the log holds
+        self._rescan()
+
+    def _rescan(self) -> None:
+        """Drop the index: scan and check the whole log.  When the scan finds the log itself
+        damaged, its error is raised, and the reader keeps the index (records before the damage
+        stay readable through it; the damaged one gives the same error again)."""
+        kept = (self.refs, self.header, self.rules, self._chain) if self._index_used else None
+        try:
+            self.header, self.rules, self._chain = {}, None, None
+            refs, stop = self._scan(0, DIGEST_SEED, [])
+            if not refs:
+                self._stopped(stop)
+                raise self._format_error(0, None, "the file does not start with a ribbed log header",
+                                         "give the path of a log written by ribbed run")
+            self._set_refs(refs, index_used=False)
+            self._check_order()
+        except LogError:
+            if kept is not None:
+                self.header, self.rules, self._chain = kept[1:]
+                self._set_refs(kept[0], index_used=True)
+                self._log_damaged = True
+            raise
+        self._stopped(stop)
+
+    def _set_refs(self, refs: list[RecordRef], *, index_used: bool) -> None:
+        self.refs = refs
+        self._index_used = index_used
+        self._positions = {r.offset: i for i, r in enumerate(refs)}
+        self._by_tick = {ref.tick: ref for ref in refs if ref.type == "tick"}
+        self._generation += 1
+        self.cache = {}
+
+    def _stopped(self, stop: _Stop | None) -> None:
+        """Warn that the log was read up to its last whole record (and where it stopped), once."""
+        if stop is None or stop.offset == self.truncated_at:
+            return
+        self.truncated_at = stop.offset
+        last = next((r.tick for r in reversed(self.refs) if r.type == "tick"), None)
+        read = f"read up to {'tick ' + str(last) if last is not None else 'its header'}"
+        if stop.garbage:
+            message = (f"the log ends with {self.size - stop.offset} bytes at byte {stop.offset} that are not a "
+                       f"record (bytes appended after its last record, or a damaged last record); {read}")
+        else:
+            message = f"the log ends inside a record at byte {stop.offset} (a run that stopped while writing); {read}"
+        warnings.warn(f"{self.path}: {message}", LogTruncatedWarning, stacklevel=4)
+
+    def _check_order(self) -> None:
+        found = order_problem([(ref.type, ref.tick) for ref in self.refs], self.header["level"])
+        if found is not None:
+            ref = self.refs[found[0]]
+            raise self._format_error(ref.offset, ref.tick, f"records out of order: {found[1]}", _FIX_CORRUPT)
 
     def _read_index(self) -> list[RecordRef] | None:
         try:
@@ -282,7 +517,8 @@ class LogReader:
             types, ticks, offsets = (decode_array(index[k]) for k in ("types", "ticks", "offsets"))
             digests, size = index["digests"], index["log_size"]
             n = len(offsets)
-            if (len(types) != n or len(ticks) != n or len(digests) != 32 * n or not isinstance(size, int)
+            if (types.ndim != 1 or ticks.ndim != 1 or offsets.ndim != 1 or len(types) != n or len(ticks) != n
+                    or type(digests) is not bytes or len(digests) != 32 * n or type(size) is not int
                     or size > self.size or (n and (offsets[0] != 0 or np.any(np.diff(offsets) <= 0)
                                                    or offsets[-1] >= size or types.max() >= len(RECORD_TYPES)))):
                 return None
@@ -293,9 +529,11 @@ class LogReader:
         return [RecordRef(RECORD_TYPES[t], int(k), int(o), int(e - o), digests[32 * i:32 * i + 32])
                 for i, (t, k, o, e) in enumerate(zip(types.tolist(), ticks.tolist(), offsets.tolist(), ends.tolist()))]
 
-    def _scan(self, start: int, previous: bytes, refs: list[RecordRef]) -> list[RecordRef]:
-        """Walk the records from byte ``start``, checking each one's CRC and digest chain."""
+    def _scan(self, start: int, previous: bytes, refs: list[RecordRef]) -> tuple[list[RecordRef], _Stop | None]:
+        """Walk the records from byte ``start``, checking each one's CRC, digest chain and body;
+        the records, and where the scan stopped short of the end of the file (None: it did not)."""
         refs = list(refs)
+        self._set_refs(refs, index_used=self._index_used)
         self._file.seek(start)
         unpacker = msgpack.Unpacker(self._file, raw=False, read_size=_SCAN_CHUNK,
                                     max_buffer_size=self.max_record_bytes, max_bin_len=self.max_record_bytes,
@@ -311,23 +549,55 @@ class LogReader:
                                          f"{self.max_record_bytes} bytes", "pass a larger max_record_bytes to "
                                          "LogReader (a snapshot of a large network can be GiBs)") from None
             except (ValueError, TypeError, msgpack.exceptions.UnpackException) as exc:
+                if refs and not self._record_follows(offset):
+                    return refs, _Stop(offset, garbage=True)
                 raise self._format_error(offset, None, f"not a msgpack record ({exc})", _FIX_CORRUPT) from None
             end = start + unpacker.tell()  # tell() counts from where the unpacker began
+            if not _is_frame(record):
+                if refs and not self._record_follows(offset):
+                    return refs, _Stop(offset, garbage=True)
+                raise self._format_error(offset, None, f"a record must be a map with the keys {list(RECORD_KEYS)}",
+                                         _FIX_CORRUPT)
             self._check_frame(record, offset)
-            body = self._check(record, offset, previous)
+            self._check(record, offset, previous, len(refs))
             previous = record["digest"]
-            if not refs and body.get("format") != FORMAT:
-                raise self._format_error(0, None, "the file does not start with a ribbed log header",
-                                         "give the path of a log written by ribbed run")
             refs.append(RecordRef(record["type"], record["tick"], offset, end - offset, previous))
+            self._positions[offset] = len(refs) - 1
             offset = end
-        if offset < self.size:
-            self.truncated_at = offset
-            last = next((r.tick for r in reversed(refs) if r.type == "tick"), None)
-            warnings.warn(f"{self.path}: the log ends inside a record at byte {offset} (a run that stopped "
-                          f"while writing); read up to {'tick ' + str(last) if last is not None else 'its header'}",
-                          LogTruncatedWarning, stacklevel=3)
-        return refs
+        return refs, (_Stop(offset, garbage=False) if offset < self.size else None)
+
+    def _record_follows(self, offset: int) -> bool:
+        """Whether a record may begin anywhere after byte ``offset``: else the bytes from there
+        on are trailing garbage, not a damaged record among others."""
+        self._file.seek(offset + 1)
+        tail = b""
+        while True:
+            chunk = self._file.read(_SCAN_CHUNK)
+            if not chunk:
+                return False
+            if _RECORD_START in tail + chunk:
+                return True
+            tail = chunk[-(len(_RECORD_START) - 1):]
+
+
+def _is_frame(record: Any) -> bool:
+    """Whether ``record`` is a map of the five record keys, in order (what a record's bytes decode to)."""
+    return type(record) is dict and tuple(record) == RECORD_KEYS
+
+
+def _key(key: LogKey | bytes | None, key_file: str | Path | None) -> LogKey | None:
+    if key is not None and key_file is not None:
+        raise LogError(Problem("LogReader", "key", "give key or key_file, not both", "pass one of them"))
+    if key_file is not None:
+        return read_key_file(key_file, source="LogReader", field="key_file")
+    if isinstance(key, (bytes, bytearray)):
+        return LogKey(bytes(key))
+    return key
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _ranges(ticks: np.ndarray) -> str:

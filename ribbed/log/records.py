@@ -31,14 +31,16 @@ LEVELS = ("off", "summary", "activity", "messages")
 
 
 def header_body(model: NetworkModel, level: str, threads: dict, cores: int | None = None,
-                writer: str | None = None) -> dict:
+                writer: str | None = None, chain: dict | None = None) -> dict:
     """The header: format, the resolved scenario, seed, settings and versions, and the layout of
     neurons and synapses a reader needs to name agents.  ``threads`` are torch's settings
     (:func:`ribbed.determinism.configure_torch`), ``cores`` the cores the run could use
     (default: :func:`ribbed.resources.available_cores`) and ``writer`` the log writer's kind
-    (``process`` or ``thread``; :mod:`ribbed.log.run_log` fills it in when it starts one)."""
+    (``process`` or ``thread``; :mod:`ribbed.log.run_log` fills it in when it starts one).
+    ``chain``: a keyed log's ``{"kind", "key_id"}`` (:meth:`ribbed.log.chain.DigestChain.header_field`),
+    the header's last field; a plain log's header has none."""
     scenario, network, executor = model.scenario, model.network, model.executor
-    return {
+    header = {
         "tick": -1, "format": FORMAT, "version": VERSION, "level": level,
         "scenario": scenario.model_dump(mode="json"),
         "scenario_folder": str(scenario.folder) if scenario.folder is not None else None,
@@ -58,6 +60,9 @@ def header_body(model: NetworkModel, level: str, threads: dict, cores: int | Non
                         for p in network.projections],
         "broadcast": [int(i) for i in network.broadcast_targets] if network.output.needs_credit else [],
     }
+    if chain is not None:
+        header["chain"] = chain
+    return header
 
 
 def topology_body(model: NetworkModel, version: int = VERSION) -> dict:

@@ -1,44 +1,53 @@
 """Replaying a logged run: verify it bit for bit, or rebuild its state at any tick.
 
 A replay rebuilds the model from the log's header (the resolved scenario, with the torch
-thread count the run used), checks the topology record against the rebuilt network (the body
-that the log's format version wrote: a version-1 topology has no D matrices), and re-runs it
-with a recorder that compares each tick and snapshot record it computes with the logged one.  Verification is exact on the executor, device and dtype the
-run used; elsewhere the first difference is reported like any other.
+thread count the run used), checks the header's layout (populations, projections, sizes) and
+the topology record against the rebuilt network (the body that the log's format version wrote:
+a version-1 topology has no D matrices), and re-runs it with a recorder that compares each
+tick and snapshot record it computes with the logged one.  Verification is exact on the
+executor, device and dtype the run used; elsewhere the first difference is reported like any
+other.  A keyed log is verified only with its key (``key_file``), which authenticates every
+record before anything is re-run.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ribbed.errors import LogError, Problem, RibbedError
+from ribbed.errors import (
+    LogError, LogFormatError, LogIntegrityError, LogTruncatedWarning, LogUnauthenticatedWarning, Problem, RibbedError,
+)
 from ribbed.log.format import pack_body, record_body, unpack_body
+from ribbed.log.header_scenario import scenario_of
+from ribbed.log.keys import LogKey, read_key_file, scenario_key
 from ribbed.log.reader import LogReader, Record
-from ribbed.log.recorder import Recorder
 
-__all__ = ["Difference", "VerifyReport", "model_at", "scenario_of", "verify", "write_state"]
+if TYPE_CHECKING:
+    from ribbed.resources import MemoryLimit
 
+__all__ = ["Difference", "VerifyReport", "keyed_reader", "model_at", "scenario_of", "verify", "write_state"]
 
-def scenario_of(log: LogReader, source: str | None = None):
-    """The scenario a log was recorded from (its header holds it resolved)."""
-    from ribbed.scenarios.loader import load_scenario
-
-    folder = log.header.get("scenario_folder")
-    return load_scenario(log.header["scenario"]).locate(source or f"{log.path} (header)",
-                                                       Path(folder) if folder else None)
+#: The header fields a replay checks against the network its scenario builds: what a reader
+#: names agents and sizes arrays by.
+HEADER_LAYOUT = ("seed", "seed_entropy", "executor", "dtype", "batch_size", "ticks", "kinds", "stages", "n_neurons",
+                 "populations", "projections", "broadcast")
 
 
-def _model(log: LogReader, guides: dict | None):
+def _model(log: LogReader, guides: dict | None, max_memory: int | str | MemoryLimit | None = None):
+    """The model of the header's scenario, rebuilt; refused, like a run, when its estimated size
+    does not fit in ``max_memory`` (default: the memory available), before anything is built
+    (a header can claim any size)."""
     from ribbed.determinism import configure_torch
     from ribbed.model import NetworkModel
 
     threads = log.header.get("threads", {})
     configure_torch(threads.get("torch_threads"), threads.get("torch_interop_threads"))
-    return NetworkModel(scenario_of(log), guides=guides)
+    return NetworkModel(scenario_of(log), guides=guides, max_memory=max_memory)
 
 
 @dataclass
@@ -75,48 +84,76 @@ class _Mismatch(Exception):
         self.difference = difference
 
 
-class _VerifyingRecorder(Recorder):
-    """Computes each record as the run did, and compares it with the logged one."""
+def _verifying_recorder(model, log: LogReader, level: str, snapshot_every: int):
+    """A recorder that computes each record as the run did, and compares it with the logged one.
+    (Defined when a replay runs: the recorder imports torch, which a log that fails its checks
+    is reported without.)"""
+    from ribbed.log.recorder import Recorder
 
-    def __init__(self, model, log: LogReader, level: str, snapshot_every: int):
-        super().__init__(model, level, snapshot_every)
-        self.log = log
-        self.expected = iter([ref for ref in log.refs if ref.type in ("tick", "snapshot")])
-        self.ticks = self.snapshots = 0
+    class VerifyingRecorder(Recorder):
+        def __init__(self):
+            super().__init__(model, level, snapshot_every)
+            self.log = log
+            self.expected = iter([ref for ref in log.refs if ref.type in ("tick", "snapshot")])
+            self.ticks = self.snapshots = 0
 
-    def emit(self, kind: str, tick: int, body: Callable[[], dict], size: int = 0) -> None:
-        ref = next(self.expected, None)
-        if ref is None:
-            raise _LogEnds
-        if (ref.type, ref.tick) != (kind, tick):
-            raise _Mismatch(Difference(tick, kind, "record", None, f"the log has a {ref.type} record for tick "
-                                       f"{ref.tick} here, the replay a {kind} record for tick {tick}"))
-        try:
-            logged = self.log.read(ref)
-        except LogError as exc:
-            raise _Mismatch(Difference(ref.tick, ref.type, "bytes", None, str(exc.problems[0].message))) from None
-        data = pack_body(record_body(kind, tick, body()))
-        if data != logged.data:
-            raise _Mismatch(_first_difference(self.model, logged, unpack_body(data)))
-        if kind == "tick":
-            self.ticks += 1
-        else:
-            self.snapshots += 1
+        def emit(self, kind: str, tick: int, body: Callable[[], dict], size: int = 0) -> None:
+            ref = next(self.expected, None)
+            if ref is None:
+                raise _LogEnds
+            if (ref.type, ref.tick) != (kind, tick):
+                raise _Mismatch(Difference(tick, kind, "record", None, f"the log has a {ref.type} record for tick "
+                                           f"{ref.tick} here, the replay a {kind} record for tick {tick}"))
+            try:
+                logged = self.log.read(ref)
+            except LogError as exc:
+                raise _Mismatch(Difference(ref.tick, ref.type, "bytes", None, str(exc.problems[0].message))) from None
+            data = pack_body(record_body(kind, tick, body()))
+            if data != logged.data:
+                raise _Mismatch(_first_difference(self.model, logged, unpack_body(data)))
+            if kind == "tick":
+                self.ticks += 1
+            else:
+                self.snapshots += 1
+
+    return VerifyingRecorder()
 
 
-def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | None = None) -> VerifyReport:
+def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | None = None,
+           key: LogKey | None = None, key_file: str | Path | None = None,
+           max_memory: int | str | MemoryLimit | None = None) -> VerifyReport:
     """Re-run a logged run from its header and compare every tick and snapshot record with the
-    log, bit for bit; the report names the first tick, field and agent that differ."""
+    log, bit for bit; the report names the first tick, field and agent that differ.  A damaged
+    or malformed record fails the report at its tick; a keyed log needs its ``key`` (or
+    ``key_file``): without it, a LogError (nothing could be authenticated), and a key given for
+    a log that is not keyed, or that does not authenticate it, fails the report at the header
+    or at the first record re-chained without it.  A header scenario that does not fit in
+    ``max_memory`` (default: the memory available) is refused with a
+    :class:`~ribbed.errors.ScenarioError` before it is rebuilt."""
+    if key_file is not None:
+        key = read_key_file(key_file, source="ribbed replay", field="--key-file")
     try:
-        log = LogReader(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LogUnauthenticatedWarning)  # (an error below)
+            log = LogReader(path, key=key)
+        if log.keyed and key is None:
+            log.close()
+            raise LogError(Problem(str(path), "", "the log's digest chain is keyed (HMAC-SHA256, key id "
+                                   f"{log.key_id}): verifying it needs its key", "give the run's key file: ribbed replay RUN.log "
+                                   "--verify --key-file PATH (the scenario's log.key_file)"))
         log.check()
     except LogError as exc:
         if exc.tick is None and exc.offset is None:
-            raise  # not a readable log at all (a missing file, another format)
+            raise  # not a readable log at all (a missing file, another format), or a keyed log without its key
+        field = "format" if isinstance(exc, LogFormatError) else "integrity"
         return VerifyReport(False, 0, 0, Difference(exc.tick if exc.tick is not None else -1, "log",
-                                                    "integrity", None, exc.problems[0].message))
+                                                    field, None, exc.problems[0].message))
     with log:
-        model = _model(log, guides)
+        model = _model(log, guides, max_memory)
+        difference = _header_difference(model, log.header)
+        if difference is not None:
+            model.executor.close()
+            return VerifyReport(False, 0, 0, difference)
         topology = log.topology()
         if topology is not None:
             difference = _topology_difference(model, topology, log.version)
@@ -124,7 +161,7 @@ def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | 
                 model.executor.close()
                 return VerifyReport(False, 0, 0, difference)
         scenario = model.scenario
-        recorder = _VerifyingRecorder(model, log, log.header["level"],
+        recorder = _verifying_recorder(model, log, log.header["level"],
                                       scenario.log.snapshot_every or scenario.run.eval_every)
         model.recorder = recorder
         last = int(log.ticks[-1]) + 1 if len(log.ticks) else 0
@@ -137,6 +174,56 @@ def verify(path: str | Path, *, guides: dict | None = None, on_tick: Callable | 
         finally:
             model.executor.close()  # the Ray executor's shards go now, not when collected
     return VerifyReport(True, recorder.ticks, recorder.snapshots)
+
+
+def keyed_reader(path: str | Path, source: str | None = None) -> tuple[LogKey | None, LogReader]:
+    """A run's log opened with the key its scenario names (``log.key_file``, from the header),
+    and that key: a keyed log is authenticated whole (every record read), so that a resumed run
+    goes on from a chain that is all the key holder's.  A keyed log whose scenario names no key
+    file, or a log that is not keyed whose scenario names one, is a LogIntegrityError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LogUnauthenticatedWarning)
+        log = LogReader(path)
+    try:
+        key = scenario_key(scenario_of(log, source))
+    except BaseException:
+        log.close()
+        raise
+    if key is None:
+        if log.keyed:
+            log.close()
+            raise LogIntegrityError(Problem(str(path), "tick -1", f"the log's chain is keyed (key id {log.key_id}) but "
+                                            "its scenario names no log.key_file", "use the original log: its "
+                                            "scenario names the key file it was written with"), -1, 0)
+        return None, log
+    log.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LogTruncatedWarning)  # (given when it was opened above)
+        log = LogReader(path, key=key)
+    try:
+        log.check()
+    except BaseException:
+        log.close()
+        raise
+    return key, log
+
+
+def _header_difference(model, header: dict) -> Difference | None:
+    """None when the header's layout (:data:`HEADER_LAYOUT`) is the one the rebuilt network
+    has, else the first field that differs: a header edited apart from its scenario."""
+    from ribbed.log.records import header_body
+
+    rebuilt = header_body(model, header["level"], header["threads"])
+    for field in HEADER_LAYOUT:
+        if header[field] != rebuilt[field]:
+            return Difference(-1, "header", field, None, f"the header says {_brief(header[field])}, its scenario "
+                              f"builds {_brief(rebuilt[field])}")
+    return None
+
+
+def _brief(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _topology_difference(model, logged: Record, version: int) -> Difference | None:
@@ -228,21 +315,26 @@ def _agent_of(network, field: str, name: str | None, position: tuple) -> int | N
     return None
 
 
-def model_at(path: str | Path, tick: int, *, guides: dict | None = None):
+def model_at(path: str | Path, tick: int, *, guides: dict | None = None, key: LogKey | None = None,
+             key_file: str | Path | None = None, max_memory: int | str | MemoryLimit | None = None):
     """The model of a logged run at ``tick``: restored from the last snapshot at or before it,
     then run (without logging or evaluating) up to it.  Its state can be read, and no more ticks
-    run (its executor is closed)."""
-    from ribbed.log.records import restore_snapshot
+    run (its executor is closed).  ``key``/``key_file``: a keyed log's key (without it, the log
+    is read with a LogUnauthenticatedWarning).  Its size is checked against ``max_memory`` as
+    :func:`verify` checks it."""
+    from ribbed.log.run_log import restore_from
 
-    with LogReader(path) as log:
+    if key_file is not None:
+        key = read_key_file(key_file, source="ribbed replay", field="--key-file")
+    with LogReader(path, key=key) as log:
         last = int(log.ticks[-1]) + 1 if len(log.ticks) else 0
         if not 0 <= tick <= last:
             raise RibbedError(Problem(str(log.path), "", f"tick {tick} is not in this run (it has ticks 0..{last})",
                                       f"ask for a tick from 0 to {last}"))
-        model = _model(log, guides)
+        model = _model(log, guides, max_memory)
         snapshot = log.snapshot(tick)
         if snapshot is not None:
-            restore_snapshot(model, snapshot.body, snapshot.decode)
+            restore_from(model, snapshot, log)
     try:
         while model.tick < tick:
             model.advance()

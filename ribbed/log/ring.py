@@ -20,11 +20,13 @@ import numpy as np
 
 from ribbed.log.format import DTYPES, array_prefix, map_header, pack
 
-__all__ = ["ACK", "CLOSE", "FLUSH", "RECORD", "RING_BYTES", "SCALARS", "SCALAR_FIELDS", "SlotLayout", "TICKS",
+__all__ = ["ACK", "CLOSE", "FLUSH", "KEY", "RECORD", "RING_BYTES", "SCALARS", "SCALAR_FIELDS", "SlotLayout", "TICKS",
            "slot_layout", "slot_views"]
 
-#: Commands on the pipe (one byte each, then their fields, little-endian).
-TICKS, RECORD, FLUSH, CLOSE = b"T", b"R", b"F", b"C"
+#: Commands on the pipe (one byte each, then their fields, little-endian).  ``KEY`` (the key's
+#: length as a uint16, then its bytes) comes first, and only for a keyed log: the key never
+#: travels on the writer's command line.
+TICKS, RECORD, FLUSH, CLOSE, KEY = b"T", b"R", b"F", b"C", b"K"
 ACK = struct.Struct("<qq")  # (what, value): 0 ticks written so far, 1 flushed, 2 closed
 RING_BYTES = 4 << 20  # small enough to stay in cache; at least 4 slots, whatever their size
 #: A slot's first bytes: tick, loss, backward.

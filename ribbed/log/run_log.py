@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from ribbed.errors import Problem, RibbedError
+from ribbed.errors import LogFormatError, Problem, RibbedError
+from ribbed.log.chain import DigestChain
 from ribbed.log.format import RECORD_TYPES
 from ribbed.log.records import header_body, restore_snapshot, topology_body
 from ribbed.resources import plan_cores
 
 if TYPE_CHECKING:
-    from ribbed.log.reader import LogReader
+    from ribbed.log.keys import LogKey
+    from ribbed.log.reader import LogReader, Record
     from ribbed.log.shared_writer import SharedLogWriter
     from ribbed.log.writer import LogWriter
     from ribbed.model import NetworkModel
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     RunLogWriter = Union[LogWriter, SharedLogWriter]
 
 __all__ = ["WRITER_VARIABLE", "WRITERS", "ResumePoint", "choose_writer", "open_run_log", "open_writer",
-           "restore_last_snapshot"]
+           "restore_from", "restore_last_snapshot"]
 
 #: The environment variable that chooses the writer by hand.
 WRITER_VARIABLE = "RIBBED_LOG_WRITER"
@@ -68,11 +70,11 @@ def choose_writer(device: str, cores: int | None = None) -> str:
 
 
 def open_writer(path: str | Path, model: NetworkModel, level: str, header: dict | None, *,
-                resume: ResumePoint | None = None, cores: int | None = None) -> RunLogWriter:
+                resume: ResumePoint | None = None, cores: int | None = None, key: LogKey | None = None) -> RunLogWriter:
     """The writer of the log at ``path`` (see the module docstring), with ``header`` written
-    first (its ``resources`` say which writer wrote it), or continuing the log at ``resume``.
-    A writer process that cannot be started (no process or shared memory to be had) is
-    replaced by a writer thread, which does the same work."""
+    first (its ``resources`` say which writer wrote it), or continuing the log at ``resume``;
+    with ``key``, the digest chain is keyed.  A writer process that cannot be started (no
+    process or shared memory to be had) is replaced by a writer thread, which does the same work."""
     from ribbed.log.writer import LogWriter, write_index
 
     path = Path(path)
@@ -84,11 +86,12 @@ def open_writer(path: str | Path, model: NetworkModel, level: str, header: dict 
             write_index(path, resume.entries, resume.offset)
         try:
             return SharedLogWriter(path, _written_by(header, "process"), tick_layout(model, level),
-                                   resume=resume is not None)
+                                   resume=resume is not None, key=key)
         except OSError:
             pass
     return LogWriter(path, _written_by(header, "thread"),
-                     resume=None if resume is None else (resume.offset, resume.digest, resume.entries))
+                     resume=None if resume is None else (resume.offset, resume.digest, resume.entries),
+                     chain=DigestChain(key))
 
 
 def _written_by(header: dict | None, writer: str) -> dict | None:
@@ -98,16 +101,18 @@ def _written_by(header: dict | None, writer: str) -> dict | None:
     return {**header, "resources": {**header["resources"], "writer": writer}}
 
 
-def open_run_log(path: str | Path, model: NetworkModel, level: str, threads: dict, *,
-                 resume: ResumePoint | None = None, cores: int | None = None) -> RunLogWriter:
+def open_run_log(path: str | Path, model: NetworkModel, level: str, threads: dict, *, resume: ResumePoint | None = None,
+                 cores: int | None = None, key: LogKey | None = None) -> RunLogWriter:
     """Start the log of a run: its writer, the header and (at levels that expand messages) the
     topology; or, with ``resume``, continue a log after the point :func:`restore_last_snapshot`
     found.  ``threads``: torch's settings in force, ``cores``: the cores the run can use
-    (default: :func:`ribbed.resources.available_cores`), both recorded in the header."""
+    (default: :func:`ribbed.resources.available_cores`), both recorded in the header; ``key``:
+    the key of a keyed chain (the header records its id; a resumed log goes on with the same key)."""
     if resume is not None:
-        return open_writer(path, model, level, None, resume=resume, cores=cores)
+        return open_writer(path, model, level, None, resume=resume, cores=cores, key=key)
     cores = plan_cores(cores).cores
-    writer = open_writer(path, model, level, header_body(model, level, threads, cores), cores=cores)
+    header = header_body(model, level, threads, cores, chain=DigestChain(key).header_field())
+    writer = open_writer(path, model, level, header, cores=cores, key=key)
     if level in _TOPOLOGY_LEVELS:
         topology = topology_body(model)
         writer.write("topology", -1, lambda: topology)
@@ -121,9 +126,24 @@ def restore_last_snapshot(log: LogReader, model: NetworkModel) -> ResumePoint:
     snapshot = log.snapshot(model.scenario.run.ticks)
     keep = [ref for ref in log.refs if ref.type in ("header", "topology")]
     if snapshot is not None:
-        restore_snapshot(model, snapshot.body, snapshot.decode)
+        restore_from(model, snapshot, log)
         keep = log.refs[:next(i for i, ref in enumerate(log.refs) if ref.offset == snapshot.offset) + 1]
     last = keep[-1]
     return ResumePoint(offset=last.offset + last.size, digest=last.digest,
                        entries=[(RECORD_TYPES.index(ref.type), ref.tick, ref.offset, ref.digest) for ref in keep],
                        snapshot_tick=None if snapshot is None else snapshot.tick)
+
+
+def restore_from(model: NetworkModel, snapshot: Record, log: LogReader) -> None:
+    """Put a snapshot record's state into ``model``; a snapshot whose state does not fit the
+    network the header's scenario builds (a log edited, or written by another version of an
+    executor) is a LogFormatError naming its tick and offset, not the executor's own error."""
+    try:
+        restore_snapshot(model, snapshot.body, snapshot.decode)
+    except RibbedError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
+        raise LogFormatError(Problem(str(log.path), f"tick {snapshot.tick}", f"the snapshot at byte {snapshot.offset} "
+                                     f"does not fit the network of the log's scenario ({type(exc).__name__}: "
+                                     f"{str(exc)[:200]})", "use a copy of the original log, or re-run the scenario"),
+                             snapshot.tick, snapshot.offset) from None

@@ -25,15 +25,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
 from ribbed.errors import RibbedError
 from ribbed.log.format import RECORD_TYPES, pack_parts, record_body
-from ribbed.log.ring import ACK, CLOSE, FLUSH, RECORD, RING_BYTES, SCALARS, TICKS, slot_layout, slot_views
+from ribbed.log.ring import ACK, CLOSE, FLUSH, KEY, RECORD, RING_BYTES, SCALARS, TICKS, slot_layout, slot_views
 from ribbed.log.writer import write_failure
+
+if TYPE_CHECKING:
+    from ribbed.log.keys import LogKey
 
 __all__ = ["SharedLogWriter", "tick_layout"]
 
@@ -68,13 +71,14 @@ def tick_layout(model, level: str) -> list[dict]:
 
 class SharedLogWriter:
     """The :class:`~ribbed.log.writer.LogWriter` interface, with the work done in a writer
-    process (see the module docstring)."""
+    process (see the module docstring).  ``key``: the key of a keyed log, handed to the
+    process through its pipe before anything else."""
 
     #: What kind of writer this is, as a run's header and summary.json record it.
     kind = "process"
 
     def __init__(self, path: str | Path, header: dict | None, layout: list[dict], *, resume: bool = False,
-                 notify_every: int = 64, notify_seconds: float = 0.02):
+                 notify_every: int = 64, notify_seconds: float = 0.02, key: LogKey | None = None):
         self.path = Path(path)
         self.layout = layout
         slots = slot_layout(layout)
@@ -102,7 +106,7 @@ class SharedLogWriter:
             pass
         self._acks, ack_write = os.pipe()
         settings = {"path": str(self.path), "ring": ring, "layout": layout, "slots": self._n_slots,
-                    "resume": resume}
+                    "resume": resume, "keyed": key is not None}
         self._process = subprocess.Popen(
             [sys.executable, "-m", "ribbed.log.writer_process", json.dumps(settings)],
             stdin=command_read, stdout=ack_write, stderr=self._errors, pass_fds=(), close_fds=True,
@@ -118,12 +122,14 @@ class SharedLogWriter:
         self._notify_every = min(notify_every, self._n_slots // 4 or 1)
         self._notify_seconds = notify_seconds
         self.closed = False
-        if header is not None:
-            try:
+        try:
+            if key is not None:
+                self._send(KEY + struct.pack("<H", len(key.secret)), key.secret)
+            if header is not None:
                 self.write("header", -1, lambda: header)
-            except RibbedError:
-                self._remove_ring()
-                raise
+        except RibbedError:
+            self._remove_ring()
+            raise
 
     # ------------------------------------------------------------------ ticks
 
@@ -256,7 +262,9 @@ class SharedLogWriter:
     def _failure(self) -> RibbedError:
         self._errors.seek(0)
         text = self._errors.read().decode("utf-8", "replace").strip().splitlines()
-        detail = text[-1] if text else f"its writer process stopped with exit status {self._process.returncode}"
+        code = self._process.returncode
+        stopped = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        detail = text[-1] if text else f"the log writer process stopped ({stopped})"
         return write_failure(self.path, detail)
 
 

@@ -25,7 +25,8 @@ import msgpack
 import numpy as np
 
 from ribbed.errors import Problem, RibbedError
-from ribbed.log.format import DIGEST_SEED, RECORD_TYPES, encode_array, frame, pack_parts, record_body
+from ribbed.log.chain import DIGEST_SEED, PLAIN, DigestChain
+from ribbed.log.format import RECORD_TYPES, encode_array, frame, pack_parts, record_body
 
 __all__ = ["INDEX_SUFFIX", "LogWriter", "append_records", "read_index", "write_failure", "write_index"]
 
@@ -43,7 +44,9 @@ def write_failure(path: str | Path, reason: str) -> RibbedError:
 
 
 def write_index(path: Path, entries: list[tuple[int, int, int, bytes]], size: int) -> None:
-    """Write the sidecar index of ``path`` (type, tick, offset, digest per record) atomically."""
+    """Write the sidecar index of ``path`` (type, tick, offset, digest per record) atomically:
+    through a temporary file and a rename, so a reader finds the old index or the new one, whole
+    (a reader rebuilds a damaged one all the same: it is a cache)."""
     types, ticks, offsets, digests = zip(*entries) if entries else ((), (), (), ())
     document = {"format": INDEX_FORMAT, "version": 1, "log_size": size,
                 "types": encode_array(np.array(types, dtype=np.uint8)),
@@ -52,8 +55,11 @@ def write_index(path: Path, entries: list[tuple[int, int, int, bytes]], size: in
                 "digests": b"".join(digests)}
     target = Path(str(path) + INDEX_SUFFIX)
     temporary = target.with_name(target.name + ".tmp")
-    temporary.write_bytes(msgpack.packb(document, use_bin_type=True))
-    os.replace(temporary, target)
+    try:
+        temporary.write_bytes(msgpack.packb(document, use_bin_type=True))
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def read_index(path: Path) -> tuple[list[tuple[int, int, int, bytes]], int]:
@@ -71,7 +77,8 @@ class LogWriter:
     """Appends records to a log file (see the module docstring).
 
     ``resume`` continues an existing log: ``(offset, digest, entries)`` of its last record to
-    keep; the file is cut after it.  Records are handed to the writer thread in batches: it
+    keep; the file is cut after it.  ``chain``: how digests are chained (keyed for a scenario
+    with ``log.key_file``; :mod:`ribbed.log.chain`).  Records are handed to the writer thread in batches: it
     wakes every ``interval`` seconds (or when a snapshot, a flush or a full queue asks for it)
     and writes everything queued with one ``write``, so a run with short ticks does not trade
     its interpreter lock with the thread at every tick.  A record is in the file at most about
@@ -82,8 +89,10 @@ class LogWriter:
     kind = "thread"
 
     def __init__(self, path: str | Path, header: dict | None, *, resume: tuple[int, bytes, list] | None = None,
-                 max_pending: int = 64, max_pending_bytes: int = 1 << 29, interval: float = 0.02):
+                 max_pending: int = 64, max_pending_bytes: int = 1 << 29, interval: float = 0.02,
+                 chain: DigestChain = PLAIN):
         self.path = Path(path)
+        self._chain = chain
         if resume is None:
             self._file = open(self.path, "xb", buffering=0)
             self._digest, self._offset, self.entries = DIGEST_SEED, 0, []
@@ -188,19 +197,20 @@ class LogWriter:
 
     def _append(self, batch: list) -> None:
         records = [(kind, tick, pack_parts(record_body(kind, tick, body()))) for kind, tick, body, _, _ in batch]
-        self._offset, self._digest = append_records(self._file, records, self._offset, self._digest, self.entries)
+        self._offset, self._digest = append_records(self._file, records, self._offset, self._digest, self.entries,
+                                                    self._chain)
         if any(item[3] for item in batch):
             write_index(self.path, self.entries, self._offset)
 
 
 def append_records(file, records: list[tuple[str, int, list]], offset: int, digest: bytes,
-                   entries: list) -> tuple[int, bytes]:
-    """Frame ``(kind, tick, body pieces)`` records after the record whose digest is ``digest``,
-    write them at ``offset`` of ``file`` (small ones joined into one write, large pieces from
-    their own memory), add them to ``entries``; the new offset and digest."""
+                   entries: list, chain: DigestChain = PLAIN) -> tuple[int, bytes]:
+    """Frame ``(kind, tick, body pieces)`` records after the record whose digest is ``digest``
+    (chained by ``chain``), write them at ``offset`` of ``file`` (small ones joined into one
+    write, large pieces from their own memory), add them to ``entries``; the new offset and digest."""
     small: list = []
     for kind, tick, pieces in records:
-        prefix, digest = frame(kind, tick, pieces, digest)
+        prefix, digest = frame(kind, tick, pieces, digest, chain)
         entries.append((RECORD_TYPES.index(kind), tick, offset, digest))
         offset += len(prefix) + sum(len(piece) for piece in pieces)
         for part in (prefix, *pieces):

@@ -1,15 +1,14 @@
 """The writer process of :mod:`ribbed.log.shared_writer`: ``python -m ribbed.log.writer_process SETTINGS``.
 
-It reads commands from its stdin (the run's pipe), builds tick records from the shared ring,
-frames, checksums and appends every record to the log, keeps the index, and reports progress
-on its stdout.  It imports only the log format (numpy and msgpack), so it starts in a fraction
-of a second.  At the end of its input (the run closed the log, or died) it writes what it was
+It reads commands from its stdin (the run's pipe; a keyed log's key comes first), builds tick
+records from the shared ring, frames, checksums and appends every record to the log, keeps the
+index, and reports progress on its stdout.  It imports only the log format (numpy and msgpack),
+so it starts in a fraction of a second.  At the end of its input (the run closed the log, or died) it writes what it was
 told about, the index, and removes the ring's file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mmap
 import os
@@ -17,8 +16,10 @@ import struct
 import sys
 import zlib
 
-from ribbed.log.format import DIGEST_SEED, RECORD_TYPES, frame_prefix, pack
-from ribbed.log.ring import ACK, CLOSE, FLUSH, RECORD, SCALARS, TICKS, slot_layout
+from ribbed.log.chain import DIGEST_SEED, PLAIN, DigestChain
+from ribbed.log.format import RECORD_TYPES, frame_prefix, pack
+from ribbed.log.keys import LogKey
+from ribbed.log.ring import ACK, CLOSE, FLUSH, KEY, RECORD, SCALARS, TICKS, slot_layout
 from ribbed.log.writer import append_records, read_index, write_index
 
 #: The most buffers one ``os.writev`` takes (Linux's IOV_MAX).
@@ -40,8 +41,9 @@ def _read(stream, size: int) -> bytearray | None:
 
 
 class _Writer:
-    def __init__(self, settings: dict):
+    def __init__(self, settings: dict, chain: DigestChain):
         self.path = settings["path"]
+        self.chain = chain
         self.slots, self.n_slots = slot_layout(settings["layout"]), settings["slots"]
         with open(settings["ring"], "r+b") as ring:
             self.map = mmap.mmap(ring.fileno(), self.n_slots * self.slots.size)
@@ -61,7 +63,8 @@ class _Writer:
         self.done = 0
 
     def append(self, records: list[tuple[str, int, list]], index: bool = False) -> None:
-        self.offset, self.digest = append_records(self.file, records, self.offset, self.digest, self.entries)
+        self.offset, self.digest = append_records(self.file, records, self.offset, self.digest, self.entries,
+                                                  self.chain)
         if index:
             write_index(self.path, self.entries, self.offset)
 
@@ -72,7 +75,7 @@ class _Writer:
         written from the ring; a batch is written with one system call."""
         lead, middle, size, rests = self.slots.lead, self.slots.middle, self.slots.size, self.rests
         rest_bytes = len(self.slots.rest)
-        scalars, sha256, crc32, entries = SCALARS.unpack_from, hashlib.sha256, zlib.crc32, self.entries
+        scalars, start, crc32, entries = SCALARS.unpack_from, self.chain.start, zlib.crc32, self.entries
         tick_type = RECORD_TYPES.index("tick")
         while self.done < head:
             end = min(head, self.done + _BATCH)
@@ -82,7 +85,7 @@ class _Writer:
                 tick, loss, backward = scalars(self.map, slot * size)
                 scalar_bytes = lead + pack(tick) + middle[backward] + pack(loss)
                 rest = rests[slot]
-                chained = sha256(digest)
+                chained = start(digest)
                 chained.update(scalar_bytes)
                 chained.update(rest)
                 digest = chained.digest()
@@ -126,8 +129,14 @@ def main(argv: list[str]) -> int:
 
 
 def _serve(settings: dict) -> int:
-    writer = _Writer(settings)
     commands = os.fdopen(0, "rb", buffering=0)
+    chain = PLAIN
+    if settings.get("keyed"):  # the key comes first, through the pipe
+        op = _read(commands, 1)
+        if op != KEY:
+            raise ValueError(f"a keyed log's writer expected its key first, got {op!r}")
+        chain = DigestChain(LogKey(bytes(_read(commands, struct.unpack("<H", _read(commands, 2))[0]))))
+    writer = _Writer(settings, chain)
     acks = os.fdopen(1, "wb", buffering=0)
 
     def ack(what: int, value: int) -> None:

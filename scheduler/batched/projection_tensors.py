@@ -23,11 +23,9 @@ import numpy as np
 import torch
 
 from ribbed.environment.network import ProjectionInfo
+from ribbed.scenarios.size import storage_layout
 
 __all__ = ["DenseProjection", "ProjectionTensors", "SparseProjection", "make_projection_tensors"]
-
-#: Above this many matrix entries a projection is stored sparse unless its storage says dense.
-DENSE_LIMIT = 2**26
 
 
 class ProjectionTensors:
@@ -243,12 +241,7 @@ class SparseProjection(ProjectionTensors):
 
 def choose_layout(info: ProjectionInfo, storage: str, threshold: float) -> str:
     """``dense`` or ``sparse`` for a projection (see the module docstring)."""
-    if storage != "auto":
-        return storage
-    entries = info.pre.size * info.post.size
-    if entries > DENSE_LIMIT:
-        return "sparse"
-    return "sparse" if info.n_synapses / entries < threshold else "dense"
+    return storage_layout(storage, threshold, info.pre.size, info.post.size, info.n_synapses)
 
 
 def make_projection_tensors(info: ProjectionInfo, storage: str, threshold: float, device: torch.device,
