@@ -14,8 +14,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-import yaml
-
 from ribbed.errors import Problem, RibbedError, ScenarioError
 from ribbed.scenarios.loader import yaml_value
 from ribbed.scenarios.overrides import apply_fields
@@ -63,7 +61,7 @@ def parse_set(text: str) -> tuple[str, list[Any]]:
                                       f"--set {field}=0.01,0.05"))
         try:
             value = yaml_value(item.strip())
-        except yaml.YAMLError:
+        except ScenarioError:  # (not YAML, or refused by the scenario reader)
             value = None
         if isinstance(value, (list, dict)) or (value is None and item.strip() not in ("null", "~")):
             raise RibbedError(Problem("ribbed sweep", f"--set {text}", f"'{item.strip()}' is not a single value",
