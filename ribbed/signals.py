@@ -11,7 +11,9 @@ from its tick; the log still keeps every record that was whole.  While the run c
 files, further signals are held back until they are closed.
 
 Signal handlers belong to the main thread: elsewhere (a run started from a worker thread),
-nothing is installed and the signals keep their handlers.
+nothing is installed and the signals keep their handlers.  A signal this process was started
+ignoring stays ignored (POSIX's convention: a shell starts background jobs ignoring SIGINT, so
+that the terminal's Ctrl-C leaves them running; ``nohup`` and service managers do likewise).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class StopOnSignal:
     def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

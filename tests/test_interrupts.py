@@ -54,6 +54,7 @@ def interrupt_in_terminal(command: list[str], run_dir: Path, after_rows: int, en
     ``after_rows`` rows, and return its exit status and what it printed."""
     pid, terminal = pty.fork()
     if pid == 0:  # the child: a session of its own, with the pseudo-terminal as its terminal
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # (as a shell's foreground job, even if pytest ignores it)
         os.execve(command[0], command, env)
     printed, typed, reaped = bytearray(), False, False
     deadline = time.monotonic() + timeout
@@ -159,7 +160,16 @@ def test_sigterm_stops_the_run_the_same_way(tmp_path: Path):
     assert 0 < assert_ends_interrupted(stopped) < 200000
 
 
-def test_the_python_api_stops_between_ticks_and_restores_the_handlers(tmp_path: Path):
+@pytest.fixture
+def sigint_raises():
+    """Python's own SIGINT handler, whatever this process was started with (a background job
+    starts ignoring SIGINT), restored afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_the_python_api_stops_between_ticks_and_restores_the_handlers(tmp_path: Path, sigint_raises):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     data = json.loads(scenario_file(tmp_path, ticks=400, eval_every=100).read_text())
 
@@ -174,7 +184,7 @@ def test_the_python_api_stops_between_ticks_and_restores_the_handlers(tmp_path: 
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
-def test_a_second_ctrl_c_stops_at_once():
+def test_a_second_ctrl_c_stops_at_once(sigint_raises):
     class Model:
         running = True
 
@@ -186,3 +196,21 @@ def test_a_second_ctrl_c_stops_at_once():
             time.sleep(1)  # (the handler runs at the next bytecode; the sleep is cut short by it)
         stop.hold()
         os.kill(os.getpid(), signal.SIGTERM)  # held back while the run closes its files: noted, no raise
+
+
+def test_a_signal_the_process_was_started_ignoring_stays_ignored():
+    """A background job (``ribbed run ... &`` in a script) is started ignoring SIGINT: the run
+    keeps it so, and the terminal's Ctrl-C leaves it running."""
+    class Model:
+        running = True
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopOnSignal(Model()) as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.received is None and stop.model.running
+            assert signal.getsignal(signal.SIGTERM) == stop._handle  # (SIGTERM was not ignored)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

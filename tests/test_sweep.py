@@ -147,7 +147,8 @@ def test_a_sweep_stopped_then_killed_continues_to_the_same_table(local_sweep: Pa
 
     # Ctrl-C: the run in progress stops between two ticks, its log ends 'interrupted'; exit 130.
     first = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+                             start_new_session=True,  # SIGINT as a foreground job gets it, even if pytest ignores it:
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stopped = wait_for_a_run_in_progress(folder, set(), first)
     os.kill(first.pid, signal.SIGINT)
     _, stderr = first.communicate(timeout=120)
