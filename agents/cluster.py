@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
+from ribbed.agents.mesa_idioms import TickedWhole
 from ribbed.scheduler.messages import Kind, Message, Stage
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["ClusterAgent"]
 
 
-class ClusterAgent(mesa.Agent):
+class ClusterAgent(TickedWhole, mesa.Agent):
     """One guide (and, for a meta unit, one meta state) serving a group of neurons."""
 
     agent_kind = "cluster"

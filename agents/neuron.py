@@ -21,6 +21,7 @@ import numpy as np
 
 from ribbed.agents.activations import ACTIVATIONS
 from ribbed.agents.guides import guide_features
+from ribbed.agents.mesa_idioms import TickedWhole
 from ribbed.agents.optimizers import Optimizer, make_optimizer
 from ribbed.agents.rules import bias_gradient, chiral_scale, guided_credit, hebbian_gradient
 from ribbed.agents.state import NeuronState
@@ -52,7 +53,7 @@ class Synapses:
         self.inputs: np.ndarray | None = None  # presynaptic activity of this tick, (n_in, batch)
 
 
-class NeuronAgent(NeuronState, mesa.Agent):
+class NeuronAgent(TickedWhole, NeuronState, mesa.Agent):
     """A neuron: state (u, y, delta), incoming synapses, bias, optimizer state, inbox."""
 
     agent_kind = "neuron"

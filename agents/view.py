@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import mesa
 import numpy as np
 
+from ribbed.agents.mesa_idioms import TickedWhole
 from ribbed.agents.state import NeuronState
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["ClusterView", "NeuronView", "make_views"]
 
 
-class NeuronView(NeuronState, mesa.Agent):
+class NeuronView(TickedWhole, NeuronState, mesa.Agent):
     """One neuron's slice of an executor's state."""
 
     agent_kind = "neuron"
@@ -115,7 +116,7 @@ class NeuronView(NeuronState, mesa.Agent):
         return f"NeuronView({self.unique_id}, population={self.population.name!r}, index={self.index})"
 
 
-class ClusterView(mesa.Agent):
+class ClusterView(TickedWhole, mesa.Agent):
     """A guide of an executor that stacks its guides (one row of them), seen as a Mesa agent with
     the ids and reads of a reference :class:`~ribbed.agents.cluster.ClusterAgent`."""
 
