@@ -65,14 +65,11 @@ def cgroup_cpu_limit(root: Path = CGROUP_ROOT, membership: Path = PROC_CGROUP) -
     """This process's CPU bandwidth quota in cores (``1.5``: 150 ms of CPU time per 100 ms), the
     tightest of its cgroup and the cgroup's ancestors, v2 or v1; None when there is none, or no
     cgroup file system to read (not Linux)."""
-    try:
-        lines = membership.read_text(encoding="utf-8").splitlines()
-    except OSError:
+    entries = _cgroups(membership)
+    if entries is None:
         return None
     limits: list[float] = []
-    for line in lines:
-        hierarchy, _, rest = line.partition(":")
-        controllers, _, path = rest.partition(":")
+    for hierarchy, controllers, path in entries:
         if hierarchy == "0" and controllers == "":  # cgroup v2: <root>/<path>/cpu.max holds "QUOTA PERIOD"
             for folder in _folders(root, path):
                 limits += _quota(folder / "cpu.max", None)
@@ -83,6 +80,21 @@ def cgroup_cpu_limit(root: Path = CGROUP_ROOT, membership: Path = PROC_CGROUP) -
                         limits += _quota(folder / "cpu.cfs_quota_us", folder / "cpu.cfs_period_us")
                     break
     return min(limits) if limits else None
+
+
+def _cgroups(membership: Path) -> list[tuple[str, str, str]] | None:
+    """This process's cgroups as ``(hierarchy, controllers, path)``, one per line of
+    ``/proc/self/cgroup`` (v2: hierarchy ``0`` and no controllers); None where it cannot be read."""
+    try:
+        lines = membership.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    entries = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        entries.append((hierarchy, controllers, path))
+    return entries
 
 
 def _folders(mount: Path, path: str) -> list[Path]:
@@ -173,14 +185,11 @@ def cgroup_memory_room(root: Path = CGROUP_ROOT, membership: Path = PROC_CGROUP)
     """The bytes this process's cgroups still let it allocate: the smallest of limit minus
     usage over its cgroup and the cgroup's ancestors, v2 or v1; None when no cgroup sets a limit
     (or there is no cgroup file system to read)."""
-    try:
-        lines = membership.read_text(encoding="utf-8").splitlines()
-    except OSError:
+    entries = _cgroups(membership)
+    if entries is None:
         return None
     rooms: list[int] = []
-    for line in lines:
-        hierarchy, _, rest = line.partition(":")
-        controllers, _, path = rest.partition(":")
+    for hierarchy, controllers, path in entries:
         if hierarchy == "0" and controllers == "":  # v2: memory.max ("max" or bytes), memory.current
             for folder in _folders(root, path):
                 rooms += _room(folder / "memory.max", folder / "memory.current")

@@ -56,6 +56,17 @@ class RunResult:
 _WRITABLE_FIX = "choose a folder this process can write to (--out, or output.dir in the scenario)"
 
 
+def dated_folder(parent: Path, prefix: str) -> Path:
+    """A folder that does not exist yet: ``<parent>/<prefix>-<date-time>``, with ``-2``, ``-3``...
+    when several are made in the same second."""
+    base = parent / f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
 class RunDirectory:
     """Writes a run's files as the run goes."""
 
@@ -81,12 +92,7 @@ class RunDirectory:
                 raise RibbedError(Problem(str(path), "", "already exists and is not an empty folder",
                                           "choose a new folder for --out, so no earlier run is overwritten"))
         else:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            base = Path(scenario.output.dir) / f"{scenario.name}-s{scenario.seed}-{stamp}"
-            path, n = base, 1
-            while path.exists():
-                n += 1
-                path = base.with_name(f"{base.name}-{n}")
+            path = dated_folder(Path(scenario.output.dir), f"{scenario.name}-s{scenario.seed}")
         existing = path
         while not existing.exists():
             existing = existing.parent

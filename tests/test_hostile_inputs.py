@@ -51,20 +51,7 @@ MEMORY_CAP = 2 << 30
 SECONDS = 5.0
 GROWTH_KIB = 48 << 10
 
-BASE_YAML = """\
-name: base
-task: xor
-populations:
-  - {name: in, size: 2, role: input}
-  - {name: hidden, size: 4}
-  - {name: out, size: 2, role: output, activation: identity}
-projections:
-  - {pre: in, post: hidden}
-  - {pre: hidden, post: out}
-run:
-  ticks: 5
-  eval_every: 5
-"""  # 12 lines: what a case appends starts on line 13
+from test_bad_input import BASE_YAML  # noqa: E402  (12 lines: what a case appends starts on line 13)
 
 
 def alias_bomb(levels: int, duplicate: bool = True) -> str:

@@ -43,13 +43,9 @@ def choose_folder(scenario: Scenario, out: str | Path | None) -> Path:
     """``out``, or a new ``<output.dir>/<name>-sweep-<date-time>``."""
     if out is not None:
         return Path(out)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(scenario.output.dir) / f"{scenario.name}-sweep-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+    from ribbed.runner import dated_folder
+
+    return dated_folder(Path(scenario.output.dir), f"{scenario.name}-sweep")
 
 
 def manifest(scenario: Scenario, grid: dict[str, list[Any]], seeds: list[int], points: list[Point]) -> dict:
