@@ -1,11 +1,11 @@
 """``ribbed dashboard`` in a real browser: Debian's chromium, driven by Playwright.
 
 The test starts the real command (``ribbed dashboard digits``) on a free port, loads the page,
-clicks Step five times and checks that the plots' screenshots changed, moves the learning-rate
-slider with the keyboard, presses Reset and checks that the running model's learning rate (the
-page's readout) is the slider's, checks that every request the page made went to the dashboard's
-own server (nothing is fetched from elsewhere), then stops the server as a terminal's Ctrl-C
-does and checks that it stopped cleanly.
+clicks Step five times and checks that the plots' screenshots changed, plays and pauses, moves
+the learning-rate slider with the keyboard, presses Reset and checks that the running model's
+learning rate (the page's readout) is the slider's, checks that every request the page made went
+to the dashboard's own server (nothing is fetched from elsewhere), then stops the server as a
+terminal's Ctrl-C does and checks that it stopped cleanly.
 
 The browser is ``/usr/bin/chromium`` from the Debian packages (``.ci/run`` installs it with
 apt-get); Playwright's own browser download (``playwright install``) is never used.
@@ -14,6 +14,7 @@ apt-get); Playwright's own browser download (``playwright install``) is never us
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -107,6 +108,12 @@ def test_dashboard_in_chromium(dashboard, tmp_path: Path) -> None:
             for title in plots:
                 assert after[title] != before[title], f"the {title} plot looks the same after 5 steps"
             page.screenshot(path=str(tmp_path / "dashboard.png"))
+
+            # Play steps on by itself until paused.
+            page.get_by_role("button", name="▶").click()
+            page.get_by_text(re.compile(r"^Step: ([89]|\d{2,})$")).wait_for()
+            page.get_by_role("button", name="❚❚").click()
+            page.get_by_role("button", name="▶").wait_for()
 
             # Moving a slider changes the model's parameter (at Reset, as in every SolaraViz page).
             page.get_by_text("learning rate: 0.1", exact=True).wait_for()
