@@ -1,5 +1,5 @@
-"""The ``ribbed`` command line: run, sweep, validate, schema, scenarios, and the message log's
-commands (log info/show/export, replay).
+"""The ``ribbed`` command line: run, sweep, validate, schema, scenarios, dashboard, and the message
+log's commands (log info/show/export, replay).
 
 Bad input (a missing file, invalid YAML, a wrong field...) is reported as one clear message
 naming the file, the line, the field and the fix, with exit code 2 and no traceback.
@@ -353,6 +353,40 @@ def scenarios() -> None:
     width = max(map(len, listing))
     for name, description in listing.items():
         out.print(f"{name:<{width}}  {description}", highlight=False, markup=False)
+
+
+@app.command()
+def dashboard(
+    scenario: str = typer.Argument(..., help="A scenario YAML file, or the name of a built-in scenario."),
+    port: int = typer.Option(8765, min=1, max=65535, help="Port to serve the page on."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (this machine only by default)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser at the page."),
+    eval_every: int = typer.Option(1, "--eval-every", min=1, help="Evaluate every N ticks (the page's "
+                                   "'evaluate every' slider starts there)."),
+) -> None:
+    """Serve a live dashboard of a scenario (Mesa's SolaraViz): play, step, reset, sliders, live plots."""
+    from ribbed.dashboard_server import check_eval_every, check_port, serve
+    from ribbed.scenarios.validation import validate as check_rules
+
+    try:
+        loaded = load_scenario(scenario)
+        check_rules(loaded)  # every rule and the size estimate, before the server starts
+        check_eval_every(loaded, eval_every)
+        check_port(host, port)
+    except RibbedError as exc:
+        raise _fail(exc) from None
+
+    def on_start(url: str) -> None:
+        out.print(f"ribbed dashboard: '{loaded.name}' at {url}  (Ctrl-C stops it)", highlight=False, markup=False)
+
+    try:
+        status = serve(scenario, host=host, port=port, open_browser=not no_browser, eval_every=eval_every,
+                       on_start=on_start)
+    except RibbedError as exc:
+        raise _fail(exc) from None
+    if status:
+        raise typer.Exit(code=status)
+    out.print("ribbed dashboard: stopped", highlight=False, markup=False)
 
 
 # --------------------------------------------------------------------------- the message log

@@ -23,6 +23,7 @@ COMMANDS = {
     "validate": "Check scenario files",
     "schema": "Print the scenario JSON Schema",
     "scenarios": "List the built-in scenarios",
+    "dashboard": "Serve a live dashboard of a scenario",
 }
 
 

@@ -39,7 +39,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("scheduler", ("ribbed.scheduler",)),
     ("model, log, specialization", ("ribbed.model", "ribbed.log", "ribbed.specialization",
                                     "ribbed.specialization_recorder")),
-    ("entry points", ("ribbed.runner", "ribbed.sweeps", "ribbed.cli", "ribbed")),
+    ("entry points", ("ribbed.runner", "ribbed.sweeps", "ribbed.cli", "ribbed.dashboard", "ribbed.dashboard_server",
+                      "ribbed")),
 ]
 
 
@@ -309,8 +310,10 @@ def test_the_architecture_page_mirrors_the_table():
     "    assert e.code in (0, None), e.code",
 ])
 def test_the_cli_starts_without_torch(code):
-    """`ribbed --version` (and importing the CLI) does not load torch, the model or the executors."""
-    probe = f"import sys\n{code}\nheavy = sorted(m for m in ('torch', 'sklearn', 'ribbed.model', 'ribbed.scheduler.base') " \
+    """`ribbed --version` (and importing the CLI) does not load torch, the model or the executors,
+    nor the dashboard's solara, Mesa's visualization or matplotlib."""
+    probe = f"import sys\n{code}\nheavy = sorted(m for m in ('torch', 'sklearn', 'ribbed.model', 'ribbed.scheduler.base', " \
+            "'solara', 'mesa.visualization', 'matplotlib', 'ribbed.dashboard') " \
             "if m in sys.modules)\nprint('HEAVY', heavy)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
