@@ -297,8 +297,10 @@ def receptive_fields(weights: np.ndarray, image_shape: tuple[int, int], *, prefe
                      max_neurons: int = 256) -> Figure:
     """Each neuron's incoming weights from an image input (``weights``: (neurons, pixels), a row
     per neuron) drawn as an image of ``image_shape``, in a grid sorted by cluster, then by
-    preferred class (each labelled); each image on its own symmetric colour scale (red positive,
-    blue negative).  At most ``max_neurons`` are drawn (the first in that order)."""
+    preferred class (each tile labelled); each tile on its own symmetric colour scale (red
+    positive, blue negative: the tile divided by its largest |w|).  At most ``max_neurons`` are
+    drawn (the first in that order).  The grid is one image (tiles one blank pixel apart), so
+    that hundreds of neurons draw in one go."""
     weights = np.asarray(weights, dtype=np.float64)
     rows, columns = image_shape
     if weights.ndim != 2 or weights.shape[1] != rows * columns or weights.shape[0] == 0:
@@ -310,24 +312,26 @@ def receptive_fields(weights: np.ndarray, image_shape: tuple[int, int], *, prefe
             keys.append(np.nan_to_num(np.asarray(key, dtype=np.float64), nan=np.inf))
     order = np.lexsort(keys)[:max_neurons]
     grid = math.ceil(math.sqrt(len(order)))
-    fig = _figure(min(12.0, 0.8 * grid + 1), min(12.0, 0.85 * grid + 1))
-    axes = fig.subplots(grid, grid, squeeze=False)
-    for position, ax in enumerate(axes.ravel()):
-        ax.set_axis_off()
-        if position >= len(order):
-            continue
-        neuron = order[position]
-        image = weights[neuron].reshape(rows, columns)
-        scale = float(np.abs(image).max()) or 1.0
-        ax.imshow(image, cmap="RdBu_r", vmin=-scale, vmax=scale, interpolation="nearest")
+    mosaic = np.full((grid * (rows + 1) - 1, grid * (columns + 1) - 1), np.nan)
+    fig = _figure(min(12.0, 0.85 * grid + 1), min(12.5, 0.95 * grid + 1.2))
+    ax = fig.subplots()
+    for position, neuron in enumerate(order):
+        r, c = divmod(position, grid)
+        tile = weights[neuron].reshape(rows, columns)
+        scale = float(np.abs(tile).max()) or 1.0
+        mosaic[r * (rows + 1):r * (rows + 1) + rows, c * (columns + 1):c * (columns + 1) + columns] = tile / scale
         parts = []
         if cluster is not None and np.isfinite(cluster[neuron]):
             parts.append(f"c{int(cluster[neuron])}")
         if preferred is not None and np.isfinite(preferred[neuron]):
             parts.append(f"k{int(preferred[neuron])}")
-        ax.set_title(" ".join(parts) or str(neuron), fontsize=6, pad=1)
+        ax.text(c * (columns + 1) + (columns - 1) / 2, r * (rows + 1) - 0.6, " ".join(parts) or str(neuron),
+                ha="center", va="bottom", fontsize=6)
+    colormap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=colormap, vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
     shown = f" (first {len(order)} of {n})" if len(order) < n else ""
-    fig.suptitle(f"{title}{shown}: sorted by cluster (c) then preferred class (k)", fontsize=10)
+    ax.set_title(f"{title}{shown}: sorted by cluster (c) then preferred class (k)", fontsize=10, pad=12)
     return fig
 
 

@@ -34,7 +34,8 @@ from ribbed import figures
 from ribbed.environment.tasks import image_shape
 from ribbed.errors import Problem, RibbedError
 from ribbed.intervals import mean_ci
-from ribbed.run_data import Group, Results, RunFiles, load_results
+from ribbed.run_data import Group, Results, RunFiles, analysed_populations as _analysed, guided_populations as _guided
+from ribbed.run_data import headline_metrics, load_results
 
 __all__ = ["FIGURE_TITLES", "MAX_GRAPH_NEURONS", "Drawn", "Skipped", "plan_group", "write_report"]
 
@@ -79,21 +80,6 @@ def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
-
-
-def _analysed(metrics: pd.DataFrame | None) -> list[str]:
-    """The populations whose selectivity the run measured (a ``P_selectivity_mean`` column with values)."""
-    if metrics is None:
-        return []
-    names = [c[: -len("_selectivity_mean")] for c in metrics.columns if c.endswith("_selectivity_mean")]
-    return [n for n in names if np.isfinite(metrics[f"{n}_selectivity_mean"].to_numpy(dtype=np.float64)).any()]
-
-
-def _guided(metrics: pd.DataFrame | None) -> list[str]:
-    """The guided populations (a ``G_guide_r2`` column)."""
-    if metrics is None:
-        return []
-    return [c[: -len("_guide_r2")] for c in metrics.columns if c.endswith("_guide_r2")]
 
 
 def _one_cluster_each(agents: pd.DataFrame, population: str) -> bool:
@@ -287,18 +273,6 @@ def _initials(group: Group) -> pd.DataFrame | None:
     frames = [run.metrics[run.metrics["tick"] == 0] for run in group.runs if run.metrics is not None]
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else None
-
-
-def headline_metrics(metrics: pd.DataFrame) -> list[str]:
-    """The metrics a summary shows: the held-out score and losses, then each population's
-    specialization means and each guided population's numbers."""
-    names = [c for c in ("test_accuracy", "test_r2", "test_loss", "train_loss") if c in metrics]
-    for population in _analysed(metrics):
-        names += [f"{population}_selectivity_mean", f"{population}_mutual_info_mean"]
-    for population in _guided(metrics):
-        names += [f"{population}_{m}" for m in ("guide_r2", "alpha_mean", "clusters", "purity", "modularity")
-                  if f"{population}_{m}" in metrics]
-    return names
 
 
 def _cell(values) -> str:

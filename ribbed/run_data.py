@@ -22,7 +22,8 @@ import yaml
 
 from ribbed.errors import Problem, RibbedError
 
-__all__ = ["Group", "Results", "RunFiles", "load_results"]
+__all__ = ["Group", "Results", "RunFiles", "analysed_populations", "guided_populations", "headline_metrics",
+           "load_results"]
 
 _FIX = "give the folder that ribbed run or ribbed sweep printed (it holds metrics.csv, or sweep.json)"
 
@@ -179,6 +180,33 @@ class Results:
     @property
     def runs(self) -> list[RunFiles]:
         return [run for group in self.groups for run in group.runs]
+
+
+def analysed_populations(metrics: pd.DataFrame | None) -> list[str]:
+    """The populations whose selectivity the run measured (a ``P_selectivity_mean`` column with values)."""
+    if metrics is None:
+        return []
+    names = [c[: -len("_selectivity_mean")] for c in metrics.columns if c.endswith("_selectivity_mean")]
+    return [n for n in names if pd.to_numeric(metrics[f"{n}_selectivity_mean"], errors="coerce").notna().any()]
+
+
+def guided_populations(metrics: pd.DataFrame | None) -> list[str]:
+    """The guided populations (a ``G_guide_r2`` column)."""
+    if metrics is None:
+        return []
+    return [c[: -len("_guide_r2")] for c in metrics.columns if c.endswith("_guide_r2")]
+
+
+def headline_metrics(metrics: pd.DataFrame) -> list[str]:
+    """The metrics a summary shows by default: the held-out score and the losses, then each
+    analysed population's specialization means and each guided population's numbers."""
+    names = [c for c in ("test_accuracy", "test_r2", "test_loss", "train_loss") if c in metrics]
+    for population in analysed_populations(metrics):
+        names += [f"{population}_selectivity_mean", f"{population}_mutual_info_mean"]
+    for population in guided_populations(metrics):
+        names += [f"{population}_{m}" for m in ("guide_r2", "alpha_mean", "clusters", "purity", "modularity")
+                  if f"{population}_{m}" in metrics]
+    return names
 
 
 def _short(field_name: str) -> str:

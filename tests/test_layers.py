@@ -39,7 +39,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("scheduler", ("ribbed.scheduler",)),
     ("model, log, specialization", ("ribbed.model", "ribbed.log", "ribbed.specialization",
                                     "ribbed.specialization_recorder")),
-    ("entry points", ("ribbed.runner", "ribbed.sweeps", "ribbed.cli", "ribbed")),
+    ("entry points", ("ribbed.runner", "ribbed.sweeps", "ribbed.cli", "ribbed", "ribbed.run_data", "ribbed.intervals",
+                      "ribbed.figures", "ribbed.report", "ribbed.compare")),
 ]
 
 
