@@ -23,6 +23,8 @@ COMMANDS = {
     "validate": "Check scenario files",
     "schema": "Print the scenario JSON Schema",
     "scenarios": "List the built-in scenarios",
+    "report": "Write one self-contained HTML report",
+    "compare": "Final metrics side by side",
 }
 
 

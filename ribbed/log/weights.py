@@ -79,7 +79,7 @@ def weights_at(log: LogReader, tick: int, *, dense: bool = True,
         entries = sum(pre_size * post_size for _, _, pre_size, post_size in layout.values())
         if entries > max_dense:
             raise RibbedError(Problem(str(log.path), "dense", f"the dense weight matrices hold {entries:,} entries, "
-                                      f"more than the limit of {max_dense:,} ({entries * 8 / 2**20:,.0f} MiB as "
+                                      f"more than the limit of {max_dense:,} ({entries * 8 / 2**20:,.1f} MiB as "
                                       "float64)", "ask for the synapses' own weights: log.weights(tick, dense=False) "
                                       "gives (pre_idx, post_idx, weights) per projection (or raise max_dense)"))
     snapshot = log.snapshot(tick)
