@@ -2,9 +2,9 @@
 
 The functions take tables and arrays (as :mod:`ribbed.run_data` loads them from a run directory
 or a sweep folder, or as a script builds them) and draw nothing on screen: figures are made
-with :class:`~matplotlib.figure.Figure` directly, without pyplot, so no display or global state
-is involved and any backend-less process (a server, a test) can render them (``fig.savefig``
-uses Agg).  Where a table holds several seeds (a grid point of a sweep), lines are the mean over
+with :class:`~matplotlib.figure.Figure` directly, without pyplot: no display, no global state and
+no backend switch are involved (``fig.savefig`` renders with Agg, in a server or a test as in a
+notebook, whose own backend is left as it is).  Where a table holds several seeds (a grid point of a sweep), lines are the mean over
 seeds with a band of its 95% t-interval (:mod:`ribbed.intervals`); distributions pool the
 seeds' neurons.
 
@@ -19,15 +19,12 @@ import math
 from typing import Sequence
 
 import matplotlib
+import networkx as nx
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg", force=False)  # (no display is ever needed; a backend already chosen stays)
-
-import networkx as nx  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ribbed.intervals import mean_ci  # noqa: E402
+from ribbed.intervals import mean_ci
 
 __all__ = [
     "alpha_and_guide_r2", "cluster_membership", "learning_curves", "messages_by_kind", "modularity_over_time",
@@ -126,7 +123,7 @@ def messages_by_kind(metrics: pd.DataFrame, title: str = "Messages by kind") -> 
     bottom = np.zeros(len(means))
     for index, column in enumerate(columns):
         values = means[column].to_numpy(dtype=np.float64)
-        ax.bar(ticks, values, width=width, bottom=bottom, label=column[4:], color=f"C{index}")
+        ax.bar(ticks, values, width=-width, align="edge", bottom=bottom, label=column[4:], color=f"C{index}")  # over its window
         bottom += values
     ax.set(xlabel="tick (end of the evaluation window)", ylabel="messages in the window", title=title)
     ax.legend(fontsize=8)
@@ -214,13 +211,25 @@ def preference_coverage(agents: pd.DataFrame, metrics: pd.DataFrame | None, popu
     return fig
 
 
-def alpha_and_guide_r2(metrics: pd.DataFrame, population: str) -> Figure:
+def alpha_and_guide_r2(metrics: pd.DataFrame, population: str, agents: pd.DataFrame | None = None) -> Figure:
     """A guided population's trust in its guides (alpha: mean, and the band from its 10th to its
-    90th percentile over neurons) against the guides' R² on held-out credit, over time."""
+    90th percentile over neurons) against the guides' R² on held-out credit, over time; where
+    ``agents`` holds the clusters' (meta units') own rows with their guide R², a second panel
+    shows each unit's alpha against its guide's R² at the last evaluation (one run: the first
+    seed), dots sized by the unit's neurons."""
     if not _has(metrics, f"{population}_guide_r2") and not _has(metrics, f"{population}_alpha_mean"):
         raise ValueError(f"nothing to draw: no guide R² or alpha of population {population}")
-    fig = _figure()
-    ax = fig.subplots()
+    units = None
+    if agents is not None and {"guide_r2", "alpha"} <= set(agents.columns):
+        units = agents[(agents["population"] == population) & (agents["agent_kind"] == "cluster")]
+        if "seed" in units and len(units):
+            units = units[units["seed"] == units["seed"].iloc[0]]
+        units = units[np.isfinite(units["guide_r2"].to_numpy(dtype=np.float64))
+                      & np.isfinite(units["alpha"].to_numpy(dtype=np.float64))]
+        units = units[units["tick"] == units["tick"].max()] if len(units) else None
+    fig = _figure(7.0 if units is None else 11.0, 4.0)
+    axes = fig.subplots(1, 1 if units is None else 2, squeeze=False, width_ratios=[3, 2][:1 if units is None else 2])
+    ax = axes[0, 0]
     _line(ax, metrics, f"{population}_guide_r2", "guide R² (held-out credit)", "C1")
     _line(ax, metrics, f"{population}_alpha_mean", "alpha, mean", "C0")
     if _has(metrics, f"{population}_alpha_q10") and _has(metrics, f"{population}_alpha_q90"):
@@ -232,6 +241,12 @@ def alpha_and_guide_r2(metrics: pd.DataFrame, population: str) -> Figure:
     ax.set(xlabel="tick", ylabel="alpha / R²", title=f"{population}: alpha against the guides' R²")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    if units is not None:
+        side = axes[0, 1]
+        sizes = units["size"].to_numpy(dtype=np.float64) if "size" in units else np.ones(len(units))
+        side.scatter(units["guide_r2"], units["alpha"], s=12 + 8 * np.nan_to_num(sizes), alpha=0.6, color="C0")
+        side.set(xlabel="guide R²", ylabel="alpha", title=f"meta units at tick {int(units['tick'].iloc[0])}")
+        side.grid(alpha=0.3)
     return fig
 
 

@@ -183,8 +183,8 @@ def plan_group(group: Group, scenario: dict, *, overview: bool = False) -> list[
         for population in guided:
             suffix = f": {population}" if len(guided) > 1 else ""
             _draw(items, "alpha-r2", "The guides' R² on held-out credit, and the trust alpha the neurons give them "
-                  "(mean, 10th-90th percentile)." + band, lambda p=population: figures.alpha_and_guide_r2(metrics, p),
-                  suffix)
+                  "(mean, 10th-90th percentile); where recorded, each meta unit's alpha against its guide's R²."
+                  + band, lambda p=population: figures.alpha_and_guide_r2(metrics, p, agents), suffix)
             if agents is None:
                 items.append(Skipped("clusters", FIGURE_TITLES["clusters"] + suffix, "the run wrote no agents.csv"))
             elif _one_cluster_each(agents, population):
