@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
-from ribbed.agents.mesa_idioms import TickedWhole
+from ribbed.agents.mesa_idioms import MeasuredCluster, TickedWhole
 from ribbed.scheduler.messages import Kind, Message, Stage
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["ClusterAgent"]
 
 
-class ClusterAgent(TickedWhole, mesa.Agent):
+class ClusterAgent(TickedWhole, MeasuredCluster, mesa.Agent):
     """One guide (and, for a meta unit, one meta state) serving a group of neurons."""
 
     agent_kind = "cluster"
@@ -37,7 +37,7 @@ class ClusterAgent(TickedWhole, mesa.Agent):
                  controller: MetaController | None):
         super().__init__(model)
         self.unique_id = agent_id
-        self.population = population
+        self.population_info = population
         self.index = index  # the guide's index within its population
         self.guide = guide
         self.controller = controller  # set on meta units only
@@ -89,4 +89,4 @@ class ClusterAgent(TickedWhole, mesa.Agent):
         bus.send_each(tick, Stage.META, self.unique_id, self.members, Kind.MODULATION, np.float64(self.alpha))
 
     def __repr__(self) -> str:
-        return f"ClusterAgent({self.unique_id}, population={self.population.name!r}, guide={self.index})"
+        return f"ClusterAgent({self.unique_id}, population={self.population_info.name!r}, guide={self.index})"

@@ -1,4 +1,5 @@
-"""Mesa's per-agent idioms that cannot mean what they say in ribbed, refused with the ribbed way.
+"""Mesa's per-agent idioms: those that cannot mean what they say in ribbed are refused with the
+ribbed way, and those of analysis read as a Mesa user expects.
 
 A Mesa model usually advances by asking each agent to act (``model.agents.shuffle_do("step")``)
 and drops an agent with ``agent.remove()``.  A ribbed network is ticked whole by its executor:
@@ -7,17 +8,27 @@ network's levels, vectorized on the batched and Ray executors.  So a neuron has 
 its own, and one taken out of Mesa's registry would still be simulated.  Mesa's ``Agent`` makes
 ``step`` a silent no-op, which would let such code run and change nothing; these raise instead,
 naming what does the job.
+
+Analysis, on the other hand, reads like Mesa: ``agent.population`` is its population's name (so
+``model.agents.groupby("population")`` is keyed by names), a neuron's latest selectivity, mutual
+information and preferred class are attributes (:class:`MeasuredNeuron`), as are a cluster's
+size and guide R^2 (:class:`MeasuredCluster`); ``agents.select``, ``agg`` and ``groupby`` work on them.
 """
 
 from __future__ import annotations
 
 from ribbed.errors import Problem, RibbedError
 
-__all__ = ["TickedWhole"]
+__all__ = ["MeasuredCluster", "MeasuredNeuron", "TickedWhole"]
 
 
 class TickedWhole:
     """For the agents of a network that its executor ticks whole (neurons and clusters)."""
+
+    @property
+    def population(self) -> str:
+        """The name of the agent's population (``population_info`` describes it)."""
+        return self.population_info.name
 
     def step(self) -> None:
         kind = type(self).__name__
@@ -35,3 +46,34 @@ class TickedWhole:
                                   "silence it instead (set its synapses' weights to zero with "
                                   "model.projections[name].set_weights, or its bias with agent.bias = 0), or "
                                   "build a new model from a scenario without it"))
+
+
+class MeasuredNeuron:
+    """A neuron's specialization at the model's latest evaluation, as attributes (NaN before the
+    first evaluation, and for populations that are not analysed: see docs/semantics.md)."""
+
+    @property
+    def selectivity(self) -> float:
+        return self.model.agent_metric("selectivity", self)
+
+    @property
+    def mutual_info(self) -> float:
+        return self.model.agent_metric("mutual_info", self)
+
+    @property
+    def preferred_class(self) -> float:
+        return self.model.agent_metric("preferred_class", self)
+
+
+class MeasuredCluster:
+    """A cluster's values at the model's latest evaluation, as attributes."""
+
+    @property
+    def size(self) -> float:
+        """Neurons whose meta unit this cluster is (0 for an inner node of a tree)."""
+        return self.model.agent_metric("size", self)
+
+    @property
+    def guide_r2(self) -> float:
+        """R^2 of the guidance on its members' held-out credit (NaN for a cluster with no members)."""
+        return self.model.agent_metric("guide_r2", self)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ribbed.agents.activations import ACTIVATIONS
 from ribbed.agents.guides import guide_features
-from ribbed.agents.mesa_idioms import TickedWhole
+from ribbed.agents.mesa_idioms import MeasuredNeuron, TickedWhole
 from ribbed.agents.optimizers import Optimizer, make_optimizer
 from ribbed.agents.rules import bias_gradient, chiral_scale, guided_credit, hebbian_gradient
 from ribbed.agents.state import NeuronState
@@ -53,7 +53,7 @@ class Synapses:
         self.inputs: np.ndarray | None = None  # presynaptic activity of this tick, (n_in, batch)
 
 
-class NeuronAgent(TickedWhole, NeuronState, mesa.Agent):
+class NeuronAgent(TickedWhole, MeasuredNeuron, NeuronState, mesa.Agent):
     """A neuron: state (u, y, delta), incoming synapses, bias, optimizer state, inbox."""
 
     agent_kind = "neuron"
@@ -63,7 +63,7 @@ class NeuronAgent(TickedWhole, NeuronState, mesa.Agent):
     def __init__(self, model: mesa.Model, agent_id: int, population: PopulationInfo, index: int):
         super().__init__(model)
         self.unique_id = agent_id
-        self.population = population
+        self.population_info = population
         self.index = index
         self.activation = ACTIVATIONS[population.activation]
         self.incoming: list[Synapses] = []
@@ -128,7 +128,7 @@ class NeuronAgent(TickedWhole, NeuronState, mesa.Agent):
     def forward(self, tick: int, bus: MessageBus) -> None:
         """Read activations, compute u and y, send y along every outgoing synapse."""
         activations = self.take(Kind.ACTIVATION)
-        if self.population.role == "input":
+        if self.population_info.role == "input":
             (message,) = activations
             self.u = self.y = message.payload
         else:
@@ -161,7 +161,7 @@ class NeuronAgent(TickedWhole, NeuronState, mesa.Agent):
         """Turn the error messages into this neuron's credit delta and send credit on (unless
         ``send`` is false: an output neuron on a tick without propagated error keeps its delta)."""
         errors = self.take(Kind.ERROR)
-        if not self.population.needs_credit:
+        if not self.population_info.needs_credit:
             return
         derivative = self.activation.df(self.u, self.y)
         if self.dfa is not None:
@@ -295,4 +295,4 @@ class NeuronAgent(TickedWhole, NeuronState, mesa.Agent):
         return state
 
     def __repr__(self) -> str:
-        return f"NeuronAgent({self.unique_id}, population={self.population.name!r}, index={self.index})"
+        return f"NeuronAgent({self.unique_id}, population={self.population_info.name!r}, index={self.index})"

@@ -93,7 +93,7 @@ def state_field(name: str) -> StateField:
 
 class NeuronState:
     """Gives a Mesa agent that stands for one neuron every per-neuron row of the table as an
-    attribute read through its executor (``self.executor``, ``self.population``, ``self.index``),
+    attribute read through its executor (``self.executor``, ``self.population_info``, ``self.index``),
     unless the agent has an attribute of that name itself (the reference executor's agents hold
     some of their state as plain attributes).  Reads are memoized per executor state version, so
     analysis code that walks every agent reads each array once."""
@@ -102,7 +102,7 @@ class NeuronState:
         if name in PER_NEURON:
             executor = self.__dict__.get("executor")
             if executor is not None:
-                return _as_scalar(executor.read_cached(name, self.population.name)[self.index])
+                return _as_scalar(executor.read_cached(name, self.population_info.name)[self.index])
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import mesa
 import numpy as np
 
-from ribbed.agents.mesa_idioms import TickedWhole
+from ribbed.agents.mesa_idioms import MeasuredCluster, MeasuredNeuron, TickedWhole
 from ribbed.agents.state import NeuronState
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["ClusterView", "NeuronView", "make_views"]
 
 
-class NeuronView(TickedWhole, NeuronState, mesa.Agent):
+class NeuronView(TickedWhole, MeasuredNeuron, NeuronState, mesa.Agent):
     """One neuron's slice of an executor's state."""
 
     agent_kind = "neuron"
@@ -36,19 +36,19 @@ class NeuronView(TickedWhole, NeuronState, mesa.Agent):
         neuron's synapses in the projection's canonical order."""
         super().__init__(model)
         self.unique_id = population.start + index
-        self.population = population
+        self.population_info = population
         self.index = index
         self.executor = executor
         self.incoming_bounds = incoming
 
     def _column(self, name: str) -> np.ndarray | None:
-        values = self.executor.read_cached(name, self.population.name)
+        values = self.executor.read_cached(name, self.population_info.name)
         return None if values is None else values[:, self.index].copy()
 
     def _set(self, name: str, value: float) -> None:
-        values = np.array(self.executor.read(name, self.population.name), dtype=np.float64)
+        values = np.array(self.executor.read(name, self.population_info.name), dtype=np.float64)
         values[self.index] = value
-        self.executor.write(name, self.population.name, values)
+        self.executor.write(name, self.population_info.name, values)
 
     @property
     def u(self) -> np.ndarray | None:
@@ -77,7 +77,7 @@ class NeuronView(TickedWhole, NeuronState, mesa.Agent):
 
     @property
     def bias(self) -> float:
-        return float(self.executor.read_cached("bias", self.population.name)[self.index])
+        return float(self.executor.read_cached("bias", self.population_info.name)[self.index])
 
     @bias.setter
     def bias(self, value: float) -> None:
@@ -87,7 +87,7 @@ class NeuronView(TickedWhole, NeuronState, mesa.Agent):
     def alpha(self) -> float:
         """Trust in the guide (guided populations; NaN elsewhere); set it to override the meta
         controller until its next meta stage."""
-        return float(self.executor.read_cached("alpha", self.population.name)[self.index])
+        return float(self.executor.read_cached("alpha", self.population_info.name)[self.index])
 
     @alpha.setter
     def alpha(self, value: float) -> None:
@@ -106,17 +106,17 @@ class NeuronView(TickedWhole, NeuronState, mesa.Agent):
             state = self.executor.read_cached("optimizer", name)
             if state is not None:
                 result[name] = {key: value if isinstance(value, int) else value[lo:hi] for key, value in state.items()}
-        bias = self.executor.read_cached("bias_optimizer", self.population.name)
+        bias = self.executor.read_cached("bias_optimizer", self.population_info.name)
         if bias is not None:
             result["bias"] = {key: value if isinstance(value, int) else float(value[self.index])
                               for key, value in bias.items()}
         return result
 
     def __repr__(self) -> str:
-        return f"NeuronView({self.unique_id}, population={self.population.name!r}, index={self.index})"
+        return f"NeuronView({self.unique_id}, population={self.population_info.name!r}, index={self.index})"
 
 
-class ClusterView(TickedWhole, mesa.Agent):
+class ClusterView(TickedWhole, MeasuredCluster, mesa.Agent):
     """A guide of an executor that stacks its guides (one row of them), seen as a Mesa agent with
     the ids and reads of a reference :class:`~ribbed.agents.cluster.ClusterAgent`."""
 
@@ -125,23 +125,23 @@ class ClusterView(TickedWhole, mesa.Agent):
     def __init__(self, model: mesa.Model, executor: Any, agent_id: int, population: PopulationInfo, index: int):
         super().__init__(model)
         self.unique_id = agent_id
-        self.population = population
+        self.population_info = population
         self.index = index
         self.executor = executor
 
     @property
     def members(self) -> list[int]:
         """Ids of the neurons whose path includes this guide."""
-        paths = self.executor.read_cached("guide_paths", self.population.name)
-        return [self.population.start + int(i) for i in np.flatnonzero((paths == self.index).any(axis=1))]
+        paths = self.executor.read_cached("guide_paths", self.population_info.name)
+        return [self.population_info.start + int(i) for i in np.flatnonzero((paths == self.index).any(axis=1))]
 
     @property
     def alpha(self) -> float:
         """The alpha this guide's meta unit set (NaN if it is not a meta unit)."""
-        return float(self.executor.read_cached("guide_alpha", self.population.name)[self.index])
+        return float(self.executor.read_cached("guide_alpha", self.population_info.name)[self.index])
 
     def __repr__(self) -> str:
-        return f"ClusterView({self.unique_id}, population={self.population.name!r}, guide={self.index})"
+        return f"ClusterView({self.unique_id}, population={self.population_info.name!r}, guide={self.index})"
 
 
 def make_views(model: mesa.Model, executor: Any, network: Network) -> tuple[list[NeuronView], list[ClusterView]]:

@@ -40,19 +40,20 @@ from ribbed.scenarios.validation import validate
 from ribbed.scheduler.base import Executor, ExecutorInputs, TickResult, make_executor
 from ribbed.scheduler.messages import Kind
 from ribbed.seeding import component_rng
-from ribbed.specialization_recorder import NEURON_METRICS, SpecializationRecorder
+from ribbed.specialization_recorder import CLUSTER_METRICS, NEURON_METRICS, SpecializationRecorder
 
 __all__ = ["NetworkModel", "Population", "Projection", "check_estimators"]
 
 #: Per-neuron metrics recorded at each evaluation (attribute names of NeuronAgent, or callables).
 AGENT_REPORTERS: dict[str, str | Callable] = {
-    "population": lambda agent: agent.population.name,
+    "population": "population",
     "in_degree": "in_degree",
     "weight_norm": "weight_norm",
     "bias": "bias",
     "activation_mean": "activation_mean",
     "activation_std": "activation_std",
-    **{name: (lambda name: lambda agent: agent.model.neuron_metric(name, agent))(name) for name in NEURON_METRICS},
+    **{name: (lambda name: lambda agent: agent.model.agent_metric(name, agent))(name)
+       for name in (*NEURON_METRICS, *CLUSTER_METRICS)},
     "agent_kind": "agent_kind",
 }
 
@@ -208,16 +209,16 @@ class NetworkModel(mesa.Model):
         )
         #: The DataCollector's entries that are evaluations (``step()`` adds entries between them).
         self._evaluations: list[int] = []
+        self._tuning_by_tick: dict[int, dict[str, np.ndarray]] = {}
+        #: The neurons and the clusters (guide owners) as Mesa AgentSets, beside ``model.agents``.
+        self.neurons = AgentSet(self.executor.neurons, random=self.random)
+        self.clusters = AgentSet(self.executor.clusters, random=self.random)
 
     # ------------------------------------------------------------------ agents
 
     def neuron(self, agent_id: int) -> NeuronAgent:
         """The agent (or agent view) of neuron ``agent_id``."""
         return self.executor.neurons[agent_id]
-
-    @property
-    def neurons(self) -> list[NeuronAgent]:
-        return self.executor.neurons
 
     # ------------------------------------------------------------------ ticks
 
@@ -309,14 +310,49 @@ class NetworkModel(mesa.Model):
             for name, info in self.network.populations.items():
                 self.executor.write(key, name, getattr(prediction, key)[info.start:info.start + info.size])
         metrics.update(self.specialization.record(prediction.activations))
+        self._tuning_by_tick[self.tick] = dict(self.specialization.tuning)
         return metrics
 
-    def neuron_metric(self, name: str, agent: Any) -> float:
-        """A per-neuron specialization value of the latest evaluation (NaN where it does not
-        apply; None for agents that are not neurons)."""
-        if getattr(agent, "agent_kind", None) != "neuron":
+    def agent_metric(self, name: str, agent: Any) -> float | None:
+        """A specialization value of ``agent`` at the latest evaluation: a neuron's selectivity,
+        mutual information, preferred class, alpha and cluster; a cluster's size (neurons whose
+        meta unit it is), guide R^2 over them, alpha and its own unit index.  NaN where a value
+        does not apply to an agent of its kind, None for agents that are neither."""
+        kind = getattr(agent, "agent_kind", None)
+        if kind == "neuron":
+            return float(self.specialization.values[name][agent.unique_id]) if name in NEURON_METRICS else float("nan")
+        if kind != "cluster":
             return None
-        return float(self.specialization.values[name][agent.unique_id])
+        if name == "alpha":
+            return float(agent.alpha)
+        if name == "cluster":
+            return float(agent.index)
+        if name in CLUSTER_METRICS:
+            return float(self.specialization.cluster_values[name][agent.unique_id - self.network.n_neurons])
+        return float("nan")
+
+    def tuning_records(self) -> list[dict]:
+        """The class-tuning matrices of the latest evaluation, one dict per (neuron, class):
+        ``tick, AgentID, population, class, response`` (the neuron's mean response above its
+        activation's floor to the held-out samples of that class; NaN for a class without any)."""
+        return self._tuning_frame(self.tick, self.specialization.tuning).to_dict("records")
+
+    @property
+    def tuning(self) -> pd.DataFrame:
+        """The class-tuning records of every evaluation this model made (see :meth:`tuning_records`)."""
+        frames = [self._tuning_frame(tick, matrices) for tick, matrices in sorted(self._tuning_by_tick.items())]
+        return pd.concat(frames, ignore_index=True) if frames else self._tuning_frame(self.tick, {})
+
+    def _tuning_frame(self, tick: int, matrices: dict[str, np.ndarray]) -> pd.DataFrame:
+        parts = []
+        for name, matrix in matrices.items():
+            n_classes, size = matrix.shape
+            ids = self.network.populations[name].start + np.repeat(np.arange(size), n_classes)
+            parts.append(pd.DataFrame({"tick": tick, "AgentID": ids, "population": name,
+                                       "class": np.tile(np.arange(n_classes), size), "response": matrix.T.ravel()}))
+        if not parts:
+            return pd.DataFrame(columns=["tick", "AgentID", "population", "class", "response"])
+        return pd.concat(parts, ignore_index=True)
 
     def record(self) -> dict[str, float]:
         """Evaluate and append one row of metrics to the DataCollector."""

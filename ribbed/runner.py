@@ -2,7 +2,7 @@
 
 A run directory holds the resolved scenario (``scenario.yaml``, every default written out,
 so the run can be repeated from it alone), the metrics of each evaluation (``metrics.csv``,
-and per neuron ``agents.csv``), appended and flushed as they are produced, the message log
+and per neuron ``agents.csv`` and the class-tuning matrices ``tuning.csv``), appended and flushed as they are produced, the message log
 (``run.log``, docs/log-format.md), and ``summary.json``, written at the end, also when the run
 is interrupted or fails.  Nothing that a run has written is lost when it stops early, and a run
 that was killed continues from its log's last snapshot with :func:`resume`.
@@ -75,6 +75,7 @@ class RunDirectory:
         self.write_agents = write_agents
         self._metrics_file = None
         self._agents_file = None
+        self._tuning_file = None
         try:
             path.mkdir(parents=True, exist_ok=True)
             (path / "scenario.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
@@ -108,13 +109,14 @@ class RunDirectory:
         directory = cls.__new__(cls)
         directory.path, directory.write_agents = path, model.scenario.output.agent_metrics
         directory._metrics_file = directory._reopen("metrics.csv", model.tick, [row] if row else None)
-        directory._agents_file = None
+        directory._agents_file = directory._tuning_file = None
         if directory.write_agents:
-            records = None
+            records = tuning = None
             if row:
                 model.evaluate()  # the per-neuron values of the resumed tick's evaluation
-                records = model.agent_records()
+                records, tuning = model.agent_records(), model.tuning_records()
             directory._agents_file = directory._reopen("agents.csv", model.tick, records)
+            directory._tuning_file = directory._reopen("tuning.csv", model.tick, tuning)
         return directory
 
     def _reopen(self, name: str, tick: int, rows: list[dict] | None):
@@ -143,6 +145,9 @@ class RunDirectory:
         self._metrics_file = self._append(self._metrics_file, "metrics.csv", [row])
         if self.write_agents:
             self._agents_file = self._append(self._agents_file, "agents.csv", model.agent_records())
+            tuning = model.tuning_records()
+            if tuning:
+                self._tuning_file = self._append(self._tuning_file, "tuning.csv", tuning)
 
     def _append(self, handle, name: str, rows: list[dict]):
         try:
@@ -158,7 +163,7 @@ class RunDirectory:
 
     def finish(self, summary: dict) -> None:
         """Close the metrics files and write summary.json, whole or not at all."""
-        for handle in (self._metrics_file, self._agents_file):
+        for handle in (self._metrics_file, self._agents_file, self._tuning_file):
             if handle is not None:
                 try:
                     handle[0].close()
@@ -293,7 +298,9 @@ def resume(run_dir: str | Path, *, on_tick: Callable[[NetworkModel], None] | Non
         threads = configure_torch(header["threads"]["torch_threads"], header["threads"]["torch_interop_threads"])
         model = _build(scenario, memory_limit(max_memory))
         _check_same_executor(model, header, path / LOG_NAME)
+        model.specialization.remember_initial()  # the model is at tick 0 until the snapshot is restored
         point = restore_last_snapshot(log, model)
+        model.specialization.resume()
     writer = open_run_log(path / LOG_NAME, model, scenario.log.level, threads, resume=point, cores=cores, key=key)
     directory = RunDirectory.reopen(path, model, dict(model.last_metrics) if point.snapshot_tick is not None else None)
     _reload_metrics(model, path / "metrics.csv")

@@ -6,7 +6,11 @@ and edges, so that it can be applied to the full record of a large run after the
 * per-neuron tuning: :func:`selectivity_index`, :func:`preferred_class` and
   :func:`mutual_information` (with its discretization :func:`quantile_bins`);
 * agreement between a clustering of neurons and their preferred classes: :func:`purity`,
-  against the chance level :func:`shuffled_purity`, and :func:`cluster_sizes`;
+  against the chance level :func:`shuffled_purity` (its distribution :func:`purity_null`), and
+  :func:`cluster_sizes`; how stable a clustering is between two evaluations:
+  :func:`cluster_stability`;
+* null baselines: :func:`label_permutation_null` (the tuning metrics of the same activations
+  under permuted labels) and :func:`permutation_p_value`;
 * community structure of the synaptic graph: :func:`modularity`;
 * the distribution of coupling strengths: :func:`alpha_summary`.
 
@@ -20,11 +24,16 @@ import numpy as np
 
 __all__ = [
     "alpha_summary",
+    "class_responses",
     "cluster_sizes",
+    "cluster_stability",
+    "label_permutation_null",
     "modularity",
     "mutual_information",
+    "permutation_p_value",
     "preferred_class",
     "purity",
+    "purity_null",
     "quantile_bins",
     "selectivity_index",
     "shuffled_purity",
@@ -81,12 +90,21 @@ def _class_means(activations, labels, n_classes: int, floor, min_present: int) -
     if present.sum() < min_present:
         raise ValueError(f"at least {min_present} class(es) must have samples, got {int(present.sum())}")
 
-    # One-hot matrix product: the class sums of all neurons in one BLAS call.
-    onehot = (y[:, None] == np.arange(n_classes)[None, :]).astype(np.float64)
-    sums = onehot.T @ (r - floor)
-    means = np.full_like(sums, np.nan)
-    means[present] = sums[present] / counts[present, None]
+    means = np.full((n_classes, r.shape[1]), np.nan)
+    means[present] = _class_sums(r - floor, y, counts[present]) / counts[present, None]
     return means, present
+
+
+def _class_sums(r: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per class with samples (in class order), the column sums of its rows of ``r``.
+
+    The rows are grouped by a stable sort and summed in sample order, one pass for all neurons:
+    unlike a BLAS product, whose rounding can depend on how an array happens to be aligned in
+    memory, the same values always give the same sums, so ties between classes stay ties and a
+    resumed run records the very same numbers."""
+    order = np.argsort(y, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return np.add.reduceat(r[order], starts, axis=0)
 
 
 # --------------------------------------------------------------------------- tuning
@@ -132,7 +150,11 @@ def selectivity_index(
         On mismatched shapes, labels out of range, or fewer than 2 classes with samples.
     """
     means, present = _class_means(activations, labels, n_classes, floor, min_present=2)
-    means = means[present]
+    return _selectivity_of_means(means[present])
+
+
+def _selectivity_of_means(means: np.ndarray) -> np.ndarray:
+    """The selectivity index from the ``(k, n_neurons)`` means of the k classes with samples."""
     k = means.shape[0]
     mu_max = means.max(axis=0)
     # Removing one copy of the maximum leaves the other k - 1 means, ties included.
@@ -140,6 +162,25 @@ def selectivity_index(
     num = mu_max - mu_rest
     den = mu_max + mu_rest
     return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+
+
+def class_responses(
+    activations: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    floor: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """The class-tuning matrix: each neuron's mean response ``activations - floor`` to each class.
+
+    The matrix the selectivity index and the preferred class are read from, kept so that a
+    neuron's whole tuning curve can be looked at, not only its summary.
+
+    Returns
+    -------
+    responses : ndarray of shape (n_classes, n_neurons); rows of classes without samples are NaN.
+    """
+    means, _ = _class_means(activations, labels, n_classes, floor, min_present=1)
+    return means
 
 
 def preferred_class(
@@ -217,8 +258,12 @@ def mutual_information(activations: np.ndarray, labels: np.ndarray, bins: int = 
     if labels.ndim != 1 or labels.shape[0] != codes.shape[0]:
         raise ValueError(f"labels must have shape ({codes.shape[0]},), got {labels.shape}")
     classes, y = np.unique(labels, return_inverse=True)
+    return _mutual_information_of_codes(codes, y, classes.size, bins)
+
+
+def _mutual_information_of_codes(codes: np.ndarray, y: np.ndarray, n_labels: int, bins: int) -> np.ndarray:
+    """Mutual information of binned activations ``codes`` and label codes ``y`` in ``[0, n_labels)``."""
     n_samples, n_neurons = codes.shape
-    n_labels = classes.size
 
     # Joint counts of (neuron, bin, label) for all neurons at once, through one combined index.
     index = (np.arange(n_neurons)[None, :] * bins + codes) * n_labels + y[:, None]
@@ -250,7 +295,12 @@ def _check_pair(assignment, classes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sum_of_majorities(groups: np.ndarray, classes: np.ndarray) -> int:
-    """Sum over groups of the count of the most common class in the group.
+    """Sum over groups of the count of the most common class in the group."""
+    return int(_group_majorities(groups, classes).sum())
+
+
+def _group_majorities(groups: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Per group (in the order of ``np.unique(groups)``), the count of its most common class.
 
     Works on the sparse list of (group, class) pairs that actually occur, so it needs no
     dense contingency table however many clusters and classes there are.
@@ -261,7 +311,7 @@ def _sum_of_majorities(groups: np.ndarray, classes: np.ndarray) -> int:
     pairs, counts = np.unique(g * n_c + c, return_counts=True)
     best = np.zeros(int(g.max()) + 1, dtype=np.int64)
     np.maximum.at(best, pairs // n_c, counts)
-    return int(best.sum())
+    return best
 
 
 def purity(assignment: np.ndarray, classes: np.ndarray) -> float:
@@ -293,16 +343,60 @@ def shuffled_purity(
     frequencies, and the baseline a real clustering must beat.  The permutations are drawn
     at once with ``rng.permuted`` on a ``(repeats, N)`` array, one permutation per row.
     """
+    a, _ = _check_pair(assignment, classes)
+    # The mean of the purities is the total of the majorities over repeats * N.
+    return int(_shuffled_majorities(assignment, classes, rng, repeats).sum()) / (repeats * a.size)
+
+
+def purity_null(
+    assignment: np.ndarray,
+    classes: np.ndarray,
+    rng: np.random.Generator,
+    repeats: int = 100,
+) -> np.ndarray:
+    """The purity of ``assignment`` under each of ``repeats`` random permutations of ``classes``.
+
+    The null distribution whose mean is :func:`shuffled_purity` (the same draws from the same
+    ``rng``): its spread says how far above chance a purity must lie to mean anything, and
+    with :func:`permutation_p_value` how likely chance alone reaches an observed purity.
+
+    Returns
+    -------
+    purities : ndarray of shape (repeats,)
+    """
+    a, _ = _check_pair(assignment, classes)
+    return _shuffled_majorities(assignment, classes, rng, repeats) / a.size
+
+
+def _shuffled_majorities(assignment, classes, rng: np.random.Generator, repeats: int) -> np.ndarray:
+    """Per repeat, the sum of the clusters' majority counts after permuting ``classes``."""
     a, c = _check_pair(assignment, classes)
     if isinstance(repeats, (bool, np.bool_)) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     shuffled = rng.permuted(np.broadcast_to(c, (repeats, c.size)), axis=1)
-    # Cluster k of repeat r becomes group (r, k), so one pass handles every repeat; the mean
-    # of the purities is the total of the majorities over repeats * N.
+    # Cluster k of repeat r becomes group (r, k), so one pass handles every repeat.
     _, a_codes = np.unique(a, return_inverse=True)
     n_clusters = int(a_codes.max()) + 1
     groups = np.arange(repeats)[:, None] * n_clusters + a_codes[None, :]
-    return _sum_of_majorities(groups.ravel(), shuffled.ravel()) / (repeats * a.size)
+    # Groups are numbered repeat by repeat, n_clusters to a repeat (every cluster has members).
+    return _group_majorities(groups.ravel(), shuffled.ravel()).reshape(repeats, n_clusters).sum(axis=1)
+
+
+def cluster_stability(previous: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """How much a clustering of the same neurons changed between two evaluations.
+
+    Returns ``(kept, ari)``: the share of neurons whose unit id is the same in both (units keep
+    their ids: a hash bucket, a tree leaf, a neuron's own guide), and the adjusted Rand index
+    of the two partitions (Hubert & Arabie 1985; ``sklearn.metrics.adjusted_rand_score``),
+    which ignores the ids: 1 for the same grouping, about 0 for an unrelated one.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    a = _as_int_array(previous, "previous")
+    b = _as_int_array(current, "current")
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"previous and current must be non-empty and of equal length, got {a.size} and {b.size}")
+    return float(np.mean(a == b)), float(adjusted_rand_score(a, b))
 
 
 def cluster_sizes(assignment: np.ndarray) -> np.ndarray:
@@ -310,6 +404,89 @@ def cluster_sizes(assignment: np.ndarray) -> np.ndarray:
     a = _as_int_array(assignment, "assignment")
     _, counts = np.unique(a, return_counts=True)
     return np.sort(counts)[::-1].astype(np.int64)
+
+
+# --------------------------------------------------------------------------- null baselines
+
+
+def label_permutation_null(
+    activations: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    rng: np.random.Generator,
+    repeats: int = 100,
+    floor: np.ndarray | float = 0.0,
+    bins: int = 8,
+) -> dict[str, np.ndarray]:
+    """Selectivity and mutual information of the same activations under permuted labels.
+
+    A random network already has selective-looking neurons: with finitely many samples, class
+    means differ by chance.  Permuting the labels across samples keeps every activation and
+    every class's sample count and destroys any real relation between the two, so the values
+    computed under ``repeats`` permutations (rows of ``rng.permuted``) are what the metrics
+    reach by chance on these very activations.
+
+    Returns
+    -------
+    null : dict with ``"selectivity"`` and ``"mutual_info"``, each of shape (repeats, n_neurons),
+        computed exactly as :func:`selectivity_index` and :func:`mutual_information`.
+    """
+    if isinstance(repeats, (bool, np.bool_)) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    _, present = _class_means(activations, labels, n_classes, floor, min_present=2)  # validates
+    r = _as_activations(activations) - np.asarray(floor, dtype=np.float64)
+    y = _as_int_array(labels, "labels")
+    counts = np.bincount(y, minlength=n_classes)[present]
+    classes = np.unique(y)
+    permuted = rng.permuted(np.broadcast_to(y, (repeats, y.size)), axis=1)
+    mutual = _PermutedInformation(quantile_bins(activations, bins), bins, classes.size)
+    selectivity = np.empty((repeats, r.shape[1]))
+    mutual_info = np.empty((repeats, r.shape[1]))
+    for k in range(repeats):
+        selectivity[k] = _selectivity_of_means(_class_sums(r, permuted[k], counts) / counts[:, None])
+        mutual_info[k] = mutual(np.searchsorted(classes, permuted[k]))
+    return {"selectivity": selectivity, "mutual_info": mutual_info}
+
+
+class _PermutedInformation:
+    """:func:`mutual_information` of fixed binned activations with many labellings that share
+    one label count (permutations), a few times faster than computing each from scratch.
+
+    With n samples, n_xy the joint counts, n_x the bin and n_y the label counts,
+    I = (1/n)[sum n_xy log n_xy - sum n_x log n_x - sum n_y log n_y] + log n: only the first sum
+    changes with the labelling, and it is read from a table of k log k.  Equal to
+    :func:`mutual_information` up to rounding (about 1e-15 of log n)."""
+
+    def __init__(self, codes: np.ndarray, bins: int, n_labels: int):
+        n_samples, n_neurons = codes.shape
+        self.n_samples, self.n_labels, self.cells = n_samples, n_labels, n_neurons * bins * n_labels
+        self.base = (np.arange(n_neurons)[None, :] * bins + codes) * n_labels
+        k = np.arange(n_samples + 1, dtype=np.float64)
+        self.k_log_k = k * np.log(np.maximum(k, 1.0))
+        count_bin = np.bincount((np.arange(n_neurons)[None, :] * bins + codes).ravel(), minlength=n_neurons * bins)
+        self.fixed = self.k_log_k[count_bin].reshape(n_neurons, bins).sum(axis=1)
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        joint = np.bincount((self.base + y[:, None]).ravel(), minlength=self.cells)
+        count_label = np.bincount(y, minlength=self.n_labels)
+        joint_term = self.k_log_k[joint].reshape(self.base.shape[1], -1).sum(axis=1)
+        n = self.n_samples
+        mi = (joint_term - self.fixed - self.k_log_k[count_label].sum()) / n + np.log(n)
+        return np.clip(mi, 0.0, None)
+
+
+def permutation_p_value(observed: float, null: np.ndarray) -> float:
+    """One-sided p-value of ``observed`` against draws ``null`` of its permutation distribution.
+
+    ``(1 + #{null >= observed}) / (1 + len(null))`` (Phipson & Smyth 2010): never 0, since the
+    observed labelling is itself one of the permutations.  NaN if ``observed`` is NaN.
+    """
+    values = np.asarray(null, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("null must hold at least one value")
+    if not np.isfinite(observed):
+        return float("nan")
+    return float((1 + np.count_nonzero(values >= observed)) / (1 + values.size))
 
 
 # --------------------------------------------------------------------------- graph

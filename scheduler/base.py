@@ -148,8 +148,8 @@ class Executor(ABC):
 
     @abstractmethod
     def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
-        """Per guided population, ``[sum (guidance - credit)^2, sum credit, sum credit^2, count]``
-        over its neurons and the samples ``inputs`` (with ``targets`` as context): the true
+        """Per guided population, an array of shape ``(4, size)``: for each of its neurons,
+        ``[sum (guidance - credit)^2, sum credit, sum credit^2, count]`` over the samples ``inputs`` (with ``targets`` as context): the true
         credit is that of a tick with propagated error, without learning; the guides predict
         from the same features; cycle-closing inputs read as 0."""
 

@@ -176,7 +176,7 @@ def test_run_xor_writes_its_run_directory_quietly(tmp_path: Path) -> None:
         assert mark not in text
 
     assert sorted(p.name for p in out.iterdir()) == ["agents.csv", "metrics.csv", "run.log", "run.log.idx",
-                                                     "scenario.yaml", "summary.json"]
+                                                     "scenario.yaml", "summary.json", "tuning.csv"]
     assert ribbed.load_scenario(out / "scenario.yaml") == with_overrides("xor", ticks=20)
     assert ribbed.load_scenario(out / "scenario.yaml") != ribbed.load_scenario("xor")
 

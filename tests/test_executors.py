@@ -234,7 +234,7 @@ def test_agent_views_read_like_reference_agents(datasets):
     batched.run(6)
 
     def analysis(model) -> list:
-        return [(agent.unique_id, agent.population.name, agent.in_degree, agent.bias, agent.weight_norm,
+        return [(agent.unique_id, agent.population, agent.in_degree, agent.bias, agent.weight_norm,
                  agent.activation_mean, agent.activation_std) for agent in model.agents]
 
     for (a, b) in zip(analysis(reference), analysis(batched)):
@@ -244,7 +244,7 @@ def test_agent_views_read_like_reference_agents(datasets):
         np.testing.assert_allclose(b.incoming_weights(), a.incoming_weights(), rtol=RTOL, atol=ATOL)
         for field in ("u", "y", "delta"):
             expected = getattr(a, field)
-            if a.population.role != "input" or field != "delta":
+            if a.population_info.role != "input" or field != "delta":
                 np.testing.assert_allclose(getattr(b, field), expected, rtol=RTOL, atol=ATOL)
     assert len(batched.agents) == batched.network.n_neurons
     assert len(batched.populations["b"].agents) == 5

@@ -212,7 +212,7 @@ def test_agents_are_mesa_agents_with_global_contiguous_ids():
     assert ids == list(range(model.network.n_neurons))
     for name, population in model.populations.items():
         assert sorted(a.unique_id for a in population.agents) == list(population.info.ids)
-        assert all(a.population.name == name for a in population.agents)
+        assert all(a.population == name for a in population.agents)
     hidden = model.populations["hidden"].agents
     assert all(agent.in_degree == 2 for agent in hidden)
 

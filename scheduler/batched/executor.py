@@ -222,8 +222,8 @@ class BatchedExecutor(Executor):
                           firing_rate=mean.copy())
 
     def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
-        """For each guided population, sums over neurons and samples of (guidance - credit)^2,
-        credit and credit^2, and the count, for ``inputs`` (the true credit of a tick with
+        """For each guided population, per neuron, sums over the samples of (guidance - credit)^2,
+        credit and credit^2, and the count (shape ``(4, size)``), for ``inputs`` (the true credit of a tick with
         propagated error and no learning; cycle-closing inputs read as 0).  The tick's state is
         left as it was."""
         if not self._guided:
@@ -232,7 +232,8 @@ class BatchedExecutor(Executor):
                  for name, p in self.populations.items()}
         samples = inputs.shape[0]
         chunk = max(1, min(samples, PREDICT_CHUNK // max(1, self.network.n_neurons)))
-        sums = {p.info.name: torch.zeros(4, dtype=torch.float64, device=self.device) for p in self._guided}
+        sums = {p.info.name: torch.zeros(4, p.info.size, dtype=torch.float64, device=self.device)
+                for p in self._guided}
         with torch.no_grad():
             for start in range(0, samples, chunk):
                 x = torch.as_tensor(inputs[start:start + chunk], dtype=self.dtype, device=self.device)
@@ -249,10 +250,9 @@ class BatchedExecutor(Executor):
                     credit = population.delta.to(torch.float64)
                     guidance = population.guidance.predict(population.u, population.y,
                                                            population.activation.df(population.u, population.y), context)
-                    sums[population.info.name] += torch.stack([((guidance.to(torch.float64) - credit) ** 2).sum(),
-                                                               credit.sum(), (credit * credit).sum(),
-                                                               torch.tensor(float(credit.numel()), dtype=torch.float64,
-                                                                            device=self.device)])
+                    rows = torch.full_like(credit[0], float(credit.shape[0]))
+                    sums[population.info.name] += torch.stack([((guidance.to(torch.float64) - credit) ** 2).sum(0),
+                                                               credit.sum(0), (credit * credit).sum(0), rows])
         for name, (u, y, delta, previous, xs) in saved.items():
             population = self.populations[name]
             population.u, population.y, population.delta, population.previous = u, y, delta, previous

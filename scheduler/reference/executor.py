@@ -111,7 +111,7 @@ class ReferenceExecutor(Executor):
             [n for population in level for n in self.neurons[population.start:population.start + population.size]]
             for level in network.levels
         ]
-        self._learners = [n for n in self.neurons if n.population.role != "input"]
+        self._learners = [n for n in self.neurons if n.population_info.role != "input"]
         self._sanger = set(network.sanger_layout)
 
     def _wire(self, network: Network) -> None:
@@ -223,14 +223,14 @@ class ReferenceExecutor(Executor):
         # turn the task's answer into their delta, and send nothing on.
         for level in reversed(self._levels):
             for neuron in level:
-                role = neuron.population.role
+                role = neuron.population_info.role
                 if role == "input":
                     continue
                 if backward or role == "output":
                     neuron.backward(tick, bus, send=backward)
                 else:
                     neuron.delta = None
-                if neuron.population.name in self._sanger:
+                if neuron.population_info.name in self._sanger:
                     neuron.send_lateral(tick, bus)
             bus.deliver()
         return loss, outputs
@@ -277,7 +277,7 @@ class ReferenceExecutor(Executor):
         activations = np.zeros((len(self.neurons), batch))
         for level in self._levels:
             for neuron in level:
-                if neuron.population.role != "input":
+                if neuron.population_info.role != "input":
                     values[neuron.unique_id] = neuron.compute(values, {}, batch)[1]
                 activations[neuron.unique_id] = values[neuron.unique_id]
         output = self.network.output
@@ -307,13 +307,13 @@ class ReferenceExecutor(Executor):
             context = task_context(targets, sample_losses(self.loss_name, outputs, targets))
             sums = {}
             for group in self._guided:
-                totals = np.zeros(4)
-                for neuron in group.neurons:
+                totals = np.zeros((4, len(group.neurons)))
+                for j, neuron in enumerate(group.neurons):
                     features = guide_features(neuron.u, neuron.y, neuron.activation.df(neuron.u, neuron.y), context)
                     guidance = sum(self.clusters[c - self.clusters[0].unique_id].guide.predict(features)
                                    for c in neuron.guide_path)
                     credit = neuron.delta
-                    totals += [((guidance - credit) ** 2).sum(), credit.sum(), (credit**2).sum(), credit.size]
+                    totals[:, j] = [((guidance - credit) ** 2).sum(), credit.sum(), (credit**2).sum(), credit.size]
                 sums[group.guided.name] = totals
         finally:
             self.bus = bus
