@@ -316,6 +316,10 @@ def _specialization_table(group: Group) -> str:
             rows.append([html.escape(f"{population} {measure.replace('_', ' ')} (mean)"), value(final, "mean"),
                          value(initial, "mean"), value(final, "null_mean"), value(final, "p"),
                          value(final, "above_null")])
+        kept = f"{population}_preferred_kept"
+        if kept in final:
+            rows.append([html.escape(f"{population} neurons that kept their tick-0 preferred class"),
+                         _cell(final[kept]), "-", "-", "-", "-"])
     for population in _guided(final):
         def purity(frame, column):
             return _cell(frame[column]) if frame is not None and column in frame else "-"

@@ -78,16 +78,14 @@ def test_specialization_over_time(digits, measure):
           digits.agents, changed(digits.agents, measure, 2.0))
 
 
-def test_specialization_draws_the_permutation_null_where_the_metrics_hold_it(digits):
-    metrics = digits.metrics.copy()
-    base = metrics.get("hidden_selectivity_null_mean", metrics["hidden_selectivity_mean"] * 0.8)
-    metrics["hidden_selectivity_null_lo"], metrics["hidden_selectivity_null_hi"] = base * 0.9, base * 1.1
-    metrics["hidden_selectivity_null_q90"] = base * 1.2
-    metrics["hidden_selectivity_above_null"] = 0.3
+def test_specialization_is_drawn_against_the_runs_permutation_null(digits):
+    metrics = digits.metrics
     figure = figures.specialization_over_time(digits.agents, metrics, "hidden")
     assert len(figure.axes) == 2  # the share above the null gets its own panel
     labels = {t.get_text() for t in figure.axes[0].get_legend().get_texts()}
     assert {"permutation null of the mean (2.5-97.5%)", "per-neuron null, 90th percentile"} <= labels
+    check(lambda m: figures.specialization_over_time(digits.agents, m, "hidden"), metrics,
+          changed(metrics, "hidden_selectivity_null_hi", 2.0))
 
 
 def test_preference_coverage(digits):
@@ -113,21 +111,24 @@ def test_receptive_fields_are_the_logged_input_weights(digits):
     check(lambda w: figures.receptive_fields(w, (8, 8), preferred=preferred), weights, -weights)
 
 
-def test_tuning_matrix_from_a_tuning_table(digits):
-    """tuning.csv's layout (tick, AgentID, population, class, response), as the run writes it."""
-    tuning = digits.tuning
-    if tuning is None:  # a run of a ribbed that does not write tuning.csv: the same layout, from agents.csv
-        import pandas as pd
-
-        rows = digits.agents[(digits.agents["population"] == "hidden") & (digits.agents["agent_kind"] == "neuron")]
-        tuning = pd.DataFrame([{"seed": 0, "tick": r.tick, "AgentID": r.AgentID, "population": "hidden", "class": c,
-                                "response": r.selectivity * (c == r.preferred_class) + 0.01 * c}
-                               for r in rows.itertuples() for c in range(10)])
+def test_tuning_matrix_from_the_runs_tuning_table(digits):
+    tuning = digits.tuning  # tuning.csv: tick, AgentID, population, class, response
+    assert tuning is not None and set(tuning["class"]) == set(range(10))
+    figure = figures.tuning_matrix(tuning, "hidden")
+    matrix = figure.axes[0].get_images()[0].get_array()
+    assert matrix.shape == (64, 10)
+    assert list(np.argmax(matrix, axis=1)) == sorted(np.argmax(matrix, axis=1))  # sorted by preferred class
     check(lambda t: figures.tuning_matrix(t, "hidden"), tuning, changed(tuning, "response", -1.0))
 
 
 def test_alpha_and_guide_r2(guided):
     check(lambda m: figures.alpha_and_guide_r2(m, "hidden"), guided.metrics, changed(guided.metrics, "hidden_guide_r2"))
+    figure = figures.alpha_and_guide_r2(guided.metrics, "hidden", guided.agents)
+    assert len(figure.axes) == 2  # the meta units' own guide R² and alpha (agents.csv's cluster rows)
+    units = figure.axes[1].collections[0].get_offsets()
+    assert len(units) == 8  # hash coupling, 3 bits
+    check(lambda a: figures.alpha_and_guide_r2(guided.metrics, "hidden", a), guided.agents,
+          changed(guided.agents, "guide_r2", 0.25))
 
 
 def test_cluster_membership(guided):

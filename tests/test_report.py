@@ -17,7 +17,8 @@ from ribbed.report import write_report
 EVERY = {"learning-curves", "messages", "selectivity", "mutual-info", "coverage", "receptive-fields", "tuning",
          "alpha-r2", "clusters", "modularity", "weight-graph"}
 #: What each run's report must draw (tuning: where the run wrote tuning.csv).
-DIGITS = {"learning-curves", "messages", "selectivity", "mutual-info", "coverage", "receptive-fields", "weight-graph"}
+DIGITS = {"learning-curves", "messages", "selectivity", "mutual-info", "coverage", "tuning", "receptive-fields",
+          "weight-graph"}
 GUIDED = DIGITS | {"alpha-r2", "clusters", "modularity"}
 SINE = {"learning-curves", "messages", "weight-graph"}
 
@@ -31,8 +32,7 @@ def figures_in(page: str, prefix: str) -> dict[str, bytes]:
 def check_page(html_file: Path, prefix: str, expected: set[str]) -> dict[str, bytes]:
     page = html_file.read_text(encoding="utf-8")
     drawn = figures_in(page, prefix)
-    wanted = expected | ({"tuning"} if (html_file.parent.parent / "tuning.csv").exists() else set())
-    assert set(drawn) >= wanted
+    assert set(drawn) >= expected
     assert set(drawn) <= EVERY
     for key, data in drawn.items():
         assert data.startswith(b"\x89PNG") and len(data) > 5000  # a real picture, not a blank one
@@ -51,12 +51,16 @@ def test_a_runs_report_holds_every_figure_that_applies(name, expected):
     drawn = check_page(target, "run", expected)
     page = target.read_text(encoding="utf-8")
     if name == "sine":
-        assert set(drawn) == SINE | ({"tuning"} & set(drawn))
+        assert set(drawn) == SINE
         assert "a regression task has no classes to be selective to" in page
         assert "the task&#x27;s inputs (sine) are not images" in page
         assert "no population has a guide" in page
     else:
         assert "held-out" in page and "test_accuracy" in page  # the final metrics table
+        # the specialization table: final, at tick 0, the label-permutation null and its p-value
+        row = re.search(r"<tr><td>hidden selectivity \(mean\)</td>((?:<td>[^<]*</td>){5})</tr>", page)
+        cells = re.findall(r"<td>([^<]*)</td>", row.group(1))
+        assert all(cell != "-" for cell in cells), cells
 
 
 def test_a_guided_runs_report_adds_trust_clusters_and_modularity():
