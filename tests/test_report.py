@@ -131,3 +131,18 @@ def test_the_command_prints_the_reports_path_or_a_located_error(tmp_path):
     assert result.exit_code == 2
     assert f"error: {tmp_path / 'missing'}: does not exist" in result.output
     assert "fix:" in result.output
+
+
+def test_image_shape_comes_from_the_task_definition():
+    """digits' samples are scikit-learn's 8x8 images flattened row by row; other tasks have no image shape."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from ribbed.environment.tasks import image_shape, load_task
+    from ribbed.scenarios.loader import load_scenario
+
+    digits = load_digits()
+    assert image_shape("digits") == (8, 8) == digits.images.shape[1:]
+    np.testing.assert_array_equal(digits.images[5].reshape(-1), digits.data[5])
+    assert load_task(load_scenario("digits")).image_shape == (8, 8)
+    assert load_task(load_scenario("sine")).image_shape is None and image_shape("moons") is None
