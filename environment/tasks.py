@@ -20,7 +20,12 @@ from ribbed.errors import Problem, ScenarioError
 from ribbed.scenarios.schema import Scenario
 from ribbed.seeding import component_rng
 
-__all__ = ["Dataset", "load_task"]
+__all__ = ["IMAGE_SHAPES", "Dataset", "image_shape", "load_task"]
+
+#: The (rows, columns) of each task whose samples are images, flattened row by row into the
+#: input population: what lets a report draw an input neuron's weights as a picture.  A task
+#: not listed has no image shape (its inputs are features, not pixels).
+IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8)}  # scikit-learn's digits: 8x8 images
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,6 +38,8 @@ class Dataset:
     y_test: np.ndarray
     problem: str  # "classification" or "regression"
     loss: str  # "cross_entropy" or "mse"
+    #: (rows, columns) when each sample is an image flattened row by row (see IMAGE_SHAPES), else None.
+    image_shape: tuple[int, int] | None = None
 
     @property
     def n_features(self) -> int:
@@ -71,7 +78,14 @@ def _split_scale(scenario: Scenario, X: np.ndarray, y: np.ndarray, stratify: boo
         raise ScenarioError(Problem(scenario.source, "task.noise", "the task produced non-finite inputs",
                                     "lower the noise"))
     scaler = StandardScaler().fit(X_train)
-    return Dataset(scaler.transform(X_train), y_train, scaler.transform(X_test), y_test, problem, task.loss)
+    return Dataset(scaler.transform(X_train), y_train, scaler.transform(X_test), y_test, problem, task.loss,
+                   image_shape(task.kind))
+
+
+def image_shape(kind: str) -> tuple[int, int] | None:
+    """The (rows, columns) of a task kind's samples when they are images, else None; from the
+    task's definition, without loading its data."""
+    return IMAGE_SHAPES.get(kind)
 
 
 def load_task(scenario: Scenario) -> Dataset:

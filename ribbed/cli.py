@@ -1,5 +1,5 @@
-"""The ``ribbed`` command line: run, sweep, validate, schema, scenarios, dashboard, and the message
-log's commands (log info/show/export, replay).
+"""The ``ribbed`` command line: run, sweep, validate, schema, scenarios, dashboard, the message
+log's commands (log info/show/export, replay), and report and compare.
 
 Bad input (a missing file, invalid YAML, a wrong field...) is reported as one clear message
 naming the file, the line, the field and the fix, with exit code 2 and no traceback.
@@ -593,6 +593,61 @@ def replay(
     err.print(f"({report.ticks_checked} ticks and {report.snapshots_checked} snapshots matched before it)",
               highlight=False, markup=False)
     raise typer.Exit(code=1)
+
+
+@app.command()
+def report(
+    path: Path = typer.Argument(..., help="A run directory (ribbed run) or a sweep folder (ribbed sweep)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="The HTML file to write (default: "
+                                            "DIR/report/report.html); the figures' PNGs go beside it."),
+) -> None:
+    """Write one self-contained HTML report of a run or a sweep (figures embedded), and its PNGs."""
+    try:
+        from ribbed.report import write_report
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RibbedWarning)  # (a truncated log is read as far as it goes)
+            target = write_report(path, out_file)
+    except RibbedError as exc:
+        raise _fail(exc) from None
+    out.print(f"report: {target}", highlight=False, markup=False)
+
+
+@app.command()
+def compare(
+    paths: list[Path] = typer.Argument(..., help="Run directories and sweep folders; the first entry is the "
+                                       "reference the others are tested against."),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", help="A metrics.csv column to compare (repeat "
+                                               "for several; default: the held-out score, the losses and the "
+                                               "specialization summaries)."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison to this JSON file."),
+) -> None:
+    """Final metrics side by side: mean ± 95% CI across seeds, and Welch's test against the first entry."""
+    from rich.table import Table
+
+    try:
+        from ribbed.compare import compare as comparing
+        from ribbed.compare import write_json
+
+        result = comparing(paths, metric or None)
+        if json_file is not None:
+            write_json(result, json_file)
+    except RibbedError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"final metrics, against {escape(result.entries[0].label)}", show_lines=False)
+    for name, justify in (("metric", "left"), ("entry", "left"), ("seeds", "right"), ("mean ± 95% CI", "right"),
+                          ("difference", "right"), ("Welch p", "right")):
+        text = justify == "left"  # names fold onto a second line; numbers are never cut
+        table.add_column(name, justify=justify, overflow="fold" if text else "ellipsis", no_wrap=not text)
+    for name in result.metrics:
+        for index, entry in enumerate(result.entries):
+            cell = result.cells[(name, entry.label)]
+            table.add_row(escape(name) if index == 0 else "", escape(entry.label), str(cell.interval.n),
+                          cell.interval.text(), "" if index == 0 else _format(cell.difference),
+                          "" if index == 0 else _format(cell.p, 3), end_section=index == len(result.entries) - 1)
+    out.print(table)
+    if json_file is not None:
+        out.print(f"comparison written to {json_file}", highlight=False, markup=False)
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ COMMANDS = {
     "schema": "Print the scenario JSON Schema",
     "scenarios": "List the built-in scenarios",
     "dashboard": "Serve a live dashboard of a scenario",
+    "report": "Write one self-contained HTML report",
+    "compare": "Final metrics side by side",
 }
 
 

@@ -40,7 +40,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("model, log, specialization", ("ribbed.model", "ribbed.log", "ribbed.specialization",
                                     "ribbed.specialization_recorder")),
     ("entry points", ("ribbed.runner", "ribbed.sweeps", "ribbed.cli", "ribbed.dashboard", "ribbed.dashboard_server",
-                      "ribbed")),
+                      "ribbed", "ribbed.run_data", "ribbed.intervals", "ribbed.figures", "ribbed.report",
+                      "ribbed.compare")),
 ]
 
 

@@ -219,6 +219,16 @@ class LogReader:
 
         return messages(self, ticks=ticks, agent=agent, kind=kind, stage=stage)
 
+    def weights(self, tick: int, *, dense: bool = True, max_dense: int | None = None) -> dict:
+        """Every projection's weights after ``tick`` ticks, by projection name: dense
+        ``(post.size, pre.size)`` float64 matrices (0 where there is no synapse), or with
+        ``dense=False`` the per-synapse ``(pre, post, weights)`` arrays; decoded from the
+        snapshot of that tick, else replayed from the one before it (see
+        :mod:`ribbed.log.weights`, which also bounds the size of a dense answer)."""
+        from ribbed.log.weights import DEFAULT_MAX_DENSE, weights_at
+
+        return weights_at(self, tick, dense=dense, max_dense=DEFAULT_MAX_DENSE if max_dense is None else max_dense)
+
     def check(self) -> int:
         """Read every record, checking CRCs, the whole digest chain and every body; the number
         of records."""

@@ -1,0 +1,162 @@
+"""Every figure of :mod:`ribbed.figures`, drawn from a real run's files: it shows data, and it
+changes when that data changes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from report_runs import run_dir, sweep_dir
+
+from ribbed import figures
+from ribbed.log import open_log
+from ribbed.run_data import load_results
+
+
+def png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def drawn(figure: Figure) -> int:
+    """How many things with data the figure's axes hold (lines with points, images, patches, collections)."""
+    count = 0
+    for ax in figure.axes:
+        count += sum(1 for line in ax.get_lines() if len(line.get_xdata()) > 0)
+        count += len(ax.get_images()) + len(ax.patches) + len(ax.collections)
+    return count
+
+
+def check(build, before, after) -> None:
+    """``build(data)`` draws something from the run's data, and a different picture from the changed data."""
+    first, second = build(before), build(after)
+    assert isinstance(first, Figure) and drawn(first) > 0
+    assert png(first) != png(second)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_results(run_dir("digits")).groups[0]
+
+
+@pytest.fixture(scope="module")
+def guided():
+    return load_results(run_dir("digits-specialize", 60, 20)).groups[0]
+
+
+def changed(frame, column, factor=0.5):
+    other = frame.copy()
+    other[column] = other[column] * factor
+    return other
+
+
+def test_learning_curves(digits):
+    check(figures.learning_curves, digits.metrics, changed(digits.metrics, "test_loss"))
+
+
+def test_learning_curves_of_a_sweep_draw_a_band_per_grid_point():
+    metrics = load_results(sweep_dir()).metrics
+    figure = figures.learning_curves(metrics)
+    assert drawn(figure) > 0
+    bands = [c for ax in figure.axes for c in ax.collections]  # fill_between: one per line with seeds
+    assert len(bands) == 6  # 2 points x (held-out loss, training loss, held-out accuracy)
+    check(figures.learning_curves, metrics, changed(metrics, "test_accuracy"))
+
+
+def test_messages_by_kind(digits):
+    figure = figures.messages_by_kind(digits.metrics)
+    assert {t.get_text() for t in figure.axes[0].get_legend().get_texts()} == {"activation", "error"}
+    check(figures.messages_by_kind, digits.metrics, changed(digits.metrics, "msg_error", 3))
+
+
+@pytest.mark.parametrize("measure", ["selectivity", "mutual_info"])
+def test_specialization_over_time(digits, measure):
+    check(lambda agents: figures.specialization_over_time(agents, digits.metrics, "hidden", measure),
+          digits.agents, changed(digits.agents, measure, 2.0))
+
+
+def test_specialization_is_drawn_against_the_runs_permutation_null(digits):
+    metrics = digits.metrics
+    figure = figures.specialization_over_time(digits.agents, metrics, "hidden")
+    assert len(figure.axes) == 2  # the share above the null gets its own panel
+    labels = {t.get_text() for t in figure.axes[0].get_legend().get_texts()}
+    assert {"permutation null of the mean (2.5-97.5%)", "per-neuron null, 90th percentile"} <= labels
+    check(lambda m: figures.specialization_over_time(digits.agents, m, "hidden"), metrics,
+          changed(metrics, "hidden_selectivity_null_hi", 2.0))
+
+
+def test_preference_coverage(digits):
+    agents = digits.agents.copy()
+    other = agents.copy()
+    other.loc[other["population"] == "hidden", "preferred_class"] = 3.0
+    check(lambda a: figures.preference_coverage(a, digits.metrics, "hidden", 10), agents, other)
+
+
+def test_receptive_fields_are_the_logged_input_weights(digits):
+    run = digits.first
+    with open_log(run.log_path) as log:
+        weights = log.weights(40)["pixels->hidden"]
+    rows = digits.agents[(digits.agents["tick"] == 40) & (digits.agents["population"] == "hidden")]
+    preferred = rows["preferred_class"].to_numpy()
+    figure = figures.receptive_fields(weights, (8, 8), preferred=preferred, cluster=rows["cluster"].to_numpy())
+    mosaic = figure.axes[0].get_images()[0].get_array()
+    assert mosaic.shape == (8 * 9 - 1, 8 * 9 - 1)  # 8 x 8 tiles of 8 x 8 pixels, one blank pixel apart
+    first = int(np.lexsort((np.arange(64), preferred))[0])  # sorted by preferred class
+    np.testing.assert_allclose(mosaic[:8, :8], weights[first].reshape(8, 8) / np.abs(weights[first]).max())
+    second = int(np.lexsort((np.arange(64), preferred))[1])
+    np.testing.assert_allclose(mosaic[:8, 9:17], weights[second].reshape(8, 8) / np.abs(weights[second]).max())
+    check(lambda w: figures.receptive_fields(w, (8, 8), preferred=preferred), weights, -weights)
+
+
+def test_tuning_matrix_from_the_runs_tuning_table(digits):
+    tuning = digits.tuning  # tuning.csv: tick, AgentID, population, class, response
+    assert tuning is not None and set(tuning["class"]) == set(range(10))
+    figure = figures.tuning_matrix(tuning, "hidden")
+    matrix = figure.axes[0].get_images()[0].get_array()
+    assert matrix.shape == (64, 10)
+    assert list(np.argmax(matrix, axis=1)) == sorted(np.argmax(matrix, axis=1))  # sorted by preferred class
+    check(lambda t: figures.tuning_matrix(t, "hidden"), tuning, changed(tuning, "response", -1.0))
+
+
+def test_alpha_and_guide_r2(guided):
+    check(lambda m: figures.alpha_and_guide_r2(m, "hidden"), guided.metrics, changed(guided.metrics, "hidden_guide_r2"))
+    figure = figures.alpha_and_guide_r2(guided.metrics, "hidden", guided.agents)
+    assert len(figure.axes) == 2  # the meta units' own guide R² and alpha (agents.csv's cluster rows)
+    units = figure.axes[1].collections[0].get_offsets()
+    assert len(units) == 8  # hash coupling, 3 bits
+    check(lambda a: figures.alpha_and_guide_r2(guided.metrics, "hidden", a), guided.agents,
+          changed(guided.agents, "guide_r2", 0.25))
+
+
+def test_cluster_membership(guided):
+    agents = guided.agents
+    hidden = agents[(agents["population"] == "hidden") & (agents["agent_kind"] == "neuron")]
+    assert hidden.groupby("tick")["cluster"].nunique().max() > 1  # hash coupling: real clusters
+    check(lambda a: figures.cluster_membership(a, guided.metrics, "hidden"), agents, changed(agents, "cluster", 0.0))
+    check(lambda m: figures.cluster_membership(agents, m, "hidden"), guided.metrics,
+          changed(guided.metrics, "hidden_purity"))
+
+
+def test_modularity_over_time(guided):
+    check(lambda m: figures.modularity_over_time(m, ["hidden"]), guided.metrics,
+          changed(guided.metrics, "hidden_modularity", -2.0))
+
+
+def test_weight_graph_draws_the_strongest_synapses(digits):
+    layout = digits.first.layout
+    with open_log(digits.first.log_path) as log:
+        weights = log.weights(40)
+    figure = figures.weight_graph(weights, layout["populations"], layout["projections"], max_edges=300)
+    assert "300 strongest of 4736" in figure.axes[0].get_title()
+    flipped = {name: -w for name, w in weights.items()}
+    check(lambda w: figures.weight_graph(w, layout["populations"], layout["projections"]), weights, flipped)
+
+
+def test_a_figure_with_nothing_to_draw_says_so(digits):
+    with pytest.raises(ValueError, match="nothing to draw"):
+        figures.specialization_over_time(digits.agents, digits.metrics, "no-such-population")
+    with pytest.raises(ValueError, match="nothing to draw"):
+        figures.alpha_and_guide_r2(digits.metrics, "hidden")  # digits has no guide
