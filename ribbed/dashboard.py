@@ -15,7 +15,8 @@ Decisions:
   ``ribbed dashboard --eval-every N`` raises the interval for large networks.
 * **The start is evaluated at once** (:class:`DashboardModel`), so the plots show tick 0 before
   the first step, after a Reset too (SolaraViz's Reset builds ``type(model)(**params)``).
-* **Plots are matplotlib figures** built by pure functions (``*_figure(model)``), so that tests
+* **Plots are matplotlib figures** drawn by :mod:`ribbed.figures` (the one home of plot code)
+  from the model's metrics and latest values (``*_figure(model)`` here picks them), so that tests
   can check their data without a browser; a plot that does not apply (no guided population, a
   regression task without selectivity) says why in a note instead of drawing an empty axis.
 
@@ -31,7 +32,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import solara
 from matplotlib.figure import Figure
 
@@ -43,6 +43,7 @@ warnings.filterwarnings("ignore", message=r".*ComponentsView: `use_state` found 
 
 from mesa.visualization import SolaraViz  # noqa: E402  (after the filter above)
 
+from ribbed import figures
 from ribbed.dashboard_server import EVAL_EVERY_VARIABLE, SCENARIO_VARIABLE, check_eval_every
 from ribbed.model import NetworkModel
 from ribbed.scenarios.loader import load_scenario
@@ -95,39 +96,19 @@ def model_params(scenario: Scenario, eval_every: int = 1) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- figures
 
 
-def _figure() -> tuple[Figure, Any]:
-    figure = Figure(figsize=_FIGSIZE, dpi=_DPI, layout="constrained")
-    return figure, figure.subplots()
-
-
-def _curves(ax: Any, metrics: Any, columns: dict[str, str], ylabel: str) -> None:
-    for column, label in columns.items():
-        if column in metrics:
-            ax.plot(metrics["tick"], metrics[column], marker="." if len(metrics) < 30 else None, label=label)
-    ax.set_xlabel("tick")
-    ax.set_ylabel(ylabel)
-    if ax.lines:
-        ax.legend(loc="best", fontsize="small")
-
-
 def loss_figure(model: NetworkModel) -> Figure:
     """Training loss (mean over the ticks since the previous evaluation) and held-out loss."""
-    figure, ax = _figure()
-    _curves(ax, model.metrics, {"train_loss": "train", "test_loss": "held out"}, "loss")
-    ax.set_title(f"loss, tick {model.tick}")
-    return figure
+    return figures.live_curves(model.metrics, {"train_loss": "train", "test_loss": "held out"}, "loss",
+                               f"loss, tick {model.tick}", size=_FIGSIZE, dpi=_DPI)
 
 
 def accuracy_figure(model: NetworkModel) -> Figure:
     """Training and held-out accuracy (held-out R² on a regression task)."""
-    figure, ax = _figure()
     if model.dataset.classification:
-        _curves(ax, model.metrics, {"train_accuracy": "train", "test_accuracy": "held out"}, "accuracy")
-        ax.set_title(f"accuracy, tick {model.tick}")
-    else:
-        _curves(ax, model.metrics, {"test_r2": "held out"}, "R²")
-        ax.set_title(f"R², tick {model.tick}")
-    return figure
+        return figures.live_curves(model.metrics, {"train_accuracy": "train", "test_accuracy": "held out"},
+                                   "accuracy", f"accuracy, tick {model.tick}", size=_FIGSIZE, dpi=_DPI)
+    return figures.live_curves(model.metrics, {"test_r2": "held out"}, "R²", f"R², tick {model.tick}",
+                               size=_FIGSIZE, dpi=_DPI)
 
 
 def selectivity_figure(model: NetworkModel) -> Figure | str:
@@ -138,17 +119,10 @@ def selectivity_figure(model: NetworkModel) -> Figure | str:
         return ("no selectivity: it is measured for the hidden populations of a classification task"
                 if model.dataset.classification else "no selectivity on a regression task (it needs classes)")
     values = model.specialization.values["selectivity"]
-    figure, ax = _figure()
-    bins = np.linspace(0.0, 1.0, 21)
-    for info in analysed:
-        chunk = values[info.start:info.start + info.size]
-        ax.hist(chunk[np.isfinite(chunk)], bins=bins, alpha=0.6, label=f"{info.name} ({info.size})")
-    ax.set_xlim(0.0, 1.0)
-    ax.set_xlabel("class selectivity index")
-    ax.set_ylabel("neurons")
-    ax.set_title(f"selectivity, evaluated at tick {_last_tick(model)}")
-    ax.legend(loc="best", fontsize="small")
-    return figure
+    chunks = {info.name: values[info.start:info.start + info.size] for info in analysed}
+    nulls = {info.name: model.last_metrics.get(f"{info.name}_selectivity_null_q90") for info in analysed}
+    return figures.selectivity_histogram(chunks, nulls, f"selectivity, evaluated at tick {_last_tick(model)}",
+                                         size=_FIGSIZE, dpi=_DPI)
 
 
 def _last_tick(model: NetworkModel) -> int:
@@ -165,44 +139,15 @@ def _no_guided(model: NetworkModel) -> str | None:
 
 def alpha_figure(model: NetworkModel) -> Figure | str:
     """Each guided population's mean trust alpha over time, with its 10-90% band."""
-    note = _no_guided(model)
-    if note:
-        return note
-    figure, ax = _figure()
-    metrics = model.metrics
-    for name in model.network.guided:
-        line, = ax.plot(metrics["tick"], metrics[f"{name}_alpha_mean"], label=f"{name} mean")
-        ax.fill_between(metrics["tick"], metrics[f"{name}_alpha_q10"], metrics[f"{name}_alpha_q90"],
-                        color=line.get_color(), alpha=0.2, label=f"{name} 10-90%")
-    ax.set_xlabel("tick")
-    ax.set_ylabel("alpha")
-    ax.set_title(f"alpha, tick {model.tick}")
-    ax.legend(loc="best", fontsize="small")
-    return figure
+    return _no_guided(model) or figures.alpha_over_time(model.metrics, list(model.network.guided),
+                                                        f"alpha, tick {model.tick}", size=_FIGSIZE, dpi=_DPI)
 
 
 def clusters_figure(model: NetworkModel) -> Figure | str:
     """Each guided population's number of clusters (left axis) and purity against shuffled
     labels (right axis) over time."""
-    note = _no_guided(model)
-    if note:
-        return note
-    figure, ax = _figure()
-    metrics = model.metrics
-    right = ax.twinx()
-    for name in model.network.guided:
-        ax.plot(metrics["tick"], metrics[f"{name}_clusters"], label=f"{name} clusters")
-        right.plot(metrics["tick"], metrics[f"{name}_purity"], linestyle="--", label=f"{name} purity")
-        right.plot(metrics["tick"], metrics[f"{name}_purity_shuffled"], linestyle=":", label=f"{name} purity, shuffled")
-    ax.set_xlabel("tick")
-    ax.set_ylabel("clusters")
-    right.set_ylabel("purity")
-    right.set_ylim(0.0, 1.05)
-    ax.set_title(f"clusters, tick {model.tick}")
-    handles = ax.get_legend_handles_labels()
-    more = right.get_legend_handles_labels()
-    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="best", fontsize="small")
-    return figure
+    return _no_guided(model) or figures.clusters_over_time(model.metrics, list(model.network.guided),
+                                                           f"clusters, tick {model.tick}", size=_FIGSIZE, dpi=_DPI)
 
 
 # ----------------------------------------------------------------------------- components

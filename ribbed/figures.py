@@ -27,8 +27,20 @@ from matplotlib.figure import Figure
 from ribbed.intervals import mean_ci
 
 __all__ = [
-    "alpha_and_guide_r2", "cluster_membership", "learning_curves", "messages_by_kind", "modularity_over_time",
-    "preference_coverage", "receptive_fields", "specialization_over_time", "tuning_matrix", "weight_graph",
+    "alpha_and_guide_r2",
+    "alpha_over_time",
+    "cluster_membership",
+    "clusters_over_time",
+    "learning_curves",
+    "live_curves",
+    "messages_by_kind",
+    "modularity_over_time",
+    "preference_coverage",
+    "receptive_fields",
+    "selectivity_histogram",
+    "specialization_over_time",
+    "tuning_matrix",
+    "weight_graph",
 ]
 
 _KINDS = ("activation", "error", "feedback", "target", "reward", "guidance", "modulation", "spike")
@@ -415,4 +427,74 @@ def weight_graph(weights: dict[str, np.ndarray], populations: Sequence[dict], pr
     ax.set_title(f"{title}: {shown}")
     ax.legend(fontsize=8, loc="upper left", markerscale=2)
     ax.set_axis_off()
+    return fig
+
+
+# ------------------------------------------------------------------------- live (one model)
+# The dashboard's plots: one running model's metrics so far and its latest per-neuron values,
+# small enough to redraw after every step.
+
+
+def live_curves(metrics: pd.DataFrame, columns: dict[str, str], ylabel: str, title: str, *,
+                size: tuple[float, float] = (5.0, 3.2), dpi: int = 80) -> Figure:
+    """The ``columns`` of one model's metrics (column: label) against ticks."""
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    ax = fig.subplots()
+    for column, label in columns.items():
+        if column in metrics:
+            ax.plot(metrics["tick"], metrics[column], marker="." if len(metrics) < 30 else None, label=label)
+    ax.set(xlabel="tick", ylabel=ylabel, title=title)
+    if ax.lines:
+        ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def selectivity_histogram(values: dict[str, np.ndarray], null_q90: dict[str, float | None], title: str, *,
+                          size: tuple[float, float] = (5.0, 3.2), dpi: int = 80) -> Figure:
+    """A histogram of each population's per-neuron selectivity, with the 90th percentile of its
+    label-permutation null (where recorded) as a dashed line: neurons right of it are selective
+    beyond chance."""
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    ax = fig.subplots()
+    bins = np.linspace(0.0, 1.0, 21)
+    for index, (name, chunk) in enumerate(values.items()):
+        ax.hist(chunk[np.isfinite(chunk)], bins=bins, alpha=0.6, color=f"C{index % 10}", label=f"{name} ({chunk.size})")
+        q90 = null_q90.get(name)
+        if q90 is not None and np.isfinite(q90):
+            ax.axvline(q90, color=f"C{index % 10}", linestyle="--", label=f"{name}: null, 90th percentile")
+    ax.set(xlim=(0.0, 1.0), xlabel="class selectivity index", ylabel="neurons", title=title)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def alpha_over_time(metrics: pd.DataFrame, populations: Sequence[str], title: str, *,
+                    size: tuple[float, float] = (5.0, 3.2), dpi: int = 80) -> Figure:
+    """Each guided population's mean alpha over ticks, with its 10-90% band."""
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    ax = fig.subplots()
+    for name in populations:
+        (line,) = ax.plot(metrics["tick"], metrics[f"{name}_alpha_mean"], label=f"{name} mean")
+        ax.fill_between(metrics["tick"], metrics[f"{name}_alpha_q10"], metrics[f"{name}_alpha_q90"],
+                        color=line.get_color(), alpha=0.2, label=f"{name} 10-90%")
+    ax.set(xlabel="tick", ylabel="alpha", title=title)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def clusters_over_time(metrics: pd.DataFrame, populations: Sequence[str], title: str, *,
+                       size: tuple[float, float] = (5.0, 3.2), dpi: int = 80) -> Figure:
+    """Each guided population's number of clusters (left axis) and purity against its
+    shuffled-label null (right axis) over ticks."""
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    ax = fig.subplots()
+    right = ax.twinx()
+    for name in populations:
+        ax.plot(metrics["tick"], metrics[f"{name}_clusters"], label=f"{name} clusters")
+        right.plot(metrics["tick"], metrics[f"{name}_purity"], linestyle="--", label=f"{name} purity")
+        right.plot(metrics["tick"], metrics[f"{name}_purity_shuffled"], linestyle=":", label=f"{name} purity, shuffled")
+    ax.set(xlabel="tick", ylabel="clusters", title=title)
+    right.set(ylabel="purity", ylim=(0.0, 1.05))
+    handles, labels = ax.get_legend_handles_labels()
+    more_handles, more_labels = right.get_legend_handles_labels()
+    ax.legend(handles + more_handles, labels + more_labels, loc="best", fontsize="small")
     return fig
