@@ -76,6 +76,21 @@ def dashboard():
             server.wait()
 
 
+def screenshot(image) -> bytes:
+    """The picture of a plot's image. The page swaps a plot's <img> when the model's values
+    arrive, which can detach the element being photographed: then the locator finds the new one."""
+    from playwright.sync_api import Error
+
+    for _ in range(20):
+        try:
+            return image.screenshot()
+        except Error as exc:
+            if "not attached" not in str(exc):
+                raise
+            time.sleep(0.1)
+    return image.screenshot()
+
+
 def test_dashboard_in_chromium(dashboard, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -95,7 +110,7 @@ def test_dashboard_in_chromium(dashboard, tmp_path: Path) -> None:
             page.get_by_text("tick: 0 of 2000").wait_for()
             plots = {title: page.locator(".v-card", has_text=title).locator("img").first
                      for title in ("Loss", "Accuracy", "Selectivity")}
-            before = {title: plot.screenshot() for title, plot in plots.items()}
+            before = {title: screenshot(plot) for title, plot in plots.items()}
             page.get_by_text("no guided population in 'digits'").first.wait_for()
 
             # Five steps change the plots.
@@ -104,7 +119,7 @@ def test_dashboard_in_chromium(dashboard, tmp_path: Path) -> None:
             page.get_by_text("Step: 5").wait_for()
             page.get_by_text("tick: 5 of 2000").wait_for()
             page.get_by_text("evaluated at tick: 5").wait_for()
-            after = {title: plot.screenshot() for title, plot in plots.items()}
+            after = {title: screenshot(plot) for title, plot in plots.items()}
             for title in plots:
                 assert after[title] != before[title], f"the {title} plot looks the same after 5 steps"
             page.screenshot(path=str(tmp_path / "dashboard.png"))
