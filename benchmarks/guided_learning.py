@@ -5,10 +5,11 @@ The built-in ``digits-guide-direct`` scenario (64-64-10, the propagated error ev
 confidence meta unless ``--meta`` says otherwise), on the batched executor (CPU):
 
 - **guided**: tree, linear and mlp guides under direct, hash and tree coupling, at the
-  scenario's learning rate (0.02; not tuned);
+  scenario's learning rate (0.02), and again at the hidden learning rate chosen for control (a)
+  ("tuned lr": borrowed from the unguided selection, not tuned for the guides themselves);
 - **unguided, same lr**: no guide, the same learning rate (the comparison the old table made);
 - **(a) unguided, tuned lr**: no guide, the hidden population's learning rate the best of
-  0.02 x {1, 2, 4, 8};
+  0.02 x {1, 2, 4, ..., 256} (the output's stays 0.02; the table flags a best at the grid's edge);
 - **(b) broadcast**: no guide, and ``broadcast: dfa`` (docs/semantics.md, "Broadcast credit"):
   on ticks without propagated error the hidden neurons learn from the label and surprise the
   guides see, through a fixed random matrix; its hidden learning rate tuned the same way;
@@ -26,7 +27,8 @@ continues where it stopped; the table is read from each ``sweep.parquet`` (s/run
 run's summary.json: the table holds no timings).  The summary JSON is written beside it.
 
     python benchmarks/guided_learning.py --quick   # 3 seeds, mlp and linear direct, 400 ticks: < 3 min on 2 cores
-    python benchmarks/guided_learning.py           # 5 seeds, all 9 guided configurations, 800 ticks (tree guides are slow)
+    python benchmarks/guided_learning.py           # 5 seeds, all 9 guided configurations, 800 ticks (tree guides
+                                                   # are slow: about 90 runs of 30-70 s, on 2 workers)
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class Plan:
     every: int
     meta: str
     guided: list[tuple[str, str]]  # (guide, coupling)
-    lr_factors: list[float] = field(default_factory=lambda: [1, 2, 4, 8])
+    lr_factors: list[float] = field(default_factory=lambda: [2**k for k in range(9)])
 
     @property
     def key(self) -> str:
@@ -103,35 +105,51 @@ def base_scenario(plan: Plan, guided: bool) -> dict:
     return data
 
 
-def sweeps(plan: Plan) -> dict[str, dict[str, Any]]:
-    """Each family's ``ribbed.sweep`` arguments: the scenario, grid and seeds."""
-    lr = ribbed.load_scenario("digits-guide-direct").learning.lr
-    lrs = [lr * f for f in plan.lr_factors]
+def scenario_lr() -> float:
+    """The learning rate of digits-guide-direct (the guides' own)."""
+    return ribbed.load_scenario("digits-guide-direct").learning.lr
+
+
+def control_sweeps(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Each control family's ``ribbed.sweep`` arguments: the scenario, grid (its changes, and the
+    hidden learning rate over the plan's factors) and seeds (reported and selection)."""
+    lrs = [scenario_lr() * f for f in plan.lr_factors]
+    return {label: {"scenario": base_scenario(plan, False), "seeds": plan.seeds + plan.selection_seeds,
+                    "grid": {**{k: [v] for k, v in changes.items()}, LR_FIELD: lrs}}
+            for label, changes in CONTROLS.items()}
+
+
+def guided_sweep(plan: Plan, tuned_lr: float) -> dict[str, Any]:
+    """The guided configurations' sweep: every guide x coupling of the plan, at the scenario's
+    learning rate and at ``tuned_lr`` (the one chosen for control a), on the reported seeds."""
     guides = list(dict.fromkeys(g for g, _ in plan.guided))
     couplings = list(dict.fromkeys(c for _, c in plan.guided))
-    families = {"guided": {"scenario": base_scenario(plan, True), "seeds": plan.seeds,
-                           "grid": {"populations.hidden.guide": [GUIDES[g] for g in guides],
-                                    "coupling": [COUPLINGS[c] for c in couplings]}}}
-    for label, changes in CONTROLS.items():
-        scenario = base_scenario(plan, False)
-        families[label] = {"scenario": scenario, "seeds": plan.seeds + plan.selection_seeds,
-                           "grid": {**{k: [v] for k, v in changes.items()}, LR_FIELD: lrs}}
-    return families
+    lrs = list(dict.fromkeys([scenario_lr(), tuned_lr]))
+    return {"scenario": base_scenario(plan, True), "seeds": plan.seeds,
+            "grid": {"populations.hidden.guide": [GUIDES[g] for g in guides],
+                     "coupling": [COUPLINGS[c] for c in couplings], LR_FIELD: lrs}}
 
 
 def run_sweeps(plan: Plan, folder: Path, workers: int | None) -> dict[str, pd.DataFrame]:
-    """Run (or continue) every family's sweep in ``folder``; each one's final rows, one per run."""
+    """Run (or continue) every family's sweep in ``folder``, the controls first (the guided runs
+    use control a's chosen learning rate too); each one's final rows, one per run."""
     frames = {}
-    for label, arguments in sweeps(plan).items():
-        began = time.perf_counter()
-        result = ribbed.sweep(arguments["scenario"], seeds=arguments["seeds"], grid=arguments["grid"],
-                              out=folder / label.replace(" ", "-"), workers=workers)
-        if result.failed:
-            raise SystemExit(f"{label}: {len(result.failed)} runs failed, first: {result.failed[0].name} "
-                             f"({result.failed[0].error})")
-        frames[label] = final_rows(result.frame, result.directory)
-        print(f"  swept {label}: {len(frames[label])} runs in {time.perf_counter() - began:.0f} s", flush=True)
+    for label, arguments in control_sweeps(plan).items():
+        frames[label] = _sweep(label, arguments, folder, workers)
+    frames["guided"] = _sweep("guided", guided_sweep(plan, choose_lr(frames["unguided"], plan)), folder, workers)
     return frames
+
+
+def _sweep(label: str, arguments: dict[str, Any], folder: Path, workers: int | None) -> pd.DataFrame:
+    began = time.perf_counter()
+    result = ribbed.sweep(arguments["scenario"], seeds=arguments["seeds"], grid=arguments["grid"],
+                          out=folder / label.replace(" ", "-"), workers=workers)
+    if result.failed:
+        raise SystemExit(f"{label}: {len(result.failed)} runs failed, first: {result.failed[0].name} "
+                         f"({result.failed[0].error})")
+    rows = final_rows(result.frame, result.directory)
+    print(f"  swept {label}: {len(rows)} runs in {time.perf_counter() - began:.0f} s", flush=True)
+    return rows
 
 
 def final_rows(frame: pd.DataFrame, directory: Path) -> pd.DataFrame:
@@ -180,13 +198,16 @@ def choose_lr(runs: pd.DataFrame, plan: Plan) -> float:
 
 def table(frames: dict[str, pd.DataFrame], plan: Plan) -> dict:
     """The rows of the table and each guided configuration's comparison with each control."""
-    lr = ribbed.load_scenario("digits-guide-direct").learning.lr
+    lr = scenario_lr()
     rows, controls = [], {}
     guided = frames["guided"]
     for guide, coupling in plan.guided:
         runs = guided[(guided["populations.hidden.guide"] == str(GUIDES[guide]))
                       & (guided["coupling"] == str(COUPLINGS[coupling]))]
-        rows.append(describe(f"{coupling} {guide}", runs, kind="guided", guide=guide, coupling=coupling, lr=lr))
+        # (when control a's lr is the scenario's, both rows hold the same runs)
+        for suffix, value in (("", lr), (", tuned lr", choose_lr(frames["unguided"], plan))):
+            rows.append(describe(f"{coupling} {guide}{suffix}", runs[np.isclose(runs[LR_FIELD], value)],
+                                 kind="guided", guide=guide, coupling=coupling, lr=value))
     for label in CONTROLS:
         runs = frames[label]
         reported = runs[runs["seed"].isin(plan.seeds)]
@@ -197,7 +218,9 @@ def table(frames: dict[str, pd.DataFrame], plan: Plan) -> dict:
             controls["unguided, same lr"] = rows[-1]
         name = {"unguided": "(a) unguided, tuned lr", "broadcast": "(b) broadcast (dfa)",
                 "every tick": "(c) error every tick"}[label]
+        at_edge = bool(np.isclose(best, max(runs[LR_FIELD])) or np.isclose(best, min(runs[LR_FIELD])))
         rows.append(describe(name, reported[np.isclose(reported[LR_FIELD], best)], kind="control", lr=best,
+                             lr_at_grid_edge=at_edge,
                              lr_by_selection={str(k): float(v) for k, v in runs[runs["seed"].isin(plan.selection_seeds)]
                                               .groupby(LR_FIELD)["test_accuracy"].mean().items()}))
         controls[name] = rows[-1]
@@ -222,11 +245,14 @@ def render(result: dict) -> str:
         lines.append(f"{row['label']:24} {row['lr']:6.3f} {row['accuracy_mean']:11.4f} ± {row['accuracy_ci95']:6.4f} "
                      f"{errors if isinstance(errors, int) else '/'.join(map(str, errors)):>10} "
                      f"{row['target_messages']:8d} {row['guide_r2']:6.2f} {row['alpha_mean']:6.2f} {row['seconds']:6.1f}")
+    for row in result["rows"]:
+        if row.get("lr_at_grid_edge"):
+            lines.append(f"  note: {row['label']}: the best lr on the selection seeds is at the edge of the grid")
     lines.append("")
     lines.append("each guided configuration against each control (Welch's t-test on final accuracy, "
                  f"'better'/'worse' where p < {ALPHA}):")
     for c in result["comparisons"]:
-        lines.append(f"  {c['guided']:16} vs {c['control']:24} {c['difference']:+.4f}  p = {c['welch_p']:.3g}  "
+        lines.append(f"  {c['guided']:24} vs {c['control']:24} {c['difference']:+.4f}  p = {c['welch_p']:.3g}  "
                      f"{c['verdict']}")
     return "\n".join(lines)
 

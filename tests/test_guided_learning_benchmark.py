@@ -47,8 +47,12 @@ def test_the_quick_plan_is_small_and_the_full_plan_has_every_configuration(bench
 def test_every_configuration_and_control_is_reported_on_the_reported_seeds(tiny):
     plan, folder, result = tiny
     labels = [row["label"] for row in result["rows"]]
-    assert labels == ["direct linear", "unguided, same lr", "(a) unguided, tuned lr", "(b) broadcast (dfa)",
-                      "(c) error every tick"]
+    assert labels == ["direct linear", "direct linear, tuned lr", "unguided, same lr", "(a) unguided, tuned lr",
+                      "(b) broadcast (dfa)", "(c) error every tick"]
+    rows = {row["label"]: row for row in result["rows"]}
+    # The guides run at their own lr and at the one chosen for control a.
+    assert rows["direct linear"]["lr"] == pytest.approx(0.02)
+    assert rows["direct linear, tuned lr"]["lr"] == pytest.approx(rows["(a) unguided, tuned lr"]["lr"])
     for row in result["rows"]:
         assert row["seeds"] == [0, 1]
         assert np.isfinite(row["accuracy_mean"]) and np.isfinite(row["accuracy_ci95"])
@@ -77,8 +81,8 @@ def test_messages_are_those_of_each_configuration(tiny):
     plan, folder, result = tiny
     rows = {row["label"]: row for row in result["rows"]}
     # Error ticks 0 and 4 of 8: the same error messages for guides and controls a and b.
-    sparse = {rows[k]["error_messages"] for k in ("direct linear", "unguided, same lr", "(a) unguided, tuned lr",
-                                                   "(b) broadcast (dfa)")}
+    sparse = {rows[k]["error_messages"] for k in ("direct linear", "direct linear, tuned lr", "unguided, same lr",
+                                                   "(a) unguided, tuned lr", "(b) broadcast (dfa)")}
     assert sparse == {8 * 10 + 2 * 64 * 10}
     assert rows["(c) error every tick"]["error_messages"] == 8 * 10 + 8 * 64 * 10
     # The context: every tick to guided neurons, on the 6 ticks without error to the broadcast control.
@@ -90,8 +94,9 @@ def test_messages_are_those_of_each_configuration(tiny):
 def test_each_guided_configuration_is_compared_with_each_control_by_welch(bench, tiny):
     plan, folder, result = tiny
     rows = {row["label"]: row for row in result["rows"]}
-    assert [c["control"] for c in result["comparisons"]] == [
-        "unguided, same lr", "(a) unguided, tuned lr", "(b) broadcast (dfa)", "(c) error every tick"]
+    controls = ["unguided, same lr", "(a) unguided, tuned lr", "(b) broadcast (dfa)", "(c) error every tick"]
+    assert [(c["guided"], c["control"]) for c in result["comparisons"]] == [
+        (guided, control) for guided in ("direct linear", "direct linear, tuned lr") for control in controls]
     for c in result["comparisons"]:
         a, b = rows[c["guided"]]["accuracy"], rows[c["control"]]["accuracy"]
         p = stats.ttest_ind(a, b, equal_var=False).pvalue
