@@ -44,8 +44,8 @@ def guided_credit(delta: Any | None, guidance: Any, alpha: Any) -> Any:
 
 def broadcast_credit(derivative: Any, context: Any, matrix: Any) -> Any:
     """Broadcast credit (``broadcast: dfa``) on a tick without propagated error:
-    ``f'(u) * (e @ B^T)`` with ``e = -s t``, minus the last n_outputs columns of the task's context
-    ``[t, s, s t]`` (for cross-entropy, the output error at the right class).  ``derivative``:
+    ``f'(u) * (e @ B^T)`` with ``e = -s t``: the last n_outputs columns of the task's context
+    ``[t, s, s t]``, negated (for cross-entropy, the output error at the right class).  ``derivative``:
     f'(u), (batch,) for one neuron or (batch, n) for a population; ``matrix``: B, the neuron's row
     (n_outputs,) or the population's (n, n_outputs)."""
     n_outputs = matrix.shape[-1]
