@@ -27,8 +27,9 @@ continues where it stopped; the table is read from each ``sweep.parquet`` (s/run
 run's summary.json: the table holds no timings).  The summary JSON is written beside it.
 
     python benchmarks/guided_learning.py --quick   # 3 seeds, mlp and linear direct, 400 ticks: < 3 min on 2 cores
-    python benchmarks/guided_learning.py           # 5 seeds, all 9 guided configurations, 800 ticks (tree guides
-                                                   # are slow: about 90 runs of 30-70 s, on 2 workers)
+    python benchmarks/guided_learning.py           # 5 seeds, all 9 guided configurations, 800 ticks, each at
+                                                   # two lrs: 90 guided runs, the tree guides' 30-70 s each
+    python benchmarks/guided_learning.py --no-tuned-guides   # the guides at the scenario's lr only (45 runs)
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Plan:
     meta: str
     guided: list[tuple[str, str]]  # (guide, coupling)
     lr_factors: list[float] = field(default_factory=lambda: [2**k for k in range(9)])
+    #: Also run the guided configurations at control a's tuned lr (doubles the guided runs).
+    tuned_guides: bool = True
 
     @property
     def key(self) -> str:
@@ -124,7 +127,7 @@ def guided_sweep(plan: Plan, tuned_lr: float) -> dict[str, Any]:
     learning rate and at ``tuned_lr`` (the one chosen for control a), on the reported seeds."""
     guides = list(dict.fromkeys(g for g, _ in plan.guided))
     couplings = list(dict.fromkeys(c for _, c in plan.guided))
-    lrs = list(dict.fromkeys([scenario_lr(), tuned_lr]))
+    lrs = list(dict.fromkeys([scenario_lr(), tuned_lr] if plan.tuned_guides else [scenario_lr()]))
     return {"scenario": base_scenario(plan, True), "seeds": plan.seeds,
             "grid": {"populations.hidden.guide": [GUIDES[g] for g in guides],
                      "coupling": [COUPLINGS[c] for c in couplings], LR_FIELD: lrs}}
@@ -205,7 +208,8 @@ def table(frames: dict[str, pd.DataFrame], plan: Plan) -> dict:
         runs = guided[(guided["populations.hidden.guide"] == str(GUIDES[guide]))
                       & (guided["coupling"] == str(COUPLINGS[coupling]))]
         # (when control a's lr is the scenario's, both rows hold the same runs)
-        for suffix, value in (("", lr), (", tuned lr", choose_lr(frames["unguided"], plan))):
+        lrs = [("", lr)] + ([(", tuned lr", choose_lr(frames["unguided"], plan))] if plan.tuned_guides else [])
+        for suffix, value in lrs:
             rows.append(describe(f"{coupling} {guide}{suffix}", runs[np.isclose(runs[LR_FIELD], value)],
                                  kind="guided", guide=guide, coupling=coupling, lr=value))
     for label in CONTROLS:
@@ -281,10 +285,13 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=4, help="schedule.backward_every of guided runs and controls a, b")
     parser.add_argument("--ticks", type=int, default=800, help="ticks (full mode)")
     parser.add_argument("--meta", default="confidence", choices=["confidence", "learned", "fixed"])
+    parser.add_argument("--no-tuned-guides", action="store_true",
+                        help="run the guided configurations at the scenario's lr only (half the guided runs)")
     parser.add_argument("--workers", type=int, default=None, help="sweep workers (default: the usable cores)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     plan = quick_plan(args.every, args.meta) if args.quick else full_plan(args.seeds, args.every, args.meta, args.ticks)
+    plan.tuned_guides = not args.no_tuned_guides
     mode = "quick" if args.quick else "full"
     folder = args.out / f"guided_learning-{mode}-{plan.key}"
     print(f"guided learning against fair controls ({mode}: {len(plan.seeds)} seeds, {plan.ticks} ticks, the error "

@@ -42,6 +42,9 @@ def test_the_quick_plan_is_small_and_the_full_plan_has_every_configuration(bench
     assert len(full.seeds) == 5 and len(full.guided) == 9
     assert not set(quick.seeds) & set(quick.selection_seeds) and not set(full.seeds) & set(full.selection_seeds)
     assert quick.key != full.key  # separate result folders
+    assert bench.guided_sweep(full, 0.32)["grid"][bench.LR_FIELD] == [0.02, 0.32]
+    full.tuned_guides = False
+    assert bench.guided_sweep(full, 0.32)["grid"][bench.LR_FIELD] == [0.02]
 
 
 def test_every_configuration_and_control_is_reported_on_the_reported_seeds(tiny):
