@@ -26,9 +26,10 @@ folder under ``benchmarks/results/`` named by the settings, so running the same 
 continues where it stopped; the table is read from each ``sweep.parquet`` (s/run from each
 run's summary.json: the table holds no timings).  The summary JSON is written beside it.
 
-    python benchmarks/guided_learning.py --quick   # 3 seeds, mlp and linear direct, 400 ticks: < 3 min on 2 cores
+    python benchmarks/guided_learning.py --quick   # 3 seeds, mlp and linear direct, 400 ticks: 45-90 s on 2 cores
     python benchmarks/guided_learning.py           # 5 seeds, all 9 guided configurations, 800 ticks, each at
-                                                   # two lrs: 90 guided runs, the tree guides' 30-70 s each
+                                                   # two lrs: 90 guided runs (direct tree guides 35-45 s each,
+                                                   # hash/tree-coupled ones 11-16 s); 15 min with --workers 1
     python benchmarks/guided_learning.py --no-tuned-guides   # the guides at the scenario's lr only (45 runs)
 """
 
