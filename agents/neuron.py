@@ -23,7 +23,7 @@ from ribbed.agents.activations import ACTIVATIONS
 from ribbed.agents.guides import guide_features
 from ribbed.agents.mesa_idioms import MeasuredNeuron, TickedWhole
 from ribbed.agents.optimizers import Optimizer, make_optimizer
-from ribbed.agents.rules import bias_gradient, chiral_scale, guided_credit, hebbian_gradient
+from ribbed.agents.rules import bias_gradient, broadcast_credit, chiral_scale, guided_credit, hebbian_gradient
 from ribbed.agents.state import NeuronState
 from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 
@@ -75,6 +75,10 @@ class NeuronAgent(TickedWhole, MeasuredNeuron, NeuronState, mesa.Agent):
         self.dfa: np.ndarray | None = None  # this neuron's fixed random projection of the output error
         self.output_start = 0  # id of the first output neuron (to place broadcast errors)
         self.broadcast_to: list[int] = []  # output neurons: the neurons their error is broadcast to (DFA)
+        # Broadcast credit (``broadcast: dfa``): this neuron's fixed random row B_j, and the credit it
+        # made from the task's context on this tick (None on a tick with propagated error).
+        self.broadcast_row: np.ndarray | None = None
+        self.broadcast_delta: np.ndarray | None = None
         self.later_peers: list[int] = []  # Sanger: neurons of the population after this one
         self.sanger_offsets: dict[int, int] = {}  # Sanger: projection index -> column offset
         self.sanger_width = 0  # Sanger: length of the reconstruction vector
@@ -231,15 +235,23 @@ class NeuronAgent(TickedWhole, MeasuredNeuron, NeuronState, mesa.Agent):
                     for level in range(len(self.guide_path))]
         bus.send_rows(tick, Stage.GUIDE, self.unique_id, self.guide_path, Kind.FEEDBACK, payloads)
 
+    def read_broadcast(self) -> None:
+        """A tick without propagated error, broadcast credit: take the task's context and make the
+        credit f'(u) (B_j . e), e = -s t (:func:`~ribbed.agents.rules.broadcast_credit`)."""
+        (message,) = self.take(Kind.TARGET)
+        derivative = self.activation.df(self.u, self.y)
+        self.broadcast_delta = broadcast_credit(derivative, message.payload, self.broadcast_row)
+
     def read_modulation(self) -> None:
         (message,) = self.take(Kind.MODULATION)
         self.alpha = float(message.payload)
 
     def _credit(self) -> np.ndarray | None:
         """What this neuron learns from: its delta, or, when guided, (1 - alpha) delta + alpha
-        guidance (alpha guidance alone when no propagated error arrived this tick)."""
+        guidance (alpha guidance alone when no propagated error arrived this tick); with broadcast
+        credit, that credit when no propagated error arrived."""
         if not self.guided:
-            return self.delta
+            return self.delta if self.delta is not None else self.broadcast_delta
         return guided_credit(self.delta, self.guidance, self.alpha)
 
     def learn(self, tick: int) -> None:

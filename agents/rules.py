@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bias_gradient", "chiral_factor", "chiral_scale", "guided_credit", "hebbian_gradient"]
+__all__ = ["bias_gradient", "broadcast_credit", "chiral_factor", "chiral_scale", "guided_credit", "hebbian_gradient"]
 
 
 def guided_credit(delta: Any | None, guidance: Any, alpha: Any) -> Any:
@@ -40,6 +40,17 @@ def guided_credit(delta: Any | None, guidance: Any, alpha: Any) -> Any:
     if delta is None:
         return alpha * guidance
     return (1.0 - alpha) * delta + alpha * guidance
+
+
+def broadcast_credit(derivative: Any, context: Any, matrix: Any) -> Any:
+    """Broadcast credit (``broadcast: dfa``) on a tick without propagated error:
+    ``f'(u) * (e @ B^T)`` with ``e = -s t``: the last n_outputs columns of the task's context
+    ``[t, s, s t]``, negated (for cross-entropy, the output error at the right class).  ``derivative``:
+    f'(u), (batch,) for one neuron or (batch, n) for a population; ``matrix``: B, the neuron's row
+    (n_outputs,) or the population's (n, n_outputs)."""
+    n_outputs = matrix.shape[-1]
+    error = -context[:, context.shape[1] - n_outputs:]
+    return derivative * (error @ (matrix.T if matrix.ndim == 2 else matrix))
 
 
 def bias_gradient(credit: Any) -> Any:

@@ -97,6 +97,9 @@ class Network:
     warnings: list[str] = field(default_factory=list)
     #: Populations with a guide, by name (see :mod:`ribbed.environment.guidance`).
     guided: dict[str, GuidedPopulation] = field(default_factory=dict)
+    #: Per population with broadcast credit (``broadcast: dfa``): its fixed random matrix B,
+    #: (size, n_outputs), that turns the task's broadcast into credit on ticks without propagated error.
+    broadcast_matrices: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def input(self) -> PopulationInfo:
@@ -201,7 +204,32 @@ def build_network(scenario: Scenario) -> Network:
                 "no learned bias, and passes no credit back), so its guide would have nothing to learn from",
                 "make a projection into it plastic with a gradient rule, or remove the guide"))
     network.warnings += guidance_warnings(network.guided, scenario.run.ticks)
+    _draw_broadcast(network)
     return network
+
+
+def _draw_broadcast(network: Network) -> None:
+    """The fixed random matrix of each population with broadcast credit, U(+-1/sqrt(n_outputs)) as
+    DFA's, from its own seed ``("broadcast", population)``; refused where the population computes no
+    credit, warned about where the propagated error arrives every tick (the broadcast is never used)."""
+    scenario = network.scenario
+    n_out = network.output.size
+    for spec in scenario.populations:
+        if spec.broadcast is None:
+            continue
+        population = network.populations[spec.name]
+        if not population.needs_credit:
+            raise ScenarioError(Problem(
+                scenario.source, f"populations[{population.index}].broadcast",
+                f"population '{spec.name}' computes no credit (it has no plastic projection learning by a gradient "
+                "rule and no learned bias), so broadcast credit would change nothing",
+                "make a projection into it plastic with a gradient rule, or remove 'broadcast'"))
+        rng = component_rng(scenario.seed, "broadcast", spec.name)
+        network.broadcast_matrices[spec.name] = rng.uniform(-1.0, 1.0, (population.size, n_out)) / np.sqrt(n_out)
+        if scenario.schedule.backward_every == 1:
+            network.warnings.append(
+                f"population '{spec.name}' has broadcast credit, which stands in for the propagated error on ticks "
+                "without it, and schedule.backward_every is 1: the error arrives every tick, so it is never used")
 
 
 def _mark_delayed(network: Network) -> None:

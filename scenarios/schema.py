@@ -33,6 +33,8 @@ from ribbed.scenarios.guidance import ConfidenceMetaSpec, CouplingSpec, DirectCo
 __all__ = [
     "BackendSpec",
     "BatchedBackendSpec",
+    "BroadcastSpec",
+    "DFABroadcastSpec",
     "ConnectivitySpec",
     "LearningOverride",
     "LearningSpec",
@@ -119,6 +121,19 @@ def resolve_learning(base: LearningSpec, *overrides: BaseModel | None) -> Learni
     return resolved
 
 
+class DFABroadcastSpec(Strict):
+    """A control for guided learning: on ticks without propagated error, each neuron learns from
+    the task's broadcast alone (the context guides see: label and surprise), through a fixed random
+    projection, as direct feedback alignment does from the output error: delta_j = f'(u_j) sum_k
+    B_jk e_k with e = -s t, minus the surprise times the targets (docs/semantics.md, "Broadcast
+    credit")."""
+
+    kind: Literal["dfa"]
+
+
+BroadcastSpec = tagged_union("kind", DFABroadcastSpec)
+
+
 # --------------------------------------------------------------------------- network
 
 
@@ -145,6 +160,12 @@ class PopulationSpec(Strict):
         description="Hidden populations: the ML model each neuron consults for its credit (tree, linear, mlp, "
         "or sklearn from Python); "
         "see the scenario's coupling and meta sections.",
+    )
+    broadcast: Optional[BroadcastSpec] = Field(  # type: ignore[valid-type]
+        None,
+        description="Hidden populations without a guide: on ticks without propagated error "
+        "(schedule.backward_every), learn from the task's broadcast of label and surprise through a fixed "
+        "random matrix (dfa), the information guides see, with no model: the fair control for guides.",
     )
     coupling: Optional[CouplingSpec] = Field(  # type: ignore[valid-type]
         None, description="Overrides the scenario's coupling for this population's guides."

@@ -236,6 +236,7 @@ def consistency_findings(s: Scenario) -> Iterator[Finding]:
                               population.name, "add projections that lead from the input population to it")
 
     yield from _guidance(s)
+    yield from _broadcast(s)
 
     if s.task.kind == "npz" and s.task.problem == "regression" and s.task.loss == "cross_entropy":
         yield Finding(("task", "loss"), "cross_entropy needs class labels, and this task is a regression",
@@ -363,3 +364,28 @@ def _guidance(s: Scenario) -> Iterator[Finding]:
                 yield Finding((section,), f"no population has a guide, so '{section}' has nothing to act on",
                               getattr(s, section).kind, "add 'guide: mlp' (or tree, linear) to a hidden population, "
                               f"or remove '{section}'")
+
+
+def _broadcast(s: Scenario) -> Iterator[Finding]:
+    """Broadcast credit only for hidden populations that learn from credit and have no guide (a
+    guided population already sees the broadcast, through its guides' features)."""
+    for i, population in enumerate(s.populations):
+        if population.broadcast is None:
+            continue
+        loc = ("populations", i, "broadcast")
+        kind = population.broadcast.kind
+        if population.role != "hidden":
+            yield Finding(loc, f"broadcast credit stands in for the propagated error of hidden neurons, and "
+                          f"'{population.name}' is the {population.role} population", kind,
+                          "move 'broadcast' to a hidden population")
+        elif population.guide is not None:
+            yield Finding(loc, f"population '{population.name}' has a guide, whose features already carry the "
+                          "broadcast; broadcast credit is the unguided control", kind,
+                          "remove 'broadcast' (or the guide, to run the control)")
+        else:
+            rule = s.population_learning(population).rule
+            rules = {rule} | {s.projection_learning(p).rule for p in s.projections if p.post == population.name}
+            if not rules & set(GRADIENT_RULES):
+                yield Finding(loc, f"population '{population.name}' learns by the {rule} rule, which uses no credit",
+                              kind, "use a gradient rule (backprop, feedback_alignment, direct_feedback_alignment) "
+                              "for it, or remove 'broadcast'")

@@ -30,6 +30,8 @@ def messages_per_tick(network: Network, backward: bool = True) -> np.ndarray:
             counts[Kind.ERROR] += network.output.size * len(network.broadcast_targets)
     for kind, count in messages_of_guidance(network.guided, backward).items():
         counts[Kind[kind.upper()]] += count
+    if not backward:  # broadcast credit: the task sends each neuron its context
+        counts[Kind.TARGET] += sum(network.populations[name].size for name in network.broadcast_matrices)
     for name in network.sanger_layout:
         size = network.populations[name].size
         counts[Kind.FEEDBACK] += size * (size - 1) // 2

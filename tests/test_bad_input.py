@@ -236,6 +236,20 @@ CASES = {
     "hash with too many bits": Case(lambda data, folder: data["populations"][1].update(
         guide="linear", coupling={"kind": "hash", "bits": 40}), "populations[1].coupling.bits",
         ("less than or equal to 16",)),
+    # ---- broadcast credit (the unguided control)
+    "a broadcast kind that does not exist": Case(setting("populations[1].broadcast", "feedback"),
+                                                 "populations[1].broadcast.kind", ("unknown kind 'feedback'", "'dfa'")),
+    "broadcast on the output population": Case(setting("populations[2].broadcast", "dfa"), "populations[2].broadcast",
+                                               ("hidden neurons", "output population", "move 'broadcast'")),
+    "broadcast with a guide": Case(lambda data, folder: data["populations"][1].update(guide="mlp", broadcast="dfa"),
+                                   "populations[1].broadcast", ("has a guide", "remove 'broadcast'")),
+    "broadcast on a hebbian population": Case(
+        lambda data, folder: data["populations"][1].update(broadcast="dfa", learning={"rule": "hebbian"}),
+        "populations[1].broadcast", ("hebbian rule", "no credit", "gradient rule")),
+    "broadcast on a population that computes no credit": Case(
+        lambda data, folder: data["populations"][1].update(broadcast="dfa", bias=False)
+        or data["projections"][0].update(frozen=True),
+        "populations[1].broadcast", ("computes no credit", "remove 'broadcast'"), stage="build"),
     "backward_every of zero": Case(setting("schedule", {"backward_every": 0}), "schedule.backward_every",
                                    ("greater than 0",)),
     "a guide on a population that computes no credit": Case(

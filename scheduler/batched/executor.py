@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ribbed.agents.guides import task_context
+from ribbed.agents.rules import broadcast_credit
 from ribbed.agents.state import state_field
 from ribbed.agents.view import make_views
 from ribbed.environment.losses import per_sample_loss
@@ -77,6 +78,8 @@ class BatchedExecutor(Executor):
                 post.sanger.append(synapses)
         for name, matrix in network.dfa_matrices.items():
             self.populations[name].dfa = torch.as_tensor(matrix, dtype=self.dtype, device=self.device)
+        for name, matrix in network.broadcast_matrices.items():
+            self.populations[name].broadcast = torch.as_tensor(matrix, dtype=self.dtype, device=self.device)
         self.delayed_sources = sorted({p.info.pre.name for p in self.projections if p.info.delayed})
         self._levels = [[self.populations[p.name] for p in level if p.role != "input"] for level in network.levels]
         self._output = self.populations[network.output.name]
@@ -128,8 +131,10 @@ class BatchedExecutor(Executor):
         backward = tick % self._backward_every == 0
         self._backward(error, backward)
 
-        # guide: guided populations consult and train their guides.
-        if self._guided:
+        # guide: guided populations consult and train their guides; without propagated error,
+        # populations with broadcast credit get the task's context.
+        broadcast = not backward and bool(self.network.broadcast_matrices)
+        if self._guided or broadcast:
             context = task_context(targets, losses)
         for population in self._guided:
             population.guidance.guide_stage(tick, population.u, population.y,
@@ -141,6 +146,9 @@ class BatchedExecutor(Executor):
             for population in level:
                 population.credit = (population.delta if population.guidance is None
                                      else population.guidance.credit(population.delta))
+                if broadcast and population.broadcast is not None:
+                    population.credit = broadcast_credit(population.activation.df(population.u, population.y),
+                                                         context, population.broadcast)
                 self._learn(population, batch)
 
         # meta: alpha for the next tick.

@@ -48,6 +48,7 @@ class PopulationTensors:
         self.sends_error: list[SynapseTensors] = []  # outgoing projections that carry errors back to it
         self.plastic: list[SynapseTensors] = []
         self.dfa: torch.Tensor | None = None  # (size, n_outputs)
+        self.broadcast: torch.Tensor | None = None  # broadcast credit's B, (size, n_outputs)
         self.sanger: list[SynapseTensors] = []
         self.plastic_counts: torch.Tensor | None = None  # plastic synapses per neuron (chiral shares)
         self.u: torch.Tensor | None = None

@@ -83,8 +83,8 @@ class ShardActor:
             self.shard.learn({})
         return result
 
-    def learn(self, credits: dict) -> float:
-        self.shard.learn(credits)
+    def learn(self, credits: dict, context=None) -> float:
+        self.shard.learn(credits, context)
         return self.shard.seconds
 
     def values(self) -> dict:
@@ -141,6 +141,7 @@ class RayExecutor(Executor):
         self._backward_every = scenario.schedule.backward_every
         self._levels = [level for level, names in enumerate(_level_names(network)) if names]
         self._guided = list(network.guided)
+        self._broadcast = bool(network.broadcast_matrices)
         self._shard_readout = self.loss_name == "mse"
         self._mirror_executor: BatchedExecutor | None = None
         self._stale_state = self._stale_values = False  # the mirror lags the shards
@@ -295,9 +296,12 @@ class RayExecutor(Executor):
             self._answer = error
         backwards: dict[int, list] = {}
         lowest = self._levels[0]
+        # Broadcast credit, on a tick without propagated error, needs the task's context.
+        broadcast = self._broadcast and not backward
+        separate_learn = bool(self._guided) or broadcast
         for level in reversed(self._levels):
-            # Without guides, a shard learns right after its last backward stage (one call fewer).
-            learns = level == lowest and not self._guided
+            # Without guides or broadcast, a shard learns right after its last backward stage (one call fewer).
+            learns = level == lowest and not separate_learn
             previous = backwards[level] = [actor.backward.remote(level, answers[i], backward, learns,
                                                                  *_others(previous, i))
                                            for i, actor in enumerate(actors)]
@@ -308,9 +312,11 @@ class RayExecutor(Executor):
             self._answer = None  # computed from the outputs when read (tick_values)
         self._outputs, self._targets = outputs, targets
         loss = losses.mean()
-        if self._guided:
-            credit_ref = ray.put(self._guide_stage(tick, forward, backwards, targets, losses))
-            self._get([actor.learn.remote(credit_ref) for actor in actors], "learn", tick)
+        if separate_learn:
+            credits = self._guide_stage(tick, forward, backwards, targets, losses) if self._guided else {}
+            credit_ref = ray.put(credits)
+            context = ray.put(task_context(targets, losses).numpy()) if broadcast else None
+            self._get([actor.learn.remote(credit_ref, context) for actor in actors], "learn", tick)
         else:
             self._get(backwards[lowest], "learn", tick)
         for name in self._guided:
@@ -574,7 +580,8 @@ def _shard_layout(network: Network, partitioning: Partitioning, dtype: str) -> S
 
 
 def _block_data(network: Network, partitioning: Partitioning, shard: int, scenario) -> list[BlockData]:
-    """Each of the shard's blocks with its rows of every incoming projection and DFA matrix."""
+    """Each of the shard's blocks with its rows of every incoming projection, DFA matrix and
+    broadcast-credit matrix."""
     threshold = scenario.backend.sparse_threshold
     data = []
     for block in partitioning.shard_blocks(shard):
@@ -584,7 +591,9 @@ def _block_data(network: Network, partitioning: Partitioning, shard: int, scenar
                      choose_layout(p, scenario.projections[p.index].storage, threshold))
                     for p in network.projections if p.post.name == block.population]
         dfa = network.dfa_matrices.get(block.population)
-        data.append(BlockData(block, incoming, None if dfa is None else dfa[block.start:block.stop]))
+        broadcast = network.broadcast_matrices.get(block.population)
+        data.append(BlockData(block, incoming, None if dfa is None else dfa[block.start:block.stop],
+                              None if broadcast is None else broadcast[block.start:block.stop]))
     return data
 
 

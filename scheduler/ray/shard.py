@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from ribbed.agents.rules import broadcast_credit
 from ribbed.environment.losses import mse_answer
 from ribbed.environment.network import PopulationInfo, ProjectionInfo
 from ribbed.scheduler.batched.populations import PopulationTensors, SynapseTensors
@@ -73,11 +74,13 @@ class ShardLayout:
 @dataclass
 class BlockData:
     """One block's part of the network: its rows of each incoming projection, with the layout
-    (dense or sparse) chosen for the whole projection, and its rows of a DFA matrix."""
+    (dense or sparse) chosen for the whole projection, and its rows of a DFA matrix and of a
+    broadcast-credit matrix."""
 
     block: Block
     incoming: list[tuple[ProjectionInfo, str]]
     dfa: np.ndarray | None
+    broadcast: np.ndarray | None = None  # its rows of the broadcast-credit matrix B
 
 
 def row_slice(layout: str, row_bounds: np.ndarray, start: int, stop: int) -> slice:
@@ -117,6 +120,7 @@ class _BlockState(PopulationTensors):
         counts = sum(s.layout.row_counts for s in self.plastic)
         self.plastic_counts = torch.as_tensor(counts, dtype=dtype)
         self.dfa = None if data.dfa is None else torch.as_tensor(data.dfa, dtype=dtype)
+        self.broadcast = None if data.broadcast is None else torch.as_tensor(data.broadcast, dtype=dtype)
 
 
 class Shard:
@@ -231,15 +235,19 @@ class Shard:
         self.seconds += time.perf_counter() - began
         return out
 
-    def learn(self, credits: dict[str, np.ndarray]) -> None:
+    def learn(self, credits: dict[str, np.ndarray], context: np.ndarray | None = None) -> None:
         """The learn stage; ``credits`` holds the credit of guided populations (the driver blends
-        their guidance in), every other block learns from its delta."""
+        their guidance in); ``context``, the task's context on a tick without propagated error,
+        from which blocks with broadcast credit make theirs; every other block learns from its delta."""
         began = time.perf_counter()
         batch = self._x.shape[0]
         for block in self.blocks:
             credit = credits.get(block.name, block.delta) if block.name in self.layout.guided else block.delta
             block.credit = (torch.from_numpy(np.array(credit[:, block.start:block.stop]))
                             if isinstance(credit, np.ndarray) else credit)
+            if context is not None and block.broadcast is not None:
+                block.credit = broadcast_credit(block.activation.df(block.u, block.y),
+                                                torch.from_numpy(np.array(context)), block.broadcast)
             learn(block, batch, self.dtype)
         for name in self.layout.delayed_sources:
             self._last[name] = self.full_y(name)

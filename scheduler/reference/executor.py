@@ -113,6 +113,7 @@ class ReferenceExecutor(Executor):
         ]
         self._learners = [n for n in self.neurons if n.population_info.role != "input"]
         self._sanger = set(network.sanger_layout)
+        self._broadcast = [n for n in self.neurons if n.broadcast_row is not None]
 
     def _wire(self, network: Network) -> None:
         for projection in network.projections:
@@ -139,6 +140,9 @@ class ReferenceExecutor(Executor):
             for i, agent_id in enumerate(population.ids):
                 self.neurons[agent_id].dfa = matrix[i].copy()
                 self.neurons[agent_id].output_start = output.start
+        for name, matrix in network.broadcast_matrices.items():
+            for i, agent_id in enumerate(network.populations[name].ids):
+                self.neurons[agent_id].broadcast_row = matrix[i].copy()
         receivers = network.broadcast_targets
         for agent_id in output.ids:
             self.neurons[agent_id].broadcast_to = receivers
@@ -160,9 +164,12 @@ class ReferenceExecutor(Executor):
         backward = tick % self._backward_every == 0
         loss, outputs = self._propagate(tick, inputs, targets, backward)
 
-        if self._guided:
+        if self._guided or (self._broadcast and not backward):
             context = task_context(targets, sample_losses(self.loss_name, outputs, targets))
+        if self._guided:
             self._guide_stage(tick, context, backward)
+        if self._broadcast:
+            self._broadcast_stage(tick, context if not backward else None)
 
         # learn: every neuron updates its own incoming weights and bias.
         for neuron in self._learners:
@@ -266,6 +273,19 @@ class ReferenceExecutor(Executor):
             if group.guided.refits_at(tick):
                 for cluster in group.clusters:
                     cluster.refit()
+
+    def _broadcast_stage(self, tick: int, context: np.ndarray | None) -> None:
+        """Broadcast credit, on a tick without propagated error (``context`` given): the task sends
+        each neuron of a broadcast population the context (in the guide stage), and each makes its
+        credit from it.  On a tick with propagated error they learn from their delta."""
+        for neuron in self._broadcast:
+            neuron.broadcast_delta = None
+        if context is None:
+            return
+        self.bus.send_each(tick, Stage.GUIDE, TASK, [n.unique_id for n in self._broadcast], Kind.TARGET, context)
+        self.bus.deliver()
+        for neuron in self._broadcast:
+            neuron.read_broadcast()
 
     # ------------------------------------------------------------------ evaluation
 
