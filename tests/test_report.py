@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from ribbed.cli import app
 from ribbed.errors import RibbedError
 from ribbed.report import write_report
+from ribbed.scenarios.loader import builtin_scenarios
 
 EVERY = {"learning-curves", "messages", "selectivity", "mutual-info", "coverage", "receptive-fields", "tuning",
          "alpha-r2", "clusters", "modularity", "weight-graph"}
@@ -61,6 +62,32 @@ def test_a_runs_report_holds_every_figure_that_applies(name, expected):
         row = re.search(r"<tr><td>hidden selectivity \(mean\)</td>((?:<td>[^<]*</td>){5})</tr>", page)
         cells = re.findall(r"<td>([^<]*)</td>", row.group(1))
         assert all(cell != "-" for cell in cells), cells
+
+
+IMAGES_FREE = DIGITS - {"receptive-fields"}
+BUILT_IN = {"digits": DIGITS, "digits-fa": DIGITS, "digits-dfa": DIGITS, "digits-hebbian": DIGITS,
+            "digits-guide-direct": GUIDED - {"clusters"}, "digits-guide-hash": GUIDED, "digits-guide-tree": GUIDED,
+            "digits-specialize": GUIDED, "moons": IMAGES_FREE, "xor": IMAGES_FREE, "sine": SINE}
+
+
+def test_every_built_in_is_covered():
+    assert set(BUILT_IN) == set(builtin_scenarios())
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
+def test_every_built_ins_report_draws_exactly_the_figures_that_apply(name):
+    """Every figure that applies, none empty, none that does not; a figure of a population is
+    drawn once per population (moons has two hidden ones: h1 and h2)."""
+    target = write_report(run_dir(name))
+    drawn = figures_in(target.read_text(encoding="utf-8"), "run")
+    populations = {"moons": ("h1", "h2")}.get(name)
+    per_population = {"selectivity", "mutual-info", "coverage", "tuning"}
+    expected = set(BUILT_IN[name])
+    if populations:
+        expected = (expected - per_population) | {f"{key}-{p}" for key in expected & per_population for p in populations}
+    assert set(drawn) == expected
+    for key, data in drawn.items():
+        assert data.startswith(b"\x89PNG") and len(data) > 5000, key  # a real picture, not a blank one
 
 
 def test_a_guided_runs_report_adds_trust_clusters_and_modularity():
