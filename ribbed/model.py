@@ -42,7 +42,10 @@ from ribbed.scheduler.messages import Kind
 from ribbed.seeding import component_rng
 from ribbed.specialization_recorder import CLUSTER_METRICS, NEURON_METRICS, SpecializationRecorder
 
-__all__ = ["NetworkModel", "Population", "Projection", "check_estimators"]
+__all__ = ["TUNING_COLUMNS", "NetworkModel", "Population", "Projection", "check_estimators"]
+
+#: The columns of the class-tuning records (``tuning.csv``).
+TUNING_COLUMNS = ("tick", "AgentID", "population", "class", "response")
 
 #: Per-neuron metrics recorded at each evaluation (attribute names of NeuronAgent, or callables).
 AGENT_REPORTERS: dict[str, str | Callable] = {
@@ -351,7 +354,7 @@ class NetworkModel(mesa.Model):
             parts.append(pd.DataFrame({"tick": tick, "AgentID": ids, "population": name,
                                        "class": np.tile(np.arange(n_classes), size), "response": matrix.T.ravel()}))
         if not parts:
-            return pd.DataFrame(columns=["tick", "AgentID", "population", "class", "response"])
+            return pd.DataFrame(columns=list(TUNING_COLUMNS))
         return pd.concat(parts, ignore_index=True)
 
     def record(self) -> dict[str, float]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import pandas as pd
 
 from ribbed.errors import Problem, RibbedError
-from ribbed.model import NetworkModel
+from ribbed.model import TUNING_COLUMNS, NetworkModel
 from ribbed.resources import MemoryLimit, available_cores
 from ribbed.scenarios.loader import load_scenario, scenario_to_yaml
 from ribbed.scenarios.overrides import apply_overrides
@@ -108,19 +108,22 @@ class RunDirectory:
         the rows of the resumed tick written again (``row``: its metrics, from the snapshot)."""
         directory = cls.__new__(cls)
         directory.path, directory.write_agents = path, model.scenario.output.agent_metrics
-        directory._metrics_file = directory._reopen("metrics.csv", model.tick, [row] if row else None)
+        directory._metrics_file = directory._reopen("metrics.csv", model.tick, [row] if row else None,
+                                                    list(model.datacollector.model_reporters))
         directory._agents_file = directory._tuning_file = None
         if directory.write_agents:
             records = tuning = None
             if row:
                 model.evaluate()  # the per-neuron values of the resumed tick's evaluation
                 records, tuning = model.agent_records(), model.tuning_records()
-            directory._agents_file = directory._reopen("agents.csv", model.tick, records)
-            directory._tuning_file = directory._reopen("tuning.csv", model.tick, tuning)
+            directory._agents_file = directory._reopen("agents.csv", model.tick, records,
+                                                       ["tick", "AgentID", *model.datacollector.agent_reporters])
+            directory._tuning_file = directory._reopen("tuning.csv", model.tick, tuning, list(TUNING_COLUMNS))
         return directory
 
-    def _reopen(self, name: str, tick: int, rows: list[dict] | None):
-        """Keep the rows of ``name`` before ``tick``, append ``rows``; the open handle (or None)."""
+    def _reopen(self, name: str, tick: int, rows: list[dict] | None, columns: list[str]):
+        """Keep the rows of ``name`` before ``tick``, append ``rows``; the open handle (or None).
+        ``columns``: those this version writes to the file."""
         target = self.path / name
         kept: list[list[str]] = []
         header: list[str] | None = None
@@ -134,6 +137,13 @@ class RunDirectory:
             return None
         stream = open(target, "w", newline="", encoding="utf-8")
         fieldnames = header or list(rows[0])
+        # A run written by an earlier version of ribbed may lack columns it now records: they are
+        # added at the end, empty in the rows it wrote before.
+        added = [key for key in dict.fromkeys([*columns, *(key for row in rows or () for key in row)])
+                 if key not in fieldnames]
+        if added:
+            fieldnames = fieldnames + added
+            kept = [line + [""] * len(added) for line in kept]
         csv.writer(stream).writerows([fieldnames, *kept])
         handle = (stream, csv.DictWriter(stream, fieldnames=fieldnames))
         if rows:

@@ -18,6 +18,7 @@ from ribbed.cli import app
 from ribbed.log import model_at, open_log, verify
 from ribbed.log.format import DIGEST_SEED, VERSION, body_digest, crc, pack_body, unpack_body
 from ribbed.runner import resume
+from ribbed.log.replay import metric_difference
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 V1_LOGS = sorted(FIXTURES.glob("*-v1-*.log"))
@@ -98,22 +99,34 @@ def test_a_v1_log_through_the_command_line(path: Path) -> None:
 
 def test_a_v1_log_resumes_as_a_v1_log(tmp_path: Path) -> None:
     """A format-1 run cut after its first snapshot continues with records of the same form: the
-    log stays version 1 (no D matrices appear in its topology), its records are the original's
-    byte for byte, and it verifies."""
+    log stays version 1 (no D matrices appear in its topology), its topology and tick records are
+    the original's byte for byte, its snapshots hold the original's state byte for byte and its
+    metrics (with the metrics this version adds), and it verifies."""
     source = FIXTURES / "xor-dfa-v1-reference.log"
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with open_log(source) as log:
         cut = next(ref for ref in log.refs if ref.type == "tick" and ref.tick == 12).offset
         (run_dir / "scenario.yaml").write_text(ribbed.scenario_to_yaml(ribbed.load_scenario(log.header["scenario"])))
-        original = [r.data for r in log.records(("topology", "tick", "snapshot"))]
+        original = list(log.records(("topology", "tick", "snapshot")))
     (run_dir / "run.log").write_bytes(source.read_bytes()[:cut])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ribbed.RibbedWarning)
         resume(run_dir)
     with open_log(run_dir / "run.log") as log:
         assert log.version == 1 and log.dfa_matrices() is None and log.end["status"] == "completed"
-        assert [r.data for r in log.records(("topology", "tick", "snapshot"))] == original
+        again = list(log.records(("topology", "tick", "snapshot")))
+    assert [r.type for r in again] == [r.type for r in original]
+    for before, after in zip(original, again):
+        if before.type != "snapshot":
+            assert after.data == before.data
+            continue
+        state = {key: value for key, value in before.body.items() if key != "metrics"}
+        assert {key: value for key, value in after.body.items() if key != "metrics"} == state
+        assert metric_difference(before.body["metrics"], after.body["metrics"]) is None
+        assert set(after.body["metrics"]) >= set(before.body["metrics"])
+    added = [set(a.body["metrics"]) - set(b.body["metrics"]) for a, b in zip(again, original) if a.type == "snapshot"]
+    assert not added[0] and added[-1]  # the snapshot kept from the cut log; the null baselines, now recorded
     assert verify(run_dir / "run.log").ok
 
 
@@ -226,3 +239,13 @@ def test_a_forged_v1_topology_fails_verification(tmp_path: Path) -> None:
     report = verify(forged)
     assert not report.ok
     assert (report.difference.record, report.difference.field) == ("topology", "projections/hidden->hidden2/post")
+
+
+def test_snapshot_metrics_are_compared_on_the_logged_names_within_a_tolerance():
+    logged = {"tick": 12, "loss": 0.25, "r2": float("nan"), "kind": "x"}
+    assert metric_difference(logged, {**logged, "new_metric": 1.0}) is None  # a later version's addition
+    assert metric_difference(logged, {**logged, "loss": 0.25 * (1 + 1e-12)}) is None  # another summation order
+    assert metric_difference(logged, {**logged, "loss": 0.25 * (1 + 1e-6)}) == "loss"
+    assert metric_difference(logged, {key: v for key, v in logged.items() if key != "r2"}) == "r2"
+    assert metric_difference(logged, {**logged, "r2": 0.0}) == "r2"
+    assert metric_difference(logged, {**logged, "kind": "y"}) == "kind"

@@ -5,8 +5,9 @@ thread count the run used), checks the header's layout (populations, projections
 the topology record against the rebuilt network (the body that the log's format version wrote:
 a version-1 topology has no D matrices), and re-runs it with a recorder that compares each
 tick and snapshot record it computes with the logged one.  Verification is exact on the
-executor, device and dtype the run used; elsewhere the first difference is reported like any
-other.  A keyed log is verified only with its key (``key_file``), which authenticates every
+executor, device and dtype the run used (a snapshot's metrics, an analysis of its state, within
+:data:`METRIC_TOLERANCE` on the names the log recorded: see :func:`metric_difference`); elsewhere
+the first difference is reported like any other.  A keyed log is verified only with its key (``key_file``), which authenticates every
 record before anything is re-run.
 """
 
@@ -110,7 +111,9 @@ def _verifying_recorder(model, log: LogReader, level: str, snapshot_every: int):
                 raise _Mismatch(Difference(ref.tick, ref.type, "bytes", None, str(exc.problems[0].message))) from None
             data = pack_body(record_body(kind, tick, body()))
             if data != logged.data:
-                raise _Mismatch(_first_difference(self.model, logged, unpack_body(data)))
+                difference = _first_difference(self.model, logged, unpack_body(data))
+                if difference is not None:
+                    raise _Mismatch(difference)
             if kind == "tick":
                 self.ticks += 1
             else:
@@ -257,11 +260,18 @@ def _topology_difference(model, logged: Record, version: int) -> Difference | No
     return Difference(-1, "topology", "bytes", None, "the record's bytes differ")
 
 
-def _first_difference(model, logged: Record, replayed: dict) -> Difference:
-    """The first field (in the record's order) whose values differ, and the agent it belongs to."""
+def _first_difference(model, logged: Record, replayed: dict) -> Difference | None:
+    """The first field (in the record's order) whose values differ, and the agent it belongs to;
+    None when the records differ only in what a snapshot's metrics may (:func:`metric_difference`)."""
     network = model.network
     for field, value in logged.body.items():
         other = replayed.get(field)
+        if field == "metrics" and logged.type == "snapshot" and isinstance(value, dict):
+            name = metric_difference(value, other if isinstance(other, dict) else {})
+            if name is not None:
+                return Difference(logged.tick, logged.type, f"metrics/{name}", None,
+                                  f"logged {value[name]!r}, replayed {(other or {}).get(name)!r}")
+            continue
         if isinstance(value, dict) and "dtype" not in value:  # a map of arrays (weights, biases, state)
             for name, item in value.items():
                 found = _compare(logged, item, (other or {}).get(name))
@@ -273,7 +283,38 @@ def _first_difference(model, logged: Record, replayed: dict) -> Difference:
         if found is not None:
             return Difference(logged.tick, logged.type, field, _agent_of(network, field, None, found),
                               f"logged {_show(logged, value, found)}, replayed {_show(logged, other, found)}")
+    extra = [field for field in replayed if field not in logged.body]
+    if extra:
+        return Difference(logged.tick, logged.type, extra[0], None, "the replay's record has a field the log's has not")
+    if logged.type == "snapshot":
+        return None  # only the metrics differ, within what metric_difference allows
     return Difference(logged.tick, logged.type, "bytes", None, "the record's bytes differ")
+
+
+#: How closely a replayed snapshot's metrics must match the logged ones (relative, absolute).
+METRIC_TOLERANCE = (1e-9, 1e-12)
+
+
+def metric_difference(logged: dict, replayed: dict) -> str | None:
+    """The first metric the log recorded that the replay computes otherwise, or None.
+
+    A snapshot's metrics are analyses of the state it holds (which is compared bit for bit), and a
+    later version of ribbed may add metrics or sum the same ones in another order: the metrics
+    are compared on the names the log recorded, within :data:`METRIC_TOLERANCE`; new names are
+    not in an older log.  Within one version the replay computes them exactly as the run did."""
+    rtol, atol = METRIC_TOLERANCE
+    for name, value in logged.items():
+        if name not in replayed:
+            return name
+        other = replayed[name]
+        if isinstance(value, (int, float)) and isinstance(other, (int, float)) and not isinstance(value, bool):
+            a, b = float(value), float(other)
+            if (np.isnan(a) and np.isnan(b)) or abs(a - b) <= atol + rtol * abs(a):
+                continue
+            return name
+        if value != other:
+            return name
+    return None
 
 
 def _compare(record: Record, a, b) -> tuple | None:
