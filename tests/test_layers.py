@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("scenarios", ("ribbed.scenarios",)),
     ("couplings and meta-controllers", ("ribbed.coupling", "ribbed.meta")),
     ("environment", ("ribbed.environment",)),
-    ("agents", ("ribbed.agents", "ribbed.agents.firing")),
+    ("agents", ("ribbed.agents", "ribbed.agents.firing", "ribbed.agents.stdp")),
     ("scheduler", ("ribbed.scheduler",)),
     ("model, log, specialization", ("ribbed.model", "ribbed.log", "ribbed.specialization",
                                     "ribbed.specialization_recorder")),
