@@ -14,14 +14,13 @@ from hypothesis import strategies as st
 
 import ribbed
 from conftest import layered_scenario, model_from
-from ribbed import RibbedWarning, ScenarioError
+from ribbed import RibbedWarning
 from ribbed.agents.guides import task_context
 from ribbed.environment.losses import sample_losses
 from ribbed.log import verify
 from ribbed.scheduler.messages import Kind
 from ribbed.seeding import component_rng
-from test_executors import (ATOL, RTOL, TICKS, assert_same_guidance, assert_same_prediction, assert_same_state,  # noqa: F401
-                            datasets, pair, scenarios)
+from test_executors import assert_pair_agrees, assert_same_state, datasets, scenarios  # noqa: F401 (datasets: a fixture)
 
 
 def control(backward_every: int = 4, broadcast: bool = True, optimizer: str = "sgd") -> dict:
@@ -121,26 +120,13 @@ def broadcast_scenarios(draw, datasets: dict) -> dict:
 def test_batched_agrees_with_reference_on_generated_scenarios_with_broadcast(datasets, data):
     scenario = data.draw(broadcast_scenarios(datasets))
     assume(any("broadcast" in p for p in scenario["populations"]))
-    try:
-        reference, batched = pair(scenario)
-    except ScenarioError as exc:  # a random rule that drew no synapse at all
-        assume("made no synapses" not in str(exc))
-        raise
-    for _ in range(TICKS):
-        reference.step()
-        batched.step()
-        assert batched.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL, abs=ATOL)
-        assert_same_guidance(reference, batched)
-    assert_same_state(reference, batched)
-    np.testing.assert_array_equal(batched.executor.message_counts, reference.executor.message_counts)
-    assert_same_prediction(reference, batched)
+    assert_pair_agrees(scenario)
 
 
 @pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
 def test_ray_agrees_with_batched_with_broadcast_on_one_two_and_three_shards(datasets):
     """As test_ray's equivalence test: float64, split populations, the batched tolerance; and
     2 and 3 shards bit for bit."""
-    pytest.importorskip("ray")
     import ray
 
     scenario = control(backward_every=3, optimizer="adam")

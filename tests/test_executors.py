@@ -176,7 +176,12 @@ def assert_same_prediction(reference, batched) -> None:
 @settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_batched_agrees_with_reference_on_generated_scenarios(datasets, device, data):
-    scenario = data.draw(scenarios(datasets))
+    assert_pair_agrees(data.draw(scenarios(datasets)), device)
+
+
+def assert_pair_agrees(scenario: dict, device: str = "cpu") -> None:
+    """The reference and batched executors agree on ``scenario`` tick by tick (loss, guidance),
+    and at the end (state, message counts, predictions)."""
     try:
         reference, batched = pair(scenario, device)
     except ScenarioError as exc:  # a random rule that drew no synapse at all
