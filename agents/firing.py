@@ -40,7 +40,7 @@ from ribbed.errors import Problem, RibbedError
 
 __all__ = ["POLICIES", "RESETS", "SURROGATES", "ATanSpike", "FastSigmoidSpike", "FiringPolicy", "FiringState",
            "SigmoidSpike", "Surrogate", "atan_derivative", "fast_sigmoid_derivative", "fire", "heaviside",
-           "initial_state", "lif_step", "random_spike", "refractory_step", "sigmoid_derivative", "spike",
+           "initial_state", "lif_step", "policy_of", "random_spike", "refractory_step", "sigmoid_derivative", "spike",
            "spike_derivative", "spike_probability", "threshold_spike"]
 
 POLICIES = ("rate", "threshold", "lif", "random")
@@ -347,3 +347,15 @@ def fire(policy: FiringPolicy, state: FiringState, u: Any, xp: ModuleType, unifo
         raw = random_spike(u, uniforms, policy.temperature, policy.surrogate, policy.strict, xp)
     emitted, counter = refractory_step(raw, state.refractory, policy.refractory, xp)
     return emitted, FiringState(membrane, emitted, counter)
+
+
+def policy_of(spec: Any) -> FiringPolicy:
+    """The :class:`FiringPolicy` of a scenario's ``firing`` section (a
+    :class:`ribbed.scenarios.timing.FiringSpec`, or None for rate), taken field by field so that
+    the scenario layer, which sits below this one, need not be imported."""
+    if spec is None:
+        return FiringPolicy()
+    surrogate = Surrogate(spec.surrogate.kind, spec.surrogate.parameter)
+    return FiringPolicy(policy=spec.policy, threshold=spec.threshold, beta=spec.beta, reset=spec.reset,
+                        reset_delay=spec.reset_delay, strict=spec.strict, temperature=spec.temperature,
+                        refractory=spec.refractory, surrogate=surrogate)

@@ -29,6 +29,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from ribbed.scenarios.backend import BackendSpec, BatchedBackendSpec, RayBackendSpec, ReferenceBackendSpec
 from ribbed.scenarios.base import MAX_COUNT, MAX_NEURONS, MAX_SEED, Fraction, Name, Strict, tagged_union
 from ribbed.scenarios.guidance import ConfidenceMetaSpec, CouplingSpec, DirectCouplingSpec, GuideSpec, MetaSpec
+from ribbed.scenarios.timing import DirectEncodingSpec, EncodingSpec, FiringSpec, default_readout
 
 __all__ = [
     "BackendSpec",
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 GRADIENT_RULES = ("backprop", "feedback_alignment", "direct_feedback_alignment")
+#: The most steps a sample may be presented for: every step keeps its activity for the backward pass.
+MAX_STEPS = 2**20
 
 # --------------------------------------------------------------------------- learning
 
@@ -172,6 +175,15 @@ class PopulationSpec(Strict):
     )
     meta: Optional[MetaSpec] = Field(  # type: ignore[valid-type]
         None, description="Overrides the scenario's meta-controller for this population."
+    )
+    firing: Optional[FiringSpec] = Field(
+        None, description="Hidden and output populations: what a neuron emits at each step (policy rate, threshold, "
+        "lif or random; docs/semantics.md, 'Spiking neurons'); left out: rate, y = f(u)."
+    )
+    readout: Optional[Literal["mean", "count", "membrane"]] = Field(
+        None, description="The output population: what the task judges over the run.steps_per_sample steps: mean "
+        "(of what it emitted; the default for rate), count (spikes; the default for spiking policies), membrane "
+        "(lif's mean membrane)."
     )
 
     @model_validator(mode="after")
@@ -330,8 +342,13 @@ class ProjectionSpec(Strict):
 # --------------------------------------------------------------------------- task
 
 
+_ENCODING_DOC = ("How the inputs are presented over run.steps_per_sample steps: direct (a constant current, the "
+                 "default), rate (Bernoulli spikes), latency (one spike, earlier for stronger input).")
+
+
 class _TaskBase(Strict):
     test_fraction: Fraction = Field(0.2, description="Share of the samples held out for evaluation.")
+    encoding: Optional[EncodingSpec] = Field(None, description=_ENCODING_DOC)  # type: ignore[valid-type]
 
 
 class DigitsTask(_TaskBase):
@@ -377,6 +394,7 @@ class NpzTask(Strict):
         ..., description="classification: y holds integer labels 0..C-1; regression: y holds targets."
     )
     loss: Literal["cross_entropy", "mse"] = "mse"
+    encoding: Optional[EncodingSpec] = Field(None, description=_ENCODING_DOC)  # type: ignore[valid-type]
 
 
 TaskSpec = tagged_union("kind", DigitsTask, MoonsTask, XorTask, SineTask, NpzTask)
@@ -410,6 +428,10 @@ class RunSpec(Strict):
                             "and the message log's record size bound it further; ribbed validate says by how much).")
     eval_every: int = Field(
         100, gt=0, le=MAX_COUNT, description="Evaluate on the held-out set every this many ticks, and after the last tick."
+    )
+    steps_per_sample: int = Field(
+        1, gt=0, le=MAX_STEPS, description="Steps each sample is presented for within a tick (docs/semantics.md, "
+        "'Time within a tick'); 1: today's tick."
     )
 
 
@@ -526,6 +548,28 @@ class Scenario(Strict):
     def population_meta(self, population: PopulationSpec) -> MetaSpec:  # type: ignore[valid-type]
         """The meta-controller of a guided population: its own, the scenario's, or confidence."""
         return population.meta or self.meta or ConfidenceMetaSpec(kind="confidence")
+
+    def population_firing(self, population: PopulationSpec) -> FiringSpec:
+        """The population's firing policy: its own, or rate (y = f(u), today's neuron)."""
+        return population.firing or FiringSpec()
+
+    def population_readout(self, population: PopulationSpec) -> str:
+        """The output population's readout: its own, or the policy's default (mean for rate, count for spikes)."""
+        return population.readout or default_readout(population.firing)
+
+    @property
+    def encoding(self) -> EncodingSpec:  # type: ignore[valid-type]
+        """The task's input encoding: its own, or direct."""
+        return self.task.encoding or DirectEncodingSpec(kind="direct")
+
+    @property
+    def timed(self) -> bool:
+        """Whether the run uses time within a tick (docs/semantics.md, "Time within a tick"): more
+        than one step per sample, a spiking population, a spiking encoding or a readout other than
+        the mean.  An untimed scenario runs today's tick exactly."""
+        return (self.run.steps_per_sample > 1 or self.encoding.kind != "direct"
+                or any(self.population_firing(p).spiking for p in self.populations)
+                or any(self.population_readout(p) != "mean" for p in self.populations if p.role == "output"))
 
     def projection_learning(self, projection: ProjectionSpec) -> LearningSpec:
         return resolve_learning(self.learning, self.population(projection.post).learning, projection.learning)

@@ -32,7 +32,7 @@ from ribbed.scenarios.size import estimate_size, parse_size, size_problems
 if TYPE_CHECKING:
     from ribbed.scenarios.schema import ProjectionSpec, Scenario
 
-__all__ = ["Finding", "backend_problems", "consistency_findings", "device_problem", "estimator_problems",
+__all__ = ["Finding", "backend_problems", "consistency_findings", "device_problem", "estimator_problems", "timed_field",
            "memory_limit", "validate"]
 
 
@@ -94,6 +94,12 @@ def backend_problems(scenario: Scenario) -> list[Problem]:
     needs Ray and computes on the CPU."""
     backend, source = scenario.backend, scenario.source
     problems: list[Problem] = []
+    timed = timed_field(scenario)
+    if timed is not None:
+        problems.append(Problem(source, timed, f"time within a tick (steps per sample, spiking policies, encodings, "
+                                f"readouts) is not wired into the {backend.kind} executor yet",
+                                "use run.steps_per_sample: 1, firing policy rate, the direct encoding and the mean "
+                                "readout (docs/semantics.md, 'Time within a tick', says what is wired)"))
     if backend.kind == "reference" and backend.device not in ("auto", "cpu"):
         problems.append(Problem(source, "backend.device", "the reference executor computes on the CPU",
                                 "remove backend.device (or set 'device: cpu'), or use 'backend: {kind: batched}' "
@@ -237,6 +243,7 @@ def consistency_findings(s: Scenario) -> Iterator[Finding]:
 
     yield from _guidance(s)
     yield from _broadcast(s)
+    yield from _timing(s)
 
     if s.task.kind == "npz" and s.task.problem == "regression" and s.task.loss == "cross_entropy":
         yield Finding(("task", "loss"), "cross_entropy needs class labels, and this task is a regression",
@@ -389,3 +396,70 @@ def _broadcast(s: Scenario) -> Iterator[Finding]:
                 yield Finding(loc, f"population '{population.name}' learns by the {rule} rule, which uses no credit",
                               kind, "use a gradient rule (backprop, feedback_alignment, direct_feedback_alignment) "
                               "for it, or remove 'broadcast'")
+
+
+# --------------------------------------------------------------------------- time within a tick
+
+#: Rules whose arithmetic over the steps of a tick is not defined yet (docs/semantics.md, "Time
+#: within a tick", "Learning over the steps").
+_UNTIMED_RULES = ("direct_feedback_alignment", "hebbian")
+
+
+def _timing(s: Scenario) -> Iterator[Finding]:
+    """Firing policies on the neurons that compute, readouts on the output, and, where a tick has
+    time in it, only what is defined over the steps."""
+    for i, population in enumerate(s.populations):
+        firing = s.population_firing(population)
+        if population.role == "input" and population.firing is not None:
+            yield Finding(("populations", i, "firing"), "input neurons pass the task's input on; how they present it "
+                          "over the steps is the task's encoding", firing.policy,
+                          "remove 'firing' from the input population, and set task.encoding (direct, rate, latency)")
+        if population.readout is None:
+            continue
+        loc = ("populations", i, "readout")
+        if population.role != "output":
+            yield Finding(loc, f"a readout is what the task judges of the output population, and '{population.name}' "
+                          f"is the {population.role} population", population.readout,
+                          "move 'readout' to the output population")
+        elif population.readout == "count" and not firing.spiking:
+            yield Finding(loc, f"the output population '{population.name}' follows the rate policy: it emits no "
+                          "spikes to count", population.readout,
+                          "use readout: mean, or give it a spiking firing policy (threshold, lif, random)")
+        elif population.readout == "membrane" and firing.policy != "lif":
+            yield Finding(loc, f"only a lif neuron has a membrane, and '{population.name}' follows the "
+                          f"{firing.policy} policy", population.readout,
+                          "use readout: count (spiking) or mean, or give it firing: {policy: lif, beta: ...}")
+    if not s.timed:
+        return
+    why = "is not defined yet with time within a tick (more than one step per sample, or spikes)"
+    undo = "or use run.steps_per_sample: 1, firing policy rate and the direct encoding everywhere"
+    if s.schedule.backward_every > 1:
+        yield Finding(("schedule", "backward_every"), f"skipping the propagated error {why}",
+                      s.schedule.backward_every, f"use backward_every: 1, {undo}")
+    for i, population in enumerate(s.populations):
+        if population.role == "input":
+            continue
+        for section in ("guide", "broadcast"):
+            if getattr(population, section) is not None:
+                yield Finding(("populations", i, section), f"a population's {section} {why}",
+                              getattr(population, section).kind, f"remove '{section}', {undo}")
+        rules = {s.population_learning(population).rule}
+        rules |= {s.projection_learning(p).rule for p in s.projections if p.post == population.name}
+        for rule in sorted(rules & set(_UNTIMED_RULES)):
+            yield Finding(("populations", i, "learning", "rule"), f"population '{population.name}' learns by the "
+                          f"{rule} rule, which {why}", rule, f"use backprop or feedback_alignment, {undo}")
+
+
+def timed_field(s: Scenario) -> str | None:
+    """The first field that gives the scenario time within a tick (None for today's tick): where
+    an executor that does not run it yet points."""
+    if s.run.steps_per_sample > 1:
+        return "run.steps_per_sample"
+    if s.encoding.kind != "direct":
+        return "task.encoding"
+    for i, population in enumerate(s.populations):
+        if s.population_firing(population).spiking:
+            return f"populations[{i}].firing"
+        if population.role == "output" and s.population_readout(population) != "mean":
+            return f"populations[{i}].readout"
+    return None
