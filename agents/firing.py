@@ -298,8 +298,10 @@ def lif_step(membrane: Any, current: Any, beta: Any, threshold: float, reset: st
 
 def spike_probability(u: Any, temperature: float, xp: ModuleType) -> Any:
     """The random policy's p = sigmoid(u / temperature), with ribbed's sigmoid
-    (0.5 (1 + tanh(x / 2)), :mod:`ribbed.agents.activations`)."""
-    return activation_table(xp)["sigmoid"].f(u / temperature)
+    (0.5 (1 + tanh(x / 2)), :mod:`ribbed.agents.activations`).  Written out of place, the same
+    operations in the same order (so the same values): the activation's in-place form would break
+    autograd through the random policy."""
+    return (xp.tanh(0.5 * (u / temperature)) + 1.0) * 0.5
 
 
 def random_spike(u: Any, uniforms: Any, temperature: float, surrogate: Surrogate, strict: bool,

@@ -28,6 +28,7 @@ from ribbed.scheduler.batched.guidance import BatchedGuidance
 from ribbed.scheduler.batched.learning import learn
 from ribbed.scheduler.batched.populations import PopulationTensors, SynapseTensors
 from ribbed.scheduler.batched.projection_tensors import make_projection_tensors
+from ribbed.scheduler.batched import timed
 from ribbed.scheduler.device import resolve_device, resolve_dtype
 from ribbed.scheduler.state import collect_state, restore_state
 from ribbed.scheduler.message_counts import messages_per_tick
@@ -96,6 +97,11 @@ class BatchedExecutor(Executor):
         for population in self.populations.values():
             counts = sum(s.layout.row_counts for s in population.plastic)
             population.plastic_counts = torch.as_tensor(counts, dtype=self.dtype, device=self.device)
+        # Time within a tick (docs/semantics.md): a timed scenario runs scheduler/batched/timed.py's
+        # tick; an untimed one (one step, rate everywhere) the tick below, unchanged.
+        self._plan = timed.TimedPlan.of(scenario) if scenario.timed else None
+        self._carriers = timed.carriers(self)
+        self._ticks_run = 0
         self.neurons, self.clusters = make_views(inputs.host, self, network) if views else ([], [])
 
     # ------------------------------------------------------------------ the tick
@@ -105,9 +111,76 @@ class BatchedExecutor(Executor):
         if self.device.type == "cuda":  # from pinned memory, so the copy does not wait for the GPU
             index = index.pin_memory().to(self.device, non_blocking=True)
         with torch.no_grad():
-            result = self._tick(tick, index)
+            result = self._tick(tick, index) if self._plan is None else self._timed_tick(tick, index)
+        self._ticks_run = tick + 1
         self.changed()
         return result
+
+    def _timed_tick(self, tick: int, index: torch.Tensor) -> TickResult:
+        """A tick over T steps (docs/semantics.md, "Time within a tick"): forward step by step,
+        the readout, backprop through the steps by hand, one learn step on the sums over steps."""
+        plan = self._plan
+        x = self.inputs.index_select(0, index)
+        targets = self.targets.index_select(0, index)
+        batch, steps = x.shape[0], plan.steps
+        records = timed.run_steps(self, plan, x, ("", tick), record=True)
+        outputs = timed.readout(plan, records[self._output.info.name])
+        losses, error = per_sample_loss(self.loss_name, outputs, targets, torch)
+        self._answer = error
+        loss = losses.mean()
+        deltas = timed.backward_steps(self, plan, records, error)
+        self._input.u = self._input.y = records[self._input.info.name][-1].out
+        for level in self._levels:
+            for population in level:
+                name = population.info.name
+                last = records[name][-1]
+                population.u, population.y = last.u, last.out
+                per_step = deltas.get(name)
+                population.delta = None if per_step is None else torch.stack(per_step).sum(0)
+                # The gradient is the sum over steps of batch means: the steps stacked as rows of one
+                # batch of T * B, whose mean, times T, is that sum.
+                population.credit = None if per_step is None else timed.stacked(per_step).mul_(steps)
+                for synapses in population.incoming:
+                    pre = records[synapses.info.pre.name]
+                    if synapses.info.delayed:
+                        sources = [torch.zeros_like(pre[0].out)] + [r.out for r in pre[:-1]]
+                    else:
+                        sources = [r.out for r in pre]
+                    synapses.x = timed.stacked(sources)
+                self._learn(population, batch * steps)
+                for synapses in population.incoming:  # x as the log and reads know it: the last step's
+                    synapses.x = synapses.x[-batch:]
+                if population.credit is not None:
+                    population.credit = population.delta
+        self._counts += self._timed_counts(records)
+        return TickResult(loss=loss, outputs=outputs)
+
+    def _timed_counts(self, records: dict) -> np.ndarray:
+        """The messages of a timed tick: activations per synapse and step from rate neurons, a
+        spike message per outgoing synapse and actual spike, errors per carrying synapse and step
+        at which credit reaches it (docs/semantics.md, "Time within a tick")."""
+        from ribbed.scheduler.messages import Kind
+
+        plan, network = self._plan, self.network
+        counts = np.zeros_like(self._per_tick[True])
+        counts[Kind.ACTIVATION] = network.input.size + network.output.size
+        counts[Kind.ERROR] = network.output.size
+        spikes = timed.spike_counts(plan, records)
+        spiking_input = plan.encoding.kind != "direct"
+        for info in network.projections:
+            pre = info.pre.name
+            if pre in spikes or (info.pre.role == "input" and spiking_input):
+                per_neuron = (spikes[pre] if pre in spikes else
+                              torch.stack([r.out for r in records[pre]]).sum(dim=(0, 1)))
+                degrees = np.zeros(info.pre.size)
+                np.add.at(degrees, info.pre_idx, 1.0)
+                counts[Kind.SPIKE] += int(round(float(np.dot(per_neuron.double().cpu().numpy(), degrees))))
+            else:
+                counts[Kind.ACTIVATION] += info.n_synapses * plan.steps
+        for name, carried in self._carriers.items():
+            for synapses in carried:
+                counts[Kind.ERROR] += synapses.info.n_synapses * (plan.steps - 1 if synapses.info.delayed else plan.steps)
+        return counts
 
     def _tick(self, tick: int, index: torch.Tensor) -> TickResult:
         x = self.inputs.index_select(0, index)
@@ -200,6 +273,8 @@ class BatchedExecutor(Executor):
     # ------------------------------------------------------------------ evaluation
 
     def predict(self, inputs: np.ndarray, keep: Sequence[str] = ()) -> Prediction:
+        if self._plan is not None:
+            return self._timed_predict(inputs, keep)
         samples = inputs.shape[0]
         chunk = max(1, min(samples, PREDICT_CHUNK // max(1, self.network.n_neurons)))
         outputs, count = [], 0
@@ -227,6 +302,25 @@ class BatchedExecutor(Executor):
         return Prediction(outputs=np.concatenate(outputs).astype(np.float64), activation_mean=mean,
                           activation_std=torch.sqrt(m2 / count).cpu().numpy(),
                           activations={name: np.concatenate(parts) for name, parts in kept.items()},
+                          firing_rate=mean.copy())
+
+    def _timed_predict(self, inputs: np.ndarray, keep: Sequence[str]) -> Prediction:
+        """Evaluation over T steps, the held-out set in one batch (its draws are keyed by the ticks
+        run, one array for the whole set); a neuron's activation is what it emitted per step on
+        average, its firing rate too (spikes per step for spiking policies)."""
+        plan = self._plan
+        with torch.no_grad():
+            x = torch.as_tensor(inputs, dtype=self.dtype, device=self.device)
+            records = timed.run_steps(self, plan, x, ("-eval", self._ticks_run), record=False)
+            outputs = timed.readout(plan, records[self._output.info.name])
+            per_step = {name: torch.stack([r.out for r in records[name]]).mean(0).to(torch.float64)
+                        for name in self.populations}
+            values = torch.cat([per_step[name] for name in self.populations], dim=1)
+            var, mean = torch.var_mean(values, dim=0, correction=0)
+        mean = mean.cpu().numpy()
+        return Prediction(outputs=outputs.cpu().numpy().astype(np.float64), activation_mean=mean,
+                          activation_std=torch.sqrt(var).cpu().numpy(),
+                          activations={name: per_step[name].cpu().numpy() for name in keep},
                           firing_rate=mean.copy())
 
     def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,0 +1,148 @@
+"""The batched executor's tick with time in it (scheduler/batched/timed.py) against torch autograd.
+
+The executor's backprop through the T steps is written by hand (as its one-step backward is);
+here the same network is run step by step with :func:`ribbed.agents.firing.fire` on tensors that
+require gradients, so that torch's autograd, through the firing module's surrogate Functions,
+computes the gradient independently.  One SGD step of the executor (lr 1, float64) must move
+every weight and bias by exactly minus that gradient, to rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ribbed
+from ribbed.agents.firing import fire, initial_state, policy_of
+from ribbed.scenarios.timing import FiringSpec
+from ribbed.scheduler.batched.timed import step_uniforms
+from ribbed.scheduler.messages import Kind
+
+STEPS, BATCH, HIDDEN = 6, 8, 5
+
+BASE = {
+    "name": "timed",
+    "seed": 3,
+    "task": {"kind": "xor", "n_samples": 40},
+    "populations": [
+        {"name": "in", "size": 2, "role": "input"},
+        {"name": "hidden", "size": HIDDEN},
+        {"name": "out", "size": 2, "role": "output", "activation": "identity"},
+    ],
+    "projections": [{"pre": "in", "post": "hidden", "init": {"kind": "uniform", "low": -1.5, "high": 1.5}},
+                    {"pre": "hidden", "post": "hidden"},
+                    {"pre": "hidden", "post": "out", "init": {"kind": "uniform", "low": -1.5, "high": 1.5}}],
+    "learning": {"lr": 1.0},
+    "run": {"ticks": 2, "eval_every": 2, "batch_size": BATCH, "steps_per_sample": STEPS},
+    "backend": {"kind": "batched", "dtype": "float64", "device": "cpu"},
+    "output": {"agent_metrics": False},
+    "log": {"level": "off"},
+}
+
+CASES = {
+    "rate hidden, several steps": ({}, {}, None),
+    "threshold hidden, lif output on its membrane": ({"policy": "threshold", "threshold": 0.2},
+                                                    {"policy": "lif", "beta": 0.8}, "membrane"),
+    "lif hidden, lif output counted": ({"policy": "lif", "beta": 0.9, "threshold": 0.5},
+                                       {"policy": "lif", "beta": 0.7, "threshold": 0.3}, "count"),
+    "lif zero reset, refractory, fast sigmoid": ({"policy": "lif", "beta": 0.95, "threshold": 0.4, "reset": "zero",
+                                                  "refractory": 2, "surrogate": {"kind": "fast_sigmoid"}},
+                                                 {"policy": "lif", "beta": 0.6, "reset": "none"}, "membrane"),
+    "random hidden, sigmoid surrogate": ({"policy": "random", "temperature": 0.7,
+                                          "surrogate": {"kind": "sigmoid", "parameter": 5}}, {}, None),
+}
+
+
+def scenario(hidden: dict, out: dict, readout: str | None) -> dict:
+    data = copy.deepcopy(BASE)
+    if hidden:
+        data["populations"][1]["firing"] = hidden
+    if out:
+        data["populations"][2]["firing"] = out
+    if readout:
+        data["populations"][2]["readout"] = readout
+    return data
+
+
+def autograd_tick(model, index: np.ndarray, hidden: dict, out: dict, readout: str | None):
+    """The loss and the gradients of the tick, by autograd over the same steps."""
+    ex = model.executor
+    x, y = ex.inputs[index], ex.targets[index].argmax(1)
+    w = {name: torch.tensor(ex.read("weights", name).reshape(*shape), requires_grad=True)
+         for name, shape in (("in->hidden", (HIDDEN, 2)), ("hidden->hidden", (HIDDEN, HIDDEN)),
+                             ("hidden->out", (2, HIDDEN)))}
+    b = {name: torch.tensor(ex.read("bias", name), requires_grad=True) for name in ("hidden", "out")}
+    ph, po = policy_of(FiringSpec.model_validate(hidden)), policy_of(FiringSpec.model_validate(out))
+    sh, so = initial_state((BATCH, HIDDEN), torch), initial_state((BATCH, 2), torch)
+    draws = torch.as_tensor(step_uniforms(3, ("firing", "hidden", 0), (STEPS, BATCH, HIDDEN)))
+    h_prev, outs, membranes = None, [], []
+    for s in range(STEPS):
+        u = b["hidden"] + x @ w["in->hidden"].T
+        if h_prev is not None:
+            u = u + h_prev @ w["hidden->hidden"].T
+        h, sh = fire(ph, sh, u, torch, uniforms=draws[s], activation="tanh")
+        o, so = fire(po, so, b["out"] + h @ w["hidden->out"].T, torch, activation="identity")
+        outs.append(o)
+        membranes.append(so.membrane)
+        h_prev = h
+    if readout == "count":
+        result = torch.stack(outs).sum(0)
+    elif readout == "membrane":
+        result = torch.stack(membranes).sum(0) / STEPS
+    else:
+        result = torch.stack(outs).sum(0) / STEPS
+    loss = F.cross_entropy(result, y)
+    grads = torch.autograd.grad(loss, list(w.values()) + list(b.values()), allow_unused=True)
+    names = list(w) + list(b)
+    return loss.item(), {n: (torch.zeros_like(p) if g is None else g).detach().numpy().ravel()
+                         for n, g, p in zip(names, grads, list(w.values()) + list(b.values()))}
+
+
+@pytest.mark.parametrize("hidden, out, readout", CASES.values(), ids=CASES.keys())
+def test_one_tick_moves_the_weights_by_the_autograd_gradient(hidden, out, readout) -> None:
+    model = ribbed.NetworkModel(scenario(hidden, out, readout))
+    ex = model.executor
+    index = np.arange(BATCH)
+    loss, grads = autograd_tick(model, index, hidden, out, readout)
+    before = {n: ex.read("weights" if "->" in n else "bias", n) for n in grads}
+    result = ex.tick(0, index)
+    assert result.loss == pytest.approx(loss, rel=1e-12)
+    moved = 0
+    for name, g in grads.items():
+        after = ex.read("weights" if "->" in name else "bias", name)
+        np.testing.assert_allclose(before[name] - after, g, rtol=1e-9, atol=1e-12, err_msg=name)
+        moved += np.count_nonzero(g)
+    assert moved > 0, "the case must train something"
+
+
+def test_an_untimed_scenario_never_reaches_the_timed_tick() -> None:
+    data = copy.deepcopy(BASE)
+    data["run"]["steps_per_sample"] = 1
+    model = ribbed.NetworkModel(data)
+    assert model.executor._plan is None
+
+
+def test_spikes_are_counted_one_per_outgoing_synapse_and_spike() -> None:
+    model = ribbed.NetworkModel(scenario(*CASES["lif hidden, lif output counted"]))
+    ex = model.executor
+    before = ex.message_counts.copy()
+    ex.tick(0, np.arange(BATCH))
+    sent = ex.message_counts - before
+    hidden = ex.read("y", "hidden")  # the last step's spikes: the counts are over all steps
+    assert set(np.unique(hidden)) <= {0.0, 1.0}
+    assert sent[Kind.SPIKE] > 0 and sent[Kind.SPIKE] % 1 == 0
+    # inputs are direct: their synapses carry activations at every step, hidden ones spikes
+    assert sent[Kind.ACTIVATION] == 2 + 2 + 2 * HIDDEN * STEPS
+
+
+def test_a_timed_run_evaluates() -> None:
+    model = ribbed.NetworkModel(scenario(*CASES["lif hidden, lif output counted"]))
+    model.run()
+    metrics = model.metrics
+    assert len(metrics) >= 2 and np.isfinite(metrics.iloc[-1].filter(like="loss").to_numpy(float)).all()
+    rate = model.executor.read("firing_rate", "hidden")
+    assert np.all((rate >= 0) & (rate <= 1))
