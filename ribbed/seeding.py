@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-__all__ = ["component_seed", "component_rng"]
+__all__ = ["component_seed", "component_rng", "component_uniforms"]
 
 
 def _spawn_key_part(part: str | int) -> int:
@@ -35,3 +35,11 @@ def component_seed(seed: int, *path: str | int) -> np.random.SeedSequence:
 def component_rng(seed: int, *path: str | int) -> np.random.Generator:
     """A fresh generator for the component named by ``path`` under the root ``seed``."""
     return np.random.Generator(np.random.PCG64(component_seed(seed, *path)))
+
+
+def component_uniforms(seed: int, path: tuple, shape: tuple[int, ...]) -> np.ndarray:
+    """The uniforms on [0, 1) of the component ``path`` (``("firing", population, tick)``,
+    ``("encoding", tick)``...), float64, of ``shape`` (steps, samples, neurons): the one draw every
+    executor makes for it with the same key, so that none draws on its own (docs/semantics.md,
+    "Time within a tick")."""
+    return component_rng(seed, *path).random(shape)

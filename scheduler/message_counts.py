@@ -14,7 +14,7 @@ from ribbed.scheduler.messages import Kind
 if TYPE_CHECKING:
     from ribbed.environment.network import Network
 
-__all__ = ["messages_per_tick"]
+__all__ = ["carries_over_steps", "messages_per_tick"]
 
 
 def messages_per_tick(network: Network, backward: bool = True) -> np.ndarray:
@@ -36,3 +36,12 @@ def messages_per_tick(network: Network, backward: bool = True) -> np.ndarray:
         size = network.populations[name].size
         counts[Kind.FEEDBACK] += size * (size - 1) // 2
     return counts
+
+
+def carries_over_steps(info) -> bool:
+    """Whether a projection carries credit back in a tick with time in it (docs/semantics.md, "Time
+    within a tick"): where it carries errors in the untimed tick, and, being delayed, with a gradient
+    rule between populations that compute credit (then from each step to the step before)."""
+    return bool(info.sends_error or (info.delayed and info.learning.rule in ("backprop", "feedback_alignment")
+                                     and info.pre.needs_credit and info.post.needs_credit
+                                     and info.pre.role != "input"))

@@ -32,11 +32,11 @@ PACKAGE = "ribbed"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("ribbed.errors", "ribbed.seeding", "ribbed.determinism", "ribbed.resources", "ribbed.versions",
                     "ribbed.signals", "ribbed.scheduler.messages")),
-    ("scenarios", ("ribbed.scenarios",)),
+    ("scenarios", ("ribbed.scenarios", "ribbed.scenarios.timing")),
     ("couplings and meta-controllers", ("ribbed.coupling", "ribbed.meta")),
     ("environment", ("ribbed.environment",)),
     ("agents", ("ribbed.agents", "ribbed.agents.firing", "ribbed.agents.stdp")),
-    ("scheduler", ("ribbed.scheduler",)),
+    ("scheduler", ("ribbed.scheduler", "ribbed.scheduler.batched.timed", "ribbed.scheduler.reference.timed")),
     ("model, log, specialization", ("ribbed.model", "ribbed.log", "ribbed.specialization",
                                     "ribbed.specialization_recorder")),
     ("entry points", ("ribbed.runner", "ribbed.sweeps", "ribbed.cli", "ribbed.dashboard", "ribbed.dashboard_server",

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import ribbed
 from ribbed.agents.firing import fire, initial_state, policy_of
 from ribbed.scenarios.timing import FiringSpec
-from ribbed.scheduler.batched.timed import step_uniforms
+from ribbed.seeding import component_uniforms as step_uniforms
 from ribbed.scheduler.messages import Kind
 
 STEPS, BATCH, HIDDEN = 6, 8, 5
@@ -146,3 +146,27 @@ def test_a_timed_run_evaluates() -> None:
     assert len(metrics) >= 2 and np.isfinite(metrics.iloc[-1].filter(like="loss").to_numpy(float)).all()
     rate = model.executor.read("firing_rate", "hidden")
     assert np.all((rate >= 0) & (rate <= 1))
+
+
+@pytest.mark.parametrize("hidden, out, readout", CASES.values(), ids=CASES.keys())
+def test_the_reference_executor_agrees(hidden, out, readout) -> None:
+    """Agent by agent with explicit spike messages, the same ticks, weights and message counts."""
+    data = scenario(hidden, out, readout)
+    batched = ribbed.NetworkModel(data).executor
+    data["backend"] = {"kind": "reference"}
+    reference = ribbed.NetworkModel(data).executor
+    for tick in range(3):
+        index = np.arange(tick * BATCH, (tick + 1) * BATCH) % 32
+        a, b = reference.tick(tick, index), batched.tick(tick, index)
+        assert a.loss == pytest.approx(b.loss, rel=1e-9)
+        np.testing.assert_allclose(a.outputs, b.outputs, rtol=1e-9, atol=1e-12)
+    for name in ("in->hidden", "hidden->hidden", "hidden->out"):
+        np.testing.assert_allclose(reference.read("weights", name), batched.read("weights", name), rtol=1e-7,
+                                   atol=1e-8, err_msg=name)
+    for name in ("hidden", "out"):
+        np.testing.assert_allclose(reference.read("bias", name), batched.read("bias", name), rtol=1e-7, atol=1e-8)
+    np.testing.assert_array_equal(reference.message_counts, batched.message_counts)
+    held_out = reference.inputs[:16]
+    p, q = reference.predict(held_out), batched.predict(held_out)
+    np.testing.assert_allclose(p.outputs, q.outputs, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(p.firing_rate, q.firing_rate, rtol=1e-9, atol=1e-12)

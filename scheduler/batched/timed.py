@@ -24,21 +24,16 @@ import torch
 
 from ribbed.agents.activations import TORCH_ACTIVATIONS
 from ribbed.agents.firing import FiringPolicy, fire, heaviside, initial_state, policy_of, spike_derivative
-from ribbed.seeding import component_rng
+from ribbed.scheduler.message_counts import carries_over_steps
+from ribbed.seeding import component_uniforms as step_uniforms
 
 if TYPE_CHECKING:
     from ribbed.scenarios.schema import Scenario
 
-__all__ = ["StepRecord", "TimedPlan", "encode_inputs", "step_uniforms"]
+__all__ = ["StepRecord", "TimedPlan", "backward_steps", "carriers", "encode_inputs", "readout", "run_steps",
+           "spike_counts", "stacked"]
 
 _SIGMOID = TORCH_ACTIVATIONS["sigmoid"]
-
-
-def step_uniforms(seed: int, path: tuple, shape: tuple[int, ...]) -> np.ndarray:
-    """The uniforms on [0, 1) of the component ``path`` (``("firing", population, tick)``,
-    ``("encoding", tick)``...), in float64 and ``shape`` (steps, samples, neurons): the one draw
-    every executor makes for it, so that no executor draws on its own."""
-    return component_rng(seed, *path).random(shape)
 
 
 def encode_inputs(encoding: Any, x: torch.Tensor, steps: int, uniforms: torch.Tensor | None) -> torch.Tensor:
@@ -211,17 +206,12 @@ def backward_steps(executor: Any, plan: TimedPlan, records: dict[str, list[StepR
 
 
 def carriers(executor: Any) -> dict[str, list]:
-    """Per presynaptic population, the projections that carry credit back to it over the steps:
-    those that carry errors in the untimed tick, and (time within a tick) the delayed ones with a
-    gradient rule between populations that compute credit."""
+    """Per presynaptic population, the projections that carry credit back to it over the steps
+    (:func:`~ribbed.scheduler.message_counts.carries_over_steps`)."""
     result: dict[str, list] = {}
     for synapses in executor.projections:
-        info = synapses.info
-        carries = info.sends_error or (info.delayed and info.learning.rule in ("backprop", "feedback_alignment")
-                                       and info.pre.needs_credit and info.post.needs_credit
-                                       and info.pre.role != "input")
-        if carries:
-            result.setdefault(info.pre.name, []).append(synapses)
+        if carries_over_steps(synapses.info):
+            result.setdefault(synapses.info.pre.name, []).append(synapses)
     return result
 
 

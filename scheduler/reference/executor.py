@@ -21,6 +21,7 @@ from ribbed.agents.cluster import ClusterAgent
 from ribbed.agents.guides import guide_features, make_guides, task_context
 from ribbed.agents.neuron import NeuronAgent, Synapses
 from ribbed.environment.losses import LOSSES, sample_losses
+from ribbed.scheduler.reference.timed import TimedReference
 from ribbed.scheduler.reference.bus import MessageBus
 from ribbed.agents.state import state_field
 from ribbed.scheduler.base import Executor, ExecutorInputs, Prediction, TickResult
@@ -114,6 +115,10 @@ class ReferenceExecutor(Executor):
         self._learners = [n for n in self.neurons if n.population_info.role != "input"]
         self._sanger = set(network.sanger_layout)
         self._broadcast = [n for n in self.neurons if n.broadcast_row is not None]
+        # Time within a tick (docs/semantics.md): a timed scenario runs scheduler/reference/timed.py's
+        # tick; an untimed one the tick below, unchanged.
+        self._timed = TimedReference(self) if network.scenario.timed else None
+        self._ticks_run = 0
 
     def _wire(self, network: Network) -> None:
         for projection in network.projections:
@@ -158,6 +163,9 @@ class ReferenceExecutor(Executor):
     # ------------------------------------------------------------------ the tick
 
     def tick(self, tick: int, index: np.ndarray) -> TickResult:
+        self._ticks_run = tick + 1
+        if self._timed is not None:
+            return self._timed_tick(tick, index)
         inputs, targets = self.inputs[index], self.targets[index]
         bus = self.bus
         bus.start_tick(inputs.shape[0])
@@ -193,6 +201,23 @@ class ReferenceExecutor(Executor):
 
         for neuron in self.neurons:
             neuron.inbox.clear()  # errors nobody needed (a neuron without credit) are dropped
+        self.changed()
+        return TickResult(loss=loss, outputs=outputs)
+
+    def _timed_tick(self, tick: int, index: np.ndarray) -> TickResult:
+        """A tick over T steps (scheduler/reference/timed.py), then each neuron's learn stage on
+        its credit over the steps (T * B rows, times T: the sum over steps of batch means)."""
+        inputs, targets = self.inputs[index], self.targets[index]
+        self.bus.start_tick(inputs.shape[0])
+        loss, outputs = self._timed.tick(tick, inputs, targets)
+        for neuron in self._learners:
+            total, neuron.delta = neuron.delta, neuron.step_credit
+            neuron.learn(tick)
+            neuron.delta = neuron.credit = total
+            for synapses in neuron.incoming:  # inputs as the log and reads know them: the last step's
+                synapses.inputs = synapses.inputs[:, -inputs.shape[0]:]
+        for neuron in self.neurons:
+            neuron.inbox.clear()
         self.changed()
         return TickResult(loss=loss, outputs=outputs)
 
@@ -290,6 +315,13 @@ class ReferenceExecutor(Executor):
     # ------------------------------------------------------------------ evaluation
 
     def predict(self, inputs: np.ndarray, keep: Sequence[str] = ()) -> Prediction:
+        if self._timed is not None:
+            outputs, emitted = self._timed.predict(inputs)
+            kept = {name: emitted[p.start:p.start + p.size].T.copy()
+                    for name, p in self.network.populations.items() if name in keep}
+            return Prediction(outputs=outputs, activation_mean=emitted.mean(axis=1),
+                              activation_std=emitted.std(axis=1), activations=kept,
+                              firing_rate=emitted.mean(axis=1))
         batch = inputs.shape[0]
         values: dict[int, np.ndarray] = {}
         for i, agent_id in enumerate(self.network.input.ids):
