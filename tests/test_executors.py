@@ -339,3 +339,46 @@ def test_dfa_populations_the_output_error_reaches_late_agree(datasets, output_fe
         batched.step()
         assert batched.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL, abs=ATOL)
     assert_same_state(reference, batched)
+
+
+# --------------------------------------------------------------------------- time within a tick
+
+surrogates = st.builds(dict, kind=st.sampled_from(["atan", "fast_sigmoid", "sigmoid"]),
+                       parameter=st.one_of(st.none(), st.floats(0.5, 30)))
+firing_policies = st.one_of(
+    st.just({}),
+    st.builds(dict, policy=st.just("threshold"), threshold=st.floats(-0.5, 1.0), strict=st.booleans(),
+              refractory=st.integers(0, 2), surrogate=surrogates),
+    st.builds(dict, policy=st.just("lif"), beta=st.floats(0.0, 1.0), threshold=st.floats(0.1, 1.5),
+              reset=st.sampled_from(["subtract", "zero", "none"]), refractory=st.integers(0, 2), surrogate=surrogates),
+    st.builds(dict, policy=st.just("random"), temperature=st.floats(0.2, 3.0), refractory=st.integers(0, 2),
+              surrogate=surrogates),
+)
+
+
+@st.composite
+def timed_scenarios(draw, datasets: dict) -> dict:
+    """The recurrent scenario (cycles, a sparse self-projection, chiral kappa, Adam) with time in
+    its tick: steps, an encoding, a firing policy per population, and the output's readout."""
+    data = recurrent_scenario(datasets[4, "classification"], draw(st.sampled_from(["backprop", "feedback_alignment"])))
+    data["run"] = {**data["run"], "steps_per_sample": draw(st.integers(1, 5))}
+    data["task"] = {**data["task"], "encoding": draw(st.sampled_from(
+        [{"kind": "direct"}, {"kind": "rate", "gain": 2.0}, {"kind": "latency"}]))}
+    a, b, out = data["populations"][1], data["populations"][2], data["populations"][3]
+    for population in (a, b, out):
+        firing = draw(firing_policies)
+        if firing:
+            population["firing"] = firing
+    readouts = ["mean"] + (["count"] if out.get("firing") else []) + (
+        ["membrane"] if out.get("firing", {}).get("policy") == "lif" else [])
+    out["readout"] = draw(st.sampled_from(readouts))
+    return data
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_batched_agrees_with_reference_with_time_in_the_tick(datasets, data):
+    """Spiking populations, T steps, every policy, encoding and readout: the same losses, state,
+    message counts (spike messages included) and predictions (docs/semantics.md, "Time within a tick")."""
+    assert_pair_agrees(data.draw(timed_scenarios(datasets)))
