@@ -40,7 +40,7 @@ from ribbed.errors import Problem, RibbedError
 
 __all__ = ["POLICIES", "RESETS", "SURROGATES", "ATanSpike", "FastSigmoidSpike", "FiringPolicy", "FiringState",
            "SigmoidSpike", "Surrogate", "atan_derivative", "fast_sigmoid_derivative", "fire", "heaviside",
-           "initial_state", "lif_step", "policy_of", "random_spike", "refractory_step", "sigmoid_derivative", "spike",
+           "initial_state", "lif_current_gradient", "lif_membrane_carry", "lif_step", "policy_of", "random_spike", "refractory_step", "sigmoid_derivative", "spike",
            "spike_derivative", "spike_probability", "threshold_spike"]
 
 POLICIES = ("rate", "threshold", "lif", "random")
@@ -361,3 +361,37 @@ def policy_of(spec: Any) -> FiringPolicy:
     return FiringPolicy(policy=spec.policy, threshold=spec.threshold, beta=spec.beta, reset=spec.reset,
                         reset_delay=spec.reset_delay, strict=spec.strict, temperature=spec.temperature,
                         refractory=spec.refractory, surrogate=surrogate)
+
+
+# ---------------------------------------------------------------------- backprop through lif, by hand
+
+
+def lif_membrane_carry(policy: FiringPolicy, membrane: Any, xp: ModuleType) -> Any:
+    """dU[t+1]/dU[t] through the update of step t+1 (the reset R carries no gradient): beta, or
+    beta (1 - R) for ``reset: zero``, with R = Theta(U[t] - theta) from the membrane ``membrane``
+    = U[t] that step t left (docs/semantics.md, "Time within a tick", "Learning over the steps")."""
+    if policy.reset == "zero":
+        return policy.beta * (1 - heaviside(membrane - policy.threshold, policy.strict, xp))
+    return policy.beta + xp.zeros_like(membrane)
+
+
+def lif_current_gradient(policy: FiringPolicy, grad_spike: Any, grad_membrane: Any, before_reset: Any,
+                         previous: Any, open_mask: Any, xp: ModuleType) -> Any:
+    """dL/dI[t+1] (= dL/dU before any immediate reset: the current enters with coefficient 1) for
+    the executors' hand-written backprop, from ``grad_spike`` dL/dE (E the emitted spike, S masked
+    by the refractory ``open_mask``, None without one) and ``grad_membrane`` dL/dU[t+1] (the
+    membrane the step leaves: readout and later steps).  ``before_reset`` is U[t+1] before the
+    immediate reset of ``reset_delay: false`` (the membrane itself otherwise), ``previous`` U[t].
+
+    With ``reset_delay: false`` the spike also resets at once, D = S - R: subtract U - D theta
+    (dU/dU' = 1 - theta dS/dU'), zero U' (1 - D) (dU/dU' = 1 - D - U' dS/dU'), as autograd
+    through :func:`lif_step` computes it."""
+    d = spike_derivative(before_reset - policy.threshold, policy.surrogate, xp)
+    from_spike = grad_spike * d if open_mask is None else grad_spike * (d * open_mask)
+    if policy.reset_delay or policy.reset == "none":
+        return from_spike + grad_membrane
+    if policy.reset == "subtract":
+        return from_spike + grad_membrane * (1 - policy.threshold * d)
+    spiked = heaviside(before_reset - policy.threshold, policy.strict, xp)
+    pending = heaviside(previous - policy.threshold, policy.strict, xp)
+    return from_spike + grad_membrane * ((1 - (spiked - pending)) - before_reset * d)

@@ -95,14 +95,7 @@ def backend_problems(scenario: Scenario) -> list[Problem]:
     backend, source = scenario.backend, scenario.source
     problems: list[Problem] = []
     timed = timed_field(scenario)
-    if timed is not None and backend.kind in ("batched", "reference"):
-        for i, population in enumerate(scenario.populations):
-            firing = population.firing
-            if firing is not None and firing.policy == "lif" and not firing.reset_delay:
-                problems.append(Problem(source, f"populations[{i}].firing.reset_delay", "a lif reset without delay "
-                                        f"is not wired into the {backend.kind} executor yet",
-                                        "leave reset_delay out (true)"))
-    elif timed is not None and backend.kind == "ray":
+    if timed is not None and backend.kind == "ray":
         problems.append(Problem(source, timed, f"time within a tick (steps per sample, spiking policies, encodings, "
                                 f"readouts) is not wired into the {backend.kind} executor yet",
                                 "use run.steps_per_sample: 1, firing policy rate, the direct encoding and the mean "

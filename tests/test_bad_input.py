@@ -296,10 +296,6 @@ CASES = {
         lambda data, folder: data["populations"][1].update(firing={"policy": "lif", "beta": 0.9})
         or data.update(backend={"kind": "ray"}),
         "populations[1].firing", ("not wired into the ray executor yet", "firing policy rate"), stage="build"),
-    "a lif reset without delay, not wired yet": Case(
-        setting("populations[1].firing", {"policy": "lif", "beta": 0.9, "reset_delay": False}),
-        "populations[1].firing.reset_delay", ("not wired into the reference executor yet", "reset_delay"),
-        stage="build"),
     "an estimator guide from a file": Case(setting("populations[1].guide", "sklearn"), "populations[1].guide",
                                            ("no estimator was given", "NetworkModel(scenario, guides="),
                                            stage="build"),

@@ -350,7 +350,8 @@ firing_policies = st.one_of(
     st.builds(dict, policy=st.just("threshold"), threshold=st.floats(-0.5, 1.0), strict=st.booleans(),
               refractory=st.integers(0, 2), surrogate=surrogates),
     st.builds(dict, policy=st.just("lif"), beta=st.floats(0.0, 1.0), threshold=st.floats(0.1, 1.5),
-              reset=st.sampled_from(["subtract", "zero", "none"]), refractory=st.integers(0, 2), surrogate=surrogates),
+              reset=st.sampled_from(["subtract", "zero", "none"]), reset_delay=st.booleans(), refractory=st.integers(0, 2),
+              surrogate=surrogates),
     st.builds(dict, policy=st.just("random"), temperature=st.floats(0.2, 3.0), refractory=st.integers(0, 2),
               surrogate=surrogates),
 )

@@ -52,6 +52,10 @@ CASES = {
     "lif zero reset, refractory, fast sigmoid": ({"policy": "lif", "beta": 0.95, "threshold": 0.4, "reset": "zero",
                                                   "refractory": 2, "surrogate": {"kind": "fast_sigmoid"}},
                                                  {"policy": "lif", "beta": 0.6, "reset": "none"}, "membrane"),
+    "lif reset at once, subtract and zero": ({"policy": "lif", "beta": 0.85, "threshold": 0.3, "reset_delay": False,
+                                              "refractory": 1},
+                                             {"policy": "lif", "beta": 0.7, "threshold": 0.2, "reset": "zero",
+                                              "reset_delay": False}, "membrane"),
     "random hidden, sigmoid surrogate": ({"policy": "random", "temperature": 0.7,
                                           "surrogate": {"kind": "sigmoid", "parameter": 5}}, {}, None),
 }

@@ -8,8 +8,8 @@ this module is only reached by a *timed* scenario.  The arithmetic of a step is
 follows the executor's: hand-written, level by level in reverse, here also step by step in reverse,
 with the firing module's surrogate derivatives (:func:`~ribbed.agents.firing.spike_derivative`).
 
-Wired so far: policies ``rate``, ``threshold``, ``random`` and ``lif`` with ``reset_delay: true``
-(any reset, strictness, refractory period, surrogate); encodings ``direct``, ``rate``,
+Wired so far: policies ``rate``, ``threshold``, ``random`` and ``lif`` (any reset and reset
+delay, strictness, refractory period, surrogate); encodings ``direct``, ``rate``,
 ``latency``; readouts ``mean``, ``count``, ``membrane``; rules ``backprop`` and
 ``feedback_alignment``.  Not yet: message counts of spikes, the log's per-step activity.
 """
@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ribbed.agents.activations import TORCH_ACTIVATIONS
-from ribbed.agents.firing import FiringPolicy, fire, heaviside, initial_state, policy_of, spike_derivative
+from ribbed.agents.firing import (FiringPolicy, fire, initial_state, lif_current_gradient, lif_membrane_carry,
+                                  lif_step, policy_of, spike_derivative)
 from ribbed.scheduler.message_counts import carries_over_steps
 from ribbed.seeding import component_uniforms as step_uniforms
 
@@ -57,6 +58,7 @@ class StepRecord:
     out: torch.Tensor  # what it emitted: y, or spikes
     membrane_before: torch.Tensor | None = None  # lif: U[s - 1]
     membrane: torch.Tensor | None = None  # lif: U[s]
+    before_reset: torch.Tensor | None = None  # lif: U[s] before an immediate reset (reset_delay: false)
     open: torch.Tensor | None = None  # refractory: 1 where the neuron could emit (counter 0)
     uniforms: torch.Tensor | None = None  # random
 
@@ -125,6 +127,9 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
                 entry = StepRecord(u, out, uniforms=v)
                 if policy.policy == "lif":
                     entry.membrane_before, entry.membrane = state.membrane, new.membrane
+                    entry.before_reset = new.membrane if policy.reset_delay else lif_step(
+                        state.membrane, u, policy.beta, policy.threshold, policy.reset, True, policy.surrogate,
+                        policy.strict, torch)[1]
                 if policy.spiking and policy.refractory:
                     entry.open = (state.refractory == 0).to(dtype)
                 states[name] = new
@@ -187,19 +192,16 @@ def backward_steps(executor: Any, plan: TimedPlan, records: dict[str, list[StepR
                 if policy.policy != "lif":
                     deltas[name][s] = grad_out.mul_(_local_derivative(policy, population.activation, entry))
                     continue
-                # lif: dL/dU[s] = dL/dS[s] dS/dU[s] + dL/dU[s+1] dU[s+1]/dU[s]; I[s] enters U[s] with 1.
-                d = spike_derivative(entry.membrane - policy.threshold, policy.surrogate, torch)
-                if entry.open is not None:
-                    d = d * entry.open
-                grad = grad_out.mul_(d)
+                # lif: dL/dU[s] (the membrane the step leaves) from the readout and the next step;
+                # then dL/dI[s] through the spike and any immediate reset (agents/firing.py).
+                grad_membrane = torch.zeros_like(grad_out)
                 if population is output and plan.readout == "membrane":
-                    grad.add_(answer / steps)
+                    grad_membrane.add_(answer / steps)
                 later = membrane_grad[name]
                 if later is not None:
-                    carry = torch.full_like(grad, policy.beta)
-                    if policy.reset == "zero":  # U[s+1] = beta (1 - R[s+1]) U[s] + I, R[s+1] = Theta(U[s] - theta)
-                        carry = carry * (1 - heaviside(entry.membrane - policy.threshold, policy.strict, torch))
-                    grad.add_(later * carry)
+                    grad_membrane.add_(later * lif_membrane_carry(policy, entry.membrane, torch))
+                grad = lif_current_gradient(policy, grad_out, grad_membrane, entry.before_reset,
+                                            entry.membrane_before, entry.open, torch)
                 membrane_grad[name] = grad
                 deltas[name][s] = grad
     return deltas

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ribbed.agents.activations import ACTIVATIONS
-from ribbed.agents.firing import fire, heaviside, initial_state, policy_of, spike_derivative
+from ribbed.agents.firing import (fire, initial_state, lif_current_gradient, lif_membrane_carry, lif_step, policy_of,
+                                  spike_derivative)
 from ribbed.scheduler.message_counts import carries_over_steps
 from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 from ribbed.seeding import component_uniforms
@@ -140,7 +141,10 @@ class TimedReference:
         out, new = fire(policy, state, u, np, uniforms=v, activation=info.activation)
         record = {"u": u, "out": out, "inputs": inputs, "uniforms": v}
         if policy.policy == "lif":
-            record["membrane"] = new.membrane
+            record["membrane"], record["previous"] = new.membrane, state.membrane
+            record["before_reset"] = new.membrane if policy.reset_delay else lif_step(
+                state.membrane, u, policy.beta, policy.threshold, policy.reset, True, policy.surrogate, policy.strict,
+                np)[1]
         if policy.spiking and policy.refractory:
             record["open"] = (state.refractory == 0).astype(np.float64)
         neuron.firing_state = new
@@ -219,22 +223,18 @@ class TimedReference:
         elif policy.policy == "random":
             p = _SIGMOID.f(record["u"] / policy.temperature)
             d = spike_derivative(p - record["uniforms"], policy.surrogate, np) * (p * (1 - p) / policy.temperature)
-        else:
-            d = spike_derivative(record["membrane"] - policy.threshold, policy.surrogate, np)
+        else:  # lif: dL/dU[s] from the readout and the next step, then through the spike and reset
+            grad_membrane = np.zeros_like(grad)
+            if answer is not None and self.readout == "membrane":
+                grad_membrane = grad_membrane + answer / self.steps
+            if neuron.membrane_grad is not None:
+                grad_membrane = grad_membrane + neuron.membrane_grad * lif_membrane_carry(policy, record["membrane"], np)
+            neuron.membrane_grad = lif_current_gradient(policy, grad, grad_membrane, record["before_reset"],
+                                                        record["previous"], record.get("open"), np)
+            return neuron.membrane_grad
         if "open" in record:
             d = d * record["open"]
-        delta = grad * d
-        if policy.policy != "lif":
-            return delta
-        if answer is not None and self.readout == "membrane":
-            delta = delta + answer / self.steps
-        if neuron.membrane_grad is not None:
-            carry = policy.beta
-            if policy.reset == "zero":
-                carry = carry * (1 - heaviside(record["membrane"] - policy.threshold, policy.strict, np))
-            delta = delta + neuron.membrane_grad * carry
-        neuron.membrane_grad = delta
-        return delta
+        return grad * d
 
     # ------------------------------------------------------------------ a tick, and evaluation
 
