@@ -85,6 +85,9 @@ class NeuronAgent(TickedWhole, MeasuredNeuron, NeuronState, mesa.Agent):
         self.u: np.ndarray | None = None
         self.y: np.ndarray | None = None
         self.delta: np.ndarray | None = None
+        # Time within a tick: the firing state the last step of the last tick left (lif, spiking).
+        self.membrane: np.ndarray | None = None
+        self.refractory: np.ndarray | None = None
         self.inbox: list[Message] = []
         # Guided learning (populations with a guide): the clusters on this neuron's guide path (root
         # first), this tick's context, features and guidance, and the trust alpha set by its meta unit.

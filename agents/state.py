@@ -52,6 +52,13 @@ _ROWS = (
                "fixed random projections D of the output error (direct feedback alignment)"),
     StateField("u", "population", "sample x neuron", False, "before the first tick", "pre-activation of the last tick"),
     StateField("y", "population", "sample x neuron", False, "before the first tick", "activation of the last tick"),
+    StateField("membrane", "population", "sample x neuron", False,
+               "the population is not lif, or before a tick with time in it",
+               "the lif membrane U each neuron's last tick left, at its last step (docs/semantics.md, "
+               "'Time within a tick'; the next tick starts from 0)"),
+    StateField("refractory", "population", "sample x neuron", False,
+               "the population does not spike, or before a tick with time in it",
+               "the refractory counter (steps still silent) each neuron's last tick left, at its last step"),
     StateField("delta", "population", "sample x neuron", False, "the population computed no credit on the last tick",
                "credit (dL/du) of the last tick"),
     StateField("credit", "population", "sample x neuron", False, "the population learned from nothing",

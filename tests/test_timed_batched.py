@@ -174,3 +174,19 @@ def test_the_reference_executor_agrees(hidden, out, readout) -> None:
     p, q = reference.predict(held_out), batched.predict(held_out)
     np.testing.assert_allclose(p.outputs, q.outputs, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(p.firing_rate, q.firing_rate, rtol=1e-9, atol=1e-12)
+
+
+def test_the_firing_state_the_tick_leaves_is_read_alike() -> None:
+    data = scenario(*CASES["lif zero reset, refractory, fast sigmoid"])
+    batched = ribbed.NetworkModel(data).executor
+    data["backend"] = {"kind": "reference"}
+    reference = ribbed.NetworkModel(data).executor
+    for ex in (batched, reference):
+        assert ex.read("membrane", "hidden") is None and ex.read("refractory", "hidden") is None
+        ex.tick(0, np.arange(BATCH))
+    for name, where in (("membrane", "hidden"), ("membrane", "out"), ("refractory", "hidden")):
+        got, expected = batched.read(name, where), reference.read(name, where)
+        assert got.shape == expected.shape == (BATCH, data["populations"][1 if where == "hidden" else 2]["size"])
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    assert set(np.unique(reference.read("refractory", "hidden"))) <= {0.0, 1.0, 2.0}
+    assert not batched.read("refractory", "out").any()  # a spiking output without a refractory period

@@ -57,3 +57,6 @@ class PopulationTensors:
         self.credit: torch.Tensor | None = None  # what it learns from: delta, or delta blended with guidance
         self.guidance: BatchedGuidance | None = None
         self.previous: torch.Tensor | None = None  # last tick's y, for cycle-closing projections
+        # Time within a tick: the firing state the last step of the last tick left (lif, spiking).
+        self.membrane: torch.Tensor | None = None
+        self.refractory: torch.Tensor | None = None

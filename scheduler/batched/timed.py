@@ -134,6 +134,12 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
                     entry.open = (state.refractory == 0).to(dtype)
                 states[name] = new
                 records[name].append(entry)
+    if record:  # the state the tick leaves, for reads
+        for level in executor._levels:
+            for population in level:
+                policy, state = plan.policies[population.info.name], states[population.info.name]
+                population.membrane = state.membrane if policy.policy == "lif" else None
+                population.refractory = state.refractory.to(dtype) if policy.spiking else None
     return records
 
 

@@ -405,7 +405,7 @@ class ReferenceExecutor(Executor):
                 return None
             return np.concatenate([getattr(s, name) for s in blocks])
         neurons = self._members(where)
-        if name in ("u", "y", "delta", "credit", "guidance"):
+        if name in ("u", "y", "delta", "credit", "guidance", "membrane", "refractory"):
             rows = [getattr(n, name) for n in neurons]
             if all(row is None for row in rows):
                 return None

@@ -108,6 +108,11 @@ class TimedReference:
         for neuron in ex.neurons:
             last = neuron.steps[-1]
             neuron.u, neuron.y = last["u"], last["out"]
+            if messages and neuron.population_info.role != "input":  # the state the tick leaves, for reads
+                policy = self.policies[neuron.population_info.name]
+                state = neuron.firing_state
+                neuron.membrane = state.membrane if policy.policy == "lif" else None
+                neuron.refractory = state.refractory.astype(np.float64) if policy.spiking else None
 
     def _inputs(self, neuron: Any, s: int, batch: int, emitted: dict, messages: bool) -> list[np.ndarray]:
         """Per incoming projection, its presynaptic values at this step, (n_in, batch)."""
