@@ -106,6 +106,14 @@ def test_builtin_digits_scenarios_reach_their_accuracy_bar(name, bar, backend):
     assert result.metrics["test_accuracy"].iloc[-1] >= bar
 
 
+def test_builtin_digits_spiking_reaches_its_accuracy_bar():
+    """A lif hidden layer, 25 steps per sample, surrogate-gradient BPTT (issue 16's bar: 0.93)."""
+    result = run("digits-spiking", write=False)
+    assert result.model.executor.name == "batched"
+    assert result.metrics["test_accuracy"].iloc[-1] >= 0.93
+    assert result.metrics["msg_spike"].iloc[-1] > 0
+
+
 @pytest.mark.slow
 def test_builtin_sine_scenario_fits_the_sine():
     metrics = ribbed.NetworkModel(ribbed.load_scenario("sine")).run()
