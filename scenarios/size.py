@@ -329,13 +329,20 @@ class _Estimator:
         return STATE_FLOATS_PER_SAMPLE[self.kind] * (8 if self.kind == "reference" else self.dtype)
 
     def _batch(self) -> Part:
-        bytes_ = self._tensors(self.neurons * self.batch * self._state_per_sample() * self._scale())
-        return Part(f"the tick's per-neuron values over a batch of {self.batch:,}", "run.batch_size", bytes_,
-                    "use a smaller run.batch_size")
+        # With time in the tick every step's values are kept for the backward pass (docs/semantics.md,
+        # "Time within a tick"): T times the state of one step.
+        steps = self.s.run.steps_per_sample
+        bytes_ = self._tensors(self.neurons * self.batch * steps * self._state_per_sample() * self._scale())
+        over = f" and {steps} steps" if steps > 1 else ""
+        return Part(f"the tick's per-neuron values over a batch of {self.batch:,}{over}", "run.batch_size", bytes_,
+                    "use a smaller run.batch_size" + (" or fewer run.steps_per_sample" if steps > 1 else ""))
 
     def _evaluation(self) -> Part:
         activations = self.test_samples * self.neurons
-        chunk = activations if self.kind == "reference" else min(activations, EVALUATION_CHUNK)
+        # An evaluation with time in its tick runs the held-out set at once, over its steps.
+        steps = self.s.run.steps_per_sample
+        chunk = (activations * steps if self.kind == "reference" or self.s.timed
+                 else min(activations, EVALUATION_CHUNK))
         bytes_ = activations * 8 + self._tensors(chunk * self._state_per_sample())
         return Part(f"evaluating {self.test_samples:,} held-out samples", self.data_path, int(bytes_),
                     "hold out fewer samples (task.test_fraction) or use fewer samples")

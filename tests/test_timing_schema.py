@@ -114,3 +114,16 @@ def test_what_makes_a_scenario_timed(change, field: str, readout: str) -> None:
     scenario = load_scenario(data)
     assert scenario.timed and timed_field(scenario) == field
     assert scenario.population_readout(scenario.populations[2]) == readout
+
+
+def test_the_size_estimate_counts_every_step_kept_for_the_backward_pass() -> None:
+    from ribbed.scenarios.size import estimate_size
+
+    def batch_part(steps: int) -> int:
+        data = copy.deepcopy(BASE)
+        data["run"]["steps_per_sample"] = steps
+        data["backend"] = {"kind": "batched"}
+        parts = estimate_size(load_scenario(data)).parts
+        return next(p.bytes for p in parts if p.path == "run.batch_size")
+
+    assert batch_part(10) == 10 * batch_part(1)
