@@ -191,7 +191,8 @@ def test_a_killed_run_reads_to_its_last_tick_and_resumes_identically(tmp_path: P
 
 
 @pytest.mark.parametrize("backend", ["reference", "batched"])
-@pytest.mark.parametrize("name", ["digits-guide-tree", "digits-guide-hash", "digits-specialize", "digits-fa"])
+@pytest.mark.parametrize("name", ["digits-guide-tree", "digits-guide-hash", "digits-specialize", "digits-fa",
+                                  "digits-spiking"])
 def test_resume_continues_exactly(tmp_path: Path, name: str, backend: str) -> None:
     """Optimizer, guide (replay buffers, fitted trees, MLP moments), coupling and meta state all
     come back from the snapshot."""
