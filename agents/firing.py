@@ -40,7 +40,8 @@ from ribbed.errors import Problem, RibbedError
 
 __all__ = ["POLICIES", "RESETS", "SURROGATES", "ATanSpike", "FastSigmoidSpike", "FiringPolicy", "FiringState",
            "SigmoidSpike", "Surrogate", "atan_derivative", "fast_sigmoid_derivative", "fire", "heaviside",
-           "initial_state", "lif_current_gradient", "lif_membrane_carry", "lif_step", "policy_of", "random_spike", "refractory_step", "sigmoid_derivative", "spike",
+           "initial_state", "lif_current_gradient", "lif_membrane_carry", "lif_step", "policy_of", "random_spike",
+           "refractory_step", "sigmoid_derivative", "spike",
            "spike_derivative", "spike_probability", "threshold_spike"]
 
 POLICIES = ("rate", "threshold", "lif", "random")

@@ -51,7 +51,8 @@ class FiringSpec(Strict):
     beta: Optional[float] = Field(None, ge=0.0, le=1.0, description="lif's membrane decay, required for lif: "
                                   "U[t+1] = beta U[t] + I[t+1] - reset.")
     reset: Literal["subtract", "zero", "none"] = Field("subtract", description="lif's reset after a spike.")
-    reset_delay: bool = Field(True, description="lif: the reset for a spike acts on the next step (snnTorch's default).")
+    reset_delay: bool = Field(True, description="lif: the reset for a spike acts on the next step "
+                              "(snnTorch's default).")
     strict: bool = Field(True, description="A spike where x > 0 (snnTorch's comparison); false: where x >= 0.")
     temperature: float = Field(1.0, gt=0.0, allow_inf_nan=False, description="random: p = sigmoid(u / temperature).")
     refractory: int = Field(0, ge=0, le=2**31 - 1, description="Steps after a spike during which a neuron emits none.")

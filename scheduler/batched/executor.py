@@ -179,7 +179,8 @@ class BatchedExecutor(Executor):
                 counts[Kind.ACTIVATION] += info.n_synapses * plan.steps
         for name, carried in self._carriers.items():
             for synapses in carried:
-                counts[Kind.ERROR] += synapses.info.n_synapses * (plan.steps - 1 if synapses.info.delayed else plan.steps)
+                steps = plan.steps - 1 if synapses.info.delayed else plan.steps
+                counts[Kind.ERROR] += synapses.info.n_synapses * steps
         return counts
 
     def _tick(self, tick: int, index: torch.Tensor) -> TickResult:

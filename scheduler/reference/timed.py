@@ -233,7 +233,8 @@ class TimedReference:
             if answer is not None and self.readout == "membrane":
                 grad_membrane = grad_membrane + answer / self.steps
             if neuron.membrane_grad is not None:
-                grad_membrane = grad_membrane + neuron.membrane_grad * lif_membrane_carry(policy, record["membrane"], np)
+                carry = lif_membrane_carry(policy, record["membrane"], np)
+                grad_membrane = grad_membrane + neuron.membrane_grad * carry
             neuron.membrane_grad = lif_current_gradient(policy, grad, grad_membrane, record["before_reset"],
                                                         record["previous"], record.get("open"), np)
             return neuron.membrane_grad
