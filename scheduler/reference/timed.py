@@ -105,10 +105,12 @@ class TimedReference:
                     bus.deliver()
         if messages:
             bus.next_tick = []  # the last step's delayed messages reach nothing: state resets
+        if not messages:  # an evaluation leaves the tick's state as it was
+            return
         for neuron in ex.neurons:
             last = neuron.steps[-1]
             neuron.u, neuron.y = last["u"], last["out"]
-            if messages and neuron.population_info.role != "input":  # the state the tick leaves, for reads
+            if neuron.population_info.role != "input":  # the state the tick leaves, for reads
                 policy = self.policies[neuron.population_info.name]
                 state = neuron.firing_state
                 neuron.membrane = state.membrane if policy.policy == "lif" else None

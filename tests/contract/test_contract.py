@@ -46,6 +46,23 @@ def dfa() -> dict:
     }
 
 
+def spiking() -> dict:
+    """Time within a tick: 4 steps, a lif hidden layer with a delayed self-projection, threshold
+    outputs counted (docs/semantics.md, "Time within a tick")."""
+    return {
+        "name": "contract-spiking", "seed": 13, "task": {"kind": "xor", "n_samples": 60, "encoding": "latency"},
+        "populations": [{"name": "in", "size": 2, "role": "input"},
+                        {"name": "h", "size": 6, "firing": {"policy": "lif", "beta": 0.8, "threshold": 0.3,
+                                                            "refractory": 1}},
+                        {"name": "out", "size": 2, "role": "output", "activation": "identity",
+                         "firing": {"policy": "threshold", "threshold": 0.1}, "readout": "count"}],
+        "projections": [{"pre": "in", "post": "h", "init": {"kind": "uniform", "low": -1.5, "high": 1.5}},
+                        {"pre": "h", "post": "h"}, {"pre": "h", "post": "out"}],
+        "learning": {"rule": "backprop", "optimizer": "adam", "lr": 0.02},
+        "run": {"ticks": 6, "batch_size": 4, "eval_every": 3, "steps_per_sample": 4},
+    }
+
+
 def expected_shape(model: ribbed.NetworkModel, name: str, where: str) -> tuple | None:
     network = model.network
     shape = STATE_TABLE[name].shape
@@ -162,6 +179,16 @@ def test_interventions_through_agents_reach_the_next_tick_as_on_the_reference(ex
                                        rtol=RTOL, atol=ATOL, err_msg=name)
     finally:
         model.executor.close()
+
+
+def test_time_within_a_tick_is_computed_as_on_the_reference_or_refused(executor):
+    """An executor runs a timed scenario as the reference does (test below), or refuses it with a
+    clear error that says it is not wired into it yet (Ray, for now)."""
+    if executor[0] == "ray":
+        with pytest.raises(ribbed.ScenarioError, match="not wired into the ray executor yet"):
+            ribbed.NetworkModel(on(executor, spiking()))
+    else:
+        test_every_executor_computes_what_the_reference_computes(executor, spiking)
 
 
 @pytest.mark.parametrize("scenario", [guided_fa, dfa])
