@@ -175,3 +175,32 @@ def test_the_readme_feedback_example_runs_and_says_what_it_gets() -> None:
     assert dfa.projections["hidden->classes"].get_feedback() is None
     with pytest.raises(ValueError, match="does not use feedback_alignment"):
         dfa.projections["hidden->classes"].set_feedback(np.zeros(640))
+
+
+@pytest.mark.parametrize("backend", ["reference", "batched"])
+def test_the_random_policys_and_rate_encodings_draws_regenerate_from_the_page(backend: str) -> None:
+    """docs/semantics.md, "Time within a tick", "Random draws" and "Input encodings": the uniforms of
+    tick t are rng(("firing", population, t)).random((T, B, size)) and rng(("encoding", t)).random((T, B,
+    n_inputs)); a random neuron spikes where v < sigmoid(u / temperature), a rate-encoded input where
+    v < sigmoid(gain x)."""
+    steps, batch, size, temperature, gain, seed = 3, 4, 5, 0.7, 2.0, 21
+    model = ribbed.NetworkModel({
+        "name": "draws", "seed": seed,
+        "task": {"kind": "xor", "n_samples": 40, "encoding": {"kind": "rate", "gain": gain}},
+        "populations": [{"name": "in", "size": 2, "role": "input"},
+                        {"name": "h", "size": size, "firing": {"policy": "random", "temperature": temperature}},
+                        {"name": "out", "size": 2, "role": "output", "activation": "identity"}],
+        "projections": [{"pre": "in", "post": "h"}, {"pre": "h", "post": "out"}],
+        "run": {"ticks": 2, "batch_size": batch, "eval_every": 2, "steps_per_sample": steps},
+        "backend": {"kind": backend, "dtype": "float64"} if backend == "batched" else {"kind": backend},
+        "log": {"level": "off"},
+    })
+    executor = model.executor
+    index = np.arange(batch)
+    executor.tick(0, index)
+    v_in = page_rng(seed, "encoding", 0).random((steps, batch, 2))[-1]
+    x = np.asarray(executor.inputs[index] if backend == "reference" else executor.inputs[index].numpy())
+    np.testing.assert_array_equal(executor.read("y", "in"), (v_in < 0.5 * (1 + np.tanh(gain * x / 2))) * 1.0)
+    v = page_rng(seed, "firing", "h", 0).random((steps, batch, size))[-1]
+    u = executor.read("u", "h")
+    np.testing.assert_array_equal(executor.read("y", "h"), (v < 0.5 * (1 + np.tanh(u / temperature / 2))) * 1.0)
