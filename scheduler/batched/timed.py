@@ -11,7 +11,11 @@ with the firing module's surrogate derivatives (:func:`~ribbed.agents.firing.spi
 Wired so far: policies ``rate``, ``threshold``, ``random`` and ``lif`` (any reset and reset
 delay, strictness, refractory period, surrogate); encodings ``direct``, ``rate``,
 ``latency``; readouts ``mean``, ``count``, ``membrane``; rules ``backprop`` and
-``feedback_alignment``.  Not yet: message counts of spikes, the log's per-step activity.
+``feedback_alignment``; message counts, spikes included.  Not yet: the log's per-step activity.
+
+The step-level pieces (:func:`fire_step`, :func:`step_delta`, :func:`learn_over_steps`,
+:func:`message_counts`) work on a whole population or on a block of one: a Ray shard runs them on
+its blocks (:mod:`ribbed.scheduler.ray.timed`), so the arithmetic is written once.
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ batched executor on the driver that mirrors the shards' state: it is brought up 
 the shards when read, and its changes are sent to them before the next tick.  A population too
 large for the driver's memory can therefore be trained, but not evaluated, on this version.
 
+A scenario with time in its tick (T steps per sample, spiking policies) runs ``_timed_tick``: the
+same chain, one call per step and level forward and one per step and level in reverse
+(:mod:`ribbed.scheduler.ray.timed`), the last of which learns and returns the tick's spikes, from
+which the driver counts the spike messages.
+
 Results do not depend on the number of shards (every sum is taken partition by partition, in
 partition order), and agree with the batched executor's to floating-point tolerance.
 """
@@ -376,7 +381,8 @@ class RayExecutor(Executor):
             self._answer = None  # computed from the outputs when read (tick_values)
         else:
             losses, error = per_sample_loss(self.loss_name, outputs, targets, torch)
-            answers = [{start: error[:, start:stop].numpy() for start, stop in blocks} for blocks in self._output_blocks]
+            answers = [{start: error[:, start:stop].numpy() for start, stop in blocks}
+                       for blocks in self._output_blocks]
             self._answer = error
         lowest = self._levels[0]
         for step in reversed(range(steps)):

@@ -17,6 +17,9 @@ sums, as numpy arrays for Ray's object store) and takes what the other shards re
 their previous call: the driver chains the calls, so data moves shard to shard in bulk through
 Ray's object store, once per stage, never message by message.
 
+With time in the tick, the shard's :class:`~ribbed.scheduler.ray.timed.TimedStages` run the
+stages step by step on the same blocks and exchange.
+
 This module knows nothing of Ray: a shard is a plain object, which the executor wraps in an actor.
 """
 

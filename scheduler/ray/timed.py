@@ -69,7 +69,8 @@ class TimedStages:
         for block in shard.blocks:
             name, at = block.name, (block.name, block.start)
             if name not in draws:
-                draws[name] = steps_of.population_draws(self.plan, name, block.full_info.size, batch, key, dtype, device)
+                draws[name] = steps_of.population_draws(self.plan, name, block.full_info.size, batch, key, dtype,
+                                                        device)
             population = draws[name]
             self._draws[at] = None if population is None else population[:, :, block.start:block.stop]
             self._states[at] = initial_state((batch, block.stop - block.start), torch, dtype, device)
