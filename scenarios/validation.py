@@ -94,12 +94,6 @@ def backend_problems(scenario: Scenario) -> list[Problem]:
     needs Ray and computes on the CPU."""
     backend, source = scenario.backend, scenario.source
     problems: list[Problem] = []
-    timed = timed_field(scenario)
-    if timed is not None and backend.kind == "ray":
-        problems.append(Problem(source, timed, f"time within a tick (steps per sample, spiking policies, encodings, "
-                                f"readouts) is not wired into the {backend.kind} executor yet",
-                                "use run.steps_per_sample: 1, firing policy rate, the direct encoding and the mean "
-                                "readout (docs/semantics.md, 'Time within a tick', says what is wired)"))
     if backend.kind == "reference" and backend.device not in ("auto", "cpu"):
         problems.append(Problem(source, "backend.device", "the reference executor computes on the CPU",
                                 "remove backend.device (or set 'device: cpu'), or use 'backend: {kind: batched}' "
