@@ -166,7 +166,7 @@ class BatchedExecutor(Executor):
         counts[Kind.ACTIVATION] = network.input.size + network.output.size
         counts[Kind.ERROR] = network.output.size
         spikes = timed.spike_counts(plan, records)
-        spiking_input = plan.encoding.kind != "direct"
+        spiking_input = plan.encoding.kind in timed.SPIKING_ENCODINGS
         for info in network.projections:
             pre = info.pre.name
             if pre in spikes or (info.pre.role == "input" and spiking_input):
@@ -179,7 +179,7 @@ class BatchedExecutor(Executor):
                 counts[Kind.ACTIVATION] += info.n_synapses * plan.steps
         for name, carried in self._carriers.items():
             for synapses in carried:
-                steps = plan.steps - 1 if synapses.info.delayed else plan.steps
+                steps = sum(map(plan.carries, range(plan.steps - 1))) if synapses.info.delayed else plan.steps
                 counts[Kind.ERROR] += synapses.info.n_synapses * steps
         return counts
 

@@ -25,23 +25,27 @@ import torch
 from ribbed.agents.activations import TORCH_ACTIVATIONS
 from ribbed.agents.firing import (FiringPolicy, fire, initial_state, lif_current_gradient, lif_membrane_carry,
                                   lif_step, policy_of, spike_derivative)
+from ribbed.scenarios.timing import SPIKING_ENCODINGS
 from ribbed.scheduler.message_counts import carries_over_steps
 from ribbed.seeding import component_uniforms as step_uniforms
 
 if TYPE_CHECKING:
     from ribbed.scenarios.schema import Scenario
 
-__all__ = ["StepRecord", "TimedPlan", "backward_steps", "carriers", "encode_inputs", "readout", "run_steps",
-           "spike_counts", "stacked"]
+__all__ = ["SPIKING_ENCODINGS", "StepRecord", "TimedPlan", "backward_steps", "carriers", "encode_inputs", "readout",
+           "run_steps", "spike_counts", "stacked"]
 
 _SIGMOID = TORCH_ACTIVATIONS["sigmoid"]
 
 
 def encode_inputs(encoding: Any, x: torch.Tensor, steps: int, uniforms: torch.Tensor | None) -> torch.Tensor:
     """The input neurons' output at every step, (steps, batch, n_inputs), from the standardized
-    inputs ``x`` (batch, n_inputs): direct, rate or latency (docs/semantics.md)."""
+    inputs ``x`` (batch, n_features): direct, rate or latency (n_features = n_inputs), or sequence
+    (n_features = steps x n_inputs) (docs/semantics.md)."""
     if encoding.kind == "direct":
         return x.unsqueeze(0).expand(steps, -1, -1)
+    if encoding.kind == "sequence":  # chunk s of each sample's features at step s
+        return x.reshape(x.shape[0], steps, -1).transpose(0, 1)
     p = _SIGMOID.f(encoding.gain * x)
     if encoding.kind == "rate":
         return (uniforms < p).to(x.dtype)
@@ -73,14 +77,21 @@ class TimedPlan:
     encoding: Any
     readout: str
     seed: int
+    window: int  # bptt_window: credit never crosses from step s to s - 1 where s is a multiple of it
     records: dict[str, list[StepRecord]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, scenario: Scenario) -> "TimedPlan":
         output = next(p for p in scenario.populations if p.role == "output")
-        return cls(scenario.run.steps_per_sample,
-                   {p.name: policy_of(p.firing) for p in scenario.populations},
-                   scenario.encoding, scenario.population_readout(output), scenario.seed)
+        steps = scenario.run.steps_per_sample
+        return cls(steps, {p.name: policy_of(p.firing) for p in scenario.populations},
+                   scenario.encoding, scenario.population_readout(output), scenario.seed,
+                   scenario.run.bptt_window or steps)
+
+    def carries(self, s: int) -> bool:
+        """Whether credit crosses back from step s + 1 to step s (truncated BPTT: not where s + 1
+        is a multiple of the window; docs/semantics.md, "Learning over the steps")."""
+        return (s + 1) % self.window != 0
 
 
 def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, record: bool) -> dict[str, list]:
@@ -149,6 +160,8 @@ def readout(plan: TimedPlan, records: list[StepRecord]) -> torch.Tensor:
         return torch.stack([r.out for r in records]).sum(0)
     if plan.readout == "membrane":
         return torch.stack([r.membrane for r in records]).sum(0).div_(plan.steps)
+    if plan.readout == "last":
+        return records[-1].out.clone()
     return torch.stack([r.out for r in records]).sum(0).div_(plan.steps)
 
 
@@ -186,12 +199,14 @@ def backward_steps(executor: Any, plan: TimedPlan, records: dict[str, list[StepR
                 policy = plan.policies[name]
                 entry = records[name][s]
                 grad_out = torch.zeros_like(entry.u)
-                if population is output and plan.readout != "membrane":
+                if population is output and plan.readout in ("count", "mean"):
                     grad_out.add_(answer if plan.readout == "count" else answer / steps)
+                elif population is output and plan.readout == "last" and s == steps - 1:
+                    grad_out.add_(answer)
                 for synapses in executor._carriers.get(name, ()):
                     post = synapses.info.post.name
                     t = s + 1 if synapses.info.delayed else s
-                    if t >= steps or deltas[post][t] is None:
+                    if t >= steps or deltas[post][t] is None or (synapses.info.delayed and not plan.carries(s)):
                         continue
                     matrix = synapses.weights if synapses.feedback is None else synapses.feedback
                     synapses.layout.backward(deltas[post][t], matrix, grad_out)
@@ -204,7 +219,7 @@ def backward_steps(executor: Any, plan: TimedPlan, records: dict[str, list[StepR
                 if population is output and plan.readout == "membrane":
                     grad_membrane.add_(answer / steps)
                 later = membrane_grad[name]
-                if later is not None:
+                if later is not None and plan.carries(s):
                     grad_membrane.add_(later * lif_membrane_carry(policy, entry.membrane, torch))
                 grad = lif_current_gradient(policy, grad_out, grad_membrane, entry.before_reset,
                                             entry.membrane_before, entry.open, torch)
