@@ -384,6 +384,13 @@ def timed_scenarios(draw, datasets: dict) -> dict:
     readouts = ["mean", "last"] + (["count"] if out.get("firing") else []) + (
         ["membrane"] if out.get("firing", {}).get("policy") == "lif" else [])
     out["readout"] = draw(st.sampled_from(readouts))
+    # No chiral modulation with time in the tick: it scales a step by the signs of a neuron's
+    # gradients, zero counting as a sign, and spikes (0/1) and the `last` readout make many of a
+    # tick's gradients sums that cancel: an exact 0 on one executor is rounding noise (1e-20) of
+    # either sign on the other, and the sign turns that into a step difference of order lr * kappa
+    # (found by this strategy with 40 examples, on main's code too: threshold policies at 0 with
+    # kappa 0.3 and one step). The untimed strategy above keeps kappa.
+    data["learning"] = {**data["learning"], "kappa": 0.0}
     for what in (f"encoding {encoding['kind']}", f"readout {out['readout']}",
                  f"bptt_window {'set' if 'bptt_window' in data['run'] else 'full'}"):
         event(what)  # (pytest --hypothesis-show-statistics shows how often each was drawn)
@@ -391,7 +398,7 @@ def timed_scenarios(draw, datasets: dict) -> dict:
 
 
 @pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_batched_agrees_with_reference_with_time_in_the_tick(datasets, data):
     """Spiking populations, T steps, every policy, encoding and readout: the same losses, state,
