@@ -344,7 +344,8 @@ class ProjectionSpec(Strict):
 
 
 _ENCODING_DOC = ("How the inputs are presented over run.steps_per_sample steps: direct (a constant current, the "
-                 "default), rate (Bernoulli spikes), latency (one spike, earlier for stronger input).")
+                 "default), rate (Bernoulli spikes), latency (one spike, earlier for stronger input), sequence "
+                 "(the features as T consecutive chunks of the input population's size, chunk s at step s).")
 
 
 class _TaskBase(Strict):
