@@ -18,9 +18,10 @@ from sklearn.preprocessing import StandardScaler
 from ribbed.environment.npz import Layout, read_npz
 from ribbed.errors import Problem, ScenarioError
 from ribbed.scenarios.schema import Scenario
+from ribbed.scenarios.validation import sequence_size_findings
 from ribbed.seeding import component_rng
 
-__all__ = ["IMAGE_SHAPES", "Dataset", "image_shape", "load_task"]
+__all__ = ["IMAGE_SHAPES", "Dataset", "image_shape", "load_task", "mackey_glass_series"]
 
 #: The (rows, columns) of each task whose samples are images, flattened row by row into the
 #: input population: what lets a report draw an input neuron's weights as a picture.  A task
@@ -40,6 +41,9 @@ class Dataset:
     loss: str  # "cross_entropy" or "mse"
     #: (rows, columns) when each sample is an image flattened row by row (see IMAGE_SHAPES), else None.
     image_shape: tuple[int, int] | None = None
+    #: Time-series tasks: the persistence baseline's held-out predictions (each window's last
+    #: value, (n_test, 1)), the forecast any predictor must beat; None for other tasks.
+    persistence: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -110,9 +114,62 @@ def load_task(scenario: Scenario) -> Dataset:
         x = rng.uniform(-np.pi, np.pi, size=(task.n_samples, 1))
         y = np.sin(x) + task.noise * rng.standard_normal(x.shape)
         return _split_scale(scenario, x, y, False, "regression")
+    if task.kind == "mackey_glass":
+        return _mackey_glass_task(scenario)
     if task.kind == "npz":
         return _load_npz(scenario)
     raise TypeError(f"unknown task {task.kind!r}")  # pragma: no cover
+
+
+#: Mackey-Glass's standard chaotic setting (Mackey & Glass 1977, as the time-series benchmarks use
+#: it): dx/dt = BETA x(t - TAU) / (1 + x(t - TAU)^POWER) - GAMMA x(t), integrated by Euler's
+#: scheme with step MG_DT from a constant history, the first MG_TRANSIENT time units discarded.
+MG_TAU, MG_BETA, MG_GAMMA, MG_POWER, MG_DT, MG_TRANSIENT = 17, 0.2, 0.1, 10, 0.1, 500
+
+
+def mackey_glass_series(length: int, sample_every: int, x0: float) -> np.ndarray:
+    """``length`` values of the Mackey-Glass series, one every ``sample_every`` time units after
+    the transient, from the constant history x(t) = x0 for t <= 0 (docs/semantics.md, "Data").
+
+    Why Euler with a fixed step: it is exact to state (every executor, every language gets the
+    same numbers), and a delay of tau / dt = 170 whole steps needs no interpolation."""
+    per_unit = round(1 / MG_DT)
+    delay = MG_TAU * per_unit
+    n = (MG_TRANSIENT + (length - 1) * sample_every) * per_unit + 1
+    x = np.empty(n + delay)
+    x[:delay + 1] = x0  # x[delay + k] is x(k dt); indices below are the history
+    for k in range(delay, n + delay - 1):
+        lagged = x[k - delay]
+        x[k + 1] = x[k] + MG_DT * (MG_BETA * lagged / (1.0 + lagged ** MG_POWER) - MG_GAMMA * x[k])
+    picked = delay + MG_TRANSIENT * per_unit + np.arange(length) * sample_every * per_unit
+    return x[picked]
+
+
+def _mackey_glass_task(scenario: Scenario) -> Dataset:
+    """Windows of the series and the value ``horizon`` samples after each, split in time: the
+    held-out windows start after the last value any training window or target touches, so nothing
+    held out was seen in training.  Inputs and targets are scaled alike (one mean and deviation, the
+    training part's), so the persistence baseline stays a prediction in the targets' units."""
+    task = scenario.task
+    n_test = math.ceil(task.n_samples * task.test_fraction)
+    n_train = task.n_samples - n_test
+    if n_train < 1 or n_test < 1:
+        raise ScenarioError(Problem(scenario.source, "task.test_fraction",
+                                    f"cannot split {task.n_samples} windows into training and held-out ones",
+                                    "choose a test_fraction between 1/n_samples and 1 - 1/n_samples"))
+    span = task.window + task.horizon - 1  # a window and its target, from its first value
+    rng = component_rng(scenario.seed, "data", "samples")
+    x0 = float(rng.uniform(0.5, 1.5))
+    series = mackey_glass_series(n_train + n_test + 2 * span, task.sample_every, x0)
+    train_part = series[:n_train + span]
+    mu, sigma = float(train_part.mean()), float(train_part.std())
+    scaled = (series - mu) / sigma
+    starts = np.concatenate([np.arange(n_train), n_train + span + np.arange(n_test)])
+    X = scaled[starts[:, None] + np.arange(task.window)]
+    y = scaled[starts + span][:, None]
+    X = X + task.noise * rng.standard_normal(X.shape)
+    return Dataset(X[:n_train], y[:n_train], X[n_train:], y[n_train:], "regression", "mse",
+                   persistence=X[n_train:, -1:].copy())
 
 
 _NPZ_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
@@ -168,7 +225,12 @@ def _load_npz(scenario: Scenario) -> Dataset:
             if rows != targets:
                 raise problem(f"X_{part} in {path} has {rows} rows and y_{part} {targets}",
                               "store one target per sample (row)")
-        _check_size(scenario, "input", train[1], "features", problem)
+        if scenario.encoding.kind == "sequence":
+            findings = list(sequence_size_findings(scenario, train[1], _input_index(scenario)))
+            if findings:
+                raise problem(findings[0].message + f" (X_train in {path})", findings[0].fix)
+        else:
+            _check_size(scenario, "input", train[1], "features", problem)
 
     arrays = read_npz(path, _NPZ_ARRAYS, scenario.source, check=check_layout)
     for key, array in arrays.items():
@@ -188,6 +250,10 @@ def _load_npz(scenario: Scenario) -> Dataset:
                       task.problem, task.loss)
     _check_size(scenario, "output", dataset.n_outputs, "outputs", problem)
     return dataset
+
+
+def _input_index(scenario: Scenario) -> int:
+    return next(i for i, p in enumerate(scenario.populations) if p.role == "input")
 
 
 def _check_size(scenario: Scenario, role: str, n: int, what: str, problem) -> None:

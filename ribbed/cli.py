@@ -210,6 +210,8 @@ def run(
         headline = f"held-out accuracy {final['test_accuracy']:.4f}"
     else:
         headline = f"held-out R^2 {final['test_r2']:.4f}"
+        if "test_persistence_r2" in final:  # a time series: against the persistence baseline
+            headline += f" (persistence baseline {final['test_persistence_r2']:.4f})"
     out.print(f"{name}: {headline} (test loss {final['test_loss']:.4f}) after {result.model.tick} ticks "
               f"in {result.seconds:.1f} s on the {result.model.executor.name} executor "
               f"({result.model.executor.device_name}, {result.model.executor.dtype_name})",

@@ -307,6 +307,8 @@ class NetworkModel(mesa.Model):
             metrics["test_accuracy"] = accuracy(prediction.outputs, self.dataset.y_test)
         else:
             metrics["test_r2"] = r2(prediction.outputs, self.targets_test)
+            if self.dataset.persistence is not None:  # a time series: the bar to clear
+                metrics["test_persistence_r2"] = r2(self.dataset.persistence, self.targets_test)
         # Every per-neuron statistic of the prediction that is a row of the state table is kept by
         # the executor, where agents and views read it.
         for key in PER_NEURON.intersection(prediction._fields):
@@ -384,6 +386,8 @@ class NetworkModel(mesa.Model):
     def _metric_names(self) -> list[str]:
         names = ["tick", "epoch", "train_loss"]
         names += ["train_accuracy", "test_loss", "test_accuracy"] if self.dataset.classification else ["test_loss", "test_r2"]
+        if self.dataset.persistence is not None:
+            names.append("test_persistence_r2")
         names += ["messages"] + [f"msg_{kind.name.lower()}" for kind in Kind]
         return names + self.specialization.metric_names()
 

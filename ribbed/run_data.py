@@ -200,7 +200,7 @@ def guided_populations(metrics: pd.DataFrame | None) -> list[str]:
 def headline_metrics(metrics: pd.DataFrame) -> list[str]:
     """The metrics a summary shows by default: the held-out score and the losses, then each
     analysed population's specialization means and each guided population's numbers."""
-    names = [c for c in ("test_accuracy", "test_r2", "test_loss", "train_loss") if c in metrics]
+    names = [c for c in ("test_accuracy", "test_r2", "test_persistence_r2", "test_loss", "train_loss") if c in metrics]
     for population in analysed_populations(metrics):
         names += [f"{population}_selectivity_mean", f"{population}_mutual_info_mean"]
     for population in guided_populations(metrics):

@@ -180,10 +180,11 @@ class PopulationSpec(Strict):
         None, description="Hidden and output populations: what a neuron emits at each step (policy rate, threshold, "
         "lif or random; docs/semantics.md, 'Spiking neurons'); left out: rate, y = f(u)."
     )
-    readout: Optional[Literal["mean", "count", "membrane"]] = Field(
+    readout: Optional[Literal["mean", "count", "membrane", "last"]] = Field(
         None, description="The output population: what the task judges over the run.steps_per_sample steps: mean "
         "(of what it emitted; the default for rate), count (spikes; the default for spiking policies), membrane "
-        "(lif's mean membrane)."
+        "(lif's mean membrane), last (what it emitted at the last step: a sequence classifier's or predictor's "
+        "output)."
     )
 
     @model_validator(mode="after")
@@ -343,7 +344,8 @@ class ProjectionSpec(Strict):
 
 
 _ENCODING_DOC = ("How the inputs are presented over run.steps_per_sample steps: direct (a constant current, the "
-                 "default), rate (Bernoulli spikes), latency (one spike, earlier for stronger input).")
+                 "default), rate (Bernoulli spikes), latency (one spike, earlier for stronger input), sequence "
+                 "(the features as T consecutive chunks of the input population's size, chunk s at step s).")
 
 
 class _TaskBase(Strict):
@@ -397,10 +399,34 @@ class NpzTask(Strict):
     encoding: Optional[EncodingSpec] = Field(None, description=_ENCODING_DOC)  # type: ignore[valid-type]
 
 
-TaskSpec = tagged_union("kind", DigitsTask, MoonsTask, XorTask, SineTask, NpzTask)
+class MackeyGlassTask(_TaskBase):
+    """Time-series prediction on the Mackey-Glass series (tau = 17, chaotic), generated from the seed:
+    each sample is a window of consecutive values, its target the value ``horizon`` samples after
+    the window; training windows come before held-out ones in time (docs/semantics.md, "Data")."""
+
+    kind: Literal["mackey_glass"]
+    n_samples: int = Field(1000, ge=10, le=MAX_COUNT, description="Windows (samples), training and held-out.")
+    window: int = Field(20, ge=1, le=10_000, description="Values per window: the sample's features.")
+    horizon: int = Field(1, ge=1, le=10_000, description="The target is the series this many samples after the "
+                         "window's last value.")
+    sample_every: int = Field(1, ge=1, le=1000, description="Time units between two samples of the series "
+                              "(the integration step is 0.1).")
+    noise: float = Field(0.0, ge=0.0, description="Standard deviation of noise added to the inputs (not the targets), "
+                         "in units of the series' deviation.")
+    loss: Literal["mse"] = "mse"
+
+
+TaskSpec = tagged_union("kind", DigitsTask, MoonsTask, XorTask, SineTask, MackeyGlassTask, NpzTask)
 
 #: Input and output sizes of the tasks whose data is known without reading a file.
 TASK_SHAPES: dict[str, tuple[int, int]] = {"digits": (64, 10), "moons": (2, 2), "xor": (2, 2), "sine": (1, 1)}
+
+
+def task_shape(task: Any) -> tuple[int, int] | None:
+    """(features, outputs) of a task known without reading a file, else None (npz)."""
+    if task.kind == "mackey_glass":
+        return task.window, 1
+    return TASK_SHAPES.get(task.kind)
 
 
 # --------------------------------------------------------------------------- run
@@ -432,6 +458,11 @@ class RunSpec(Strict):
     steps_per_sample: int = Field(
         1, gt=0, le=MAX_STEPS, description="Steps each sample is presented for within a tick (docs/semantics.md, "
         "'Time within a tick'); 1: today's tick."
+    )
+    bptt_window: Optional[int] = Field(
+        None, gt=0, le=MAX_STEPS, description="Truncated backprop through the steps: the carried state is detached "
+        "every this many steps (torch's h.detach() every k steps), so credit never crosses a multiple of k; left "
+        "out: the full steps_per_sample (docs/semantics.md, 'Learning over the steps')."
     )
 
 

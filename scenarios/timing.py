@@ -22,7 +22,8 @@ from pydantic_core import PydanticCustomError
 from ribbed.scenarios.base import Strict, tagged_union
 
 __all__ = ["DirectEncodingSpec", "EncodingSpec", "FiringSpec", "LatencyEncodingSpec", "READOUTS",
-           "RateEncodingSpec", "SURROGATE_DEFAULTS", "SurrogateSpec", "default_readout"]
+           "RateEncodingSpec", "SPIKING_ENCODINGS", "SURROGATE_DEFAULTS", "SequenceEncodingSpec", "SurrogateSpec",
+           "default_readout"]
 
 #: Each surrogate's default parameter (atan's alpha, the sigmoids' slope): snnTorch's, as in
 #: ribbed.agents.firing.SURROGATES (a test keeps the two equal).
@@ -97,10 +98,21 @@ class LatencyEncodingSpec(Strict):
     gain: float = Field(1.0, gt=0.0, allow_inf_nan=False, description="The spike step from sigmoid(gain x).")
 
 
-EncodingSpec = tagged_union("kind", DirectEncodingSpec, RateEncodingSpec, LatencyEncodingSpec)
+class SequenceEncodingSpec(Strict):
+    """Each sample is a sequence: its features split into T consecutive chunks of n_inputs, chunk s
+    fed at step s as a current (digits row by row: 8 steps of 8 pixels; a time-series window: T steps
+    of one value).  Needs n_features = T x the input population's size."""
+
+    kind: Literal["sequence"]
+
+
+EncodingSpec = tagged_union("kind", DirectEncodingSpec, RateEncodingSpec, LatencyEncodingSpec, SequenceEncodingSpec)
+
+#: The encodings whose input neurons emit spikes (the others emit currents, as activations).
+SPIKING_ENCODINGS = ("rate", "latency")
 
 #: The readouts an output population may have; None in a scenario takes the policy's default.
-READOUTS = ("mean", "count", "membrane")
+READOUTS = ("mean", "count", "membrane", "last")
 
 
 def default_readout(firing: FiringSpec | None) -> str:

@@ -26,7 +26,7 @@ from ribbed.resources import MemoryLimit, available_memory
 from ribbed.scenarios.base import MAX_NEURONS
 from ribbed.scenarios.graphs import BIPARTITE, GeneratorCallError, bound_arguments, graph_shape, networkx_generator
 from ribbed.scenarios.paths import field_path
-from ribbed.scenarios.schema import GRADIENT_RULES, TASK_SHAPES
+from ribbed.scenarios.schema import GRADIENT_RULES, task_shape
 from ribbed.scenarios.size import estimate_size, parse_size, size_problems
 
 if TYPE_CHECKING:
@@ -243,15 +243,35 @@ def consistency_findings(s: Scenario) -> Iterator[Finding]:
         yield Finding(("task", "loss"), "cross_entropy needs class labels, and this task is a regression",
                       s.task.loss, "use loss: mse, or problem: classification")
 
-    shape = TASK_SHAPES.get(s.task.kind)
+    shape = task_shape(s.task)
     if shape is not None:
         for role, n, what in (("input", shape[0], "inputs"), ("output", shape[1], "outputs")):
             for i, population in enumerate(s.populations):
-                if population.role == role and population.size != n:
+                if role == "input" and population.role == role and s.encoding.kind == "sequence":
+                    yield from sequence_size_findings(s, n, i)
+                elif population.role == role and population.size != n:
                     yield Finding(("populations", i, "size"),
                                   f"task '{s.task.kind}' has {n} {what} but population "
                                   f"'{population.name}' has {population.size} neurons",
                                   population.size, f"set size: {n}")
+
+
+def sequence_size_findings(s: Scenario, n_features: int, i: int) -> Iterator[Finding]:
+    """The sequence encoding feeds a sample's n features as T steps of (input size) features:
+    n must be T x the input population's size (i its index)."""
+    steps, size = s.run.steps_per_sample, s.populations[i].size
+    if n_features == steps * size:
+        return
+    message = (f"the sequence encoding feeds the {n_features} features of task '{s.task.kind}' as "
+               f"run.steps_per_sample = {steps} steps of {size} inputs (the size of '{s.populations[i].name}'), "
+               f"and {steps} x {size} = {steps * size}")
+    if n_features % steps == 0:
+        yield Finding(("populations", i, "size"), message, size, f"set size: {n_features // steps}")
+    else:
+        divisors = [d for d in range(2, n_features + 1) if n_features % d == 0][:6]
+        yield Finding(("run", "steps_per_sample"), message, steps,
+                      f"choose steps_per_sample dividing {n_features} (e.g. {', '.join(map(str, divisors))}) and "
+                      "an input size of features / steps")
 
 
 def _reachable(s: Scenario, start: str) -> set[str]:
@@ -407,7 +427,8 @@ def _timing(s: Scenario) -> Iterator[Finding]:
         if population.role == "input" and population.firing is not None:
             yield Finding(("populations", i, "firing"), "input neurons pass the task's input on; how they present it "
                           "over the steps is the task's encoding", firing.policy,
-                          "remove 'firing' from the input population, and set task.encoding (direct, rate, latency)")
+                          "remove 'firing' from the input population, and set task.encoding (direct, rate, latency, "
+                          "sequence)")
         if population.readout is None:
             continue
         loc = ("populations", i, "readout")
@@ -423,6 +444,10 @@ def _timing(s: Scenario) -> Iterator[Finding]:
             yield Finding(loc, f"only a lif neuron has a membrane, and '{population.name}' follows the "
                           f"{firing.policy} policy", population.readout,
                           "use readout: count (spiking) or mean, or give it firing: {policy: lif, beta: ...}")
+    if s.run.bptt_window is not None and not s.timed:
+        yield Finding(("run", "bptt_window"), "a BPTT window truncates credit over the steps of a sample, and this "
+                      "scenario presents each sample for one step", s.run.bptt_window,
+                      "remove bptt_window, or present samples for several steps (run.steps_per_sample)")
     if not s.timed:
         return
     why = "is not defined yet with time within a tick (more than one step per sample, or spikes)"

@@ -289,6 +289,27 @@ CASES = {
     "a guide on a spiking population": Case(
         lambda data, folder: data["populations"][1].update(guide="mlp", firing={"policy": "threshold"}),
         "populations[1].guide", ("not defined yet with time within a tick", "remove 'guide'")),
+    "a sequence whose steps do not split the features": Case(
+        lambda data, folder: data.update(task={"kind": "digits", "encoding": "sequence"})
+        or data["run"].update(steps_per_sample=8) or data["populations"][2].update(size=10),
+        "populations[0].size", ("feeds the 64 features of task 'digits' as", "8 steps of 2 inputs", "set size: 8")),
+    "a sequence of steps that do not divide the features": Case(
+        lambda data, folder: data.update(task={"kind": "mackey_glass", "window": 12, "encoding": "sequence"})
+        or data["run"].update(steps_per_sample=5) or data["populations"][0].update(size=1)
+        or data["populations"][2].update(size=1),
+        "run.steps_per_sample", ("feeds the 12 features of task 'mackey_glass'", "dividing 12 (e.g. 2, 3, 4")),
+    "a sequence of npz features that do not split": Case(
+        lambda data, folder: npz_task(7)(data, folder) or data["task"].update(encoding="sequence")
+        or data["run"].update(steps_per_sample=3),
+        "task.path", ("feeds the 7 features of task 'npz'", "dividing 7"), stage="build"),
+    "a BPTT window on a one-step tick": Case(setting("run.bptt_window", 4), "run.bptt_window",
+                                             ("presents each sample for one step", "remove bptt_window")),
+    "a zero BPTT window": Case(lambda data, folder: data["run"].update(steps_per_sample=4, bptt_window=0),
+                               "run.bptt_window", ("greater than 0",)),
+    "a mackey_glass window that is not the input size": Case(
+        lambda data, folder: data.update(task={"kind": "mackey_glass", "window": 6})
+        or data["populations"][2].update(size=1), "populations[0].size",
+        ("task 'mackey_glass' has 6 inputs", "set size: 6")),
     "an estimator guide from a file": Case(setting("populations[1].guide", "sklearn"), "populations[1].guide",
                                            ("no estimator was given", "NetworkModel(scenario, guides="),
                                            stage="build"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import model_from, write_npz
@@ -40,6 +40,11 @@ def datasets(tmp_path_factory) -> dict:
         targets = np.stack([np.sin(X[:, 0]), X[:, 1] * X[:, 0]], axis=1)
         path = write_npz(folder, X, targets, name=f"r{n_in}.npz")
         tasks[n_in, "regression"] = {"kind": "npz", "path": str(path), "problem": "regression", "loss": "mse"}
+    for steps in range(2, 6):  # sequences for 4 inputs per step (the timed scenarios below)
+        X = rng.standard_normal((40, 4 * steps))
+        path = write_npz(folder, X, np.arange(40) % 3, name=f"s{steps}.npz")
+        tasks[4 * steps, "classification"] = {"kind": "npz", "path": str(path), "problem": "classification",
+                                              "loss": "cross_entropy"}
     return tasks
 
 
@@ -360,24 +365,40 @@ firing_policies = st.one_of(
 @st.composite
 def timed_scenarios(draw, datasets: dict) -> dict:
     """The recurrent scenario (cycles, a sparse self-projection, chiral kappa, Adam) with time in
-    its tick: steps, an encoding, a firing policy per population, and the output's readout."""
+    its tick: steps, an encoding (a sequence of T chunks of 4 features among them), a firing policy
+    per population, the output's readout, and a BPTT window or none."""
     data = recurrent_scenario(datasets[4, "classification"], draw(st.sampled_from(["backprop", "feedback_alignment"])))
-    data["run"] = {**data["run"], "steps_per_sample": draw(st.integers(1, 5))}
-    data["task"] = {**data["task"], "encoding": draw(st.sampled_from(
-        [{"kind": "direct"}, {"kind": "rate", "gain": 2.0}, {"kind": "latency"}]))}
+    steps = draw(st.integers(1, 5))
+    data["run"] = {**data["run"], "steps_per_sample": steps}
+    encoding = draw(st.sampled_from([{"kind": "direct"}, {"kind": "rate", "gain": 2.0}, {"kind": "latency"},
+                                     {"kind": "sequence"}]))
+    task = datasets[4 * steps, "classification"] if encoding["kind"] == "sequence" else data["task"]
+    data["task"] = {**task, "encoding": encoding}
+    if steps > 1 and draw(st.booleans()):
+        data["run"]["bptt_window"] = draw(st.integers(1, steps))
     a, b, out = data["populations"][1], data["populations"][2], data["populations"][3]
     for population in (a, b, out):
         firing = draw(firing_policies)
         if firing:
             population["firing"] = firing
-    readouts = ["mean"] + (["count"] if out.get("firing") else []) + (
+    readouts = ["mean", "last"] + (["count"] if out.get("firing") else []) + (
         ["membrane"] if out.get("firing", {}).get("policy") == "lif" else [])
     out["readout"] = draw(st.sampled_from(readouts))
+    # No chiral modulation with time in the tick: it scales a step by the signs of a neuron's
+    # gradients, zero counting as a sign, and spikes (0/1) and the `last` readout make many of a
+    # tick's gradients sums that cancel: an exact 0 on one executor is rounding noise (1e-20) of
+    # either sign on the other, and the sign turns that into a step difference of order lr * kappa
+    # (found by this strategy with 40 examples, on main's code too: threshold policies at 0 with
+    # kappa 0.3 and one step). The untimed strategy above keeps kappa.
+    data["learning"] = {**data["learning"], "kappa": 0.0}
+    for what in (f"encoding {encoding['kind']}", f"readout {out['readout']}",
+                 f"bptt_window {'set' if 'bptt_window' in data['run'] else 'full'}"):
+        event(what)  # (pytest --hypothesis-show-statistics shows how often each was drawn)
     return data
 
 
 @pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_batched_agrees_with_reference_with_time_in_the_tick(datasets, data):
     """Spiking populations, T steps, every policy, encoding and readout: the same losses, state,

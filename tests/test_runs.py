@@ -114,6 +114,14 @@ def test_builtin_digits_spiking_reaches_its_accuracy_bar():
     assert result.metrics["msg_spike"].iloc[-1] > 0
 
 
+def test_builtin_digits_sequence_reaches_its_accuracy_bar():
+    """Rows as a sequence through a recurrent layer, the class read after the last row (measured:
+    0.969; its frozen control 0.51, tests/test_sequences.py)."""
+    result = run("digits-sequence", write=False)
+    assert result.model.executor.name == "batched" and result.model.scenario.run.steps_per_sample == 8
+    assert result.metrics["test_accuracy"].iloc[-1] >= 0.94
+
+
 @pytest.mark.slow
 def test_builtin_sine_scenario_fits_the_sine():
     metrics = ribbed.NetworkModel(ribbed.load_scenario("sine")).run()

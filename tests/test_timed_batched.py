@@ -20,6 +20,7 @@ import ribbed
 from ribbed.agents.firing import fire, initial_state, policy_of
 from ribbed.scenarios.timing import FiringSpec
 from ribbed.seeding import component_uniforms as step_uniforms
+from ribbed.scheduler.batched import timed
 from ribbed.scheduler.messages import Kind
 
 STEPS, BATCH, HIDDEN = 6, 8, 5
@@ -61,8 +62,30 @@ CASES = {
 }
 
 
-def scenario(hidden: dict, out: dict, readout: str | None) -> dict:
+#: Sequences (the mackey_glass task, one value per step, mse) and truncated BPTT: (hidden, out,
+#: readout, bptt_window, sequence).
+TRUNCATED = {
+    "a sequence through a rate recurrent layer, read at the last step": ({}, {}, "last", None, True),
+    "a sequence, last readout, window 4": ({}, {}, "last", 4, True),
+    "a sequence, mean readout, window 2": ({}, {}, "mean", 2, True),
+    "lif hidden, lif membrane readout, window 4": ({"policy": "lif", "beta": 0.9, "threshold": 0.5},
+                                                   {"policy": "lif", "beta": 0.7, "threshold": 0.3}, "membrane", 4,
+                                                   False),
+    "lif reset at once, counted, window 3": ({"policy": "lif", "beta": 0.85, "threshold": 0.3, "reset_delay": False},
+                                             {"policy": "lif", "beta": 0.7, "threshold": 0.2}, "count", 3, False),
+    "lif hidden, last spike read, window 1": ({"policy": "lif", "beta": 0.9, "threshold": 0.2},
+                                              {"policy": "threshold", "threshold": -0.2}, "last", 1, False),
+}
+
+
+def scenario(hidden: dict, out: dict, readout: str | None, window: int | None = None,
+             sequence: bool = False) -> dict:
     data = copy.deepcopy(BASE)
+    if window:
+        data["run"]["bptt_window"] = window
+    if sequence:  # windows of STEPS values, one per step
+        data["task"] = {"kind": "mackey_glass", "n_samples": 60, "window": STEPS, "encoding": "sequence"}
+        data["populations"][0]["size"] = data["populations"][2]["size"] = 1
     if hidden:
         data["populations"][1]["firing"] = hidden
     if out:
@@ -72,20 +95,27 @@ def scenario(hidden: dict, out: dict, readout: str | None) -> dict:
     return data
 
 
-def autograd_tick(model, index: np.ndarray, hidden: dict, out: dict, readout: str | None):
-    """The loss and the gradients of the tick, by autograd over the same steps."""
+def autograd_tick(model, index: np.ndarray, hidden: dict, out: dict, readout: str | None,
+                  window: int | None = None, sequence: bool = False):
+    """The loss and the gradients of the tick, by autograd over the same steps; truncated BPTT as
+    torch users write it: every carried state detached at each multiple of ``window``."""
     ex = model.executor
-    x, y = ex.inputs[index], ex.targets[index].argmax(1)
+    n_in, n_out = (1, 1) if sequence else (2, 2)
+    x = ex.inputs[index]
     w = {name: torch.tensor(ex.read("weights", name).reshape(*shape), requires_grad=True)
-         for name, shape in (("in->hidden", (HIDDEN, 2)), ("hidden->hidden", (HIDDEN, HIDDEN)),
-                             ("hidden->out", (2, HIDDEN)))}
+         for name, shape in (("in->hidden", (HIDDEN, n_in)), ("hidden->hidden", (HIDDEN, HIDDEN)),
+                             ("hidden->out", (n_out, HIDDEN)))}
     b = {name: torch.tensor(ex.read("bias", name), requires_grad=True) for name in ("hidden", "out")}
     ph, po = policy_of(FiringSpec.model_validate(hidden)), policy_of(FiringSpec.model_validate(out))
-    sh, so = initial_state((BATCH, HIDDEN), torch), initial_state((BATCH, 2), torch)
+    sh, so = initial_state((BATCH, HIDDEN), torch), initial_state((BATCH, n_out), torch)
     draws = torch.as_tensor(step_uniforms(3, ("firing", "hidden", 0), (STEPS, BATCH, HIDDEN)))
     h_prev, outs, membranes = None, [], []
     for s in range(STEPS):
-        u = b["hidden"] + x @ w["in->hidden"].T
+        if window and s and s % window == 0:  # h.detach() every `window` steps
+            h_prev = h_prev.detach()
+            sh, so = (state._replace(membrane=state.membrane.detach()) for state in (sh, so))
+        step_input = x[:, s:s + 1] if sequence else x
+        u = b["hidden"] + step_input @ w["in->hidden"].T
         if h_prev is not None:
             u = u + h_prev @ w["hidden->hidden"].T
         h, sh = fire(ph, sh, u, torch, uniforms=draws[s], activation="tanh")
@@ -97,9 +127,14 @@ def autograd_tick(model, index: np.ndarray, hidden: dict, out: dict, readout: st
         result = torch.stack(outs).sum(0)
     elif readout == "membrane":
         result = torch.stack(membranes).sum(0) / STEPS
+    elif readout == "last":
+        result = outs[-1]
     else:
         result = torch.stack(outs).sum(0) / STEPS
-    loss = F.cross_entropy(result, y)
+    if sequence:
+        loss = F.mse_loss(result, ex.targets[index])
+    else:
+        loss = F.cross_entropy(result, ex.targets[index].argmax(1))
     grads = torch.autograd.grad(loss, list(w.values()) + list(b.values()), allow_unused=True)
     names = list(w) + list(b)
     return loss.item(), {n: (torch.zeros_like(p) if g is None else g).detach().numpy().ravel()
@@ -121,6 +156,52 @@ def test_one_tick_moves_the_weights_by_the_autograd_gradient(hidden, out, readou
         np.testing.assert_allclose(before[name] - after, g, rtol=1e-9, atol=1e-12, err_msg=name)
         moved += np.count_nonzero(g)
     assert moved > 0, "the case must train something"
+
+
+@pytest.mark.parametrize("case", TRUNCATED.values(), ids=TRUNCATED.keys())
+def test_sequences_and_truncated_bptt_move_the_weights_by_the_autograd_gradient(case) -> None:
+    """The sequence encoding, the last readout and bptt_window against autograd with the carried
+    state detached every window (the oracle of truncated BPTT)."""
+    hidden, out, readout, window, sequence = case
+    model = ribbed.NetworkModel(scenario(*case))
+    ex = model.executor
+    index = np.arange(BATCH)
+    loss, grads = autograd_tick(model, index, *case)
+    before = {n: ex.read("weights" if "->" in n else "bias", n) for n in grads}
+    result = ex.tick(0, index)
+    assert result.loss == pytest.approx(loss, rel=1e-12)
+    for name, g in grads.items():
+        after = ex.read("weights" if "->" in name else "bias", name)
+        np.testing.assert_allclose(before[name] - after, g, rtol=1e-9, atol=1e-12, err_msg=name)
+    assert np.count_nonzero(grads["hidden->hidden"]) > 0, "credit must cross the steps somewhere"
+    if window:  # the truncation changes the gradient: the full one differs
+        _, full = autograd_tick(model, index, hidden, out, readout, None, sequence)
+        assert not np.allclose(full["in->hidden"], -(ex.read("weights", "in->hidden") - before["in->hidden"]),
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_the_sequence_encoding_feeds_chunk_s_at_step_s() -> None:
+    """Digits row by row: the input population's output at step s is row s of the image."""
+    data = scenario({}, {}, "last")
+    data["task"] = {"kind": "digits", "encoding": "sequence"}
+    data["run"]["steps_per_sample"] = 8
+    data["populations"][0]["size"], data["populations"][2]["size"] = 8, 10
+    model = ribbed.NetworkModel(data)
+    images = model.dataset.X_train[:BATCH]
+    records = timed.run_steps(model.executor, model.executor._plan, torch.as_tensor(images), ("", 0), False)
+    steps = torch.stack([r.out for r in records["in"]]).numpy()
+    np.testing.assert_array_equal(steps, images.reshape(BATCH, 8, 8).transpose(1, 0, 2))
+
+
+def test_a_window_cuts_the_error_messages_of_delayed_projections() -> None:
+    """(T - 1) - floor((T - 1) / k) crossings per synapse of a delayed projection, not T - 1."""
+    counts = {}
+    for window in (None, 2):
+        model = ribbed.NetworkModel(scenario({}, {}, None, window))
+        before = model.executor.message_counts.copy()
+        model.executor.tick(0, np.arange(BATCH))
+        counts[window] = (model.executor.message_counts - before)[Kind.ERROR]
+    assert counts[None] - counts[2] == HIDDEN * HIDDEN * ((STEPS - 1) // 2)
 
 
 def test_an_untimed_scenario_never_reaches_the_timed_tick() -> None:
@@ -152,10 +233,11 @@ def test_a_timed_run_evaluates() -> None:
     assert np.all((rate >= 0) & (rate <= 1))
 
 
-@pytest.mark.parametrize("hidden, out, readout", CASES.values(), ids=CASES.keys())
-def test_the_reference_executor_agrees(hidden, out, readout) -> None:
+@pytest.mark.parametrize("case", list(CASES.values()) + list(TRUNCATED.values()),
+                         ids=list(CASES.keys()) + list(TRUNCATED.keys()))
+def test_the_reference_executor_agrees(case) -> None:
     """Agent by agent with explicit spike messages, the same ticks, weights and message counts."""
-    data = scenario(hidden, out, readout)
+    data = scenario(*case)
     batched = ribbed.NetworkModel(data).executor
     data["backend"] = {"kind": "reference"}
     reference = ribbed.NetworkModel(data).executor

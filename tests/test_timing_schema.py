@@ -34,7 +34,7 @@ BASE = {
 }
 
 #: The built-ins that keep today's tick (every one but those made for time within a tick).
-TIMED_BUILTINS = {"digits-spiking"}
+TIMED_BUILTINS = {"digits-spiking", "digits-sequence", "digits-sequence-frozen", "mackey-glass"}
 BUILTINS = sorted(p for p in (Path(__file__).resolve().parents[1] / "scenarios" / "builtin").glob("*.yaml")
                   if p.stem not in TIMED_BUILTINS)
 
@@ -107,6 +107,9 @@ def test_a_spiking_scenario_loads_and_round_trips() -> None:
     (lambda d: d.update(task={"kind": "xor", "encoding": "latency"}), "task.encoding", "mean"),
     (lambda d: d["populations"][1].update(firing={"policy": "random", "temperature": 0.5}), "populations[1].firing",
      "mean"),
+    (lambda d: d["populations"][2].update(readout="last"), "populations[2].readout", "last"),
+    (lambda d: d.update(task={"kind": "sine", "encoding": "sequence"}) or d["populations"][0].update(size=1)
+     or d["populations"][2].update(size=1), "task.encoding", "mean"),
 ])
 def test_what_makes_a_scenario_timed(change, field: str, readout: str) -> None:
     data = copy.deepcopy(BASE)
@@ -127,3 +130,15 @@ def test_the_size_estimate_counts_every_step_kept_for_the_backward_pass() -> Non
         return next(p.bytes for p in parts if p.path == "run.batch_size")
 
     assert batch_part(10) == 10 * batch_part(1)
+
+
+def test_a_bptt_window_and_a_sequence_round_trip() -> None:
+    data = copy.deepcopy(BASE)
+    data["task"] = {"kind": "mackey_glass", "window": 6, "horizon": 3, "encoding": "sequence"}
+    data["populations"][0]["size"] = data["populations"][2]["size"] = 1
+    data["populations"][2]["readout"] = "last"
+    data["run"].update(steps_per_sample=6, bptt_window=2)
+    scenario = load_scenario(data)
+    assert scenario.run.bptt_window == 2 and scenario.encoding.kind == "sequence"
+    again = load_scenario(yaml.safe_load(yaml.safe_dump(scenario.model_dump(mode="json"))))
+    assert again == scenario

@@ -29,6 +29,7 @@ import torch
 from ribbed.agents.activations import TORCH_ACTIVATIONS
 from ribbed.agents.firing import (FiringPolicy, fire, initial_state, lif_current_gradient, lif_membrane_carry,
                                   lif_step, policy_of, spike_derivative)
+from ribbed.scenarios.timing import SPIKING_ENCODINGS
 from ribbed.scheduler.message_counts import carries_over_steps
 from ribbed.scheduler.messages import Kind
 from ribbed.seeding import component_uniforms as step_uniforms
@@ -36,7 +37,7 @@ from ribbed.seeding import component_uniforms as step_uniforms
 if TYPE_CHECKING:
     from ribbed.scenarios.schema import Scenario
 
-__all__ = ["StepRecord", "TimedPlan", "backward_steps", "carriers", "encode_inputs", "encoded_inputs", "fire_step",
+__all__ = ["SPIKING_ENCODINGS", "StepRecord", "TimedPlan", "backward_steps", "carriers", "encode_inputs", "encoded_inputs", "fire_step",
            "keep_final_state", "learn_over_steps", "message_counts", "output_gradients", "population_draws", "readout",
            "run_steps", "spike_counts", "stacked", "step_delta"]
 
@@ -79,16 +80,22 @@ class TimedPlan:
     encoding: Any
     readout: str
     seed: int
+    window: int  # bptt_window: credit never crosses from step s to s - 1 where s is a multiple of it
     input: str = ""
     records: dict[str, list[StepRecord]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, scenario: Scenario) -> "TimedPlan":
         output = next(p for p in scenario.populations if p.role == "output")
-        return cls(scenario.run.steps_per_sample,
-                   {p.name: policy_of(p.firing) for p in scenario.populations},
+        steps = scenario.run.steps_per_sample
+        return cls(steps, {p.name: policy_of(p.firing) for p in scenario.populations},
                    scenario.encoding, scenario.population_readout(output), scenario.seed,
-                   next(p.name for p in scenario.populations if p.role == "input"))
+                   scenario.run.bptt_window or steps, next(p.name for p in scenario.populations if p.role == "input"))
+
+    def carries(self, s: int) -> bool:
+        """Whether credit crosses back from step s + 1 to step s (truncated BPTT: not where s + 1
+        is a multiple of the window; docs/semantics.md, "Learning over the steps")."""
+        return (s + 1) % self.window != 0
 
 
 def encoded_inputs(plan: "TimedPlan", x: torch.Tensor, key: tuple) -> torch.Tensor:
@@ -181,6 +188,8 @@ def readout(plan: TimedPlan, records: list[StepRecord]) -> torch.Tensor:
         return torch.stack([r.out for r in records]).sum(0)
     if plan.readout == "membrane":
         return torch.stack([r.membrane for r in records]).sum(0).div_(plan.steps)
+    if plan.readout == "last":
+        return records[-1].out.clone()
     return torch.stack([r.out for r in records]).sum(0).div_(plan.steps)
 
 
@@ -196,11 +205,14 @@ def _local_derivative(policy: FiringPolicy, activation: Any, entry: StepRecord) 
     return d if entry.open is None else d * entry.open
 
 
-def output_gradients(plan: TimedPlan, answer: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """What the readout sends back to the output population at every step from the task's answer
+def output_gradients(plan: TimedPlan, answer: torch.Tensor,
+                     s: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """What the readout sends back to the output population at step ``s`` from the task's answer
     e = B dL/d(readout): to what it emitted, and (``membrane`` readout) to its membrane."""
     if plan.readout == "membrane":
         return None, answer / plan.steps
+    if plan.readout == "last":
+        return (answer if s == plan.steps - 1 else None), None
     return (answer if plan.readout == "count" else answer / plan.steps), None
 
 
@@ -226,7 +238,6 @@ def backward_steps(executor: Any, plan: TimedPlan, records: dict[str, list[StepR
     δ[s] = dL/du[s] for every step, from the task's ``answer`` e = B dL/d(readout)."""
     steps = plan.steps
     output = executor._output
-    to_out, to_membrane = output_gradients(plan, answer)
     deltas: dict[str, list] = {}
     for level in executor._levels:
         for population in level:
@@ -240,18 +251,19 @@ def backward_steps(executor: Any, plan: TimedPlan, records: dict[str, list[StepR
                     continue
                 entry = records[name][s]
                 grad_out = torch.zeros_like(entry.u)
-                if population is output and to_out is not None:
+                to_out, to_membrane = output_gradients(plan, answer, s) if population is output else (None, None)
+                if to_out is not None:
                     grad_out.add_(to_out)
                 for synapses in executor._carriers.get(name, ()):
                     post = synapses.info.post.name
                     t = s + 1 if synapses.info.delayed else s
-                    if t >= steps or deltas[post][t] is None:
+                    if t >= steps or deltas[post][t] is None or (synapses.info.delayed and not plan.carries(s)):
                         continue
                     matrix = synapses.weights if synapses.feedback is None else synapses.feedback
                     synapses.layout.backward(deltas[post][t], matrix, grad_out)
-                later = deltas[name][s + 1] if s + 1 < steps else None
+                later = deltas[name][s + 1] if s + 1 < steps and plan.carries(s) else None
                 deltas[name][s] = step_delta(plan.policies[name], population.activation, entry, grad_out,
-                                             to_membrane if population is output else None, later)
+                                             to_membrane, later)
     return deltas
 
 
@@ -288,7 +300,7 @@ def spike_counts(plan: TimedPlan, records: dict[str, list[StepRecord]]) -> dict[
     """Per population that emits spikes (a spiking policy, or the input under a spiking encoding),
     its spikes of the tick per neuron (over batch rows and steps), as float64, to count ``spike``
     messages with each neuron's out-degree."""
-    spiking_input = plan.encoding.kind != "direct"
+    spiking_input = plan.encoding.kind in SPIKING_ENCODINGS
     return {name: torch.stack([r.out for r in steps]).sum(dim=(0, 1)).double().cpu().numpy()
             for name, steps in records.items()
             if (name in plan.policies and plan.policies[name].spiking) or (name == plan.input and spiking_input)}
@@ -310,8 +322,9 @@ def message_counts(plan: TimedPlan, network: Any, spikes: dict[str, np.ndarray])
             counts[Kind.SPIKE] += int(round(float(np.dot(per_neuron, degrees))))
         else:
             counts[Kind.ACTIVATION] += info.n_synapses * plan.steps
-        if carries_over_steps(info):
-            counts[Kind.ERROR] += info.n_synapses * (plan.steps - 1 if info.delayed else plan.steps)
+        if carries_over_steps(info):  # a delayed projection: at the steps s + 1 whose credit crosses to s
+            crossings = sum(map(plan.carries, range(plan.steps - 1))) if info.delayed else plan.steps
+            counts[Kind.ERROR] += info.n_synapses * crossings
     return counts
 
 

@@ -149,26 +149,27 @@ class TimedStages:
             membrane_answer = None
             if block.name == layout.output:
                 answer = self._answers[block.start] if block.start in self._answers else block.answer
-                to_out, membrane_answer = steps_of.output_gradients(plan, answer)
+                to_out, membrane_answer = steps_of.output_gradients(plan, answer, step)
                 if to_out is not None:
                     grad_out.add_(to_out)
             for projection in self.carriers.get(block.name, ()):
                 post = layout.projection_posts[projection]
                 t = step + 1 if self.delayed[projection] else step
-                if t >= plan.steps or not layout.populations[post].needs_credit:
+                if t >= plan.steps or not layout.populations[post].needs_credit or (
+                        self.delayed[projection] and not plan.carries(step)):
                     continue
                 for post_start, _ in layout.blocks[post]:
                     grad_out += partials[(projection, post_start, t)][:, block.start:block.stop]
             deltas = self._deltas[at]
-            later = deltas[step + 1] if step + 1 < plan.steps else None
+            later = deltas[step + 1] if step + 1 < plan.steps and plan.carries(step) else None
             deltas[step] = steps_of.step_delta(plan.policies[block.name], block.activation, entry, grad_out,
                                                membrane_answer, later)
             for synapses in block.incoming:
                 projection = synapses.info
                 if projection.index not in self.carriers.get(projection.pre.name, ()):
                     continue
-                if projection.delayed and step == 0:  # what it carried at step -1: nothing
-                    continue
+                if projection.delayed and step % plan.window == 0:  # at step 0 nothing came before; at
+                    continue  # a multiple of the window (truncated BPTT) credit stops here
                 matrix = synapses.weights if synapses.feedback is None else synapses.feedback
                 partial = torch.zeros(deltas[step].shape[0], projection.pre.size, dtype=shard.dtype)
                 synapses.layout.backward(deltas[step], matrix, partial)
@@ -196,7 +197,7 @@ class TimedStages:
             steps_of.keep_final_state(block, plan.policies[block.name], self._states[at])
             if plan.policies[block.name].spiking:
                 spikes[at] = torch.stack([r.out for r in records]).sum(dim=(0, 1)).double().numpy()
-        if plan.encoding.kind != "direct":
+        if plan.encoding.kind in steps_of.SPIKING_ENCODINGS:
             spikes[(shard.layout.input, 0)] = self._inputs.sum(dim=(0, 1)).double().numpy()
         return spikes
 

@@ -20,6 +20,7 @@ import numpy as np
 from ribbed.agents.activations import ACTIVATIONS
 from ribbed.agents.firing import (fire, initial_state, lif_current_gradient, lif_membrane_carry, lif_step, policy_of,
                                   spike_derivative)
+from ribbed.scenarios.timing import SPIKING_ENCODINGS
 from ribbed.scheduler.message_counts import carries_over_steps
 from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 from ribbed.seeding import component_uniforms
@@ -33,6 +34,8 @@ def encode(encoding: Any, x: np.ndarray, steps: int, uniforms: np.ndarray | None
     """The input neurons' output at every step, (steps, batch, n_inputs) (docs/semantics.md)."""
     if encoding.kind == "direct":
         return np.broadcast_to(x, (steps,) + x.shape)
+    if encoding.kind == "sequence":  # chunk s of each sample's features at step s
+        return x.reshape(x.shape[0], steps, -1).transpose(1, 0, 2)
     p = _SIGMOID.f(encoding.gain * x)
     if encoding.kind == "rate":
         return (uniforms < p).astype(x.dtype)
@@ -47,6 +50,7 @@ class TimedReference:
         scenario = executor.network.scenario
         self.ex = executor
         self.steps = scenario.run.steps_per_sample
+        self.window = scenario.run.bptt_window or self.steps  # truncated BPTT (docs/semantics.md)
         self.encoding = scenario.encoding
         self.seed = scenario.seed
         output = executor.network.output
@@ -94,7 +98,7 @@ class TimedReference:
                     if info.role == "input":
                         out = np.ascontiguousarray(encoded[s, :, neuron.index])
                         neuron.steps.append({"u": out, "out": out})
-                        spiking = self.encoding.kind != "direct"
+                        spiking = self.encoding.kind in SPIKING_ENCODINGS
                     else:
                         out = self._step(neuron, s, batch, draws, emitted, messages)
                         spiking = self.policies[info.name].spiking
@@ -173,6 +177,8 @@ class TimedReference:
     def readout_value(self, neuron: Any) -> np.ndarray:
         if self.readout == "membrane":
             return np.sum([r["membrane"] for r in neuron.steps], axis=0) / self.steps
+        if self.readout == "last":
+            return neuron.steps[-1]["out"].copy()
         total = np.sum([r["out"] for r in neuron.steps], axis=0)
         return total if self.readout == "count" else total / self.steps
 
@@ -204,8 +210,8 @@ class TimedReference:
                     neuron.step_deltas[s] = delta
                     for synapses in neuron.incoming:
                         projection = synapses.projection
-                        if not carries_over_steps(projection) or (projection.delayed and s == 0):
-                            continue
+                        if not carries_over_steps(projection) or (projection.delayed and s % self.window == 0):
+                            continue  # (at s = 0 nothing came before; at a multiple of the window it is cut)
                         matrix = synapses.feedback if synapses.feedback is not None else synapses.weights
                         payloads = np.multiply.outer(matrix, delta)
                         if projection.delayed:
@@ -221,8 +227,10 @@ class TimedReference:
     def _delta(self, neuron: Any, s: int, grad: np.ndarray, answer: np.ndarray | None) -> np.ndarray:
         policy = self.policies[neuron.population_info.name]
         record = neuron.steps[s]
-        if answer is not None and self.readout != "membrane":
+        if answer is not None and self.readout in ("count", "mean"):
             grad = grad + (answer if self.readout == "count" else answer / self.steps)
+        elif answer is not None and self.readout == "last" and s == self.steps - 1:
+            grad = grad + answer
         if policy.policy == "rate":
             return grad * neuron.activation.df(record["u"], record["out"])
         if policy.policy == "threshold":
@@ -234,7 +242,7 @@ class TimedReference:
             grad_membrane = np.zeros_like(grad)
             if answer is not None and self.readout == "membrane":
                 grad_membrane = grad_membrane + answer / self.steps
-            if neuron.membrane_grad is not None:
+            if neuron.membrane_grad is not None and (s + 1) % self.window != 0:
                 carry = lif_membrane_carry(policy, record["membrane"], np)
                 grad_membrane = grad_membrane + neuron.membrane_grad * carry
             neuron.membrane_grad = lif_current_gradient(policy, grad, grad_membrane, record["before_reset"],

@@ -63,6 +63,21 @@ def spiking() -> dict:
     }
 
 
+def sequence() -> dict:
+    """A sequence task: Mackey-Glass windows of 4 values, one per step, through a recurrent rate
+    layer, read at the last step, credit truncated to windows of 2 steps."""
+    return {
+        "name": "contract-sequence", "seed": 14,
+        "task": {"kind": "mackey_glass", "n_samples": 60, "window": 4, "encoding": "sequence"},
+        "populations": [{"name": "in", "size": 1, "role": "input"},
+                        {"name": "h", "size": 5, "activation": "tanh"},
+                        {"name": "out", "size": 1, "role": "output", "activation": "identity", "readout": "last"}],
+        "projections": [{"pre": "in", "post": "h"}, {"pre": "h", "post": "h"}, {"pre": "h", "post": "out"}],
+        "learning": {"rule": "backprop", "optimizer": "adam", "lr": 0.02},
+        "run": {"ticks": 6, "batch_size": 4, "eval_every": 3, "steps_per_sample": 4, "bptt_window": 2},
+    }
+
+
 def expected_shape(model: ribbed.NetworkModel, name: str, where: str) -> tuple | None:
     network = model.network
     shape = STATE_TABLE[name].shape
@@ -230,3 +245,8 @@ def test_the_registry_finds_every_executor_folder_and_a_new_one():
     assert executor_class("reference-again") is executor_class("reference")
     with pytest.raises(ValueError, match="already registered"):
         register("batched", "ribbed.scheduler.reference.executor:ReferenceExecutor")
+
+
+def test_a_sequence_task_is_computed_as_on_the_reference(executor):
+    """The sequence encoding, the last readout and a BPTT window, as the timed scenario above."""
+    test_every_executor_computes_what_the_reference_computes(executor, sequence)
