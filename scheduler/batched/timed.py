@@ -37,18 +37,21 @@ from ribbed.seeding import component_uniforms as step_uniforms
 if TYPE_CHECKING:
     from ribbed.scenarios.schema import Scenario
 
-__all__ = ["SPIKING_ENCODINGS", "StepRecord", "TimedPlan", "backward_steps", "carriers", "encode_inputs", "encoded_inputs", "fire_step",
-           "keep_final_state", "learn_over_steps", "message_counts", "output_gradients", "population_draws", "readout",
-           "run_steps", "spike_counts", "stacked", "step_delta"]
+__all__ = ["SPIKING_ENCODINGS", "StepRecord", "TimedPlan", "backward_steps", "carriers", "encode_inputs",
+           "encoded_inputs", "fire_step", "keep_final_state", "learn_over_steps", "message_counts", "output_gradients",
+           "population_draws", "readout", "run_steps", "spike_counts", "stacked", "step_delta"]
 
 _SIGMOID = TORCH_ACTIVATIONS["sigmoid"]
 
 
 def encode_inputs(encoding: Any, x: torch.Tensor, steps: int, uniforms: torch.Tensor | None) -> torch.Tensor:
     """The input neurons' output at every step, (steps, batch, n_inputs), from the standardized
-    inputs ``x`` (batch, n_inputs): direct, rate or latency (docs/semantics.md)."""
+    inputs ``x`` (batch, n_features): direct, rate or latency (n_features = n_inputs), or sequence
+    (n_features = steps x n_inputs) (docs/semantics.md)."""
     if encoding.kind == "direct":
         return x.unsqueeze(0).expand(steps, -1, -1)
+    if encoding.kind == "sequence":  # chunk s of each sample's features at step s
+        return x.reshape(x.shape[0], steps, -1).transpose(0, 1)
     p = _SIGMOID.f(encoding.gain * x)
     if encoding.kind == "rate":
         return (uniforms < p).to(x.dtype)
@@ -90,7 +93,8 @@ class TimedPlan:
         steps = scenario.run.steps_per_sample
         return cls(steps, {p.name: policy_of(p.firing) for p in scenario.populations},
                    scenario.encoding, scenario.population_readout(output), scenario.seed,
-                   scenario.run.bptt_window or steps, next(p.name for p in scenario.populations if p.role == "input"))
+                   scenario.run.bptt_window or steps,
+                   next(p.name for p in scenario.populations if p.role == "input"))
 
     def carries(self, s: int) -> bool:
         """Whether credit crosses back from step s + 1 to step s (truncated BPTT: not where s + 1
