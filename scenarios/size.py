@@ -456,6 +456,8 @@ class _Estimator:
         if task.kind in _TASK_SHAPES:
             samples, n_in, n_out = _TASK_SHAPES[task.kind]
             path = "task.test_fraction"
+        elif task.kind == "constant":
+            samples, n_in, n_out, path = task.n_samples, task.n_inputs, task.n_outputs, "task.n_samples"
         else:
             samples, (n_in, n_out), path = task.n_samples, _SYNTHETIC_SHAPES[task.kind], "task.n_samples"
         test = math.ceil(samples * task.test_fraction)

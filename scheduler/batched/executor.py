@@ -29,6 +29,7 @@ from ribbed.scheduler.batched.learning import learn
 from ribbed.scheduler.batched.populations import PopulationTensors, SynapseTensors
 from ribbed.scheduler.batched.projection_tensors import make_projection_tensors
 from ribbed.scheduler.batched import timed
+from ribbed.scheduler.plasticity import STDPSynapses, stdp_params, task_reward
 from ribbed.scheduler.device import resolve_device, resolve_dtype
 from ribbed.scheduler.state import collect_state, restore_state
 from ribbed.scheduler.message_counts import messages_per_tick
@@ -68,6 +69,11 @@ class BatchedExecutor(Executor):
         for info, spec in zip(network.projections, scenario.projections):
             layout = make_projection_tensors(info, spec.storage, backend.sparse_threshold, self.device, self.dtype)
             synapses = SynapseTensors(info, layout)
+            if info.stdp:
+                params, reward = stdp_params(info.learning)
+                synapses.stdp = STDPSynapses(params, reward, torch.as_tensor(info.pre_idx, device=self.device),
+                                             torch.as_tensor(info.post_idx, device=self.device), info.pre.size,
+                                             info.post.size, torch)
             self.projections.append(synapses)
             post = self.populations[info.post.name]
             post.incoming.append(synapses)
@@ -101,6 +107,7 @@ class BatchedExecutor(Executor):
         # tick; an untimed one (one step, rate everywhere) the tick below, unchanged.
         self._plan = timed.TimedPlan.of(scenario) if scenario.timed else None
         self._carriers = timed.carriers(self)
+        self.carried = None  # run.carry_state: the firing state the last training tick left, per population
         self._ticks_run = 0
         self.neurons, self.clusters = make_views(inputs.host, self, network) if views else ([], [])
 
@@ -128,6 +135,10 @@ class BatchedExecutor(Executor):
         losses, error = per_sample_loss(self.loss_name, outputs, targets, torch)
         self._answer = error
         loss = losses.mean()
+        for synapses in self.projections:  # R-STDP: the task's reward at the sample's last step
+            if synapses.stdp is not None and synapses.stdp.reward_params is not None:
+                kind = synapses.info.learning.stdp.reward
+                timed.stdp_reward(synapses, task_reward(kind, outputs, targets, losses, torch))
         deltas = timed.backward_steps(self, plan, records, error)
         self._input.u = self._input.y = records[self._input.info.name][-1].out
         for level in self._levels:
@@ -181,6 +192,9 @@ class BatchedExecutor(Executor):
             for synapses in carried:
                 steps = plan.steps - 1 if synapses.info.delayed else plan.steps
                 counts[Kind.ERROR] += synapses.info.n_synapses * steps
+        rewarded = {s.info.post.name: s.info.post.size for s in self.projections
+                    if s.stdp is not None and s.stdp.reward_params is not None}
+        counts[Kind.REWARD] += sum(rewarded.values())  # one per neuron that R-STDP rewards
         return counts
 
     def _tick(self, tick: int, index: torch.Tensor) -> TickResult:

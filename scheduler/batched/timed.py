@@ -11,7 +11,9 @@ with the firing module's surrogate derivatives (:func:`~ribbed.agents.firing.spi
 Wired so far: policies ``rate``, ``threshold``, ``random`` and ``lif`` (any reset and reset
 delay, strictness, refractory period, surrogate); encodings ``direct``, ``rate``,
 ``latency``; readouts ``mean``, ``count``, ``membrane``; rules ``backprop`` and
-``feedback_alignment``.  Not yet: message counts of spikes, the log's per-step activity.
+``feedback_alignment``; STDP and R-STDP projections learn step by step during forward
+(:mod:`ribbed.scheduler.plasticity`), and ``run.carry_state`` carries the neurons' state and the
+traces from one training tick to the next.  Not yet: the log's per-step activity.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def encode_inputs(encoding: Any, x: torch.Tensor, steps: int, uniforms: torch.Te
     inputs ``x`` (batch, n_inputs): direct, rate or latency (docs/semantics.md)."""
     if encoding.kind == "direct":
         return x.unsqueeze(0).expand(steps, -1, -1)
+    if encoding.kind == "poisson":
+        return (uniforms < (encoding.rate_hz * encoding.dt / 1000.0 * x).clamp(0.0, 1.0)).to(x.dtype)
     p = _SIGMOID.f(encoding.gain * x)
     if encoding.kind == "rate":
         return (uniforms < p).to(x.dtype)
@@ -73,6 +77,7 @@ class TimedPlan:
     encoding: Any
     readout: str
     seed: int
+    carry: bool = False
     records: dict[str, list[StepRecord]] = field(default_factory=dict)
 
     @classmethod
@@ -80,7 +85,27 @@ class TimedPlan:
         output = next(p for p in scenario.populations if p.role == "output")
         return cls(scenario.run.steps_per_sample,
                    {p.name: policy_of(p.firing) for p in scenario.populations},
-                   scenario.encoding, scenario.population_readout(output), scenario.seed)
+                   scenario.encoding, scenario.population_readout(output), scenario.seed, scenario.run.carry_state)
+
+
+def stdp_step(synapses: Any, pre_spikes: torch.Tensor, post_spikes: torch.Tensor) -> None:
+    """One STDP step of a projection (its weights change in place, in its layout)."""
+    layout = synapses.layout
+    if layout.layout == "dense":
+        flat = synapses.weights.view(-1)
+        flat[layout.flat] = synapses.stdp.step(flat[layout.flat], pre_spikes, post_spikes)
+    else:
+        synapses.weights.copy_(synapses.stdp.step(synapses.weights, pre_spikes, post_spikes))
+
+
+def stdp_reward(synapses: Any, reward: torch.Tensor) -> None:
+    """R-STDP's weight change for the task's reward at the sample's last step (in place)."""
+    layout = synapses.layout
+    if layout.layout == "dense":
+        flat = synapses.weights.view(-1)
+        flat[layout.flat] = synapses.stdp.rewarded(flat[layout.flat], reward)
+    else:
+        synapses.weights.copy_(synapses.stdp.rewarded(synapses.weights, reward))
 
 
 def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, record: bool) -> dict[str, list]:
@@ -91,16 +116,24 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
     steps, batch = plan.steps, x.shape[0]
     dtype, device = x.dtype, x.device
     uniforms = None
-    if plan.encoding.kind == "rate":
+    if plan.encoding.kind in ("rate", "poisson"):
         uniforms = torch.as_tensor(step_uniforms(plan.seed, ("encoding" + suffix, tick),
                                                  (steps, batch, x.shape[1])), dtype=dtype, device=device)
     inputs = encode_inputs(plan.encoding, x, steps, uniforms)
     records: dict[str, list] = {executor._input.info.name: [StepRecord(inputs[s], inputs[s]) for s in range(steps)]}
     states, draws = {}, {}
+    carried = getattr(executor, "carried", None) if record and plan.carry else None
+    learning = [s for s in executor.projections if s.stdp is not None] if record else []
+    for synapses in learning:  # traces start at 0, or continue (carry_state)
+        if not (plan.carry and synapses.stdp.ready(batch)):
+            synapses.stdp.reset(synapses.weights, batch)
     for level in executor._levels:
         for population in level:
             name = population.info.name
-            states[name] = initial_state((batch, population.info.size), torch, dtype, device)
+            previous = None if carried is None else carried.get(name)
+            states[name] = (previous if previous is not None and previous.spike.shape[0] == batch
+                            else initial_state((batch, population.info.size), torch, dtype, device,
+                                               plan.policies[name]))
             records[name] = []
             if plan.policies[name].policy == "random":
                 draws[name] = torch.as_tensor(step_uniforms(plan.seed, ("firing" + suffix, name, tick),
@@ -112,14 +145,17 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
                 name = population.info.name
                 policy = plan.policies[name]
                 u = population.bias.expand(batch, -1).clone()
+                arrived = []
                 for synapses in population.incoming:
                     pre = records[synapses.info.pre.name]
                     if synapses.info.delayed:
                         if s == 0:
+                            arrived.append(None)
                             continue
                         source = pre[s - 1].out
                     else:
                         source = pre[s].out
+                    arrived.append(source)
                     synapses.layout.forward(source, u, synapses.weights)
                 state = states[name]
                 v = draws[name][s] if name in draws else None
@@ -134,6 +170,13 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
                     entry.open = (state.refractory == 0).to(dtype)
                 states[name] = new
                 records[name].append(entry)
+                if learning:  # STDP: this step's arriving spikes and this step's own, after forward used w
+                    for synapses, source in zip(population.incoming, arrived):
+                        if synapses.stdp is not None:
+                            stdp_step(synapses, torch.zeros_like(pre_zero(records, synapses)) if source is None
+                                      else source, out)
+    if record and plan.carry:
+        executor.carried = states
     if record:  # the state the tick leaves, for reads
         for level in executor._levels:
             for population in level:
@@ -141,6 +184,12 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
                 population.membrane = state.membrane if policy.policy == "lif" else None
                 population.refractory = state.refractory.to(dtype) if policy.spiking else None
     return records
+
+
+def pre_zero(records: dict[str, list[StepRecord]], synapses: Any) -> torch.Tensor:
+    """A presynaptic population's output at step 0 (for the shape of a delayed projection's
+    silence at step 0)."""
+    return records[synapses.info.pre.name][0].out
 
 
 def readout(plan: TimedPlan, records: list[StepRecord]) -> torch.Tensor:
