@@ -378,8 +378,9 @@ def conductance_step(membrane: Any, conductance: Any, current: Any, params: Cond
     c = params
     decay = math.exp(-c.dt / c.tau_e)
     mean_g = conductance * c.tau_e / c.dt * (1.0 - decay)
-    v_inf = (mean_g * c.e_e + c.e_l) / (1.0 + mean_g)
-    membrane = v_inf + (membrane - v_inf) * xp.exp(-c.dt * (1.0 + mean_g) / c.tau_m)
+    total = 1.0 + mean_g
+    v_inf = (mean_g * c.e_e + c.e_l) / total
+    membrane = v_inf + (membrane - v_inf) * xp.exp(-c.dt * total / c.tau_m)
     conductance = conductance * decay
     spiked = heaviside(membrane - c.v_t, strict, xp)
     conductance = conductance + current

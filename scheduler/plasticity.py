@@ -36,7 +36,8 @@ def stdp_params(learning: Any) -> tuple[STDPParams, RewardParams | None]:
 class STDPSynapses:
     """Synapses that learn by STDP (or R-STDP when ``reward`` is given): their neurons' traces and,
     for R-STDP, each synapse's eligibility per batch row.  ``pre_index``/``post_index``: each
-    synapse's presynaptic and postsynaptic neuron among ``n_pre``/``n_post`` (arrays of ``xp``)."""
+    synapse's presynaptic and postsynaptic neuron among ``n_pre``/``n_post`` (arrays of ``xp``), or
+    both None for every (post, pre) pair in canonical order (an all-to-all projection)."""
 
     def __init__(self, params: STDPParams, reward: RewardParams | None, pre_index: Any, post_index: Any, n_pre: int,
                  n_post: int, xp: ModuleType):
@@ -50,7 +51,7 @@ class STDPSynapses:
         """Traces (and eligibility) at 0 for ``batch`` rows, in the dtype and device of ``like``."""
         self.traces = initial_traces(self.n_pre, self.n_post, like, (batch,))
         if self.reward_params is not None:
-            n = self.pre_index.shape[0]
+            n = self.n_pre * self.n_post if self.pre_index is None else self.pre_index.shape[0]
             self.eligibility = (np.zeros((batch, n), like.dtype) if self.xp is np
                                 else like.new_zeros((batch, n)))
 

@@ -71,9 +71,12 @@ class BatchedExecutor(Executor):
             synapses = SynapseTensors(info, layout)
             if info.stdp:
                 params, reward = stdp_params(info.learning)
-                synapses.stdp = STDPSynapses(params, reward, torch.as_tensor(info.pre_idx, device=self.device),
-                                             torch.as_tensor(info.post_idx, device=self.device), info.pre.size,
-                                             info.post.size, torch)
+                # A complete dense matrix is its synapses in canonical order: every pair, no index needed.
+                complete = layout.layout == "dense" and layout.mask is None
+                pre_index = None if complete else torch.as_tensor(info.pre_idx, device=self.device)
+                post_index = None if complete else torch.as_tensor(info.post_idx, device=self.device)
+                synapses.stdp = STDPSynapses(params, reward, pre_index, post_index, info.pre.size, info.post.size,
+                                             torch)
             self.projections.append(synapses)
             post = self.populations[info.post.name]
             post.incoming.append(synapses)

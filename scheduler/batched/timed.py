@@ -91,7 +91,10 @@ class TimedPlan:
 def stdp_step(synapses: Any, pre_spikes: torch.Tensor, post_spikes: torch.Tensor) -> None:
     """One STDP step of a projection (its weights change in place, in its layout)."""
     layout = synapses.layout
-    if layout.layout == "dense":
+    if synapses.stdp.pre_index is None:  # a complete dense matrix: its flat view is the canonical order
+        flat = synapses.weights.view(-1)
+        flat.copy_(synapses.stdp.step(flat, pre_spikes, post_spikes))
+    elif layout.layout == "dense":
         flat = synapses.weights.view(-1)
         flat[layout.flat] = synapses.stdp.step(flat[layout.flat], pre_spikes, post_spikes)
     else:
@@ -101,7 +104,10 @@ def stdp_step(synapses: Any, pre_spikes: torch.Tensor, post_spikes: torch.Tensor
 def stdp_reward(synapses: Any, reward: torch.Tensor) -> None:
     """R-STDP's weight change for the task's reward at the sample's last step (in place)."""
     layout = synapses.layout
-    if layout.layout == "dense":
+    if synapses.stdp.pre_index is None:
+        flat = synapses.weights.view(-1)
+        flat.copy_(synapses.stdp.rewarded(flat, reward))
+    elif layout.layout == "dense":
         flat = synapses.weights.view(-1)
         flat[layout.flat] = synapses.stdp.rewarded(flat[layout.flat], reward)
     else:
@@ -173,8 +179,9 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
                 if learning:  # STDP: this step's arriving spikes and this step's own, after forward used w
                     for synapses, source in zip(population.incoming, arrived):
                         if synapses.stdp is not None:
-                            stdp_step(synapses, torch.zeros_like(pre_zero(records, synapses)) if source is None
-                                      else source, out)
+                            if source is None:  # a delayed projection at step 0: nothing arrived
+                                source = torch.zeros(batch, synapses.info.pre.size, dtype=dtype, device=device)
+                            stdp_step(synapses, source, out)
     if record and plan.carry:
         executor.carried = states
     if record:  # the state the tick leaves, for reads
@@ -184,12 +191,6 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
                 population.membrane = state.membrane if policy.policy == "lif" else None
                 population.refractory = state.refractory.to(dtype) if policy.spiking else None
     return records
-
-
-def pre_zero(records: dict[str, list[StepRecord]], synapses: Any) -> torch.Tensor:
-    """A presynaptic population's output at step 0 (for the shape of a delayed projection's
-    silence at step 0)."""
-    return records[synapses.info.pre.name][0].out
 
 
 def readout(plan: TimedPlan, records: list[StepRecord]) -> torch.Tensor:
