@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ribbed.agents.stdp import (RewardParams, STDPParams, apply_update, decay_traces, eligibility_step,
+from ribbed.agents.stdp import (RewardParams, STDPParams, STDPTraces, apply_update, decay_traces, eligibility_step,
                                 increment_traces, initial_traces, pair_update)
 
-__all__ = ["STDPSynapses", "stdp_params", "task_reward"]
+__all__ = ["STDPSynapses", "carried_values", "stdp_params", "task_reward"]
 
 
 def stdp_params(learning: Any) -> tuple[STDPParams, RewardParams | None]:
@@ -55,6 +55,17 @@ class STDPSynapses:
             self.eligibility = (np.zeros((batch, n), like.dtype) if self.xp is np
                                 else like.new_zeros((batch, n)))
 
+    def carried(self) -> list | None:
+        """The traces (pre, post) and eligibility, for a snapshot of carried state; None before any."""
+        return None if self.traces is None else [self.traces.pre, self.traces.post, self.eligibility]
+
+    def load(self, values: list | None) -> None:
+        """Put back what :meth:`carried` gave."""
+        if values is None:
+            self.traces = self.eligibility = None
+            return
+        self.traces, self.eligibility = STDPTraces(values[0], values[1]), values[2]
+
     def ready(self, batch: int) -> bool:
         """Whether the traces hold ``batch`` rows (a carried state to continue from)."""
         return self.traces is not None and self.traces.pre.shape[0] == batch
@@ -81,6 +92,11 @@ class STDPSynapses:
         step: w <- clip(w + lr <r e>, w_min, w_max)."""
         scaled = self.reward_params.lr * reward[:, None] * self.eligibility
         return apply_update(weights, scaled, self.params, self.xp)
+
+
+def carried_values(state: Any) -> list | None:
+    """A carried firing state (or STDP traces) as the plain list a snapshot stores (None stays None)."""
+    return None if state is None else list(state)
 
 
 def task_reward(kind: str, outputs: Any, targets: Any, losses: Any, xp: ModuleType) -> Any:

@@ -263,3 +263,28 @@ def test_stdp_pairs_is_the_oracle_and_ends_bimodal():
     middle = np.mean((weights > 0.3) & (weights < 0.7))
     assert middle / 0.4 < 0.25 * min(low, high) / 0.1
     assert np.mean(rates[:5]) > 30.0 and 5.0 < np.mean(rates[-100:]) < 30.0
+
+
+@pytest.mark.parametrize("backend", ["reference", "batched"])
+def test_a_snapshot_holds_the_carried_state(backend):
+    """With run.carry_state a snapshot (executor state) holds the neuron's state and the traces, so
+    a run continued from it computes what the uninterrupted run does; the weights alone do not."""
+    data = pairs_scenario(60, 250.0, 200, 4, backend)
+    whole = model_from(data)
+    for _ in range(4):
+        whole.step()
+    first = model_from(data)
+    for _ in range(2):
+        first.step()
+    values, kinds = first.executor.state()
+    assert any(key.startswith("/carried_state/") for key in values)
+    weights = first.projections["in->out"].get_weights()
+    for restore in (True, False):
+        resumed = model_from(data)
+        resumed.executor.write("weights", "in->out", weights)
+        if restore:
+            resumed.executor.load_state(values, kinds)
+        for tick in (2, 3):
+            resumed.executor.tick(tick, resumed.stream.indices(tick))
+        same = np.array_equal(resumed.projections["in->out"].get_weights(), whole.projections["in->out"].get_weights())
+        assert same == restore

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
+from ribbed.agents.firing import FiringState
 from ribbed.agents.guides import task_context
 from ribbed.agents.rules import broadcast_credit
 from ribbed.agents.state import state_field
@@ -111,8 +112,26 @@ class BatchedExecutor(Executor):
         self._plan = timed.TimedPlan.of(scenario) if scenario.timed else None
         self._carriers = timed.carriers(self)
         self.carried = None  # run.carry_state: the firing state the last training tick left, per population
+        if scenario.run.carry_state:  # ... which a snapshot must then hold, with the STDP traces
+            self.snapshot_attrs = type(self).snapshot_attrs + ("carried_state",)
         self._ticks_run = 0
         self.neurons, self.clusters = make_views(inputs.host, self, network) if views else ([], [])
+
+    @property
+    def carried_state(self) -> dict:
+        """run.carry_state: the firing state and STDP traces the next training tick continues from,
+        as plain values for a snapshot (population and projection names behind a '_')."""
+        firing = None if self.carried is None else {f"_{k}": list(v) for k, v in self.carried.items()}
+        return {"firing": firing, "stdp": {f"_{s.info.name}": s.stdp.carried() for s in self.projections
+                                           if s.stdp is not None}}
+
+    @carried_state.setter
+    def carried_state(self, values: dict) -> None:
+        firing = values.get("firing")
+        self.carried = None if firing is None else {k[1:]: FiringState(*v) for k, v in firing.items()}
+        for synapses in self.projections:
+            if synapses.stdp is not None:
+                synapses.stdp.load((values.get("stdp") or {}).get(f"_{synapses.info.name}"))
 
     # ------------------------------------------------------------------ the tick
 
