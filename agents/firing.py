@@ -375,6 +375,12 @@ def conductance_step(membrane: Any, conductance: Any, current: Any, params: Cond
     (g_bar E_e + E_l)/(1 + g_bar) at the rate (1 + g_bar)/tau_m.  At dt = 1 ms this fires as
     Brian2's Euler neuron at 0.1 ms does (tests/song_abbott.py, whose arithmetic this is, operation
     for operation)."""
+    if xp is torch and current.device.type == "cpu" and not (current.requires_grad or membrane.requires_grad):
+        # The same arithmetic on numpy views: torch's per-call overhead dominates a step of a small
+        # population, and the policy has no gradient to keep.
+        spiked, membrane, conductance = conductance_step(membrane.numpy(), conductance.numpy(), current.numpy(),
+                                                         params, strict, np)
+        return torch.from_numpy(spiked), torch.from_numpy(membrane), torch.from_numpy(conductance)
     c = params
     decay = math.exp(-c.dt / c.tau_e)
     mean_g = conductance * c.tau_e / c.dt * (1.0 - decay)

@@ -73,11 +73,14 @@ class BatchedExecutor(Executor):
             if info.stdp:
                 params, reward = stdp_params(info.learning)
                 # A complete dense matrix is its synapses in canonical order: every pair, no index needed.
+                # On the CPU the step runs in numpy on views of the tensors (the same elementwise
+                # arithmetic, a fraction of torch's per-call overhead on the small arrays of a step).
                 complete = layout.layout == "dense" and layout.mask is None
-                pre_index = None if complete else torch.as_tensor(info.pre_idx, device=self.device)
-                post_index = None if complete else torch.as_tensor(info.post_idx, device=self.device)
-                synapses.stdp = STDPSynapses(params, reward, pre_index, post_index, info.pre.size, info.post.size,
-                                             torch)
+                xp = np if self.device.type == "cpu" else torch
+                index = (lambda a: a) if xp is np else (lambda a: torch.as_tensor(a, device=self.device))
+                synapses.stdp = STDPSynapses(params, reward, None if complete else index(info.pre_idx),
+                                             None if complete else index(info.post_idx), info.pre.size,
+                                             info.post.size, xp)
             self.projections.append(synapses)
             post = self.populations[info.post.name]
             post.incoming.append(synapses)

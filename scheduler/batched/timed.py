@@ -88,30 +88,39 @@ class TimedPlan:
                    scenario.encoding, scenario.population_readout(output), scenario.seed, scenario.run.carry_state)
 
 
-def stdp_step(synapses: Any, pre_spikes: torch.Tensor, post_spikes: torch.Tensor) -> None:
-    """One STDP step of a projection (its weights change in place, in its layout)."""
-    layout = synapses.layout
-    if synapses.stdp.pre_index is None:  # a complete dense matrix: its flat view is the canonical order
+def _host(values: torch.Tensor, stdp: Any) -> Any:
+    """``values`` as the STDP step's arrays: a numpy view on the CPU (shared memory), else as is."""
+    return values.numpy() if stdp.xp is np else values
+
+
+def _apply(synapses: Any, update: Any) -> None:
+    """Runs ``update(canonical weights) -> new weights`` on a projection's weights, in place."""
+    layout, stdp = synapses.layout, synapses.stdp
+    if stdp.pre_index is None:  # a complete dense matrix: its flat view is the canonical order
         flat = synapses.weights.view(-1)
-        flat.copy_(synapses.stdp.step(flat, pre_spikes, post_spikes))
+        new = update(_host(flat, stdp))
+        flat.copy_(torch.from_numpy(new) if stdp.xp is np else new)
     elif layout.layout == "dense":
         flat = synapses.weights.view(-1)
-        flat[layout.flat] = synapses.stdp.step(flat[layout.flat], pre_spikes, post_spikes)
+        new = update(_host(flat[layout.flat], stdp))
+        flat[layout.flat] = torch.from_numpy(new) if stdp.xp is np else new
     else:
-        synapses.weights.copy_(synapses.stdp.step(synapses.weights, pre_spikes, post_spikes))
+        new = update(_host(synapses.weights, stdp))
+        synapses.weights.copy_(torch.from_numpy(new) if stdp.xp is np else new)
+
+
+def stdp_step(synapses: Any, pre_spikes: torch.Tensor, post_spikes: torch.Tensor) -> None:
+    """One STDP step of a projection (its weights change in place, in its layout)."""
+    stdp = synapses.stdp
+    pre, post = _host(pre_spikes, stdp), _host(post_spikes, stdp)
+    _apply(synapses, lambda weights: stdp.step(weights, pre, post))
 
 
 def stdp_reward(synapses: Any, reward: torch.Tensor) -> None:
     """R-STDP's weight change for the task's reward at the sample's last step (in place)."""
-    layout = synapses.layout
-    if synapses.stdp.pre_index is None:
-        flat = synapses.weights.view(-1)
-        flat.copy_(synapses.stdp.rewarded(flat, reward))
-    elif layout.layout == "dense":
-        flat = synapses.weights.view(-1)
-        flat[layout.flat] = synapses.stdp.rewarded(flat[layout.flat], reward)
-    else:
-        synapses.weights.copy_(synapses.stdp.rewarded(synapses.weights, reward))
+    stdp = synapses.stdp
+    reward = _host(reward, stdp)
+    _apply(synapses, lambda weights: stdp.rewarded(weights, reward))
 
 
 def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, record: bool) -> dict[str, list]:
@@ -132,7 +141,7 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
     learning = [s for s in executor.projections if s.stdp is not None] if record else []
     for synapses in learning:  # traces start at 0, or continue (carry_state)
         if not (plan.carry and synapses.stdp.ready(batch)):
-            synapses.stdp.reset(synapses.weights, batch)
+            synapses.stdp.reset(_host(synapses.weights, synapses.stdp), batch)
     for level in executor._levels:
         for population in level:
             name = population.info.name
