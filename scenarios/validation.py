@@ -94,12 +94,6 @@ def backend_problems(scenario: Scenario) -> list[Problem]:
     needs Ray and computes on the CPU."""
     backend, source = scenario.backend, scenario.source
     problems: list[Problem] = []
-    timed = timed_field(scenario)
-    if timed is not None and backend.kind == "ray":
-        problems.append(Problem(source, timed, f"time within a tick (steps per sample, spiking policies, encodings, "
-                                f"readouts) is not wired into the {backend.kind} executor yet",
-                                "use run.steps_per_sample: 1, firing policy rate, the direct encoding and the mean "
-                                "readout (docs/semantics.md, 'Time within a tick', says what is wired)"))
     if backend.kind == "reference" and backend.device not in ("auto", "cpu"):
         problems.append(Problem(source, "backend.device", "the reference executor computes on the CPU",
                                 "remove backend.device (or set 'device: cpu'), or use 'backend: {kind: batched}' "
@@ -121,7 +115,28 @@ def backend_problems(scenario: Scenario) -> list[Problem]:
         except ImportError:
             problems.append(Problem(source, "backend.kind", "the ray executor needs Ray, which is not installed",
                                     "pip install 'ray>=2.9', or use 'backend: {kind: batched}'"))
+        field = _not_on_ray(scenario)
+        if field is not None:
+            problems.append(Problem(source, field, "the ray executor does not run STDP, R-STDP, the conductance "
+                                    "policy, the poisson encoding or carried state yet",
+                                    "use 'backend: {kind: batched}' (or reference) for this scenario"))
     return problems
+
+
+def _not_on_ray(s: Scenario) -> str | None:
+    """The first field that asks for what the Ray executor does not run yet (None when none does)."""
+    if s.run.carry_state:
+        return "run.carry_state"
+    if s.encoding.kind == "poisson":
+        return "task.encoding"
+    for i, population in enumerate(s.populations):
+        if s.population_firing(population).policy == "conductance":
+            return f"populations[{i}].firing.policy"
+    names = {p.name for p in s.populations}
+    for i, projection in enumerate(s.projections):
+        if projection.post in names and s.projection_learning(projection).rule in STDP_RULES:
+            return field_path(_rule_loc(s, i), type(s))
+    return None
 
 
 def device_problem(scenario: Scenario) -> Problem | None:

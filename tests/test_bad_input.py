@@ -289,13 +289,6 @@ CASES = {
     "a guide on a spiking population": Case(
         lambda data, folder: data["populations"][1].update(guide="mlp", firing={"policy": "threshold"}),
         "populations[1].guide", ("not defined yet with time within a tick", "remove 'guide'")),
-    "several steps per sample, not wired into ray yet": Case(
-        lambda data, folder: data["run"].update(steps_per_sample=4) or data.update(backend={"kind": "ray"}),
-        "run.steps_per_sample", ("not wired into the ray executor yet",), stage="build"),
-    "a spiking population, not wired into ray yet": Case(
-        lambda data, folder: data["populations"][1].update(firing={"policy": "lif", "beta": 0.9})
-        or data.update(backend={"kind": "ray"}),
-        "populations[1].firing", ("not wired into the ray executor yet", "firing policy rate"), stage="build"),
     "an estimator guide from a file": Case(setting("populations[1].guide", "sklearn"), "populations[1].guide",
                                            ("no estimator was given", "NetworkModel(scenario, guides="),
                                            stage="build"),

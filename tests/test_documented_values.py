@@ -177,7 +177,12 @@ def test_the_readme_feedback_example_runs_and_says_what_it_gets() -> None:
         dfa.projections["hidden->classes"].set_feedback(np.zeros(640))
 
 
-@pytest.mark.parametrize("backend", ["reference", "batched"])
+BACKENDS = {"reference": {"kind": "reference"}, "batched": {"kind": "batched", "dtype": "float64"},
+            # the hidden population split over two shards: each block takes its columns of the draws
+            "ray": {"kind": "ray", "dtype": "float64", "shards": 2, "partitions": 2, "split_above": 2}}
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
 def test_the_random_policys_and_rate_encodings_draws_regenerate_from_the_page(backend: str) -> None:
     """docs/semantics.md, "Time within a tick", "Random draws" and "Input encodings": the uniforms of
     tick t are rng(("firing", population, t)).random((T, B, size)) and rng(("encoding", t)).random((T, B,
@@ -192,15 +197,19 @@ def test_the_random_policys_and_rate_encodings_draws_regenerate_from_the_page(ba
                         {"name": "out", "size": 2, "role": "output", "activation": "identity"}],
         "projections": [{"pre": "in", "post": "h"}, {"pre": "h", "post": "out"}],
         "run": {"ticks": 2, "batch_size": batch, "eval_every": 2, "steps_per_sample": steps},
-        "backend": {"kind": backend, "dtype": "float64"} if backend == "batched" else {"kind": backend},
+        "backend": BACKENDS[backend],
         "log": {"level": "off"},
     })
     executor = model.executor
+    if backend == "ray":
+        assert len(executor.partitioning.blocks["h"]) == 2
     index = np.arange(batch)
     executor.tick(0, index)
     v_in = page_rng(seed, "encoding", 0).random((steps, batch, 2))[-1]
-    x = np.asarray(executor.inputs[index] if backend == "reference" else executor.inputs[index].numpy())
+    x = executor.inputs[index]
+    x = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
     np.testing.assert_array_equal(executor.read("y", "in"), (v_in < 0.5 * (1 + np.tanh(gain * x / 2))) * 1.0)
     v = page_rng(seed, "firing", "h", 0).random((steps, batch, size))[-1]
     u = executor.read("u", "h")
     np.testing.assert_array_equal(executor.read("y", "h"), (v < 0.5 * (1 + np.tanh(u / temperature / 2))) * 1.0)
+    executor.close()

@@ -49,6 +49,10 @@ from ribbed.scenarios.yaml_reader import MAX_ALIAS_NODES, MAX_DEPTH, read_yaml
 MEMORY_CAP = 2 << 30
 #: The most one case may take, and the most its peak memory may grow (KiB, as ru_maxrss counts).
 SECONDS = 5.0
+#: The bound for the largest file read: a guard against a hang or a quadratic read, not a speed
+#: claim (the pure-Python parser takes 2.5-4.5 s alone on one core, more on a loaded machine; a
+#: quadratic read of its 17,000 entries would take minutes).
+LARGEST_FILE_SECONDS = 30.0
 GROWTH_KIB = 48 << 10
 
 from test_bad_input import BASE_YAML  # noqa: E402  (12 lines: what a case appends starts on line 13)
@@ -601,7 +605,7 @@ def test_the_largest_file_read_is_read_quickly_and_its_problems_are_few(tmp_path
     start = time.perf_counter()
     with pytest.raises(ribbed.ScenarioError) as caught:
         ribbed.load_scenario(path)
-    assert time.perf_counter() - start < SECONDS
+    assert time.perf_counter() - start < LARGEST_FILE_SECONDS
     problems = caught.value.problems
     assert len(problems) == 51 and problems[0].path == "projections[1].connectivity.edges[1]"
     assert "listed twice" in problems[0].message and problems[0].line == 18

@@ -31,7 +31,8 @@ from ribbed.runner import resume  # noqa: E402
 from ribbed.scenarios.loader import load_scenario  # noqa: E402
 from ribbed.scheduler.ray.partitioning import partition_network  # noqa: E402
 from ribbed.scheduler.ray.executor import ShardError  # noqa: E402
-from test_executors import ATOL, RTOL, assert_same_guidance, assert_same_state, datasets, scenarios  # noqa: E402,F401
+from test_executors import (ATOL, RTOL, assert_same_guidance, assert_same_state, datasets, scenarios,  # noqa: E402,F401
+                            timed_scenarios)
 
 TICKS = 12
 
@@ -117,6 +118,114 @@ def test_two_and_three_shards_give_identical_results(name):
             np.testing.assert_array_equal(x, y)
 
 
+# ---------------------------------------------------------------------------- time within a tick
+
+#: Rows of the state table a timed tick leaves (its last step's), compared between executors.
+TICK_ROWS = ("u", "y", "delta", "credit", "membrane", "refractory")
+
+
+def assert_same_timed_run(batched, sharded, ticks: int) -> None:
+    """Tick by tick the same loss and outputs; then the same state, last-tick rows, message counts
+    (spike messages included) and evaluation."""
+    for _ in range(ticks):
+        batched.step()
+        sharded.step()
+        assert sharded.last_result.loss == pytest.approx(batched.last_result.loss, rel=RTOL, abs=ATOL)
+        np.testing.assert_allclose(sharded.last_result.outputs, batched.last_result.outputs, rtol=RTOL, atol=ATOL)
+    assert_same_state(batched, sharded)
+    for name in TICK_ROWS:
+        for where in batched.network.populations:
+            a, b = batched.executor.read(name, where), sharded.executor.read(name, where)
+            assert (a is None) == (b is None), (name, where)
+            if a is not None:
+                np.testing.assert_allclose(b, a, rtol=RTOL, atol=ATOL, err_msg=f"{name} of {where}")
+    np.testing.assert_array_equal(sharded.executor.message_counts, batched.executor.message_counts)
+    X = batched.dataset.X_test
+    expected, got = batched.executor.predict(X), sharded.executor.predict(X)
+    for field in ("outputs", "activation_mean", "activation_std", "firing_rate"):
+        np.testing.assert_allclose(getattr(got, field), getattr(expected, field), rtol=RTOL, atol=ATOL, err_msg=field)
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_ray_agrees_with_batched_with_time_in_the_tick(datasets, data):
+    """Spiking populations, T steps, every policy, encoding and readout on a recurrent network
+    (cycles, a sparse self-projection), over 1-3 shards with populations split across them: the
+    same losses, state, rows, message counts (spike messages included) and predictions."""
+    scenario = data.draw(timed_scenarios(datasets))
+    scenario["run"] = {**scenario["run"], "ticks": 8, "eval_every": 8}
+    shards = data.draw(st.sampled_from([1, 2, 3]), label="shards")
+    split_above = data.draw(st.integers(1, 4), label="split_above")
+    batched = model_from(on_batched(scenario))
+    sharded = model_from(on_ray(scenario, shards, partitions=4, split_above=split_above))
+    try:
+        assert_same_timed_run(batched, sharded, 8)
+    finally:
+        sharded.executor.close()
+
+
+def spiking_regression() -> dict:
+    """A timed regression (MSE: the shards answer their output neurons themselves): rate-encoded
+    inputs, a random-policy layer with a delayed self-projection, a lif output read on its membrane."""
+    return {
+        "name": "timed-sine", "seed": 4, "task": {"kind": "sine", "n_samples": 80, "encoding": {"kind": "rate"}},
+        "populations": [{"name": "x", "size": 1, "role": "input"},
+                        {"name": "h", "size": 12, "firing": {"policy": "random", "temperature": 0.5, "refractory": 1}},
+                        {"name": "y", "size": 1, "role": "output", "activation": "identity",
+                         "firing": {"policy": "lif", "beta": 0.7}, "readout": "membrane"}],
+        "projections": [{"pre": "x", "post": "h", "init": {"kind": "uniform", "low": -2, "high": 2}},
+                        {"pre": "h", "post": "h", "connectivity": {"rule": "fixed_probability", "p": 0.3}},
+                        {"pre": "h", "post": "y"}],
+        "learning": {"rule": "backprop", "optimizer": "adam", "lr": 0.01},
+        "run": {"ticks": 10, "batch_size": 8, "eval_every": 5, "steps_per_sample": 5},
+    }
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+def test_digits_spiking_on_ray_agrees_with_batched_and_counts_the_same_spikes():
+    """The built-in, float64, its hidden layer split over 3 shards: the same ticks, and the same
+    spike messages (one per outgoing synapse and actual spike)."""
+    scenario = builtin("digits-spiking", ticks=3, batch_size=8)
+    batched = model_from(on_batched(scenario))
+    sharded = model_from(on_ray(scenario, 3, partitions=4, split_above=16))
+    try:
+        assert len(sharded.executor.partitioning.blocks["hidden"]) == 4
+        assert_same_timed_run(batched, sharded, 3)
+        from ribbed.scheduler.messages import Kind
+
+        assert sharded.executor.message_counts[Kind.SPIKE] > 0
+    finally:
+        sharded.executor.close()
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+def test_a_timed_regression_on_ray_agrees_with_batched():
+    scenario = spiking_regression()
+    batched = model_from(on_batched(scenario))
+    sharded = model_from(on_ray(scenario, 2, partitions=4, split_above=4))
+    try:
+        assert_same_timed_run(batched, sharded, 10)
+    finally:
+        sharded.executor.close()
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+def test_timed_results_do_not_depend_on_the_number_of_shards():
+    """Bit for bit on 2 and 3 shards: every sum is still taken partition by partition, step by step."""
+    runs = []
+    for shards in (2, 3):
+        model = model_from(on_ray(spiking_regression(), shards, partitions=4, split_above=4))
+        try:
+            model.run(6)
+            runs.append(([model.last_result.loss], weights(model), [model.executor.read("membrane", "y")]))
+        finally:
+            model.executor.close()
+    for a, b in zip(*runs):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
 def test_partitions_do_not_depend_on_shards_and_keep_small_populations_whole():
     network = model_from(builtin("digits")).network
     small = partition_network(network, 12, 4096, 2)
@@ -155,6 +264,31 @@ def test_a_sharded_run_is_logged_and_verifies(tmp_path: Path, name: str, level: 
     assert report.ticks_checked == 30
     # The closed executor still answers reads from its final state.
     assert np.isfinite(result.model.executor.read("weights", result.model.network.projections[0].name)).all()
+
+
+def test_a_timed_run_on_ray_is_logged_verifies_and_resumes_identically(tmp_path: Path):
+    """A spiking scenario on shards, logged at the messages level: the log verifies bit for bit,
+    and a run stopped by a killed shard resumes to the same metrics and weights."""
+    scenario = on_ray(spiking_regression(), 2, partitions=4, split_above=4)
+    scenario["run"].update(ticks=16, eval_every=4)
+    scenario["log"] = {"level": "messages"}
+    whole = quiet_run(scenario, tmp_path / "whole")
+    report = verify(tmp_path / "whole" / "run.log")
+    assert report.ok, report.difference
+    assert report.ticks_checked == 16
+
+    def kill_at_9(model):
+        if model.tick == 9:
+            ray.kill(model.executor._actors[1])
+
+    with pytest.raises(ShardError):
+        quiet_run(scenario, tmp_path / "killed", on_tick=kill_at_9)
+    resumed = resume(tmp_path / "killed")
+    assert resumed.model.tick == 16
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "killed" / "metrics.csv"),
+                                  pd.read_csv(tmp_path / "whole" / "metrics.csv"))
+    for a, b in zip(weights(resumed.model), weights(whole.model)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_killed_shard_stops_the_run_with_its_name_and_tick_and_the_run_resumes_identically(tmp_path: Path):

@@ -290,3 +290,12 @@ def test_a_snapshot_holds_the_carried_state(backend):
             resumed.executor.tick(tick, resumed.stream.indices(tick))
         same = np.array_equal(resumed.projections["in->out"].get_weights(), whole.projections["in->out"].get_weights())
         assert same == restore
+
+
+def test_the_ray_executor_refuses_what_it_does_not_run_yet():
+    from ribbed.scenarios.validation import backend_problems
+
+    data = load_scenario("stdp-pairs").model_dump(mode="json")
+    data["backend"] = {"kind": "ray"}
+    problems = [p for p in backend_problems(load_scenario(data)) if "STDP" in p.message]
+    assert [p.path for p in problems] == ["run.carry_state"] and problems[0].fix

@@ -166,61 +166,15 @@ class BatchedExecutor(Executor):
                 timed.stdp_reward(synapses, task_reward(kind, outputs, targets, losses, torch))
         deltas = timed.backward_steps(self, plan, records, error)
         self._input.u = self._input.y = records[self._input.info.name][-1].out
+        outputs_by_step = {name: [r.out for r in steps] for name, steps in records.items()}
         for level in self._levels:
             for population in level:
-                name = population.info.name
-                last = records[name][-1]
+                last = records[population.info.name][-1]
                 population.u, population.y = last.u, last.out
-                per_step = deltas.get(name)
-                population.delta = None if per_step is None else torch.stack(per_step).sum(0)
-                # The gradient is the sum over steps of batch means: the steps stacked as rows of one
-                # batch of T * B, whose mean, times T, is that sum.
-                population.credit = None if per_step is None else timed.stacked(per_step).mul_(steps)
-                for synapses in population.incoming:
-                    pre = records[synapses.info.pre.name]
-                    if synapses.info.delayed:
-                        sources = [torch.zeros_like(pre[0].out)] + [r.out for r in pre[:-1]]
-                    else:
-                        sources = [r.out for r in pre]
-                    synapses.x = timed.stacked(sources)
-                self._learn(population, batch * steps)
-                for synapses in population.incoming:  # x as the log and reads know it: the last step's
-                    synapses.x = synapses.x[-batch:]
-                if population.credit is not None:
-                    population.credit = population.delta
-        self._counts += self._timed_counts(records)
+                timed.learn_over_steps(population, deltas.get(population.info.name), outputs_by_step, batch, steps,
+                                       self._learn)
+        self._counts += timed.message_counts(plan, self.network, timed.spike_counts(plan, records))
         return TickResult(loss=loss, outputs=outputs)
-
-    def _timed_counts(self, records: dict) -> np.ndarray:
-        """The messages of a timed tick: activations per synapse and step from rate neurons, a
-        spike message per outgoing synapse and actual spike, errors per carrying synapse and step
-        at which credit reaches it (docs/semantics.md, "Time within a tick")."""
-        from ribbed.scheduler.messages import Kind
-
-        plan, network = self._plan, self.network
-        counts = np.zeros_like(self._per_tick[True])
-        counts[Kind.ACTIVATION] = network.input.size + network.output.size
-        counts[Kind.ERROR] = network.output.size
-        spikes = timed.spike_counts(plan, records)
-        spiking_input = plan.encoding.kind != "direct"
-        for info in network.projections:
-            pre = info.pre.name
-            if pre in spikes or (info.pre.role == "input" and spiking_input):
-                per_neuron = (spikes[pre] if pre in spikes else
-                              torch.stack([r.out for r in records[pre]]).sum(dim=(0, 1)))
-                degrees = np.zeros(info.pre.size)
-                np.add.at(degrees, info.pre_idx, 1.0)
-                counts[Kind.SPIKE] += int(round(float(np.dot(per_neuron.double().cpu().numpy(), degrees))))
-            else:
-                counts[Kind.ACTIVATION] += info.n_synapses * plan.steps
-        for name, carried in self._carriers.items():
-            for synapses in carried:
-                steps = plan.steps - 1 if synapses.info.delayed else plan.steps
-                counts[Kind.ERROR] += synapses.info.n_synapses * steps
-        rewarded = {s.info.post.name: s.info.post.size for s in self.projections
-                    if s.stdp is not None and s.stdp.reward_params is not None}
-        counts[Kind.REWARD] += sum(rewarded.values())  # one per neuron that R-STDP rewards
-        return counts
 
     def _tick(self, tick: int, index: torch.Tensor) -> TickResult:
         x = self.inputs.index_select(0, index)

@@ -11,9 +11,14 @@ with the firing module's surrogate derivatives (:func:`~ribbed.agents.firing.spi
 Wired so far: policies ``rate``, ``threshold``, ``random`` and ``lif`` (any reset and reset
 delay, strictness, refractory period, surrogate); encodings ``direct``, ``rate``,
 ``latency``; readouts ``mean``, ``count``, ``membrane``; rules ``backprop`` and
-``feedback_alignment``; STDP and R-STDP projections learn step by step during forward
-(:mod:`ribbed.scheduler.plasticity`), and ``run.carry_state`` carries the neurons' state and the
-traces from one training tick to the next.  Not yet: the log's per-step activity.
+``feedback_alignment``; message counts, spikes included; STDP and R-STDP projections learn step by
+step during forward (:mod:`ribbed.scheduler.plasticity`), and ``run.carry_state`` carries the
+neurons' state and the traces from one training tick to the next.  Not yet: the log's per-step
+activity.
+
+The step-level pieces (:func:`fire_step`, :func:`step_delta`, :func:`learn_over_steps`,
+:func:`message_counts`) work on a whole population or on a block of one: a Ray shard runs them on
+its blocks (:mod:`ribbed.scheduler.ray.timed`), so the arithmetic is written once.
 """
 
 from __future__ import annotations
@@ -28,13 +33,15 @@ from ribbed.agents.activations import TORCH_ACTIVATIONS
 from ribbed.agents.firing import (FiringPolicy, fire, initial_state, lif_current_gradient, lif_membrane_carry,
                                   lif_step, policy_of, spike_derivative)
 from ribbed.scheduler.message_counts import carries_over_steps
+from ribbed.scheduler.messages import Kind
 from ribbed.seeding import component_uniforms as step_uniforms
 
 if TYPE_CHECKING:
     from ribbed.scenarios.schema import Scenario
 
-__all__ = ["StepRecord", "TimedPlan", "backward_steps", "carriers", "encode_inputs", "readout", "run_steps",
-           "spike_counts", "stacked"]
+__all__ = ["StepRecord", "TimedPlan", "backward_steps", "carriers", "encode_inputs", "encoded_inputs", "fire_step",
+           "keep_final_state", "learn_over_steps", "message_counts", "output_gradients", "population_draws", "readout",
+           "run_steps", "spike_counts", "stacked", "step_delta"]
 
 _SIGMOID = TORCH_ACTIVATIONS["sigmoid"]
 
@@ -77,6 +84,7 @@ class TimedPlan:
     encoding: Any
     readout: str
     seed: int
+    input: str = ""
     carry: bool = False
     records: dict[str, list[StepRecord]] = field(default_factory=dict)
 
@@ -85,7 +93,8 @@ class TimedPlan:
         output = next(p for p in scenario.populations if p.role == "output")
         return cls(scenario.run.steps_per_sample,
                    {p.name: policy_of(p.firing) for p in scenario.populations},
-                   scenario.encoding, scenario.population_readout(output), scenario.seed, scenario.run.carry_state)
+                   scenario.encoding, scenario.population_readout(output), scenario.seed,
+                   next(p.name for p in scenario.populations if p.role == "input"), scenario.run.carry_state)
 
 
 def _host(values: torch.Tensor, stdp: Any) -> Any:
@@ -123,18 +132,59 @@ def stdp_reward(synapses: Any, reward: torch.Tensor) -> None:
     _apply(synapses, lambda weights: stdp.rewarded(weights, reward))
 
 
+
+def encoded_inputs(plan: "TimedPlan", x: torch.Tensor, key: tuple) -> torch.Tensor:
+    """The input neurons' output at every step, (steps, batch, n_inputs), with the rate encoding's
+    uniforms from the shared keyed function (``key`` as in :func:`run_steps`)."""
+    suffix, tick = key
+    uniforms = None
+    if plan.encoding.kind in ("rate", "poisson"):
+        uniforms = torch.as_tensor(step_uniforms(plan.seed, ("encoding" + suffix, tick),
+                                                 (plan.steps, x.shape[0], x.shape[1])), dtype=x.dtype, device=x.device)
+    return encode_inputs(plan.encoding, x, plan.steps, uniforms)
+
+
+def population_draws(plan: "TimedPlan", name: str, size: int, batch: int, key: tuple, dtype: torch.dtype,
+                     device: torch.device) -> torch.Tensor | None:
+    """A random-policy population's uniforms for the tick, (steps, batch, size), from the shared
+    keyed function (None for the other policies): a shard that holds some of its neurons takes
+    their columns of the same array."""
+    if plan.policies[name].policy != "random":
+        return None
+    suffix, tick = key
+    return torch.as_tensor(step_uniforms(plan.seed, ("firing" + suffix, name, tick), (plan.steps, batch, size)),
+                           dtype=dtype, device=device)
+
+
+def fire_step(population: Any, policy: FiringPolicy, state: Any, u: torch.Tensor,
+              uniforms: torch.Tensor | None) -> tuple[StepRecord, Any]:
+    """One population's (or block's) firing at one step from its current ``u``: what it emits, with
+    what the backward pass needs, and its new firing state."""
+    out, new = fire(policy, state, u, torch, uniforms=uniforms, activation=population.info.activation)
+    entry = StepRecord(u, out, uniforms=uniforms)
+    if policy.policy == "lif":
+        entry.membrane_before, entry.membrane = state.membrane, new.membrane
+        entry.before_reset = new.membrane if policy.reset_delay else lif_step(
+            state.membrane, u, policy.beta, policy.threshold, policy.reset, True, policy.surrogate,
+            policy.strict, torch)[1]
+    if policy.spiking and policy.refractory:
+        entry.open = (state.refractory == 0).to(u.dtype)
+    return entry, new
+
+
+def keep_final_state(population: Any, policy: FiringPolicy, state: Any) -> None:
+    """The firing state the tick's last step left, kept for reads (rows ``membrane``, ``refractory``)."""
+    population.membrane = state.membrane if policy.policy == "lif" else None
+    population.refractory = state.refractory.to(population.bias.dtype) if policy.spiking else None
+
+
 def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, record: bool) -> dict[str, list]:
     """Forward over the T steps for the batch ``x`` (every state reset first); returns, per
     population, its per-step records (``record``) or outputs.  ``key`` = (namespace suffix, tick)
     picks the draws: ("", tick) for a training tick, ("-eval", ticks run) for evaluation."""
-    suffix, tick = key
     steps, batch = plan.steps, x.shape[0]
     dtype, device = x.dtype, x.device
-    uniforms = None
-    if plan.encoding.kind in ("rate", "poisson"):
-        uniforms = torch.as_tensor(step_uniforms(plan.seed, ("encoding" + suffix, tick),
-                                                 (steps, batch, x.shape[1])), dtype=dtype, device=device)
-    inputs = encode_inputs(plan.encoding, x, steps, uniforms)
+    inputs = encoded_inputs(plan, x, key)
     records: dict[str, list] = {executor._input.info.name: [StepRecord(inputs[s], inputs[s]) for s in range(steps)]}
     states, draws = {}, {}
     carried = getattr(executor, "carried", None) if record and plan.carry else None
@@ -150,15 +200,11 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
                             else initial_state((batch, population.info.size), torch, dtype, device,
                                                plan.policies[name]))
             records[name] = []
-            if plan.policies[name].policy == "random":
-                draws[name] = torch.as_tensor(step_uniforms(plan.seed, ("firing" + suffix, name, tick),
-                                                            (steps, batch, population.info.size)),
-                                              dtype=dtype, device=device)
+            draws[name] = population_draws(plan, name, population.info.size, batch, key, dtype, device)
     for s in range(steps):
         for level in executor._levels:
             for population in level:
                 name = population.info.name
-                policy = plan.policies[name]
                 u = population.bias.expand(batch, -1).clone()
                 arrived = []
                 for synapses in population.incoming:
@@ -172,33 +218,21 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
                         source = pre[s].out
                     arrived.append(source)
                     synapses.layout.forward(source, u, synapses.weights)
-                state = states[name]
-                v = draws[name][s] if name in draws else None
-                out, new = fire(policy, state, u, torch, uniforms=v, activation=population.info.activation)
-                entry = StepRecord(u, out, uniforms=v)
-                if policy.policy == "lif":
-                    entry.membrane_before, entry.membrane = state.membrane, new.membrane
-                    entry.before_reset = new.membrane if policy.reset_delay else lif_step(
-                        state.membrane, u, policy.beta, policy.threshold, policy.reset, True, policy.surrogate,
-                        policy.strict, torch)[1]
-                if policy.spiking and policy.refractory:
-                    entry.open = (state.refractory == 0).to(dtype)
-                states[name] = new
+                v = draws[name][s] if draws[name] is not None else None
+                entry, states[name] = fire_step(population, plan.policies[name], states[name], u, v)
                 records[name].append(entry)
                 if learning:  # STDP: this step's arriving spikes and this step's own, after forward used w
                     for synapses, source in zip(population.incoming, arrived):
                         if synapses.stdp is not None:
                             if source is None:  # a delayed projection at step 0: nothing arrived
                                 source = torch.zeros(batch, synapses.info.pre.size, dtype=dtype, device=device)
-                            stdp_step(synapses, source, out)
+                            stdp_step(synapses, source, entry.out)
     if record and plan.carry:
         executor.carried = states
     if record:  # the state the tick leaves, for reads
         for level in executor._levels:
             for population in level:
-                policy, state = plan.policies[population.info.name], states[population.info.name]
-                population.membrane = state.membrane if policy.policy == "lif" else None
-                population.refractory = state.refractory.to(dtype) if policy.spiking else None
+                keep_final_state(population, plan.policies[population.info.name], states[population.info.name])
     return records
 
 
@@ -223,30 +257,52 @@ def _local_derivative(policy: FiringPolicy, activation: Any, entry: StepRecord) 
     return d if entry.open is None else d * entry.open
 
 
+def output_gradients(plan: TimedPlan, answer: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """What the readout sends back to the output population at every step from the task's answer
+    e = B dL/d(readout): to what it emitted, and (``membrane`` readout) to its membrane."""
+    if plan.readout == "membrane":
+        return None, answer / plan.steps
+    return (answer if plan.readout == "count" else answer / plan.steps), None
+
+
+def step_delta(policy: FiringPolicy, activation: Any, entry: StepRecord, grad_out: torch.Tensor,
+               membrane_answer: torch.Tensor | None, later: torch.Tensor | None) -> torch.Tensor:
+    """δ[s] = dL/du[s] of one population (or block) at one step, from ``grad_out`` = dL/d(out[s])
+    (written into); for ``lif`` also from the readout's gradient on the membrane and ``later``, the
+    δ of the step after (the membrane carries over), through :mod:`ribbed.agents.firing`."""
+    if policy.policy != "lif":
+        return grad_out.mul_(_local_derivative(policy, activation, entry))
+    grad_membrane = torch.zeros_like(grad_out)
+    if membrane_answer is not None:
+        grad_membrane.add_(membrane_answer)
+    if later is not None:
+        grad_membrane.add_(later * lif_membrane_carry(policy, entry.membrane, torch))
+    return lif_current_gradient(policy, grad_out, grad_membrane, entry.before_reset, entry.membrane_before,
+                                entry.open, torch)
+
+
 def backward_steps(executor: Any, plan: TimedPlan, records: dict[str, list[StepRecord]],
                    answer: torch.Tensor) -> dict[str, list[torch.Tensor]]:
     """Backprop through the T steps, by hand: per population that needs credit, its
     δ[s] = dL/du[s] for every step, from the task's ``answer`` e = B dL/d(readout)."""
     steps = plan.steps
     output = executor._output
+    to_out, to_membrane = output_gradients(plan, answer)
     deltas: dict[str, list] = {}
-    membrane_grad: dict[str, torch.Tensor | None] = {}
     for level in executor._levels:
         for population in level:
             if population.info.needs_credit:
                 deltas[population.info.name] = [None] * steps
-                membrane_grad[population.info.name] = None
     for s in reversed(range(steps)):
         for level in reversed(executor._levels):
             for population in level:
                 name = population.info.name
                 if name not in deltas:
                     continue
-                policy = plan.policies[name]
                 entry = records[name][s]
                 grad_out = torch.zeros_like(entry.u)
-                if population is output and plan.readout != "membrane":
-                    grad_out.add_(answer if plan.readout == "count" else answer / steps)
+                if population is output and to_out is not None:
+                    grad_out.add_(to_out)
                 for synapses in executor._carriers.get(name, ()):
                     post = synapses.info.post.name
                     t = s + 1 if synapses.info.delayed else s
@@ -254,22 +310,29 @@ def backward_steps(executor: Any, plan: TimedPlan, records: dict[str, list[StepR
                         continue
                     matrix = synapses.weights if synapses.feedback is None else synapses.feedback
                     synapses.layout.backward(deltas[post][t], matrix, grad_out)
-                if policy.policy != "lif":
-                    deltas[name][s] = grad_out.mul_(_local_derivative(policy, population.activation, entry))
-                    continue
-                # lif: dL/dU[s] (the membrane the step leaves) from the readout and the next step;
-                # then dL/dI[s] through the spike and any immediate reset (agents/firing.py).
-                grad_membrane = torch.zeros_like(grad_out)
-                if population is output and plan.readout == "membrane":
-                    grad_membrane.add_(answer / steps)
-                later = membrane_grad[name]
-                if later is not None:
-                    grad_membrane.add_(later * lif_membrane_carry(policy, entry.membrane, torch))
-                grad = lif_current_gradient(policy, grad_out, grad_membrane, entry.before_reset,
-                                            entry.membrane_before, entry.open, torch)
-                membrane_grad[name] = grad
-                deltas[name][s] = grad
+                later = deltas[name][s + 1] if s + 1 < steps else None
+                deltas[name][s] = step_delta(plan.policies[name], population.activation, entry, grad_out,
+                                             to_membrane if population is output else None, later)
     return deltas
+
+
+def learn_over_steps(population: Any, per_step: list[torch.Tensor] | None, outputs: dict[str, list[torch.Tensor]],
+                     batch: int, steps: int, learn: Any) -> None:
+    """The learn stage of a timed tick for one population (or block): its gradients are sums over
+    the steps of batch means, so the steps are stacked as rows of one batch of T * B (whose mean,
+    times T, is that sum) and ``learn`` runs once.  ``outputs``: what each presynaptic population
+    emitted at every step.  Leaves u, y as the last step's, delta as the sum over the steps."""
+    population.delta = None if per_step is None else torch.stack(per_step).sum(0)
+    population.credit = None if per_step is None else stacked(per_step).mul_(steps)
+    for synapses in population.incoming:
+        pre = outputs[synapses.info.pre.name]
+        sources = [torch.zeros_like(pre[0])] + pre[:-1] if synapses.info.delayed else pre
+        synapses.x = stacked(sources)
+    learn(population, batch * steps)
+    for synapses in population.incoming:  # x as the log and reads know it: the last step's
+        synapses.x = synapses.x[-batch:]
+    if population.credit is not None:
+        population.credit = population.delta
 
 
 def carriers(executor: Any) -> dict[str, list]:
@@ -282,11 +345,39 @@ def carriers(executor: Any) -> dict[str, list]:
     return result
 
 
-def spike_counts(plan: TimedPlan, records: dict[str, list[StepRecord]]) -> dict[str, float]:
-    """Per spiking population, the spikes of the tick (over batch rows, steps and neurons) per
-    neuron, to count ``spike`` messages with each neuron's out-degree."""
-    return {name: torch.stack([r.out for r in steps]).sum(dim=(0, 1))
-            for name, steps in records.items() if plan.policies.get(name, FiringPolicy()).spiking}
+def spike_counts(plan: TimedPlan, records: dict[str, list[StepRecord]]) -> dict[str, np.ndarray]:
+    """Per population that emits spikes (a spiking policy, or the input under a spiking encoding),
+    its spikes of the tick per neuron (over batch rows and steps), as float64, to count ``spike``
+    messages with each neuron's out-degree."""
+    spiking_input = plan.encoding.kind != "direct"
+    return {name: torch.stack([r.out for r in steps]).sum(dim=(0, 1)).double().cpu().numpy()
+            for name, steps in records.items()
+            if (name in plan.policies and plan.policies[name].spiking) or (name == plan.input and spiking_input)}
+
+
+def message_counts(plan: TimedPlan, network: Any, spikes: dict[str, np.ndarray]) -> np.ndarray:
+    """The messages of a timed tick, by kind, from each spiking population's spikes per neuron
+    (:func:`spike_counts`): activations per synapse and step from rate neurons, a spike message
+    per outgoing synapse and actual spike, errors per carrying synapse and step at which credit
+    reaches it, a reward per neuron with an R-STDP projection into it (docs/semantics.md, "Time
+    within a tick", "STDP in a tick")."""
+    counts = np.zeros(len(Kind), dtype=np.int64)
+    counts[Kind.ACTIVATION] = network.input.size + network.output.size
+    counts[Kind.ERROR] = network.output.size
+    for info in network.projections:
+        per_neuron = spikes.get(info.pre.name)
+        if per_neuron is not None:
+            degrees = np.zeros(info.pre.size)
+            np.add.at(degrees, info.pre_idx, 1.0)
+            counts[Kind.SPIKE] += int(round(float(np.dot(per_neuron, degrees))))
+        else:
+            counts[Kind.ACTIVATION] += info.n_synapses * plan.steps
+        if carries_over_steps(info):
+            counts[Kind.ERROR] += info.n_synapses * (plan.steps - 1 if info.delayed else plan.steps)
+    rewarded = {info.post.name: info.post.size for info in network.projections
+                if info.stdp and info.learning.rule == "r_stdp"}
+    counts[Kind.REWARD] += sum(rewarded.values())  # R-STDP: one reward message per neuron it rewards
+    return counts
 
 
 def stacked(values: list[torch.Tensor]) -> torch.Tensor:

@@ -15,6 +15,11 @@ batched executor on the driver that mirrors the shards' state: it is brought up 
 the shards when read, and its changes are sent to them before the next tick.  A population too
 large for the driver's memory can therefore be trained, but not evaluated, on this version.
 
+A scenario with time in its tick (T steps per sample, spiking policies) runs ``_timed_tick``: the
+same chain, one call per step and level forward and one per step and level in reverse
+(:mod:`ribbed.scheduler.ray.timed`), the last of which learns and returns the tick's spikes, from
+which the driver counts the spike messages.
+
 Results do not depend on the number of shards (every sum is taken partition by partition, in
 partition order), and agree with the batched executor's to floating-point tolerance.
 """
@@ -43,6 +48,8 @@ from ribbed.scheduler.device import resolve_dtype
 from ribbed.scheduler.message_counts import messages_per_tick
 from ribbed.scheduler.ray.partitioning import Partitioning, partition_network
 from ribbed.scheduler.batched.projection_tensors import choose_layout
+from ribbed.scheduler.batched import timed
+from ribbed.scheduler.message_counts import carries_over_steps
 from ribbed.scheduler.ray.shard import (BlockData, Shard, ShardLayout, block_population, block_projection,
                                     collect_optimizer, restore_optimizer, row_slice)
 
@@ -81,6 +88,20 @@ class ShardActor:
         result = self.shard.backward(level, answers, backward, deliveries)
         if learns:
             self.shard.learn({})
+        return result
+
+    def timed_forward(self, step: int, level: int, begin, *deliveries) -> tuple[dict, dict]:
+        """A timed tick's forward at one step and level; ``begin`` = (index, tick) at its first call."""
+        if begin is not None:
+            self.shard.timed.begin(*begin)
+        return self.shard.timed.forward(step, level, deliveries)
+
+    def timed_backward(self, step: int, level: int, answers, learns: bool, *deliveries) -> dict:
+        """A timed tick's backward at one step and level; its last call also learns and returns the
+        tick's spikes per neuron (under ``"spikes"``)."""
+        result = self.shard.timed.backward(step, level, answers, deliveries)
+        if learns:
+            result["spikes"] = self.shard.timed.learn()
         return result
 
     def learn(self, credits: dict, context=None) -> float:
@@ -147,6 +168,9 @@ class RayExecutor(Executor):
         self._stale_state = self._stale_values = False  # the mirror lags the shards
         self._dirty = False  # the mirror holds changes the shards have not got
         self._tick_no = 0
+        # Time within a tick (docs/semantics.md): a timed scenario runs _timed_tick, step by step.
+        self._plan = timed.TimedPlan.of(scenario) if scenario.timed else None
+        self._ticks_run = 0  # keys evaluation's draws, as on the batched executor
         self._x: np.ndarray | None = None
         self._answer: torch.Tensor | None = None
         self._outputs: torch.Tensor | None = None
@@ -168,7 +192,7 @@ class RayExecutor(Executor):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         backend = self.scenario.backend
-        layout = _shard_layout(self.network, self.partitioning, self.dtype_name)
+        layout = _shard_layout(self.network, self.partitioning, self.dtype_name, self._plan)
         resources = backend.shard_resources or [{}] * self.n_shards
         bundles = [{"CPU": backend.cpus_per_shard, **extra} for extra in resources]
         group = self._held["group"] = placement_group(bundles, strategy=backend.placement.upper())
@@ -193,6 +217,7 @@ class RayExecutor(Executor):
                 layout, blocks, inputs, targets, backend.threads_per_shard)
             self._actors.append(actor)
         self._forward_calls = [actor.forward.options(num_returns=2) for actor in self._actors]
+        self._timed_forward_calls = [actor.timed_forward.options(num_returns=2) for actor in self._actors]
         #: Per shard, the output population's blocks it computes (it is sent their part of the answer).
         self._output_blocks = [[(b.start, b.stop) for b in self.partitioning.blocks[self.network.output.name]
                                 if self.partitioning.shard_of(b) == shard] for shard in range(self.n_shards)]
@@ -275,6 +300,8 @@ class RayExecutor(Executor):
         self._tick_no = tick
         index = np.ascontiguousarray(index, dtype=np.int64)
         self._x = index
+        if self._plan is not None:
+            return self._timed_tick(tick, index, began)
         actors, network = self._actors, self.network
         forward: dict[int, list] = {}  # per level, the results each shard returns to the driver
         previous: list = []
@@ -328,6 +355,56 @@ class RayExecutor(Executor):
         self.ticks += 1
         return TickResult(loss=loss, outputs=outputs)
 
+    def _timed_tick(self, tick: int, index: np.ndarray, began: float) -> TickResult:
+        """A tick over T steps (docs/semantics.md, "Time within a tick"; scheduler/ray/timed.py): every
+        shard's forward for each step and level, the readout, every shard's backward for each step
+        and level in reverse, the last of which learns.  A timed scenario has no guides, broadcast
+        credit or skipped backward (validation refuses them), so nothing else runs on the driver."""
+        actors, network, steps = self._actors, self.network, self._plan.steps
+        output = network.output
+        previous: list = []
+        readout: list = []
+        for step in range(steps):
+            for n, level in enumerate(self._levels):
+                begin = (index, tick) if step == 0 and n == 0 else None
+                calls = [forward_call.remote(step, level, begin, *_others(previous, i))
+                         for i, forward_call in enumerate(self._timed_forward_calls)]
+                previous = [to_shards for to_shards, _ in calls]
+                if step == steps - 1 and level == output.level:
+                    readout = [to_driver for _, to_driver in calls]
+        targets = self.targets.index_select(0, torch.from_numpy(index))
+        results = self._get(readout, "forward", tick)
+        outputs = _assemble(results, "y", output.name, self.partitioning)
+        if self._shard_readout:
+            answers: list = [None] * len(actors)
+            losses = _sum_blocks(results, output.name, self.partitioning) / output.size
+            self._answer = None  # computed from the outputs when read (tick_values)
+        else:
+            losses, error = per_sample_loss(self.loss_name, outputs, targets, torch)
+            answers = [{start: error[:, start:stop].numpy() for start, stop in blocks}
+                       for blocks in self._output_blocks]
+            self._answer = error
+        lowest = self._levels[0]
+        for step in reversed(range(steps)):
+            for level in reversed(self._levels):
+                first = step == steps - 1 and level == self._levels[-1]
+                learns = step == 0 and level == lowest
+                previous = [actor.timed_backward.remote(step, level, answers[i] if first else None, learns,
+                                                        *_others(previous, i))
+                            for i, actor in enumerate(actors)]
+        spikes: dict = {}
+        for result in self._get(previous, "learn", tick):
+            spikes.update(result["spikes"])
+        self._counts += timed.message_counts(self._plan, network, _spikes_by_population(spikes, network,
+                                                                                        self.partitioning))
+        self._outputs, self._targets = outputs, targets
+        self._ticks_run = tick + 1
+        self._stale_state = self._stale_values = True
+        self.changed()
+        self.seconds += time.perf_counter() - began
+        self.ticks += 1
+        return TickResult(loss=losses.mean(), outputs=outputs)
+
     def _guide_stage(self, tick: int, forward: dict, backwards: dict, targets: torch.Tensor,
                      losses: torch.Tensor) -> dict[str, np.ndarray | None]:
         """Guided populations consult and train their guides on the driver (a guide serves its
@@ -367,11 +444,15 @@ class RayExecutor(Executor):
         last: dict[str, dict] = {}
         for name, blocks in self.partitioning.blocks.items():
             last[name] = {}
-            for key in ("u", "y", "delta", "credit"):
+            for key in ("u", "y", "delta", "credit", "membrane", "refractory"):
                 parts = [values[(name, b.start)][key] for b in blocks]
                 last[name][key] = None if any(p is None for p in parts) else torch.from_numpy(np.concatenate(parts, axis=1))
-        x = torch.as_tensor(self.inputs[self._x], dtype=self.dtype)
-        last[self.network.input.name] = {"u": x, "y": x}
+        entry = values.get((self.network.input.name, 0))  # a timed tick's input: its last step
+        if entry is not None:
+            last[self.network.input.name] = {key: torch.from_numpy(np.array(value)) for key, value in entry.items()}
+        else:
+            x = torch.as_tensor(self.inputs[self._x], dtype=self.dtype)
+            last[self.network.input.name] = {"u": x, "y": x}
         if self._answer is None and self._outputs is not None:
             self._answer = per_sample_loss(self.loss_name, self._outputs, self._targets, torch)[1]
         mirror.set_tick_values(last, self._answer)
@@ -439,6 +520,7 @@ class RayExecutor(Executor):
 
     def predict(self, inputs: np.ndarray, keep: Sequence[str] = ()) -> Prediction:
         self._sync_state()
+        self._mirror._ticks_run = self._ticks_run  # a timed evaluation's draws are keyed by the ticks run
         return self._mirror.predict(inputs, keep)
 
     def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
@@ -563,20 +645,26 @@ def _level_names(network: Network) -> list[list[str]]:
     return [[p.name for p in level if p.role != "input"] for level in network.levels]
 
 
-def _shard_layout(network: Network, partitioning: Partitioning, dtype: str) -> ShardLayout:
+def _shard_layout(network: Network, partitioning: Partitioning, dtype: str,
+                  plan: timed.TimedPlan | None = None) -> ShardLayout:
     sends_error: dict[str, list[int]] = {name: [] for name in network.populations}
     for projection in network.projections:
         if projection.sends_error:
             sends_error[projection.pre.name].append(projection.index)
     guided = list(network.guided)
     presynaptic = {p.pre.name for p in network.projections if p.pre.role != "input"}
+    carriers: dict[str, list[int]] = {}
+    for projection in network.projections:
+        if carries_over_steps(projection):
+            carriers.setdefault(projection.pre.name, []).append(projection.index)
     return ShardLayout(
         dtype=dtype, populations=dict(network.populations), levels=_level_names(network),
         blocks={name: [(b.start, b.stop) for b in blocks] for name, blocks in partitioning.blocks.items()},
         sends_error=sends_error, projection_posts={p.index: p.post.name for p in network.projections},
         delayed_sources=sorted({p.pre.name for p in network.projections if p.delayed}), guided=guided,
         share_y=sorted(presynaptic), report_y=[network.output.name, *guided], share_u=guided,
-        share_delta=guided + ([network.output.name] if network.dfa_matrices else []))
+        share_delta=guided + ([network.output.name] if network.dfa_matrices else []),
+        timed=plan, carriers=carriers, delayed={p.index: p.delayed for p in network.projections})
 
 
 def _block_data(network: Network, partitioning: Partitioning, shard: int, scenario) -> list[BlockData]:
@@ -620,6 +708,19 @@ def _assemble(results: list[dict], kind: str, name: str, partitioning: Partition
     if any(p is None for p in parts):
         return None
     return torch.from_numpy(np.concatenate(parts, axis=1))
+
+
+def _spikes_by_population(spikes: dict, network: Network, partitioning: Partitioning) -> dict[str, np.ndarray]:
+    """Each spiking population's spikes per neuron, from the shards' per-block counts (the input's,
+    under a spiking encoding, as every shard counts it)."""
+    whole = {}
+    name = network.input.name
+    if (name, 0) in spikes:
+        whole[name] = spikes[(name, 0)]
+    for name, blocks in partitioning.blocks.items():
+        if (name, blocks[0].start) in spikes:
+            whole[name] = np.concatenate([spikes[(name, b.start)] for b in blocks])
+    return whole
 
 
 def _sum_blocks(results: list[dict], name: str, partitioning: Partitioning) -> torch.Tensor:

@@ -17,6 +17,9 @@ sums, as numpy arrays for Ray's object store) and takes what the other shards re
 their previous call: the driver chains the calls, so data moves shard to shard in bulk through
 Ray's object store, once per stage, never message by message.
 
+With time in the tick, the shard's :class:`~ribbed.scheduler.ray.timed.TimedStages` run the
+stages step by step on the same blocks and exchange.
+
 This module knows nothing of Ray: a shard is a plain object, which the executor wraps in an actor.
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,6 +65,12 @@ class ShardLayout:
     report_y: list[str] = field(default_factory=list)
     share_u: list[str] = field(default_factory=list)
     share_delta: list[str] = field(default_factory=list)
+    #: A timed scenario's plan (None for today's tick), and what its stages need of the network:
+    #: per population, the projections that carry credit back to it over the steps; per projection,
+    #: whether it is delayed (:mod:`ribbed.scheduler.ray.timed`).
+    timed: Any = None
+    carriers: dict[str, list[int]] = field(default_factory=dict)
+    delayed: dict[int, bool] = field(default_factory=dict)
 
     @property
     def input(self) -> str:
@@ -147,6 +157,12 @@ class Shard:
         self._last: dict[str, torch.Tensor] = {}  # last tick's activity of cycle-closing sources
         self._previous: dict[str, torch.Tensor] = {}
         self._x: torch.Tensor | None = None
+        #: The timed stages (a scenario with time in its tick), which reuse this shard's blocks and exchange.
+        self.timed = None
+        if layout.timed is not None:
+            from ribbed.scheduler.ray.timed import TimedStages
+
+            self.timed = TimedStages(self, layout.timed, layout.carriers, layout.delayed)
 
     # ------------------------------------------------------------------ stages
 
@@ -178,18 +194,19 @@ class Shard:
             if block.name in layout.share_u:
                 to_driver["u"][key] = block.u.numpy()
             if block.name == layout.output and self.targets is not None:
-                to_driver.setdefault("loss", {})[block.start] = self._readout(block)
+                to_driver.setdefault("loss", {})[block.start] = self._readout(block, block.y)
         self.seconds += time.perf_counter() - began
         return to_shards, to_driver
 
-    def _readout(self, block: _BlockState) -> np.ndarray:
-        """The MSE readout of an output block, as the batched executor computes it for these
+    def _readout(self, block: _BlockState, y: torch.Tensor) -> np.ndarray:
+        """The MSE readout of an output block whose output is ``y`` (its activation, or with time in
+        the tick its readout over the steps), as the batched executor computes it for these
         columns (:func:`~ribbed.environment.losses.mse_samples`): its answer 2 (y - t) / n_outputs
         (kept for ``backward``) and each sample's sum of squared differences (the driver adds the
         blocks' sums in partition order)."""
         if self._batch_targets is None:
             self._batch_targets = self.targets.index_select(0, self._index)
-        diff = block.y - self._batch_targets[:, block.start:block.stop]
+        diff = y - self._batch_targets[:, block.start:block.stop]
         block.answer = mse_answer(diff, self.layout.populations[block.name].size)
         return (diff * diff).sum(dim=1).numpy()
 
@@ -296,12 +313,17 @@ class Shard:
     # ------------------------------------------------------------------ state
 
     def values(self) -> dict:
-        """The last tick's u, y, delta and credit of each block (for agent views and the log)."""
+        """The last tick's u, y, delta and credit of each block, and the firing state its last step
+        left (for agent views and the log); with time in the tick, the input's last step too."""
         def plain(t):
             return None if t is None else t.numpy().copy()
 
-        return {(b.name, b.start): {"u": plain(b.u), "y": plain(b.y), "delta": plain(b.delta),
-                                    "credit": plain(b.credit)} for b in self.blocks}
+        values = {(b.name, b.start): {"u": plain(b.u), "y": plain(b.y), "delta": plain(b.delta),
+                                      "credit": plain(b.credit), "membrane": plain(b.membrane),
+                                      "refractory": plain(b.refractory)} for b in self.blocks}
+        if self.timed is not None and self._x is not None:
+            values[(self.layout.input, 0)] = self.timed.input_values()
+        return values
 
     def get_state(self) -> dict:
         """Each block's weights, feedback weights, optimizer state, biases and DFA rows, and the

@@ -181,14 +181,10 @@ def test_interventions_through_agents_reach_the_next_tick_as_on_the_reference(ex
         model.executor.close()
 
 
-def test_time_within_a_tick_is_computed_as_on_the_reference_or_refused(executor):
-    """An executor runs a timed scenario as the reference does (test below), or refuses it with a
-    clear error that says it is not wired into it yet (Ray, for now)."""
-    if executor[0] == "ray":
-        with pytest.raises(ribbed.ScenarioError, match="not wired into the ray executor yet"):
-            ribbed.NetworkModel(on(executor, spiking()))
-    else:
-        test_every_executor_computes_what_the_reference_computes(executor, spiking)
+def test_time_within_a_tick_is_computed_as_on_the_reference(executor):
+    """Every executor runs a timed scenario (steps, a lif layer with a delayed self-projection,
+    spiking outputs) as the reference does: rows, messages (spikes included), weights."""
+    test_every_executor_computes_what_the_reference_computes(executor, spiking)
 
 
 @pytest.mark.parametrize("scenario", [guided_fa, dfa])

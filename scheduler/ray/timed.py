@@ -1,0 +1,206 @@
+"""A shard's part of a tick with time in it: T steps per sample, firing policies, readouts, and
+backprop through the steps (docs/semantics.md, "Time within a tick").
+
+Why a module of its own: an untimed scenario runs the shard's own stages (:mod:`.shard`),
+untouched, so that no existing result changes; this module is only reached by a *timed* one.
+It writes no arithmetic of its own: every step of a block is the batched executor's
+(:mod:`ribbed.scheduler.batched.timed`: ``fire_step``, ``step_delta``, ``learn_over_steps``, the
+readout and the spike counts), applied to the block's rows, so the three executors compute one
+semantics.  The random policy's and the rate encoding's uniforms come from the shared keyed
+function, for the whole population; a block takes its columns (no shard draws on its own).
+
+What moves between shards, per step: in ``forward(step, level)``, what each block emitted at the
+step (activations or spikes) for the populations other shards read, delayed projections reading
+the previous step's; in ``backward(step, level)``, each post block's partial sums of the error it
+sends back along carrying projections (:func:`~ribbed.scheduler.message_counts.carries_over_steps`),
+which the pre blocks add in partition order at the same step (or at the step before, along a
+delayed projection).  Each call takes what the other shards' previous call returned, as the
+untimed stages do; the driver chains the calls step by step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ribbed.agents.firing import initial_state
+from ribbed.scheduler.batched import timed as steps_of
+from ribbed.scheduler.batched.learning import learn
+
+if TYPE_CHECKING:
+    from ribbed.scheduler.ray.shard import Shard
+
+__all__ = ["TimedStages"]
+
+
+class TimedStages:
+    """The timed stages of one shard (a :class:`~ribbed.scheduler.ray.shard.Shard`), with the
+    per-tick state of its blocks: firing states, per-step records and deltas."""
+
+    def __init__(self, shard: Shard, plan: steps_of.TimedPlan, carriers: dict[str, list[int]],
+                 delayed: dict[int, bool]):
+        """``carriers``: per population, the projections (by index) that carry credit back to it over
+        the steps; ``delayed``: per projection, whether it is delayed."""
+        self.shard, self.plan = shard, plan
+        self.carriers, self.delayed = carriers, delayed
+        self._inputs: torch.Tensor | None = None
+        self._states: dict[tuple, Any] = {}
+        self._draws: dict[tuple, torch.Tensor | None] = {}
+        self._records: dict[tuple, list] = {}
+        self._deltas: dict[tuple, list] = {}
+        self._answers: dict[int, torch.Tensor] = {}
+        self._full: dict[tuple, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ forward
+
+    def begin(self, index: np.ndarray, tick: int) -> None:
+        """A new tick: the mini-batch, its encoding over the steps, every block's reset state and draws."""
+        shard = self.shard
+        shard._begin(index)
+        self._full, self._answers = {}, {}
+        key = ("", tick)
+        x = shard._x
+        batch, dtype = x.shape[0], shard.dtype
+        self._inputs = steps_of.encoded_inputs(self.plan, x, key)
+        device = torch.device("cpu")
+        draws: dict[str, torch.Tensor | None] = {}
+        for block in shard.blocks:
+            name, at = block.name, (block.name, block.start)
+            if name not in draws:
+                draws[name] = steps_of.population_draws(self.plan, name, block.full_info.size, batch, key, dtype,
+                                                        device)
+            population = draws[name]
+            self._draws[at] = None if population is None else population[:, :, block.start:block.stop]
+            self._states[at] = initial_state((batch, block.stop - block.start), torch, dtype, device)
+            self._records[at] = []
+            self._deltas[at] = [None] * self.plan.steps
+
+    def forward(self, step: int, level: int, deliveries: tuple) -> tuple[dict, dict]:
+        """The blocks at ``level`` compute their current and fire at ``step``; returns what other
+        shards read (what they emitted) and, at the last step, what the driver reads (the output's
+        readout, and the MSE's per-sample sums when the shard answers its output neurons)."""
+        shard = self.shard
+        shard._absorb(deliveries)
+        layout, plan = shard.layout, self.plan
+        to_shards: dict = {"y": {}}
+        to_driver: dict = {"y": {}}
+        batch = shard._x.shape[0]
+        for block in shard.by_level[level]:
+            at = (block.name, block.start)
+            u = block.bias.expand(batch, -1).clone()
+            for synapses in block.incoming:
+                if synapses.info.delayed:
+                    if step == 0:
+                        continue
+                    source = self.emitted(synapses.info.pre.name, step - 1)
+                else:
+                    source = self.emitted(synapses.info.pre.name, step)
+                synapses.layout.forward(source, u, synapses.weights)
+            draws = self._draws[at]
+            entry, self._states[at] = steps_of.fire_step(block, plan.policies[block.name], self._states[at], u,
+                                                         None if draws is None else draws[step])
+            self._records[at].append(entry)
+            shard._received["y"][(block.name, block.start, step)] = entry.out
+            if block.name in layout.share_y:
+                to_shards["y"][(block.name, block.start, step)] = entry.out.numpy()
+            if block.name == layout.output and step == plan.steps - 1:
+                outputs = steps_of.readout(plan, self._records[at])
+                to_driver["y"][at] = outputs.numpy()
+                if shard.targets is not None:
+                    to_driver.setdefault("loss", {})[block.start] = shard._readout(block, outputs)
+        return to_shards, to_driver
+
+    def emitted(self, name: str, step: int) -> torch.Tensor:
+        """What the whole population ``name`` emitted at ``step``, assembled from its blocks."""
+        if name == self.shard.layout.input:
+            return self._inputs[step]
+        key = (name, step)
+        value = self._full.get(key)
+        if value is None:
+            received = self.shard._received["y"]
+            parts = [received[(name, start, step)] for start, _ in self.shard.layout.blocks[name]]
+            value = self._full[key] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return value
+
+    # ------------------------------------------------------------------ backward and learn
+
+    def backward(self, step: int, level: int, answers: dict[int, np.ndarray] | None, deliveries: tuple) -> dict:
+        """The blocks at ``level`` compute δ[step] (docs/semantics.md, "Learning over the steps")
+        from the readout (output blocks; ``answers`` by first neuron, given once, at the first
+        backward call, unless the shard computed them itself), the partial sums of their carrying
+        projections' post blocks, and their own δ at the next step; returns the partial sums they
+        send back."""
+        shard = self.shard
+        shard._absorb(deliveries)
+        layout, plan = shard.layout, self.plan
+        if answers is not None:
+            self._answers = {start: torch.from_numpy(np.array(value)) for start, value in answers.items()}
+        partials = shard._received["partial"]
+        out: dict = {"partial": {}}
+        for block in shard.by_level[level]:
+            info = block.full_info
+            if not info.needs_credit:
+                continue
+            at = (block.name, block.start)
+            entry = self._records[at][step]
+            grad_out = torch.zeros_like(entry.u)
+            membrane_answer = None
+            if block.name == layout.output:
+                answer = self._answers[block.start] if block.start in self._answers else block.answer
+                to_out, membrane_answer = steps_of.output_gradients(plan, answer)
+                if to_out is not None:
+                    grad_out.add_(to_out)
+            for projection in self.carriers.get(block.name, ()):
+                post = layout.projection_posts[projection]
+                t = step + 1 if self.delayed[projection] else step
+                if t >= plan.steps or not layout.populations[post].needs_credit:
+                    continue
+                for post_start, _ in layout.blocks[post]:
+                    grad_out += partials[(projection, post_start, t)][:, block.start:block.stop]
+            deltas = self._deltas[at]
+            later = deltas[step + 1] if step + 1 < plan.steps else None
+            deltas[step] = steps_of.step_delta(plan.policies[block.name], block.activation, entry, grad_out,
+                                               membrane_answer, later)
+            for synapses in block.incoming:
+                projection = synapses.info
+                if projection.index not in self.carriers.get(projection.pre.name, ()):
+                    continue
+                if projection.delayed and step == 0:  # what it carried at step -1: nothing
+                    continue
+                matrix = synapses.weights if synapses.feedback is None else synapses.feedback
+                partial = torch.zeros(deltas[step].shape[0], projection.pre.size, dtype=shard.dtype)
+                synapses.layout.backward(deltas[step], matrix, partial)
+                partials[(projection.index, block.start, step)] = partial
+                out["partial"][(projection.index, block.start, step)] = partial.numpy()
+        return out
+
+    def learn(self) -> dict:
+        """Every block's learn stage on its sums over the steps; the state the last step left kept
+        for reads; returns the tick's spikes per neuron of each spiking block (and of the input
+        under a spiking encoding), for the driver's message counts."""
+        shard, plan = self.shard, self.plan
+        batch = shard._x.shape[0]
+        steps = plan.steps
+        spikes: dict = {}
+        names = {s.info.pre.name for block in shard.blocks for s in block.incoming}
+        outputs = {name: [self.emitted(name, s) for s in range(steps)] for name in names}
+        for block in shard.blocks:
+            at = (block.name, block.start)
+            records = self._records[at]
+            block.u, block.y = records[-1].u, records[-1].out
+            per_step = self._deltas[at] if block.full_info.needs_credit else None
+            steps_of.learn_over_steps(block, per_step, outputs, batch, steps,
+                                      lambda population, rows: learn(population, rows, shard.dtype))
+            steps_of.keep_final_state(block, plan.policies[block.name], self._states[at])
+            if plan.policies[block.name].spiking:
+                spikes[at] = torch.stack([r.out for r in records]).sum(dim=(0, 1)).double().numpy()
+        if plan.encoding.kind != "direct":
+            spikes[(shard.layout.input, 0)] = self._inputs.sum(dim=(0, 1)).double().numpy()
+        return spikes
+
+    def input_values(self) -> dict:
+        """The input neurons' output at the tick's last step (what the log and reads show)."""
+        last = self._inputs[-1].numpy().copy()
+        return {"u": last, "y": last}
