@@ -89,7 +89,8 @@ class FiringSpec(Strict):
                                       {"fix": "remove refractory, or choose a spiking policy (threshold, lif, random)"})
         if self.policy != "conductance" and self.conductance is not None:
             raise PydanticCustomError("scenario", f"conductance holds the conductance neuron's constants, and this "
-                                      f"policy is {self.policy}", {"fix": "remove conductance, or use policy: conductance"})
+                                      f"policy is {self.policy}",
+                                      {"fix": "remove conductance, or use policy: conductance"})
         return self
 
     @property

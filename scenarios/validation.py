@@ -498,12 +498,14 @@ def _stdp(s: Scenario) -> Iterator[Finding]:
             loc = _rule_loc(s, i)
             pre_spikes = (s.encoding.kind in _SPIKING_ENCODINGS if pre.role == "input"
                           else s.population_firing(pre).spiking)
-            for end, population, spikes in (("pre", pre, pre_spikes), ("post", post, s.population_firing(post).spiking)):
+            post_spikes = s.population_firing(post).spiking
+            for end, population, spikes in (("pre", pre, pre_spikes), ("post", post, post_spikes)):
                 if not spikes:
                     what = ("the task's encoding is " + s.encoding.kind if population.role == "input"
                             else "it follows the rate policy")
                     fix = ("set task.encoding to a spiking one (rate, latency, poisson)" if population.role == "input"
-                           else f"give '{population.name}' a spiking firing policy (threshold, lif, random, conductance)")
+                           else f"give '{population.name}' a spiking firing policy (threshold, lif, random, "
+                           "conductance)")
                     yield Finding(loc, f"projection '{projection.label}' learns by {learning.rule}, which pairs "
                                   f"spikes, but its {end}synaptic population '{population.name}' emits none "
                                   f"({what})", learning.rule, f"{fix}, or use another rule")

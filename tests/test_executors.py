@@ -395,8 +395,8 @@ def timed_scenarios(draw, datasets: dict, stdp: bool = False) -> dict:
     reward = draw(st.sampled_from(["correct", "negative_loss"]))
     for projection in data["projections"]:  # STDP or R-STDP where both ends spike
         if projection["pre"] in spiking and projection["post"] in spiking and draw(st.booleans()):
-            projection["learning"] = {"rule": draw(st.sampled_from(["stdp", "r_stdp"])), "lr": draw(st.floats(0.1, 2.0)),
-                                      "stdp": draw(stdp_settings(reward))}
+            projection["learning"] = {"rule": draw(st.sampled_from(["stdp", "r_stdp"])),
+                                      "lr": draw(st.floats(0.1, 2.0)), "stdp": draw(stdp_settings(reward))}
         else:
             projection["frozen"] = True
     return data
@@ -427,9 +427,9 @@ def test_batched_agrees_with_reference_with_time_in_the_tick(datasets, data):
 @given(data=st.data())
 def test_batched_agrees_with_reference_with_stdp(datasets, data):
     """STDP and R-STDP projections (random parameters, both pairings and bounds) where both ends
-    spike, the other projections frozen (biases still learn by the gradient): the same weights after 20 ticks (to 1e-12: the same
-    arithmetic, summed in the same order), losses, messages (reward messages included) and predictions
-    (docs/semantics.md, "STDP in a tick")."""
+    spike, the other projections frozen (biases still learn by the gradient): the same weights after
+    20 ticks (to 1e-12: the same arithmetic, summed in the same order), losses, messages (reward
+    messages included) and predictions (docs/semantics.md, "STDP in a tick")."""
     scenario = data.draw(timed_scenarios(datasets, stdp=True))
     assert_pair_agrees(scenario)
     reference, batched = pair(scenario)
