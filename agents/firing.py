@@ -38,13 +38,14 @@ from ribbed.agents.activations import activation_table
 from ribbed.agents.xp import astype
 from ribbed.errors import Problem, RibbedError
 
-__all__ = ["POLICIES", "RESETS", "SURROGATES", "ATanSpike", "FastSigmoidSpike", "FiringPolicy", "FiringState",
+__all__ = ["POLICIES", "RESETS", "SURROGATES", "ATanSpike", "Conductance", "FastSigmoidSpike", "FiringPolicy",
+           "FiringState", "conductance_step",
            "SigmoidSpike", "Surrogate", "atan_derivative", "fast_sigmoid_derivative", "fire", "heaviside",
            "initial_state", "lif_current_gradient", "lif_membrane_carry", "lif_step", "policy_of", "random_spike",
            "refractory_step", "sigmoid_derivative", "spike",
            "spike_derivative", "spike_probability", "threshold_spike"]
 
-POLICIES = ("rate", "threshold", "lif", "random")
+POLICIES = ("rate", "threshold", "lif", "random", "conductance")
 RESETS = ("subtract", "zero", "none")
 #: Each surrogate's parameter and its default (snnTorch's: ``atan(alpha=2.0)``,
 #: ``fast_sigmoid(slope=25)``, ``sigmoid(slope=25)`` in snntorch/surrogate.py).
@@ -88,6 +89,31 @@ class Surrogate:
 
 
 @dataclass(frozen=True)
+class Conductance:
+    """The conductance-based integrate-and-fire neuron of Brian2's STDP example (Song, Miller &
+    Abbott 2000), mV and ms: dv/dt = (g (E_e - v) + E_l - v) / tau_m, dg/dt = -g / tau_e; defaults
+    are the example's.  See :func:`conductance_step` for how a step of ``dt`` is integrated."""
+
+    tau_m: float = 10.0
+    tau_e: float = 5.0
+    e_e: float = 0.0
+    e_l: float = -74.0
+    v_t: float = -54.0
+    v_r: float = -60.0
+    dt: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("tau_m", "tau_e", "dt"):
+            if not _is_number(getattr(self, name)) or getattr(self, name) <= 0:
+                raise _refuse(f"conductance.{name}", f"{name} must be a finite number > 0, not {getattr(self, name)!r}",
+                              "give a positive time in ms")
+        for name in ("e_e", "e_l", "v_t", "v_r"):
+            if not _is_number(getattr(self, name)):
+                raise _refuse(f"conductance.{name}", f"{name} must be a finite number, not {getattr(self, name)!r}",
+                              "give a potential in mV")
+
+
+@dataclass(frozen=True)
 class FiringPolicy:
     """One population's firing policy, validated.
 
@@ -106,6 +132,7 @@ class FiringPolicy:
     temperature: float = 1.0
     refractory: int = 0
     surrogate: Surrogate = Surrogate()
+    conductance: Conductance = Conductance()
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -148,17 +175,26 @@ class FiringState(NamedTuple):
     membrane: Any
     spike: Any
     refractory: Any
+    conductance: Any = None  # the conductance policy's g (None for the others)
 
 
-def initial_state(shape: tuple[int, ...], xp: ModuleType, dtype: Any = None, device: Any = None) -> FiringState:
-    """The state at the start of a sample: membrane 0, no spike, not refractory.  ``dtype``: the
-    membrane's (default float64); ``device``: torch only."""
+def initial_state(shape: tuple[int, ...], xp: ModuleType, dtype: Any = None, device: Any = None,
+                  policy: FiringPolicy | None = None) -> FiringState:
+    """The state at the start of a sample: membrane 0 (the conductance policy's: its reset
+    potential v_r, conductance 0), no spike, not refractory.  ``dtype``: the membrane's (default
+    float64); ``device``: torch only."""
     if xp is np:
         dtype = np.float64 if dtype is None else dtype
-        return FiringState(np.zeros(shape, dtype), np.zeros(shape, dtype), np.zeros(shape, np.int64))
-    dtype = torch.float64 if dtype is None else dtype
-    return FiringState(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device),
-                       torch.zeros(shape, dtype=torch.int64, device=device))
+        state = FiringState(np.zeros(shape, dtype), np.zeros(shape, dtype), np.zeros(shape, np.int64))
+    else:
+        dtype = torch.float64 if dtype is None else dtype
+        state = FiringState(torch.zeros(shape, dtype=dtype, device=device),
+                            torch.zeros(shape, dtype=dtype, device=device),
+                            torch.zeros(shape, dtype=torch.int64, device=device))
+    if policy is not None and policy.policy == "conductance":
+        state = state._replace(membrane=state.membrane + policy.conductance.v_r,
+                               conductance=xp.zeros_like(state.membrane))
+    return state
 
 
 # ---------------------------------------------------------------------- the spike and its surrogates
@@ -328,6 +364,36 @@ def refractory_step(raw: Any, counter: Any, period: int, xp: ModuleType) -> tupl
     return emitted, counter
 
 
+def conductance_step(membrane: Any, conductance: Any, current: Any, params: Conductance, strict: bool,
+                     xp: ModuleType) -> tuple[Any, Any, Any]:
+    """One step of the conductance neuron in Brian2's order: the state advances by ``dt`` from the
+    previous step's conductance, the threshold (v > v_t), this step's input ``current`` joins the
+    conductance, and a neuron that spiked is reset to v_r.  Returns (spike, membrane, conductance).
+
+    The integration is exact for g (it decays by exp(-dt/tau_e)) and, given g's exact mean
+    g_bar = g tau_e/dt (1 - exp(-dt/tau_e)) over the step, for v: it relaxes towards
+    (g_bar E_e + E_l)/(1 + g_bar) at the rate (1 + g_bar)/tau_m.  At dt = 1 ms this fires as
+    Brian2's Euler neuron at 0.1 ms does (tests/song_abbott.py, whose arithmetic this is, operation
+    for operation)."""
+    if xp is torch and current.device.type == "cpu" and not (current.requires_grad or membrane.requires_grad):
+        # The same arithmetic on numpy views: torch's per-call overhead dominates a step of a small
+        # population, and the policy has no gradient to keep.
+        spiked, membrane, conductance = conductance_step(membrane.numpy(), conductance.numpy(), current.numpy(),
+                                                         params, strict, np)
+        return torch.from_numpy(spiked), torch.from_numpy(membrane), torch.from_numpy(conductance)
+    c = params
+    decay = math.exp(-c.dt / c.tau_e)
+    mean_g = conductance * c.tau_e / c.dt * (1.0 - decay)
+    total = 1.0 + mean_g
+    v_inf = (mean_g * c.e_e + c.e_l) / total
+    membrane = v_inf + (membrane - v_inf) * xp.exp(-c.dt * total / c.tau_m)
+    conductance = conductance * decay
+    spiked = heaviside(membrane - c.v_t, strict, xp)
+    conductance = conductance + current
+    membrane = xp.where(spiked > 0, c.v_r, membrane) if xp is np else torch.where(spiked > 0, c.v_r, membrane)
+    return spiked, membrane, conductance
+
+
 def fire(policy: FiringPolicy, state: FiringState, u: Any, xp: ModuleType, uniforms: Any = None,
          activation: str = "identity") -> tuple[Any, FiringState]:
     """One step of ``policy`` for pre-activations ``u`` (the input current I of lif): returns
@@ -337,9 +403,12 @@ def fire(policy: FiringPolicy, state: FiringState, u: Any, xp: ModuleType, unifo
     scenario seed."""
     if policy.policy == "rate":
         return activation_table(xp)[activation].f(u), state
-    membrane = state.membrane
+    membrane, conductance = state.membrane, state.conductance
     if policy.policy == "threshold":
         raw = threshold_spike(u, policy.threshold, policy.surrogate, policy.strict, xp)
+    elif policy.policy == "conductance":
+        raw, membrane, conductance = conductance_step(state.membrane, state.conductance, u, policy.conductance,
+                                                      policy.strict, xp)
     elif policy.policy == "lif":
         raw, membrane = lif_step(state.membrane, u, policy.beta, policy.threshold, policy.reset,
                                  policy.reset_delay, policy.surrogate, policy.strict, xp)
@@ -349,7 +418,7 @@ def fire(policy: FiringPolicy, state: FiringState, u: Any, xp: ModuleType, unifo
                           "pass uniforms drawn from the scenario seed by shared code (never by an executor)")
         raw = random_spike(u, uniforms, policy.temperature, policy.surrogate, policy.strict, xp)
     emitted, counter = refractory_step(raw, state.refractory, policy.refractory, xp)
-    return emitted, FiringState(membrane, emitted, counter)
+    return emitted, FiringState(membrane, emitted, counter, conductance)
 
 
 def policy_of(spec: Any) -> FiringPolicy:
@@ -359,9 +428,13 @@ def policy_of(spec: Any) -> FiringPolicy:
     if spec is None:
         return FiringPolicy()
     surrogate = Surrogate(spec.surrogate.kind, spec.surrogate.parameter)
+    section = getattr(spec, "conductance", None)
+    conductance = Conductance() if section is None else Conductance(
+        tau_m=section.tau_m, tau_e=section.tau_e, e_e=section.e_e, e_l=section.e_l, v_t=section.v_t, v_r=section.v_r,
+        dt=section.dt)
     return FiringPolicy(policy=spec.policy, threshold=spec.threshold, beta=spec.beta, reset=spec.reset,
                         reset_delay=spec.reset_delay, strict=spec.strict, temperature=spec.temperature,
-                        refractory=spec.refractory, surrogate=surrogate)
+                        refractory=spec.refractory, surrogate=surrogate, conductance=conductance)
 
 
 # ---------------------------------------------------------------------- backprop through lif, by hand

@@ -37,7 +37,7 @@ __all__ = ["NeuronAgent", "Synapses"]
 class Synapses:
     """A neuron's incoming synapses from one projection."""
 
-    __slots__ = ("projection", "pre_ids", "pre_local", "weights", "feedback", "optimizer", "inputs")
+    __slots__ = ("projection", "pre_ids", "pre_local", "weights", "feedback", "optimizer", "inputs", "stdp")
     #: What a snapshot saves besides the weights (scheduler/state.py).
     snapshot_attrs = ("optimizer",)
 
@@ -48,9 +48,11 @@ class Synapses:
         self.pre_ids = [int(i) for i in pre_local + projection.pre.start]
         self.weights = weights
         self.feedback = feedback
-        self.optimizer: Optimizer | None = None if projection.frozen else make_optimizer(
+        self.optimizer: Optimizer | None = None if projection.frozen or projection.stdp else make_optimizer(
             projection.learning, weights)
         self.inputs: np.ndarray | None = None  # presynaptic activity of this tick, (n_in, batch)
+        #: STDP projections: this neuron's traces of them (set by the executor that runs the steps).
+        self.stdp = None
 
 
 class NeuronAgent(TickedWhole, MeasuredNeuron, NeuronState, mesa.Agent):

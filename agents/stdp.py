@@ -24,7 +24,8 @@ then w ← clip(w + lr ⟨r e⟩, w_min, w_max) with this step's reward r (0 on 
 
 Traces are per neuron (shape ``batch + (n,)``), weights per synapse (shape ``(n_syn,)``, shared
 by the batch, or ``batch + (n_syn,)`` for independent copies), eligibility per synapse and
-sample (``batch + (n_syn,)``).  Spikes are 0/1 arrays (bool or float) of the traces' shape.
+sample (``batch + (n_syn,)``).  Spikes are 0/1 arrays (bool or float) of the traces' shape.  Index arrays None: every
+(post, pre) pair in canonical order (all to all), computed by broadcasting.
 The functions return new arrays; nothing is updated in place.
 """
 
@@ -152,6 +153,8 @@ def decay_traces(traces: STDPTraces, params: STDPParams) -> STDPTraces:
 
 def _as_float(spikes: Any, like: Any) -> Any:
     """0/1 spikes (bool or numbers) in the dtype of ``like`` (no copy when they already are)."""
+    if spikes.dtype == like.dtype:
+        return spikes
     if isinstance(spikes, np.ndarray):
         return spikes.astype(like.dtype, copy=False)
     return spikes.to(like.dtype)
@@ -172,18 +175,32 @@ def pair_update(weights: Any, traces: STDPTraces, pre_spikes: Any, post_spikes: 
     this step's spikes: potentiation A₊ x_pre[pre] s_post[post] minus depression
     A₋ x_post[post] s_pre[pre], each scaled by its distance to the bound for ``soft`` bounds."""
     pre_spikes, post_spikes = _as_float(pre_spikes, traces.pre), _as_float(post_spikes, traces.post)
-    potentiation = traces.pre[..., pre_index] * post_spikes[..., post_index]
-    depression = traces.post[..., post_index] * pre_spikes[..., pre_index]
+    potentiation = _pair_products(traces.pre, post_spikes, pre_index, post_index)
+    depression = _pair_products(pre_spikes, traces.post, pre_index, post_index)
     if params.bounds == "soft":
         potentiation = potentiation * (params.w_max - weights)
         depression = depression * (weights - params.w_min)
     return params.a_plus * potentiation - params.a_minus * depression
 
 
+def _pair_products(pre_values: Any, post_values: Any, pre_index: Any, post_index: Any) -> Any:
+    """pre_values[pre[k]] · post_values[post[k]] for every synapse k.  ``pre_index`` and
+    ``post_index`` None stand for every (post, pre) pair in canonical order (an all-to-all
+    projection, k = post · n_pre + pre): the same products by broadcasting, without the gathers."""
+    if pre_index is None:
+        product = pre_values[..., None, :] * post_values[..., :, None]
+        return product.reshape(*product.shape[:-2], -1)
+    return pre_values[..., pre_index] * post_values[..., post_index]
+
+
 def _batch_mean(change: Any, weights: Any) -> Any:
     """``change`` averaged over its leading axes that ``weights`` lacks (the batch)."""
     extra = change.ndim - weights.ndim
-    return change.mean(axis=tuple(range(extra))) if extra > 0 else change
+    if extra <= 0:
+        return change
+    if all(n == 1 for n in change.shape[:extra]):  # the mean of one sample is that sample, exactly
+        return change.reshape(weights.shape)
+    return change.mean(axis=tuple(range(extra)))
 
 
 def apply_update(weights: Any, change: Any, params: STDPParams, xp: ModuleType) -> Any:
@@ -195,7 +212,8 @@ def apply_update(weights: Any, change: Any, params: STDPParams, xp: ModuleType) 
 def stdp_step(weights: Any, traces: STDPTraces, pre_spikes: Any, post_spikes: Any, pre_index: Any,
               post_index: Any, params: STDPParams, xp: ModuleType) -> tuple[Any, STDPTraces]:
     """One step of pair-based STDP: decay, update the weights, increment; returns (weights, traces).
-    ``pre_index``/``post_index``: each synapse's presynaptic and postsynaptic neuron (local indices)."""
+    ``pre_index``/``post_index``: each synapse's presynaptic and postsynaptic neuron (local indices),
+    or both None for every (post, pre) pair in canonical order (all to all)."""
     traces = decay_traces(traces, params)
     change = pair_update(weights, traces, pre_spikes, post_spikes, pre_index, post_index, params)
     weights = apply_update(weights, change, params, xp)

@@ -17,7 +17,7 @@ from ribbed.environment.connectivity import ConnectivityError, connect
 from ribbed.environment.guidance import GuidedPopulation, guidance_warnings, guided_populations, n_context_columns
 from ribbed.environment.weights import initial_weights
 from ribbed.errors import Problem, ScenarioError
-from ribbed.scenarios.schema import GRADIENT_RULES, LearningSpec, Scenario
+from ribbed.scenarios.schema import GRADIENT_RULES, STDP_RULES, LearningSpec, Scenario
 from ribbed.seeding import component_rng
 
 __all__ = ["Network", "PopulationInfo", "ProjectionInfo", "build_network"]
@@ -80,6 +80,11 @@ class ProjectionInfo:
     @property
     def sanger(self) -> bool:
         return self.plastic and self.learning.rule == "hebbian" and self.learning.variant == "sanger"
+
+    @property
+    def stdp(self) -> bool:
+        """Whether the weights learn by STDP or R-STDP during forward (no optimizer, no learn stage)."""
+        return self.plastic and self.learning.rule in STDP_RULES
 
 
 @dataclass(eq=False)
@@ -183,6 +188,7 @@ def build_network(scenario: Scenario) -> Network:
     _mark_delayed(network)
     _assign_levels(network)
     _assign_credit(network)
+    _check_time(network)
     network.warnings = _credit_warnings(network)
     for name in populations:
         offset = 0
@@ -313,6 +319,29 @@ def _assign_credit(network: Network) -> None:
         projection.sends_error = carries_error(projection) and projection.post.needs_credit
 
 
+def _check_time(network: Network) -> None:
+    """What the structure of the network (delays, credit) rules out with time in the tick: a
+    conductance neuron has no surrogate gradient, so no credit may have to pass through it; carried
+    state does not carry delayed projections' buffers yet."""
+    scenario = network.scenario
+    names = [p.name for p in scenario.populations]
+    for population in network.populations.values():
+        spec = scenario.population(population.name)
+        if population.needs_credit and scenario.population_firing(spec).policy == "conductance":
+            raise ScenarioError(Problem(
+                scenario.source, f"populations[{names.index(population.name)}].firing.policy",
+                f"credit must pass back through the conductance population '{population.name}' (a population before "
+                "it learns by a gradient rule), and the conductance policy has no surrogate gradient",
+                "let the populations before it learn by stdp, or freeze them, or use another policy"))
+    if scenario.run.carry_state:
+        for projection in network.projections:
+            if projection.delayed:
+                raise ScenarioError(Problem(
+                    scenario.source, "run.carry_state",
+                    f"carried state does not carry a delayed projection's last step yet, and '{projection.name}' "
+                    "is delayed", "remove run.carry_state, or the recurrent (cycle-closing) projection"))
+
+
 def _credit_warnings(network: Network) -> list[str]:
     """Populations that learn by a gradient rule but that no credit can ever reach, and a
     network in which nothing learns from the task's targets."""
@@ -356,6 +385,9 @@ def _target_warnings(network: Network) -> list[str]:
 
     if any(p.plastic and p.learning.rule in GRADIENT_RULES and reached(p.post) for p in network.projections):
         return []
+    if network.scenario.task.kind == "constant" or any(p.stdp and p.learning.rule == "r_stdp"
+                                                        for p in network.projections):
+        return []  # no targets to learn from, or a reward that learns from them
     incoming = [p for p in network.projections if p.post is output]
     unsupervised = [p for p in incoming if p.plastic and p.learning.rule not in GRADIENT_RULES]
     if unsupervised:

@@ -118,6 +118,13 @@ def load_task(scenario: Scenario) -> Dataset:
         return _mackey_glass_task(scenario)
     if task.kind == "npz":
         return _load_npz(scenario)
+    if task.kind == "constant":
+        # Nothing to draw, split or scale: every sample is the same vector (its encoding makes it vary).
+        n_test = min(task.n_samples - 1, max(1, math.ceil(task.n_samples * task.test_fraction)))
+        X = np.full((task.n_samples, task.n_inputs), task.value, dtype=np.float64)
+        y = np.zeros((task.n_samples, task.n_outputs), dtype=np.float64)
+        n_train = task.n_samples - n_test
+        return Dataset(X[:n_train], y[:n_train], X[n_train:], y[n_train:], "regression", "mse")
     raise TypeError(f"unknown task {task.kind!r}")  # pragma: no cover
 
 

@@ -29,7 +29,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from ribbed.scenarios.backend import BackendSpec, BatchedBackendSpec, RayBackendSpec, ReferenceBackendSpec
 from ribbed.scenarios.base import MAX_COUNT, MAX_NEURONS, MAX_SEED, Fraction, Name, Strict, tagged_union
 from ribbed.scenarios.guidance import ConfidenceMetaSpec, CouplingSpec, DirectCouplingSpec, GuideSpec, MetaSpec
-from ribbed.scenarios.timing import DirectEncodingSpec, EncodingSpec, FiringSpec, default_readout
+from ribbed.scenarios.timing import DirectEncodingSpec, EncodingSpec, FiringSpec, STDPSpec, default_readout
 
 __all__ = [
     "BackendSpec",
@@ -52,6 +52,8 @@ __all__ = [
 ]
 
 GRADIENT_RULES = ("backprop", "feedback_alignment", "direct_feedback_alignment")
+#: Spike-timing rules: the weights change step by step during forward (docs/semantics.md, "STDP").
+STDP_RULES = ("stdp", "r_stdp")
 #: The most steps a sample may be presented for: every step keeps its activity for the backward pass.
 MAX_STEPS = 2**20
 
@@ -61,15 +63,18 @@ MAX_STEPS = 2**20
 class LearningSpec(Strict):
     """How synapses learn: the rule that produces each weight's update, and the optimizer."""
 
-    rule: Literal["backprop", "feedback_alignment", "direct_feedback_alignment", "hebbian"] = Field(
+    rule: Literal["backprop", "feedback_alignment", "direct_feedback_alignment", "hebbian", "stdp", "r_stdp"] = Field(
         "backprop",
         description=(
             "backprop: exact gradient by error messages; feedback_alignment: errors travel "
             "back through fixed random matrices; direct_feedback_alignment: output errors are "
             "broadcast to every hidden neuron through its own fixed random projection; "
-            "hebbian: local, no error messages (see variant)."
+            "hebbian: local, no error messages (see variant); stdp: pair-based spike-timing-dependent "
+            "plasticity at every step (see stdp); r_stdp: STDP into an eligibility trace, turned into a weight "
+            "change by the task's reward at the last step of each sample, scaled by lr."
         ),
     )
+    stdp: STDPSpec = Field(default_factory=STDPSpec, description="rules stdp and r_stdp: their parameters.")
     variant: Literal["oja", "sanger"] = Field(
         "oja",
         description=(
@@ -119,6 +124,8 @@ def resolve_learning(base: LearningSpec, *overrides: BaseModel | None) -> Learni
     for override in overrides:
         if override is not None:
             update = {k: v for k, v in override.model_dump(exclude_unset=True).items() if v is not None}
+            if "stdp" in update:  # an override's stdp section overrides only the keys it sets
+                update["stdp"] = {**resolved.stdp.model_dump(), **update["stdp"]}
             if update:
                 resolved = LearningSpec.model_validate({**resolved.model_dump(), **update})
     return resolved
@@ -416,7 +423,19 @@ class MackeyGlassTask(_TaskBase):
     loss: Literal["mse"] = "mse"
 
 
-TaskSpec = tagged_union("kind", DigitsTask, MoonsTask, XorTask, SineTask, MackeyGlassTask, NpzTask)
+class ConstantTask(_TaskBase):
+    """Every sample is the same input vector (every input ``value``) with target 0: for runs in which
+    the encoding makes the input (e.g. Poisson spike trains) and nothing learns from targets (STDP)."""
+
+    kind: Literal["constant"]
+    n_inputs: int = Field(..., gt=0, le=MAX_NEURONS, description="Input size.")
+    n_outputs: int = Field(1, gt=0, le=MAX_NEURONS, description="Output size (targets are 0).")
+    value: float = Field(1.0, allow_inf_nan=False, description="Every input's value.")
+    n_samples: int = Field(10, ge=2, le=MAX_COUNT)
+    loss: Literal["mse"] = "mse"
+
+
+TaskSpec = tagged_union("kind", DigitsTask, MoonsTask, XorTask, SineTask, MackeyGlassTask, NpzTask, ConstantTask)
 
 #: Input and output sizes of the tasks whose data is known without reading a file.
 TASK_SHAPES: dict[str, tuple[int, int]] = {"digits": (64, 10), "moons": (2, 2), "xor": (2, 2), "sine": (1, 1)}
@@ -426,6 +445,8 @@ def task_shape(task: Any) -> tuple[int, int] | None:
     """(features, outputs) of a task known without reading a file, else None (npz)."""
     if task.kind == "mackey_glass":
         return task.window, 1
+    if task.kind == "constant":
+        return task.n_inputs, task.n_outputs
     return TASK_SHAPES.get(task.kind)
 
 
@@ -463,6 +484,11 @@ class RunSpec(Strict):
         None, gt=0, le=MAX_STEPS, description="Truncated backprop through the steps: the carried state is detached "
         "every this many steps (torch's h.detach() every k steps), so credit never crosses a multiple of k; left "
         "out: the full steps_per_sample (docs/semantics.md, 'Learning over the steps')."
+    )
+    carry_state: bool = Field(
+        False, description="Neuron state (membrane, conductance, refractory counter) and STDP traces carry from one "
+        "tick to the next, batch row by batch row, instead of resetting for each sample: a long simulation cut into "
+        "ticks (docs/semantics.md, 'Carried state')."
     )
 
 
@@ -598,7 +624,7 @@ class Scenario(Strict):
         """Whether the run uses time within a tick (docs/semantics.md, "Time within a tick"): more
         than one step per sample, a spiking population, a spiking encoding or a readout other than
         the mean.  An untimed scenario runs today's tick exactly."""
-        return (self.run.steps_per_sample > 1 or self.encoding.kind != "direct"
+        return (self.run.steps_per_sample > 1 or self.encoding.kind != "direct" or self.run.carry_state
                 or any(self.population_firing(p).spiking for p in self.populations)
                 or any(self.population_readout(p) != "mean" for p in self.populations if p.role == "output"))
 

@@ -458,6 +458,8 @@ class _Estimator:
             path = "task.test_fraction"
         elif task.kind == "mackey_glass":
             samples, (n_in, n_out), path = task.n_samples, (task.window, 1), "task.n_samples"
+        elif task.kind == "constant":
+            samples, n_in, n_out, path = task.n_samples, task.n_inputs, task.n_outputs, "task.n_samples"
         else:
             samples, (n_in, n_out), path = task.n_samples, _SYNTHETIC_SHAPES[task.kind], "task.n_samples"
         test = math.ceil(samples * task.test_fraction)

@@ -21,8 +21,9 @@ from pydantic_core import PydanticCustomError
 
 from ribbed.scenarios.base import Strict, tagged_union
 
-__all__ = ["DirectEncodingSpec", "EncodingSpec", "FiringSpec", "LatencyEncodingSpec", "READOUTS",
-           "RateEncodingSpec", "SPIKING_ENCODINGS", "SURROGATE_DEFAULTS", "SequenceEncodingSpec", "SurrogateSpec",
+__all__ = ["ConductanceSpec", "DirectEncodingSpec", "EncodingSpec", "FiringSpec", "LatencyEncodingSpec",
+           "PoissonEncodingSpec", "READOUTS", "RateEncodingSpec", "SPIKING_ENCODINGS", "STDPSpec",
+           "SURROGATE_DEFAULTS", "SequenceEncodingSpec", "SurrogateSpec",
            "default_readout"]
 
 #: Each surrogate's default parameter (atan's alpha, the sigmoids' slope): snnTorch's, as in
@@ -41,13 +42,28 @@ class SurrogateSpec(Strict):
         description="atan's alpha (default 2) or the sigmoids' slope (default 25); left out: the default.")
 
 
+class ConductanceSpec(Strict):
+    """The conductance-based integrate-and-fire neuron of Brian2's STDP example (Song, Miller &
+    Abbott 2000), in mV and ms: dv/dt = (g (E_e - v) + E_l - v) / tau_m, dg/dt = -g / tau_e,
+    a spike where v > v_t, then v = v_r; each step's input current u is added to g."""
+
+    tau_m: float = Field(10.0, gt=0.0, allow_inf_nan=False, description="Membrane time constant (ms).")
+    tau_e: float = Field(5.0, gt=0.0, allow_inf_nan=False, description="Excitatory conductance decay (ms).")
+    e_e: float = Field(0.0, allow_inf_nan=False, description="Excitatory reversal potential (mV).")
+    e_l: float = Field(-74.0, allow_inf_nan=False, description="Leak reversal potential (mV).")
+    v_t: float = Field(-54.0, allow_inf_nan=False, description="Spike threshold (mV).")
+    v_r: float = Field(-60.0, allow_inf_nan=False, description="Reset potential, and the membrane at the start (mV).")
+    dt: float = Field(1.0, gt=0.0, allow_inf_nan=False, description="The step (ms).")
+
+
 class FiringSpec(Strict):
     """A population's firing policy: what its neurons emit at each step (docs/semantics.md,
     "Spiking neurons")."""
 
-    policy: Literal["rate", "threshold", "lif", "random"] = Field(
+    policy: Literal["rate", "threshold", "lif", "random", "conductance"] = Field(
         "rate", description="rate: y = f(u) (the default, today's neuron); threshold: a spike where u > threshold; "
-        "lif: leaky integrate-and-fire (snnTorch's Leaky); random: a spike with probability sigmoid(u / temperature).")
+        "lif: leaky integrate-and-fire (snnTorch's Leaky); random: a spike with probability sigmoid(u / temperature); "
+        "conductance: Brian2's conductance-based integrate-and-fire neuron (no gradient: for STDP).")
     threshold: float = Field(1.0, allow_inf_nan=False, description="The spike threshold theta (snnTorch's default 1).")
     beta: Optional[float] = Field(None, ge=0.0, le=1.0, description="lif's membrane decay, required for lif: "
                                   "U[t+1] = beta U[t] + I[t+1] - reset.")
@@ -58,6 +74,8 @@ class FiringSpec(Strict):
     temperature: float = Field(1.0, gt=0.0, allow_inf_nan=False, description="random: p = sigmoid(u / temperature).")
     refractory: int = Field(0, ge=0, le=2**31 - 1, description="Steps after a spike during which a neuron emits none.")
     surrogate: SurrogateSpec = Field(default_factory=SurrogateSpec, description="The spike's surrogate derivative.")
+    conductance: Optional[ConductanceSpec] = Field(
+        None, description="The conductance policy's constants (left out: Brian2's STDP example's).")
 
     @model_validator(mode="after")
     def _policy_fields(self) -> "FiringSpec":
@@ -70,6 +88,10 @@ class FiringSpec(Strict):
         if self.policy == "rate" and self.refractory:
             raise PydanticCustomError("scenario", "a rate neuron emits no spikes, so it has no refractory period",
                                       {"fix": "remove refractory, or choose a spiking policy (threshold, lif, random)"})
+        if self.policy != "conductance" and self.conductance is not None:
+            raise PydanticCustomError("scenario", f"conductance holds the conductance neuron's constants, and this "
+                                      f"policy is {self.policy}",
+                                      {"fix": "remove conductance, or use policy: conductance"})
         return self
 
     @property
@@ -106,10 +128,48 @@ class SequenceEncodingSpec(Strict):
     kind: Literal["sequence"]
 
 
-EncodingSpec = tagged_union("kind", DirectEncodingSpec, RateEncodingSpec, LatencyEncodingSpec, SequenceEncodingSpec)
+class PoissonEncodingSpec(Strict):
+    """Input neuron i spikes at each step with probability rate_hz * dt / 1000 * x_i (clipped to [0, 1]):
+    a Poisson train of rate_hz * x_i Hz at a step of dt ms (uniforms from the seed, as rate's)."""
+
+    kind: Literal["poisson"]
+    rate_hz: float = Field(..., gt=0.0, allow_inf_nan=False, description="The rate (Hz) of an input of value 1.")
+    dt: float = Field(1.0, gt=0.0, allow_inf_nan=False, description="The step (ms).")
+
+
+EncodingSpec = tagged_union("kind", DirectEncodingSpec, RateEncodingSpec, LatencyEncodingSpec, SequenceEncodingSpec,
+                            PoissonEncodingSpec)
 
 #: The encodings whose input neurons emit spikes (the others emit currents, as activations).
-SPIKING_ENCODINGS = ("rate", "latency")
+SPIKING_ENCODINGS = ("rate", "latency", "poisson")
+
+
+class STDPSpec(Strict):
+    """Pair-based STDP's parameters (docs/semantics.md, "STDP"; ribbed.agents.stdp.STDPParams), and
+    R-STDP's eligibility time constant and reward.  Times in the unit of dt (ms in scenarios)."""
+
+    tau_plus: float = Field(20.0, gt=0.0, allow_inf_nan=False, description="Presynaptic trace time constant.")
+    tau_minus: float = Field(20.0, gt=0.0, allow_inf_nan=False, description="Postsynaptic trace time constant.")
+    a_plus: float = Field(0.01, ge=0.0, allow_inf_nan=False, description="Potentiation (post after pre) amplitude.")
+    a_minus: float = Field(0.0105, ge=0.0, allow_inf_nan=False, description="Depression (pre after post) amplitude.")
+    w_min: float = Field(0.0, allow_inf_nan=False, description="Lower weight bound.")
+    w_max: float = Field(1.0, allow_inf_nan=False, description="Upper weight bound.")
+    pairing: Literal["all_to_all", "nearest"] = Field(
+        "all_to_all", description="all_to_all: every earlier spike of the partner pairs; nearest: only its latest.")
+    bounds: Literal["hard", "soft"] = Field("hard", description="hard: additive, clipped; soft: multiplicative.")
+    dt: float = Field(1.0, gt=0.0, allow_inf_nan=False, description="The step, in the unit of the time constants.")
+    tau_e: float = Field(1000.0, gt=0.0, allow_inf_nan=False, description="r_stdp: eligibility time constant.")
+    reward: Literal["correct", "negative_loss"] = Field(
+        "correct", description="r_stdp: the reward the task sends each sample at its last step: correct, +1 for a "
+        "correct readout (argmax = label) and -1 for a wrong one (classification); negative_loss: minus the "
+        "sample's loss.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "STDPSpec":
+        if not self.w_min < self.w_max:
+            raise PydanticCustomError("scenario", f"w_max ({self.w_max}) must be above w_min ({self.w_min})",
+                                      {"fix": "set w_min < w_max"})
+        return self
 
 #: The readouts an output population may have; None in a scenario takes the policy's default.
 READOUTS = ("mean", "count", "membrane", "last")

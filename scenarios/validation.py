@@ -26,7 +26,7 @@ from ribbed.resources import MemoryLimit, available_memory
 from ribbed.scenarios.base import MAX_NEURONS
 from ribbed.scenarios.graphs import BIPARTITE, GeneratorCallError, bound_arguments, graph_shape, networkx_generator
 from ribbed.scenarios.paths import field_path
-from ribbed.scenarios.schema import GRADIENT_RULES, task_shape
+from ribbed.scenarios.schema import GRADIENT_RULES, STDP_RULES, task_shape
 from ribbed.scenarios.size import estimate_size, parse_size, size_problems
 
 if TYPE_CHECKING:
@@ -115,7 +115,28 @@ def backend_problems(scenario: Scenario) -> list[Problem]:
         except ImportError:
             problems.append(Problem(source, "backend.kind", "the ray executor needs Ray, which is not installed",
                                     "pip install 'ray>=2.9', or use 'backend: {kind: batched}'"))
+        field = _not_on_ray(scenario)
+        if field is not None:
+            problems.append(Problem(source, field, "the ray executor does not run STDP, R-STDP, the conductance "
+                                    "policy, the poisson encoding or carried state yet",
+                                    "use 'backend: {kind: batched}' (or reference) for this scenario"))
     return problems
+
+
+def _not_on_ray(s: Scenario) -> str | None:
+    """The first field that asks for what the Ray executor does not run yet (None when none does)."""
+    if s.run.carry_state:
+        return "run.carry_state"
+    if s.encoding.kind == "poisson":
+        return "task.encoding"
+    for i, population in enumerate(s.populations):
+        if s.population_firing(population).policy == "conductance":
+            return f"populations[{i}].firing.policy"
+    names = {p.name for p in s.populations}
+    for i, projection in enumerate(s.projections):
+        if projection.post in names and s.projection_learning(projection).rule in STDP_RULES:
+            return field_path(_rule_loc(s, i), type(s))
+    return None
 
 
 def device_problem(scenario: Scenario) -> Problem | None:
@@ -448,6 +469,7 @@ def _timing(s: Scenario) -> Iterator[Finding]:
         yield Finding(("run", "bptt_window"), "a BPTT window truncates credit over the steps of a sample, and this "
                       "scenario presents each sample for one step", s.run.bptt_window,
                       "remove bptt_window, or present samples for several steps (run.steps_per_sample)")
+    yield from _stdp(s)
     if not s.timed:
         return
     why = "is not defined yet with time within a tick (more than one step per sample, or spikes)"
@@ -467,6 +489,76 @@ def _timing(s: Scenario) -> Iterator[Finding]:
         for rule in sorted(rules & set(_UNTIMED_RULES)):
             yield Finding(("populations", i, "learning", "rule"), f"population '{population.name}' learns by the "
                           f"{rule} rule, which {why}", rule, f"use backprop or feedback_alignment, {undo}")
+
+
+def _rule_loc(s: Scenario, i: int) -> tuple:
+    """Where projection ``i``'s rule is set: its own learning override, its postsynaptic
+    population's, or the network's."""
+    projection = s.projections[i]
+    if projection.learning is not None and projection.learning.rule is not None:
+        return ("projections", i, "learning", "rule")
+    names = [p.name for p in s.populations]
+    post = s.population(projection.post)
+    if post.learning is not None and post.learning.rule is not None:
+        return ("populations", names.index(projection.post), "learning", "rule")
+    return ("learning", "rule")
+
+
+#: Spiking encodings: the input neurons emit spikes (docs/semantics.md, "Input encodings").
+_SPIKING_ENCODINGS = ("rate", "latency", "poisson")
+
+
+def _stdp(s: Scenario) -> Iterator[Finding]:
+    """STDP and R-STDP need spikes on both sides of their synapses; R-STDP's reward must exist for
+    the task; a conductance neuron has no gradient; carried state is per batch row."""
+    names = {p.name for p in s.populations}
+    classification = s.task.kind in ("digits", "moons", "xor") or (
+        s.task.kind == "npz" and s.task.problem == "classification")
+    for i, projection in enumerate(s.projections):
+        if projection.pre not in names or projection.post not in names:
+            continue
+        learning = s.projection_learning(projection)
+        pre, post = s.population(projection.pre), s.population(projection.post)
+        if learning.rule in STDP_RULES and not projection.frozen:
+            loc = _rule_loc(s, i)
+            pre_spikes = (s.encoding.kind in _SPIKING_ENCODINGS if pre.role == "input"
+                          else s.population_firing(pre).spiking)
+            post_spikes = s.population_firing(post).spiking
+            for end, population, spikes in (("pre", pre, pre_spikes), ("post", post, post_spikes)):
+                if not spikes:
+                    what = ("the task's encoding is " + s.encoding.kind if population.role == "input"
+                            else "it follows the rate policy")
+                    fix = ("set task.encoding to a spiking one (rate, latency, poisson)" if population.role == "input"
+                           else f"give '{population.name}' a spiking firing policy (threshold, lif, random, "
+                           "conductance)")
+                    yield Finding(loc, f"projection '{projection.label}' learns by {learning.rule}, which pairs "
+                                  f"spikes, but its {end}synaptic population '{population.name}' emits none "
+                                  f"({what})", learning.rule, f"{fix}, or use another rule")
+            if learning.rule == "r_stdp" and learning.stdp.reward == "correct" and not classification:
+                yield Finding(loc[:-1] + ("stdp", "reward"), f"projection '{projection.label}' is rewarded for a "
+                              f"correct readout, and task '{s.task.kind}' has no classes", "correct",
+                              "use reward: negative_loss")
+        if (s.population_firing(post).policy == "conductance" and learning.rule in GRADIENT_RULES
+                and not projection.frozen):
+            yield Finding(_rule_loc(s, i), f"projection '{projection.label}' learns by {learning.rule} into the "
+                          f"conductance population '{post.name}', and the conductance policy has no surrogate "
+                          "gradient", learning.rule, "use rule: stdp (or r_stdp), or freeze the projection")
+    rewards: dict[str, str] = {}
+    for i, projection in enumerate(s.projections):
+        learning = s.projection_learning(projection) if projection.post in names else None
+        if learning is None or learning.rule != "r_stdp" or projection.frozen:
+            continue
+        first = rewards.setdefault(projection.post, learning.stdp.reward)
+        if first != learning.stdp.reward:
+            yield Finding(_rule_loc(s, i)[:-1] + ("stdp", "reward"), f"population '{projection.post}' is rewarded "
+                          f"by one message per tick, and its R-STDP projections ask for {first} and "
+                          f"{learning.stdp.reward}", learning.stdp.reward, f"use reward: {first} on both")
+    for i, population in enumerate(s.populations):
+        if (s.population_firing(population).policy == "conductance" and population.bias
+                and population.role != "input" and s.population_learning(population).rule in GRADIENT_RULES):
+            yield Finding(("populations", i, "bias"), f"population '{population.name}' would learn its bias by a "
+                          "gradient rule, and the conductance policy has no surrogate gradient", True,
+                          "set bias: false, or a non-gradient rule for the population")
 
 
 def timed_field(s: Scenario) -> str | None:

@@ -111,6 +111,29 @@ class Outcome:
                          for lo, hi, c in zip(edges[:-1], edges[1:], counts))
 
 
+def drive(weights: np.ndarray, inputs, params: STDPParams, dt: float, integrator: str = "exponential",
+          each_chunk=None) -> tuple[np.ndarray, int]:
+    """The experiment's loop: the neuron from rest, driven by ``inputs`` (an iterable of (steps, N)
+    0/1 chunks), STDP on ``weights`` (a new array is returned) with ``params``; returns the final
+    weights and the number of output spikes.  ``each_chunk(i, weights)`` is called after chunk i."""
+    traces = initial_traces(weights.shape[0], 1, weights)
+    pre_index, post_index = np.arange(weights.shape[0]), np.zeros(weights.shape[0], dtype=np.int64)
+    v, g_e, n_post = V_R, 0.0, 0
+    spiked, silent = np.ones(1), np.zeros(1)
+    for i, chunk in enumerate(inputs, start=1):
+        for pre_spikes in chunk:
+            v, g_e = membrane_step(v, g_e, dt, integrator)
+            post = v > V_T
+            g_e += float(pre_spikes @ weights)
+            weights, traces = stdp_step(weights, traces, pre_spikes, spiked if post else silent, pre_index,
+                                        post_index, params, np)
+            if post:
+                v, n_post = V_R, n_post + 1
+        if each_chunk is not None:
+            each_chunk(i, weights)
+    return weights, n_post
+
+
 def song_miller_abbott(seconds: float = 100.0, dt: float = 1.0, seed: int = 0, pairing: str = "all_to_all",
                        integrator: str = "exponential", record_every: float = 0.0) -> Outcome:
     """Run the experiment for ``seconds`` of simulated time at step ``dt`` (ms)."""
@@ -119,23 +142,15 @@ def song_miller_abbott(seconds: float = 100.0, dt: float = 1.0, seed: int = 0, p
     params = STDPParams(tau_plus=TAU_PRE, tau_minus=TAU_POST, a_plus=A_PLUS, a_minus=A_MINUS, w_min=0.0,
                         w_max=G_MAX, pairing=pairing, bounds="hard", dt=dt)
     weights = rng.random(N_INPUTS) * G_MAX
-    traces = initial_traces(N_INPUTS, 1, weights)
-    pre_index, post_index = np.arange(N_INPUTS), np.zeros(N_INPUTS, dtype=np.int64)
-    v, g_e, n_post = V_R, 0.0, 0
-    spiked, silent = np.ones(1), np.zeros(1)
     chunk = round(1000.0 / dt)  # one simulated second
     history = []
-    for second, inputs in enumerate(poisson_inputs(rng, round(seconds * 1000.0 / dt), dt, chunk), start=1):
-        for pre_spikes in inputs:
-            v, g_e = membrane_step(v, g_e, dt, integrator)
-            post = v > V_T
-            g_e += float(pre_spikes @ weights)
-            weights, traces = stdp_step(weights, traces, pre_spikes, spiked if post else silent, pre_index,
-                                        post_index, params, np)
-            if post:
-                v, n_post = V_R, n_post + 1
+
+    def record(second: int, weights: np.ndarray) -> None:
         if record_every and second % record_every == 0:
             history.append((float(second), float(np.mean((weights < 0.1 * G_MAX) | (weights > 0.9 * G_MAX)))))
+
+    weights, n_post = drive(weights, poisson_inputs(rng, round(seconds * 1000.0 / dt), dt, chunk), params, dt,
+                            integrator, record)
     return Outcome(weights / G_MAX, n_post / seconds, time.perf_counter() - started, tuple(history))
 
 

@@ -264,7 +264,8 @@ CASES = {
     "beta on a threshold policy": Case(setting("populations[1].firing", {"policy": "threshold", "beta": 0.5}),
                                        "populations[1].firing", ("lif membrane's decay", "remove beta")),
     "an unknown firing policy": Case(setting("populations[1].firing", {"policy": "izhikevich"}),
-                                     "populations[1].firing.policy", ("'rate', 'threshold', 'lif' or 'random'",)),
+                                     "populations[1].firing.policy",
+                                     ("'rate', 'threshold', 'lif', 'random' or 'conductance'",)),
     "a negative surrogate slope": Case(setting("populations[1].firing",
                                                {"policy": "threshold", "surrogate": {"kind": "sigmoid", "parameter": -1}}),
                                        "populations[1].firing.surrogate.parameter", ("greater than 0",)),
@@ -280,8 +281,8 @@ CASES = {
         lambda data, folder: data["populations"][2].update(firing={"policy": "threshold"}, readout="membrane"),
         "populations[2].readout", ("only a lif neuron has a membrane",)),
     "zero steps per sample": Case(setting("run.steps_per_sample", 0), "run.steps_per_sample", ("greater than 0",)),
-    "an unknown encoding": Case(setting("task", {"kind": "xor", "encoding": "poisson"}), "task.encoding.kind",
-                                ("unknown kind 'poisson'", "'latency'")),
+    "an unknown encoding": Case(setting("task", {"kind": "xor", "encoding": "temporal"}), "task.encoding.kind",
+                                ("unknown kind 'temporal'", "'latency'")),
     "DFA over several steps": Case(
         lambda data, folder: data["populations"][1].update(learning={"rule": "direct_feedback_alignment"})
         or data["run"].update(steps_per_sample=4),

@@ -362,23 +362,37 @@ firing_policies = st.one_of(
 )
 
 
+#: The policies of the STDP test below, whose other projections are frozen (it tests the STDP wiring, not
+#: BPTT): thresholds away from 0, where an input current that is exactly 0 (no input spike, no bias) sits.
+stdp_firing_policies = st.one_of(
+    st.builds(dict, policy=st.just("threshold"), threshold=st.floats(0.1, 1.0), strict=st.booleans(),
+              refractory=st.integers(0, 2), surrogate=surrogates),
+    st.builds(dict, policy=st.just("lif"), beta=st.floats(0.0, 1.0), threshold=st.floats(0.1, 1.5),
+              reset=st.sampled_from(["subtract", "zero", "none"]), reset_delay=st.booleans(), surrogate=surrogates),
+    st.builds(dict, policy=st.just("random"), temperature=st.floats(0.2, 3.0), refractory=st.integers(0, 2),
+              surrogate=surrogates),
+)
+
+
 @st.composite
-def timed_scenarios(draw, datasets: dict) -> dict:
+def timed_scenarios(draw, datasets: dict, stdp: bool = False) -> dict:
     """The recurrent scenario (cycles, a sparse self-projection, chiral kappa, Adam) with time in
     its tick: steps, an encoding (a sequence of T chunks of 4 features among them), a firing policy
-    per population, the output's readout, and a BPTT window or none."""
+    per population, the output's readout, and a BPTT window or none; with ``stdp``, spiking
+    populations (a spiking encoding, STDP and R-STDP projections where both ends spike)."""
     data = recurrent_scenario(datasets[4, "classification"], draw(st.sampled_from(["backprop", "feedback_alignment"])))
     steps = draw(st.integers(1, 5))
     data["run"] = {**data["run"], "steps_per_sample": steps}
-    encoding = draw(st.sampled_from([{"kind": "direct"}, {"kind": "rate", "gain": 2.0}, {"kind": "latency"},
-                                     {"kind": "sequence"}]))
+    encoding = draw(st.sampled_from(
+        [{"kind": "direct"}, {"kind": "rate", "gain": 2.0}, {"kind": "latency"}, {"kind": "sequence"}] if not stdp else
+        [{"kind": "rate", "gain": 2.0}, {"kind": "latency"}, {"kind": "poisson", "rate_hz": 300.0, "dt": 1.0}]))
     task = datasets[4 * steps, "classification"] if encoding["kind"] == "sequence" else data["task"]
     data["task"] = {**task, "encoding": encoding}
     if steps > 1 and draw(st.booleans()):
         data["run"]["bptt_window"] = draw(st.integers(1, steps))
     a, b, out = data["populations"][1], data["populations"][2], data["populations"][3]
     for population in (a, b, out):
-        firing = draw(firing_policies)
+        firing = draw(firing_policies if not stdp else stdp_firing_policies)
         if firing:
             population["firing"] = firing
     readouts = ["mean", "last"] + (["count"] if out.get("firing") else []) + (
@@ -394,7 +408,30 @@ def timed_scenarios(draw, datasets: dict) -> dict:
     for what in (f"encoding {encoding['kind']}", f"readout {out['readout']}",
                  f"bptt_window {'set' if 'bptt_window' in data['run'] else 'full'}"):
         event(what)  # (pytest --hypothesis-show-statistics shows how often each was drawn)
+    if not stdp:
+        return data
+    spiking = {p["name"] for p in (a, b, out) if p.get("firing")}
+    if data["task"]["encoding"]["kind"] != "direct":
+        spiking.add("in")
+    reward = draw(st.sampled_from(["correct", "negative_loss"]))
+    for projection in data["projections"]:  # STDP or R-STDP where both ends spike
+        if projection["pre"] in spiking and projection["post"] in spiking and draw(st.booleans()):
+            projection["learning"] = {"rule": draw(st.sampled_from(["stdp", "r_stdp"])),
+                                      "lr": draw(st.floats(0.1, 2.0)), "stdp": draw(stdp_settings(reward))}
+        else:
+            projection["frozen"] = True
     return data
+
+
+@st.composite
+def stdp_settings(draw, reward: str) -> dict:
+    """STDP parameters with weight bounds around the recurrent scenario's initial weights."""
+    w_min = draw(st.floats(-1.0, -0.3))
+    return {"tau_plus": draw(st.floats(0.5, 30.0)), "tau_minus": draw(st.floats(0.5, 30.0)),
+            "a_plus": draw(st.floats(0.0, 0.3)), "a_minus": draw(st.floats(0.0, 0.3)), "w_min": w_min,
+            "w_max": w_min + draw(st.floats(0.6, 2.0)), "pairing": draw(st.sampled_from(["all_to_all", "nearest"])),
+            "bounds": draw(st.sampled_from(["hard", "soft"])), "dt": draw(st.floats(0.5, 2.0)),
+            "tau_e": draw(st.floats(1.0, 50.0)), "reward": reward}
 
 
 @pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
@@ -404,3 +441,23 @@ def test_batched_agrees_with_reference_with_time_in_the_tick(datasets, data):
     """Spiking populations, T steps, every policy, encoding and readout: the same losses, state,
     message counts (spike messages included) and predictions (docs/semantics.md, "Time within a tick")."""
     assert_pair_agrees(data.draw(timed_scenarios(datasets)))
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_batched_agrees_with_reference_with_stdp(datasets, data):
+    """STDP and R-STDP projections (random parameters, both pairings and bounds) where both ends
+    spike, the other projections frozen (biases still learn by the gradient): the same weights after
+    20 ticks (the STDP weights identical: the same arithmetic, summed in the same order), losses,
+    messages (reward messages included) and predictions (docs/semantics.md, "STDP in a tick")."""
+    scenario = data.draw(timed_scenarios(datasets, stdp=True))
+    assert_pair_agrees(scenario)
+    reference, batched = pair(scenario)
+    for _ in range(TICKS):
+        reference.step()
+        batched.step()
+    for name, projection in reference.projections.items():
+        if reference.network.projections[projection.info.index].stdp:
+            np.testing.assert_array_equal(batched.projections[name].get_weights(), projection.get_weights(),
+                                          err_msg=f"STDP weights of {name}")

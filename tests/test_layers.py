@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("environment", ("ribbed.environment",)),
     ("agents", ("ribbed.agents", "ribbed.agents.firing", "ribbed.agents.stdp")),
     ("scheduler", ("ribbed.scheduler", "ribbed.scheduler.batched.timed", "ribbed.scheduler.reference.timed",
-                   "ribbed.scheduler.ray.timed")),
+                   "ribbed.scheduler.ray.timed", "ribbed.scheduler.plasticity")),
     ("model, log, specialization", ("ribbed.model", "ribbed.log", "ribbed.specialization",
                                     "ribbed.specialization_recorder")),
     ("entry points", ("ribbed.runner", "ribbed.sweeps", "ribbed.cli", "ribbed.dashboard", "ribbed.dashboard_server",

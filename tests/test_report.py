@@ -69,7 +69,8 @@ BUILT_IN = {"digits": DIGITS, "digits-fa": DIGITS, "digits-dfa": DIGITS, "digits
             "digits-guide-direct": GUIDED - {"clusters"}, "digits-guide-hash": GUIDED, "digits-guide-tree": GUIDED,
             "digits-specialize": GUIDED, "moons": IMAGES_FREE, "xor": IMAGES_FREE, "sine": SINE,
             # rows of 8 pixels: the input population is no image, so no receptive fields
-            "digits-sequence": IMAGES_FREE, "digits-sequence-frozen": IMAGES_FREE, "mackey-glass": SINE}
+            "digits-sequence": IMAGES_FREE, "digits-sequence-frozen": IMAGES_FREE, "mackey-glass": SINE,
+            "stdp-pairs": {"learning-curves", "messages"}}  # 1001 neurons: no weight graph; no classes
 
 
 def test_every_built_in_is_covered():

@@ -34,7 +34,7 @@ BASE = {
 }
 
 #: The built-ins that keep today's tick (every one but those made for time within a tick).
-TIMED_BUILTINS = {"digits-spiking", "digits-sequence", "digits-sequence-frozen", "mackey-glass"}
+TIMED_BUILTINS = {"digits-spiking", "digits-sequence", "digits-sequence-frozen", "mackey-glass", "stdp-pairs"}
 BUILTINS = sorted(p for p in (Path(__file__).resolve().parents[1] / "scenarios" / "builtin").glob("*.yaml")
                   if p.stem not in TIMED_BUILTINS)
 

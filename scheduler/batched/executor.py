@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
+from ribbed.agents.firing import FiringState
 from ribbed.agents.guides import task_context
 from ribbed.agents.rules import broadcast_credit
 from ribbed.agents.state import state_field
@@ -29,6 +30,7 @@ from ribbed.scheduler.batched.learning import learn
 from ribbed.scheduler.batched.populations import PopulationTensors, SynapseTensors
 from ribbed.scheduler.batched.projection_tensors import make_projection_tensors
 from ribbed.scheduler.batched import timed
+from ribbed.scheduler.plasticity import STDPSynapses, stdp_params, task_reward
 from ribbed.scheduler.device import resolve_device, resolve_dtype
 from ribbed.scheduler.state import collect_state, restore_state
 from ribbed.scheduler.message_counts import messages_per_tick
@@ -68,6 +70,17 @@ class BatchedExecutor(Executor):
         for info, spec in zip(network.projections, scenario.projections):
             layout = make_projection_tensors(info, spec.storage, backend.sparse_threshold, self.device, self.dtype)
             synapses = SynapseTensors(info, layout)
+            if info.stdp:
+                params, reward = stdp_params(info.learning)
+                # A complete dense matrix is its synapses in canonical order: every pair, no index needed.
+                # On the CPU the step runs in numpy on views of the tensors (the same elementwise
+                # arithmetic, a fraction of torch's per-call overhead on the small arrays of a step).
+                complete = layout.layout == "dense" and layout.mask is None
+                xp = np if self.device.type == "cpu" else torch
+                index = (lambda a: a) if xp is np else (lambda a: torch.as_tensor(a, device=self.device))
+                synapses.stdp = STDPSynapses(params, reward, None if complete else index(info.pre_idx),
+                                             None if complete else index(info.post_idx), info.pre.size,
+                                             info.post.size, xp)
             self.projections.append(synapses)
             post = self.populations[info.post.name]
             post.incoming.append(synapses)
@@ -101,8 +114,27 @@ class BatchedExecutor(Executor):
         # tick; an untimed one (one step, rate everywhere) the tick below, unchanged.
         self._plan = timed.TimedPlan.of(scenario) if scenario.timed else None
         self._carriers = timed.carriers(self)
+        self.carried = None  # run.carry_state: the firing state the last training tick left, per population
+        if scenario.run.carry_state:  # ... which a snapshot must then hold, with the STDP traces
+            self.snapshot_attrs = type(self).snapshot_attrs + ("carried_state",)
         self._ticks_run = 0
         self.neurons, self.clusters = make_views(inputs.host, self, network) if views else ([], [])
+
+    @property
+    def carried_state(self) -> dict:
+        """run.carry_state: the firing state and STDP traces the next training tick continues from,
+        as plain values for a snapshot (population and projection names behind a '_')."""
+        firing = None if self.carried is None else {f"_{k}": list(v) for k, v in self.carried.items()}
+        return {"firing": firing, "stdp": {f"_{s.info.name}": s.stdp.carried() for s in self.projections
+                                           if s.stdp is not None}}
+
+    @carried_state.setter
+    def carried_state(self, values: dict) -> None:
+        firing = values.get("firing")
+        self.carried = None if firing is None else {k[1:]: FiringState(*v) for k, v in firing.items()}
+        for synapses in self.projections:
+            if synapses.stdp is not None:
+                synapses.stdp.load((values.get("stdp") or {}).get(f"_{synapses.info.name}"))
 
     # ------------------------------------------------------------------ the tick
 
@@ -128,6 +160,10 @@ class BatchedExecutor(Executor):
         losses, error = per_sample_loss(self.loss_name, outputs, targets, torch)
         self._answer = error
         loss = losses.mean()
+        for synapses in self.projections:  # R-STDP: the task's reward at the sample's last step
+            if synapses.stdp is not None and synapses.stdp.reward_params is not None:
+                kind = synapses.info.learning.stdp.reward
+                timed.stdp_reward(synapses, task_reward(kind, outputs, targets, losses, torch))
         deltas = timed.backward_steps(self, plan, records, error)
         self._input.u = self._input.y = records[self._input.info.name][-1].out
         outputs_by_step = {name: [r.out for r in steps] for name, steps in records.items()}

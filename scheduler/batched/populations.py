@@ -28,8 +28,9 @@ class SynapseTensors:
         self.weights = layout.tensor(info.weights)
         self.feedback = None if info.feedback is None else layout.tensor(info.feedback)
         self.optimizer: Optimizer | None = (
-            None if info.frozen else make_optimizer(info.learning, self.weights)
+            None if info.frozen or info.stdp else make_optimizer(info.learning, self.weights)
         )
+        self.stdp = None  # STDP projections: their traces (ribbed.scheduler.plasticity.STDPSynapses)
         self.kappa = info.learning.kappa
         self.x: torch.Tensor | None = None  # the presynaptic activity of this tick
 

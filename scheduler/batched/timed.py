@@ -11,7 +11,10 @@ with the firing module's surrogate derivatives (:func:`~ribbed.agents.firing.spi
 Wired so far: policies ``rate``, ``threshold``, ``random`` and ``lif`` (any reset and reset
 delay, strictness, refractory period, surrogate); encodings ``direct``, ``rate``,
 ``latency``; readouts ``mean``, ``count``, ``membrane``; rules ``backprop`` and
-``feedback_alignment``; message counts, spikes included.  Not yet: the log's per-step activity.
+``feedback_alignment``; message counts, spikes included; STDP and R-STDP projections learn step by
+step during forward (:mod:`ribbed.scheduler.plasticity`), and ``run.carry_state`` carries the
+neurons' state and the traces from one training tick to the next.  Not yet: the log's per-step
+activity.
 
 The step-level pieces (:func:`fire_step`, :func:`step_delta`, :func:`learn_over_steps`,
 :func:`message_counts`) work on a whole population or on a block of one: a Ray shard runs them on
@@ -52,6 +55,8 @@ def encode_inputs(encoding: Any, x: torch.Tensor, steps: int, uniforms: torch.Te
         return x.unsqueeze(0).expand(steps, -1, -1)
     if encoding.kind == "sequence":  # chunk s of each sample's features at step s
         return x.reshape(x.shape[0], steps, -1).transpose(0, 1)
+    if encoding.kind == "poisson":
+        return (uniforms < (encoding.rate_hz * encoding.dt / 1000.0 * x).clamp(0.0, 1.0)).to(x.dtype)
     p = _SIGMOID.f(encoding.gain * x)
     if encoding.kind == "rate":
         return (uniforms < p).to(x.dtype)
@@ -85,6 +90,7 @@ class TimedPlan:
     seed: int
     window: int  # bptt_window: credit never crosses from step s to s - 1 where s is a multiple of it
     input: str = ""
+    carry: bool = False
     records: dict[str, list[StepRecord]] = field(default_factory=dict)
 
     @classmethod
@@ -94,7 +100,43 @@ class TimedPlan:
         return cls(steps, {p.name: policy_of(p.firing) for p in scenario.populations},
                    scenario.encoding, scenario.population_readout(output), scenario.seed,
                    scenario.run.bptt_window or steps,
-                   next(p.name for p in scenario.populations if p.role == "input"))
+                   next(p.name for p in scenario.populations if p.role == "input"), scenario.run.carry_state)
+
+
+def _host(values: torch.Tensor, stdp: Any) -> Any:
+    """``values`` as the STDP step's arrays: a numpy view on the CPU (shared memory), else as is."""
+    return values.numpy() if stdp.xp is np else values
+
+
+def _apply(synapses: Any, update: Any) -> None:
+    """Runs ``update(canonical weights) -> new weights`` on a projection's weights, in place."""
+    layout, stdp = synapses.layout, synapses.stdp
+    if stdp.pre_index is None:  # a complete dense matrix: its flat view is the canonical order
+        flat = synapses.weights.view(-1)
+        new = update(_host(flat, stdp))
+        flat.copy_(torch.from_numpy(new) if stdp.xp is np else new)
+    elif layout.layout == "dense":
+        flat = synapses.weights.view(-1)
+        new = update(_host(flat[layout.flat], stdp))
+        flat[layout.flat] = torch.from_numpy(new) if stdp.xp is np else new
+    else:
+        new = update(_host(synapses.weights, stdp))
+        synapses.weights.copy_(torch.from_numpy(new) if stdp.xp is np else new)
+
+
+def stdp_step(synapses: Any, pre_spikes: torch.Tensor, post_spikes: torch.Tensor) -> None:
+    """One STDP step of a projection (its weights change in place, in its layout)."""
+    stdp = synapses.stdp
+    pre, post = _host(pre_spikes, stdp), _host(post_spikes, stdp)
+    _apply(synapses, lambda weights: stdp.step(weights, pre, post))
+
+
+def stdp_reward(synapses: Any, reward: torch.Tensor) -> None:
+    """R-STDP's weight change for the task's reward at the sample's last step (in place)."""
+    stdp = synapses.stdp
+    reward = _host(reward, stdp)
+    _apply(synapses, lambda weights: stdp.rewarded(weights, reward))
+
 
     def carries(self, s: int) -> bool:
         """Whether credit crosses back from step s + 1 to step s (truncated BPTT: not where s + 1
@@ -107,7 +149,7 @@ def encoded_inputs(plan: "TimedPlan", x: torch.Tensor, key: tuple) -> torch.Tens
     uniforms from the shared keyed function (``key`` as in :func:`run_steps`)."""
     suffix, tick = key
     uniforms = None
-    if plan.encoding.kind == "rate":
+    if plan.encoding.kind in ("rate", "poisson"):
         uniforms = torch.as_tensor(step_uniforms(plan.seed, ("encoding" + suffix, tick),
                                                  (plan.steps, x.shape[0], x.shape[1])), dtype=x.dtype, device=x.device)
     return encode_inputs(plan.encoding, x, plan.steps, uniforms)
@@ -156,10 +198,18 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
     inputs = encoded_inputs(plan, x, key)
     records: dict[str, list] = {executor._input.info.name: [StepRecord(inputs[s], inputs[s]) for s in range(steps)]}
     states, draws = {}, {}
+    carried = getattr(executor, "carried", None) if record and plan.carry else None
+    learning = [s for s in executor.projections if s.stdp is not None] if record else []
+    for synapses in learning:  # traces start at 0, or continue (carry_state)
+        if not (plan.carry and synapses.stdp.ready(batch)):
+            synapses.stdp.reset(_host(synapses.weights, synapses.stdp), batch)
     for level in executor._levels:
         for population in level:
             name = population.info.name
-            states[name] = initial_state((batch, population.info.size), torch, dtype, device)
+            previous = None if carried is None else carried.get(name)
+            states[name] = (previous if previous is not None and previous.spike.shape[0] == batch
+                            else initial_state((batch, population.info.size), torch, dtype, device,
+                                               plan.policies[name]))
             records[name] = []
             draws[name] = population_draws(plan, name, population.info.size, batch, key, dtype, device)
     for s in range(steps):
@@ -167,18 +217,29 @@ def run_steps(executor: Any, plan: TimedPlan, x: torch.Tensor, key: tuple, recor
             for population in level:
                 name = population.info.name
                 u = population.bias.expand(batch, -1).clone()
+                arrived = []
                 for synapses in population.incoming:
                     pre = records[synapses.info.pre.name]
                     if synapses.info.delayed:
                         if s == 0:
+                            arrived.append(None)
                             continue
                         source = pre[s - 1].out
                     else:
                         source = pre[s].out
+                    arrived.append(source)
                     synapses.layout.forward(source, u, synapses.weights)
                 v = draws[name][s] if draws[name] is not None else None
                 entry, states[name] = fire_step(population, plan.policies[name], states[name], u, v)
                 records[name].append(entry)
+                if learning:  # STDP: this step's arriving spikes and this step's own, after forward used w
+                    for synapses, source in zip(population.incoming, arrived):
+                        if synapses.stdp is not None:
+                            if source is None:  # a delayed projection at step 0: nothing arrived
+                                source = torch.zeros(batch, synapses.info.pre.size, dtype=dtype, device=device)
+                            stdp_step(synapses, source, entry.out)
+    if record and plan.carry:
+        executor.carried = states
     if record:  # the state the tick leaves, for reads
         for level in executor._levels:
             for population in level:
@@ -314,7 +375,8 @@ def message_counts(plan: TimedPlan, network: Any, spikes: dict[str, np.ndarray])
     """The messages of a timed tick, by kind, from each spiking population's spikes per neuron
     (:func:`spike_counts`): activations per synapse and step from rate neurons, a spike message
     per outgoing synapse and actual spike, errors per carrying synapse and step at which credit
-    reaches it (docs/semantics.md, "Time within a tick")."""
+    reaches it, a reward per neuron with an R-STDP projection into it (docs/semantics.md, "Time
+    within a tick", "STDP in a tick")."""
     counts = np.zeros(len(Kind), dtype=np.int64)
     counts[Kind.ACTIVATION] = network.input.size + network.output.size
     counts[Kind.ERROR] = network.output.size
@@ -329,6 +391,9 @@ def message_counts(plan: TimedPlan, network: Any, spikes: dict[str, np.ndarray])
         if carries_over_steps(info):  # a delayed projection: at the steps s + 1 whose credit crosses to s
             crossings = sum(map(plan.carries, range(plan.steps - 1))) if info.delayed else plan.steps
             counts[Kind.ERROR] += info.n_synapses * crossings
+    rewarded = {info.post.name: info.post.size for info in network.projections
+                if info.stdp and info.learning.rule == "r_stdp"}
+    counts[Kind.REWARD] += sum(rewarded.values())  # R-STDP: one reward message per neuron it rewards
     return counts
 
 

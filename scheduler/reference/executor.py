@@ -21,6 +21,7 @@ from ribbed.agents.cluster import ClusterAgent
 from ribbed.agents.guides import guide_features, make_guides, task_context
 from ribbed.agents.neuron import NeuronAgent, Synapses
 from ribbed.environment.losses import LOSSES, sample_losses
+from ribbed.agents.firing import FiringState
 from ribbed.scheduler.reference.timed import TimedReference
 from ribbed.scheduler.reference.bus import MessageBus
 from ribbed.agents.state import state_field
@@ -118,6 +119,8 @@ class ReferenceExecutor(Executor):
         # Time within a tick (docs/semantics.md): a timed scenario runs scheduler/reference/timed.py's
         # tick; an untimed one the tick below, unchanged.
         self._timed = TimedReference(self) if network.scenario.timed else None
+        if network.scenario.run.carry_state:  # a snapshot holds the state the next tick continues from
+            self.snapshot_attrs = type(self).snapshot_attrs + ("carried_state",)
         self._ticks_run = 0
 
     def _wire(self, network: Network) -> None:
@@ -203,6 +206,31 @@ class ReferenceExecutor(Executor):
             neuron.inbox.clear()  # errors nobody needed (a neuron without credit) are dropped
         self.changed()
         return TickResult(loss=loss, outputs=outputs)
+
+    @property
+    def carried_state(self) -> dict:
+        """run.carry_state: each neuron's carried firing state and its STDP synapses' traces, as
+        plain values for a snapshot (agent ids and synapse groups behind a '_')."""
+        firing, stdp = {}, {}
+        for neuron in self.neurons:
+            state = getattr(neuron, "carried", None)
+            if state is not None:
+                firing[f"_{neuron.unique_id}"] = list(state)
+            traces = {f"_{k}": s.stdp.carried() for k, s in enumerate(neuron.incoming) if s.stdp is not None}
+            if traces:
+                stdp[f"_{neuron.unique_id}"] = traces
+        return {"firing": firing, "stdp": stdp}
+
+    @carried_state.setter
+    def carried_state(self, values: dict) -> None:
+        firing, stdp = values.get("firing") or {}, values.get("stdp") or {}
+        for neuron in self.neurons:
+            state = firing.get(f"_{neuron.unique_id}")
+            neuron.carried = None if state is None else FiringState(*state)
+            traces = stdp.get(f"_{neuron.unique_id}") or {}
+            for k, synapses in enumerate(neuron.incoming):
+                if synapses.stdp is not None:
+                    synapses.stdp.load(traces.get(f"_{k}"))
 
     def _timed_tick(self, tick: int, index: np.ndarray) -> TickResult:
         """A tick over T steps (scheduler/reference/timed.py), then each neuron's learn stage on

@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 
 from ribbed.agents.activations import ACTIVATIONS
+from ribbed.environment.losses import sample_losses
 from ribbed.agents.firing import (fire, initial_state, lif_current_gradient, lif_membrane_carry, lif_step, policy_of,
                                   spike_derivative)
 from ribbed.scenarios.timing import SPIKING_ENCODINGS
 from ribbed.scheduler.message_counts import carries_over_steps
+from ribbed.scheduler.plasticity import STDPSynapses, stdp_params, task_reward
 from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 from ribbed.seeding import component_uniforms
 
@@ -36,6 +38,8 @@ def encode(encoding: Any, x: np.ndarray, steps: int, uniforms: np.ndarray | None
         return np.broadcast_to(x, (steps,) + x.shape)
     if encoding.kind == "sequence":  # chunk s of each sample's features at step s
         return x.reshape(x.shape[0], steps, -1).transpose(1, 0, 2)
+    if encoding.kind == "poisson":
+        return (uniforms < np.clip(encoding.rate_hz * encoding.dt / 1000.0 * x, 0.0, 1.0)).astype(x.dtype)
     p = _SIGMOID.f(encoding.gain * x)
     if encoding.kind == "rate":
         return (uniforms < p).astype(x.dtype)
@@ -56,13 +60,25 @@ class TimedReference:
         output = executor.network.output
         self.readout = scenario.population_readout(scenario.population(output.name))
         self.policies = {p.name: policy_of(p.firing) for p in scenario.populations}
+        self.carry = scenario.run.carry_state
+        # STDP: each neuron holds, per incoming STDP projection, its synapses' traces (its own, and its
+        # copy of each presynaptic partner's, kept from the spikes it receives) and eligibility.
+        self.rewarded: list[Any] = []  # neurons with an R-STDP projection, which the task rewards
+        for neuron in executor.neurons:
+            for synapses in neuron.incoming:
+                if synapses.projection.stdp:
+                    params, reward = stdp_params(synapses.projection.learning)
+                    n = len(synapses.pre_ids)
+                    synapses.stdp = STDPSynapses(params, reward, np.arange(n), np.zeros(n, dtype=np.int64), n, 1, np)
+                    if reward is not None and (not self.rewarded or self.rewarded[-1] is not neuron):
+                        self.rewarded.append(neuron)
 
     # ------------------------------------------------------------------ forward
 
     def _draws(self, suffix: str, tick: int, batch: int, x: np.ndarray) -> tuple[np.ndarray | None, dict]:
         network, steps = self.ex.network, self.steps
         enc = None
-        if self.encoding.kind == "rate":
+        if self.encoding.kind in ("rate", "poisson"):
             enc = component_uniforms(self.seed, ("encoding" + suffix, tick), (steps, batch, x.shape[1]))
         draws = {name: component_uniforms(self.seed, ("firing" + suffix, name, tick), (steps, batch, p.size))
                  for name, p in network.populations.items()
@@ -79,8 +95,16 @@ class TimedReference:
         for neuron in ex.neurons:
             info = neuron.population_info
             neuron.steps = []
-            if info.role != "input":
-                neuron.firing_state = initial_state((batch,), np)
+            if info.role == "input":
+                continue
+            state = getattr(neuron, "carried", None) if messages and self.carry else None
+            if state is None or state.spike.shape[0] != batch:  # a sample starts from the reset state
+                state = initial_state((batch,), np, policy=self.policies[info.name])
+            neuron.firing_state = state
+            if messages:  # STDP traces start at 0, or continue (carry_state)
+                for synapses in neuron.incoming:
+                    if synapses.stdp is not None and not (self.carry and synapses.stdp.ready(batch)):
+                        synapses.stdp.reset(synapses.weights, batch)
         if messages:  # sense: each input neuron gets its column over the steps
             for i, agent_id in enumerate(ex.network.input.ids):
                 bus.send(Message(tick, Stage.SENSE, TASK, agent_id, Kind.ACTIVATION, encoded[:, :, i]))
@@ -112,6 +136,8 @@ class TimedReference:
         if not messages:  # an evaluation leaves the tick's state as it was
             return
         for neuron in ex.neurons:
+            if self.carry and neuron.population_info.role != "input":
+                neuron.carried = neuron.firing_state  # run.carry_state: the next training tick continues it
             last = neuron.steps[-1]
             neuron.u, neuron.y = last["u"], last["out"]
             if neuron.population_info.role != "input":  # the state the tick leaves, for reads
@@ -160,6 +186,10 @@ class TimedReference:
             record["open"] = (state.refractory == 0).astype(np.float64)
         neuron.firing_state = new
         neuron.steps.append(record)
+        if messages:  # STDP: the spikes that arrived this step, and this step's own, after u used the weights
+            for synapses, x in zip(neuron.incoming, inputs):
+                if synapses.stdp is not None:
+                    synapses.weights = synapses.stdp.step(synapses.weights, x.T, out[:, None])
         return out
 
     def _send(self, neuron: Any, tick: int, out: np.ndarray, spiking: bool) -> None:
@@ -269,6 +299,19 @@ class TimedReference:
         outputs = np.stack([reports[agent_id] for agent_id in output.ids], axis=1)
         loss, grad = ex.loss(outputs, targets)
         ex._answer = grad
+        if self.rewarded:  # R-STDP: the task rewards each sample at its last step
+            losses = sample_losses(ex.loss_name, outputs, targets)
+            for neuron in self.rewarded:
+                kind = next(s.projection.learning.stdp.reward for s in neuron.incoming
+                            if s.stdp is not None and s.stdp.reward_params is not None)
+                bus.send(Message(tick, Stage.READOUT, TASK, neuron.unique_id, Kind.REWARD,
+                                 task_reward(kind, outputs, targets, losses, np)))
+            bus.deliver()
+            for neuron in self.rewarded:
+                (message,) = neuron.take(Kind.REWARD)
+                for synapses in neuron.incoming:
+                    if synapses.stdp is not None and synapses.stdp.reward_params is not None:
+                        synapses.weights = synapses.stdp.rewarded(synapses.weights, message.payload)
         answers = {}
         for k, agent_id in enumerate(output.ids):
             bus.send(Message(tick, Stage.READOUT, TASK, agent_id, Kind.ERROR, grad[:, k]))
