@@ -102,6 +102,11 @@ class TimedPlan:
                    scenario.run.bptt_window or steps,
                    next(p.name for p in scenario.populations if p.role == "input"), scenario.run.carry_state)
 
+    def carries(self, s: int) -> bool:
+        """Whether credit crosses back from step s + 1 to step s (truncated BPTT: not where s + 1
+        is a multiple of the window; docs/semantics.md, "Learning over the steps")."""
+        return (s + 1) % self.window != 0
+
 
 def _host(values: torch.Tensor, stdp: Any) -> Any:
     """``values`` as the STDP step's arrays: a numpy view on the CPU (shared memory), else as is."""
