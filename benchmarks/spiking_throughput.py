@@ -10,9 +10,9 @@ same network from ribbed's initial weights with ``snntorch.Leaky``, loops over t
 ``loss.backward()`` and ``torch.optim.Adam``; the third tick's loss of each program is checked
 against the batched executor's, so that both are known to do the same arithmetic.
 
-Cases: ``digits`` (64-100-10 all to all, B 32, T 25: the built-in's network) and ``sparse`` (n
-inputs, n hidden, 10 outputs, every projection fixed in-degree k, B 16, T 10), from 1e3 to 1e6
-neurons as far as memory allows.  Each (case, program) runs in its own process (its peak memory
+Cases: ``tiny`` (16-32-10, B 8, T 5: the quick mode's), ``digits`` (64-100-10 all to all, B 32,
+T 25: the built-in's network) and ``sparse`` (n inputs, n hidden, 10 outputs, every projection
+fixed in-degree k, B 16, T 10), from 2e3 to 1e6 neurons.  Each (case, program) runs in its own process (its peak memory
 is its own): three checked ticks, then the median of timed ticks.  Metrics: ticks/s, spikes/s
 (every spike the tick's spiking neurons emit, summed over batch rows and steps),
 synapse-updates/s (synapses x batch x steps per second: each synapse carries every sample's
@@ -20,7 +20,7 @@ current at every step), the run's size estimate per neuron (:mod:`ribbed.scenari
 process's measured peak resident memory per neuron.
 
     python benchmarks/spiking_throughput.py                  # every case (minutes on 2 cores)
-    python benchmarks/spiking_throughput.py --quick          # the smallest cases, seconds
+    python benchmarks/spiking_throughput.py --quick          # the tiny case only, seconds
     python benchmarks/spiking_throughput.py --device cuda    # on a GPU (default: cuda when present)
 """
 
@@ -47,28 +47,29 @@ N_CLASSES = 10
 
 #: (label, parameters). ``n``: inputs and hidden neurons; ``k``: in-degree (None: all to all).
 CASES = [
+    ("tiny 16-32-10 B8 T5", {"n_in": 16, "n_hidden": 32, "k": None, "batch": 8, "steps": 5}),
     ("digits 64-100-10 B32 T25", {"n_in": 64, "n_hidden": 100, "k": None, "batch": 32, "steps": 25}),
     ("sparse n=1e3 k=100", {"n_in": 1_000, "n_hidden": 1_000, "k": 100, "batch": 16, "steps": 10}),
     ("sparse n=1e4 k=100", {"n_in": 10_000, "n_hidden": 10_000, "k": 100, "batch": 16, "steps": 10}),
     ("sparse n=1e5 k=20", {"n_in": 100_000, "n_hidden": 100_000, "k": 20, "batch": 16, "steps": 10}),
     ("sparse n=5e5 k=20", {"n_in": 500_000, "n_hidden": 500_000, "k": 20, "batch": 16, "steps": 10}),
 ]
-QUICK = {"digits 64-100-10 B32 T25", "sparse n=1e3 k=100"}
-#: The reference executor (one agent per neuron) runs only this case: beyond, a tick takes minutes.
-REFERENCE_CASES = {"digits 64-100-10 B32 T25"}
+QUICK = {"tiny 16-32-10 B8 T5"}
+#: The reference executor (one agent per neuron) runs only these: beyond, a tick takes seconds to minutes.
+REFERENCE_CASES = {"tiny 16-32-10 B8 T5", "digits 64-100-10 B32 T25"}
 
 
 # --------------------------------------------------------------------------- the scenario and the data
 
 
-def scenario_for(params: dict, data: Path, device: str, backend: str) -> dict:
+def scenario_for(params: dict, data: Path, device: str, backend: str, dtype: str = "float32") -> dict:
     """The ribbed scenario of a case (the snnTorch program is built from its network)."""
     k = params["k"]
     connectivity = "all_to_all" if k is None else {"rule": "fixed_in_degree", "k": k}
-    lif = {"policy": "lif", "beta": BETA, "threshold": THRESHOLD, "surrogate": {"kind": "atan", "alpha": ALPHA}}
+    lif = {"policy": "lif", "beta": BETA, "threshold": THRESHOLD, "surrogate": {"kind": "atan", "parameter": ALPHA}}
     backend_spec: dict = {"kind": backend}
     if backend == "batched":
-        backend_spec.update(device=device, dtype="float32")
+        backend_spec.update(device=device, dtype=dtype)
     return {
         "name": "bench-spiking", "seed": 0,
         "task": {"kind": "npz", "path": str(data), "problem": "classification", "loss": "cross_entropy"},
@@ -138,6 +139,7 @@ class SnnTorchProgram:
             out = x
             for i, lif in enumerate(self.lif):
                 out, membranes[i] = lif(self._current(i, out), membranes[i])
+                out = out.to(self.dtype)  # (snnTorch's spikes are float32: a no-op unless float64)
                 spikes = spikes + out.detach().sum()
             count = count + out
         loss = torch.nn.functional.cross_entropy(count, labels)
@@ -148,7 +150,7 @@ class SnnTorchProgram:
         return loss.item()
 
 
-def hand_program(network, biases: dict, steps: int, device: str) -> SnnTorchProgram:
+def hand_program(network, biases: dict, steps: int, device: str, dtype: str = "float32") -> SnnTorchProgram:
     """The snnTorch program from ribbed's initial weights and biases."""
     import torch
 
@@ -159,7 +161,7 @@ def hand_program(network, biases: dict, steps: int, device: str) -> SnnTorchProg
             layers.append((p.weights.reshape(post, p.pre.size), biases[p.post.name], None))
         else:  # fixed in-degree: each post neuron's k synapses, contiguous in canonical order
             layers.append((p.weights.reshape(post, -1), biases[p.post.name], p.pre_idx.reshape(post, -1)))
-    return SnnTorchProgram(layers, steps, device, torch.float32)
+    return SnnTorchProgram(layers, steps, device, getattr(torch, dtype))
 
 
 # --------------------------------------------------------------------------- one case (child process)
@@ -175,8 +177,10 @@ def ribbed_spikes(model) -> float:
     return total
 
 
-def run_case(label: str, params: dict, program: str, device: str, repeats: int, budget: float) -> dict:
-    """Time ``program`` on one case in this process."""
+def run_case(label: str, params: dict, program: str, device: str, repeats: int, budget: float,
+             dtype: str = "float32") -> dict:
+    """Time ``program`` on one case in this process (``dtype``: the batched executor's and the
+    snnTorch program's; the reference executor computes in float64)."""
     import torch
 
     import ribbed
@@ -185,7 +189,7 @@ def run_case(label: str, params: dict, program: str, device: str, repeats: int, 
     with tempfile.TemporaryDirectory() as folder:
         data = write_data(params, Path(folder))
         backend = "reference" if program == "reference" else "batched"
-        scenario = ribbed.load_scenario(scenario_for(params, data, device, backend))
+        scenario = ribbed.load_scenario(scenario_for(params, data, device, backend, dtype))
         estimate = estimate_size(scenario)
         start = time.perf_counter()
         model = ribbed.NetworkModel(scenario)
@@ -194,9 +198,9 @@ def run_case(label: str, params: dict, program: str, device: str, repeats: int, 
             from ribbed.environment.stream import DataStream
 
             biases = {name: model.executor.read("bias", name) for name in network.populations}
-            hand = hand_program(network, biases, params["steps"], device)
+            hand = hand_program(network, biases, params["steps"], device, dtype)
             dataset = model.dataset
-            inputs = torch.as_tensor(dataset.X_train, dtype=torch.float32, device=device)
+            inputs = torch.as_tensor(dataset.X_train, dtype=getattr(torch, dtype), device=device)
             labels = torch.as_tensor(dataset.y_train, dtype=torch.long, device=device)
             stream = DataStream(len(dataset.X_train), scenario.run.batch_size, scenario.seed)
             del model
@@ -303,7 +307,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 continue
             completed = subprocess.run(child_command(label, program, args), capture_output=True, text=True)
             if completed.returncode != 0:
-                tail = (completed.stderr.strip().splitlines() or ["killed (out of memory?)"])[-1]
+                tail = " | ".join((completed.stderr.strip().splitlines() or ["killed (out of memory?)"])[-3:])
                 print(f"{label:26} {program:10} failed: {tail}")
                 continue
             rows[program] = json.loads(completed.stdout.strip().splitlines()[-1])
