@@ -12,8 +12,13 @@ against the batched executor's, so that both are known to do the same arithmetic
 
 Cases: ``tiny`` (16-32-10, B 8, T 5: the quick mode's), ``digits`` (64-100-10 all to all, B 32,
 T 25: the built-in's network) and ``sparse`` (n inputs, n hidden, 10 outputs, every projection
-fixed in-degree k, B 16, T 10), from 2e3 to 1e6 neurons.  Each (case, program) runs in its own process (its peak memory
-is its own): three checked ticks, then the median of timed ticks.  Metrics: ticks/s, spikes/s
+fixed in-degree k, B 16, T 10), from 2e3 to 1e6 neurons.  Each (case, program) runs in its own
+process (its peak memory is its own): three checked ticks, then the median of timed ticks.  On a
+shared machine the load changes from one process to the next, so batched and snnTorch are also
+timed in one process with their ticks interleaved (``x interl.``: the ratio under the same
+load; ``--no-interleave`` skips it).  The hand-written program holds a fixed in-degree
+projection in the gather form (W (post, k) times x[:, pre], as benchmarks/hand_programs.py's
+``Sparse``).  Metrics: ticks/s, spikes/s
 (every spike the tick's spiking neurons emit, summed over batch rows and steps),
 synapse-updates/s (synapses x batch x steps per second: each synapse carries every sample's
 current at every step), the run's size estimate per neuron (:mod:`ribbed.scenarios.size`) and the
@@ -177,6 +182,40 @@ def ribbed_spikes(model) -> float:
     return total
 
 
+def _program(scenario, params: dict, program: str, device: str, dtype: str):
+    """(network, tick, spikes) of ``program`` built from ``scenario``: ``tick()`` runs one training
+    tick and returns its loss, ``spikes()`` the spikes of the tick just run."""
+    import torch
+
+    import ribbed
+
+    model = ribbed.NetworkModel(scenario)
+    network = model.network
+    if program != "snntorch":
+        def tick() -> float:
+            model.step()
+            return float(model.last_result.loss)
+
+        return network, tick, lambda: ribbed_spikes(model)
+    from ribbed.environment.stream import DataStream
+
+    biases = {name: model.executor.read("bias", name) for name in network.populations}
+    hand = hand_program(network, biases, params["steps"], device, dtype)
+    dataset = model.dataset
+    inputs = torch.as_tensor(dataset.X_train, dtype=getattr(torch, dtype), device=device)
+    labels = torch.as_tensor(dataset.y_train, dtype=torch.long, device=device)
+    stream = DataStream(len(dataset.X_train), scenario.run.batch_size, scenario.seed)
+    del model
+    state = {"tick": 0}
+
+    def hand_tick() -> float:
+        index = torch.as_tensor(stream.indices(state["tick"]), device=device)
+        state["tick"] += 1
+        return hand.tick(inputs[index], labels[index])
+
+    return network, hand_tick, lambda: hand.spikes
+
+
 def run_case(label: str, params: dict, program: str, device: str, repeats: int, budget: float,
              dtype: str = "float32") -> dict:
     """Time ``program`` on one case in this process (``dtype``: the batched executor's and the
@@ -192,34 +231,7 @@ def run_case(label: str, params: dict, program: str, device: str, repeats: int, 
         scenario = ribbed.load_scenario(scenario_for(params, data, device, backend, dtype))
         estimate = estimate_size(scenario)
         start = time.perf_counter()
-        model = ribbed.NetworkModel(scenario)
-        network = model.network
-        if program == "snntorch":
-            from ribbed.environment.stream import DataStream
-
-            biases = {name: model.executor.read("bias", name) for name in network.populations}
-            hand = hand_program(network, biases, params["steps"], device, dtype)
-            dataset = model.dataset
-            inputs = torch.as_tensor(dataset.X_train, dtype=getattr(torch, dtype), device=device)
-            labels = torch.as_tensor(dataset.y_train, dtype=torch.long, device=device)
-            stream = DataStream(len(dataset.X_train), scenario.run.batch_size, scenario.seed)
-            del model
-            state = {"tick": 0}
-
-            def tick() -> float:
-                index = torch.as_tensor(stream.indices(state["tick"]), device=device)
-                state["tick"] += 1
-                return hand.tick(inputs[index], labels[index])
-
-            def spikes() -> float:
-                return hand.spikes
-        else:
-            def tick() -> float:
-                model.step()
-                return float(model.last_result.loss)
-
-            def spikes() -> float:
-                return ribbed_spikes(model)
+        network, tick, spikes = _program(scenario, params, program, device, dtype)
         setup = time.perf_counter() - start
         sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
         losses = [tick() for _ in range(3)]
@@ -242,6 +254,32 @@ def run_case(label: str, params: dict, program: str, device: str, repeats: int, 
                 "gpu_peak_bytes": torch.cuda.max_memory_allocated() if device.startswith("cuda") else None}
 
 
+def run_interleaved(params: dict, device: str, repeats: int, budget: float, dtype: str = "float32") -> dict:
+    """The batched executor's and the snnTorch program's ticks timed in turn in one process, so
+    that both meet the same load on a shared machine: each one's median seconds per tick."""
+    import torch
+
+    import ribbed
+
+    with tempfile.TemporaryDirectory() as folder:
+        data = write_data(params, Path(folder))
+        scenario = ribbed.load_scenario(scenario_for(params, data, device, "batched", dtype))
+        ticks = {program: _program(scenario, params, program, device, dtype)[1] for program in ("batched", "snntorch")}
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        for tick in ticks.values():
+            tick()
+        sync()
+        times: dict[str, list[float]] = {program: [] for program in ticks}
+        deadline = time.perf_counter() + budget
+        while len(times["batched"]) < repeats and (len(times["batched"]) < 2 or time.perf_counter() < deadline):
+            for program, tick in ticks.items():
+                begin = time.perf_counter()
+                tick()
+                sync()
+                times[program].append(time.perf_counter() - begin)
+        return {program: statistics.median(values) for program, values in times.items()}
+
+
 # --------------------------------------------------------------------------- the driver
 
 
@@ -251,13 +289,17 @@ def child_command(label: str, program: str, args: argparse.Namespace) -> list[st
 
 
 def compare(rows: dict[str, dict], params: dict) -> None:
-    """Derived metrics, in place: ticks/s, spikes/s, synapse-updates/s and time over batched."""
+    """Derived metrics, in place: ticks/s, spikes/s, synapse-updates/s, time over batched (each
+    program in its own process) and, where measured, the same ratio from interleaved ticks."""
     base = rows.get("batched")
     for row in rows.values():
         row["ticks_per_s"] = 1.0 / row["seconds"]
         row["spikes_per_s"] = row["spikes_per_tick"] / row["seconds"]
         row["synapse_updates_per_s"] = row["synapses"] * params["batch"] * params["steps"] / row["seconds"]
         row["time_over_batched"] = row["seconds"] / base["seconds"] if base else None
+        row["interleaved_over_batched"] = (row["interleaved_seconds"] / base["interleaved_seconds"]
+                                           if base and "interleaved_seconds" in row and "interleaved_seconds" in base
+                                           else None)
         if base:
             row["same_third_loss"] = bool(np.isclose(row["third_loss"], base["third_loss"], rtol=1e-3))
 
@@ -270,6 +312,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--programs", default=",".join(PROGRAMS), help="comma-separated subset of programs")
     parser.add_argument("--cases", default=None, help="comma-separated case labels (default: all)")
     parser.add_argument("--repeats", type=int, default=None, help="timed ticks per program (default 15, quick 3)")
+    parser.add_argument("--no-interleave", action="store_true",
+                        help="skip the interleaved timing of batched and snnTorch in one process")
     parser.add_argument("--json", default="benchmarks/results/spiking_throughput.json",
                         help="where to write the results")
     parser.add_argument("--child", nargs=2, metavar=("LABEL", "PROGRAM"), help=argparse.SUPPRESS)
@@ -287,8 +331,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.child:
         label, program = args.child
         params = dict(CASES)[label]
-        result = run_case(label, params, program, args.device, repeats=args.repeats if program != "reference"
-                          else min(args.repeats, 3), budget=60.0)
+        if program == "interleaved":
+            result = run_interleaved(params, args.device, args.repeats, budget=120.0)
+        else:
+            result = run_case(label, params, program, args.device, repeats=args.repeats if program != "reference"
+                              else min(args.repeats, 3), budget=60.0)
         print(json.dumps(result))
         return [result]
 
@@ -298,7 +345,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"device: {args.device} ({device_name}), torch threads: {args.threads}, torch {torch.__version__}")
     print(f"{'case':26} {'program':10} {'ms/tick':>9} {'ticks/s':>8} {'spikes/s':>10} {'syn-upd/s':>10} "
-          f"{'x batched':>9} {'est B/n':>8} {'peak B/n':>9}  loss at tick 3")
+          f"{'x batched':>9} {'x interl.':>9} {'est B/n':>8} {'peak B/n':>9}  loss at tick 3")
     results = []
     for label, params in cases:
         rows: dict[str, dict] = {}
@@ -311,21 +358,32 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 print(f"{label:26} {program:10} failed: {tail}")
                 continue
             rows[program] = json.loads(completed.stdout.strip().splitlines()[-1])
+        if "batched" in rows and "snntorch" in rows and not args.no_interleave:
+            completed = subprocess.run(child_command(label, "interleaved", args), capture_output=True, text=True)
+            if completed.returncode == 0:
+                interleaved = json.loads(completed.stdout.strip().splitlines()[-1])
+                for program, seconds in interleaved.items():
+                    rows[program]["interleaved_seconds"] = seconds
+            else:
+                print(f"{label:26} interleaved failed (memory for both programs at once?)")
         compare(rows, params)
         for program, row in rows.items():
             row.update(case=label, program=program, device=args.device, threads=args.threads, **params)
             results.append(row)
-            ratio = f"{row['time_over_batched']:9.2f}" if row["time_over_batched"] is not None else f"{'-':>9}"
+            ratios = " ".join(f"{row[key]:9.2f}" if row[key] is not None else f"{'-':>9}"
+                              for key in ("time_over_batched", "interleaved_over_batched"))
+            differs = "" if row.get("same_third_loss", True) else "  (differs from batched!)"
             print(f"{label:26} {program:10} {row['seconds'] * 1e3:9.2f} {row['ticks_per_s']:8.2f} "
-                  f"{row['spikes_per_s']:10.3e} {row['synapse_updates_per_s']:10.3e} {ratio} "
+                  f"{row['spikes_per_s']:10.3e} {row['synapse_updates_per_s']:10.3e} {ratios} "
                   f"{row['estimate_bytes_per_neuron']:8.0f} {row['peak_rss_bytes_per_neuron']:9.0f}  "
-                  f"{row['third_loss']:.6g}" + ("" if row.get("same_third_loss", True) else "  (differs from batched!)"))
+                  f"{row['third_loss']:.6g}{differs}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": args.device, "device_name": device_name, "threads": args.threads,
                                "torch": torch.__version__, "results": results}, indent=2))
-    print("x batched: the program's tick time over the batched executor's; est/peak B/n: the size estimate's and "
-          f"the measured peak resident bytes per neuron. Results: {out}")
+    print("x batched: the program's tick time over the batched executor's, each in its own process; x interl.: "
+          "the same ratio with their ticks interleaved in one process (the same load on a shared machine); "
+          f"est/peak B/n: the size estimate's and the measured peak resident bytes per neuron. Results: {out}")
     return results
 
 

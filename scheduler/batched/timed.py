@@ -11,7 +11,8 @@ with the firing module's surrogate derivatives (:func:`~ribbed.agents.firing.spi
 Wired so far: policies ``rate``, ``threshold``, ``random`` and ``lif`` (any reset and reset
 delay, strictness, refractory period, surrogate); encodings ``direct``, ``rate``,
 ``latency``; readouts ``mean``, ``count``, ``membrane``; rules ``backprop`` and
-``feedback_alignment``.  Not yet: message counts of spikes, the log's per-step activity.
+``feedback_alignment``; message counts of spikes; the per-step outputs and deltas the log
+records (kept by the executor after the tick, docs/semantics.md, "The state logged").
 """
 
 from __future__ import annotations
