@@ -480,7 +480,8 @@ class BatchedExecutor(Executor):
             values["delta"] = [p.delta for p in self.populations.values()]
             values["answer"] = self._answer
             if timed:
-                values["step_delta"] = [None if d is None else torch.stack(d, dim=1) for d in self._step_deltas.values()]
+                values["step_delta"] = [None if d is None else torch.stack(d, dim=1)
+                                        for d in self._step_deltas.values()]
         return values
 
     def set_tick_values(self, values: dict[str, dict[str, torch.Tensor | None]], answer: torch.Tensor | None) -> None:
