@@ -44,6 +44,7 @@ __all__ = [
     "spike_raster",
     "specialization_over_time",
     "tuning_matrix",
+    "weight_distribution",
     "weight_graph",
 ]
 
@@ -398,12 +399,13 @@ def spike_raster(spikes: dict[str, np.ndarray], labels: Sequence[int] | np.ndarr
                  size: tuple[float, float] | None = None, dpi: int = 100) -> Figure:
     """Neurons x steps of a few held-out samples, one row of axes per spiking population: a dot
     where a neuron spiked; the samples' steps side by side, separated by a line and labelled with
-    the sample's class.  ``spikes``: per population (samples, steps, size), 0/1; a population of
+    the sample's class (classification).  ``spikes``: per population (samples, steps, size), 0/1; a population of
     more than ``max_neurons`` shows its first ``max_neurons``."""
     shown = {name: np.asarray(values)[:samples] for name, values in spikes.items() if np.asarray(values).size}
     if not shown:
         raise ValueError("nothing to draw: no spiking population's steps were recorded")
     rows = len(shown)
+    classes = np.ndim(labels) == 1  # class labels; a regression's targets (samples x outputs) label nothing
     fig = Figure(figsize=size or (8.0, 1.0 + 2.2 * rows), dpi=dpi, layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, 1, squeeze=False)[:, 0])
     for ax, (name, values) in zip(axes, shown.items()):
@@ -414,7 +416,7 @@ def spike_raster(spikes: dict[str, np.ndarray], labels: Sequence[int] | np.ndarr
         for k in range(1, n_samples):
             ax.axvline(k * steps - 0.5, color="0.6", linewidth=0.8)
         ax.set_xticks([k * steps + (steps - 1) / 2 for k in range(n_samples)],
-                      [f"sample {k} (class {int(labels[k])})" if k < len(labels) else f"sample {k}"
+                      [f"sample {k} (class {int(labels[k])})" if classes and k < len(labels) else f"sample {k}"
                        for k in range(n_samples)], fontsize=8)
         ax.set_xlim(-0.5, n_samples * steps - 0.5)
         ax.set_ylim(-0.5, kept - 0.5)
@@ -458,6 +460,30 @@ def firing_rates(agents: pd.DataFrame, populations: Sequence[str], *, title: str
         raise ValueError("nothing to draw: no spiking neuron has a finite firing rate")
     ax.set(xlim=(0.0, top), xlabel="firing rate (spikes per step, held-out samples)", ylabel="neurons", title=title)
     ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def weight_distribution(weights: dict[str, tuple[np.ndarray, np.ndarray]], bounds: dict[str, tuple[float, float]],
+                        ticks: tuple[int, int], *, title: str = "Weights of the STDP projections",
+                        size: tuple[float, float] = (7.0, 4.0), dpi: int = 100) -> Figure:
+    """The distribution of each STDP projection's weights at the first and the last snapshot
+    (``ticks``), on the axis of its bounds [w_min, w_max], with the share of weights within 10% of
+    either bound: what Song, Miller & Abbott's competition does (a bimodal distribution)."""
+    if not weights:
+        raise ValueError("nothing to draw: no projection learns by STDP")
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(weights), squeeze=False)[0])
+    for ax, (name, (first, last)) in zip(axes, weights.items()):
+        low, high = bounds[name]
+        bins = np.linspace(low, high, 41)
+        margin = 0.1 * (high - low)
+        near = float(np.mean((last <= low + margin) | (last >= high - margin))) if last.size else float("nan")
+        ax.hist(first, bins=bins, histtype="step", color="0.5", linestyle="--", label=f"tick {ticks[0]}")
+        ax.hist(last, bins=bins, alpha=0.7, color="C0",
+                label=f"tick {ticks[1]}: {near:.0%} within 10% of a bound")
+        ax.set(xlim=(low, high), xlabel=f"weight of {name}", ylabel="synapses")
+        ax.legend(loc="upper center", fontsize="small")
+    fig.suptitle(title)
     return fig
 
 

@@ -56,6 +56,7 @@ FIGURE_TITLES = {
     "weight-graph": "Weight graph",
     "raster": "Spike raster",
     "firing-rates": "Firing-rate distributions",
+    "stdp-weights": "Weights of the STDP projections",
 }
 
 
@@ -200,7 +201,43 @@ def plan_group(group: Group, scenario: dict, *, overview: bool = False) -> list[
               lambda: figures.modularity_over_time(metrics, guided))
     _weight_graph(items, group)
     _spiking(items, group, scenario)
+    _stdp_weights(items, group, scenario)
     return items
+
+
+def _stdp_projections(scenario: dict) -> dict[str, tuple[float, float]]:
+    """The projections that learn by STDP or R-STDP (by name, as the log names them), with their
+    weight bounds (w_min, w_max)."""
+    default = scenario.get("learning") or {}
+    found = {}
+    for projection in scenario.get("projections", []):
+        learning = {**default, **(projection.get("learning") or {})}
+        if learning.get("rule") in ("stdp", "r_stdp") and not projection.get("frozen"):
+            stdp = {**(default.get("stdp") or {}), **(learning.get("stdp") or {})}
+            name = projection.get("name") or f"{projection['pre']}->{projection['post']}"
+            found[name] = (float(stdp.get("w_min", 0.0)), float(stdp.get("w_max", 1.0)))
+    return found
+
+
+def _stdp_weights(items: list, group: Group, scenario: dict) -> None:
+    """The weight distributions of the STDP projections at the first and the last snapshot."""
+    key, title = "stdp-weights", FIGURE_TITLES["stdp-weights"]
+    bounds = _stdp_projections(scenario)
+    if not bounds:
+        items.append(Skipped(key, title, "no projection learns by STDP"))
+        return
+    run = group.first
+    log, tick = _last_snapshot(run)
+    if log is None:
+        items.append(Skipped(key, title, tick))
+        return
+    with log:
+        first_tick = int(log.snapshot_ticks[0])
+        first, last = log.weights(first_tick, dense=False), log.weights(tick, dense=False)
+    weights = {name: (first[name].weights, last[name].weights) for name in bounds if name in last}
+    _draw(items, key, f"Each STDP projection's weights at the first snapshot (tick {first_tick}, dashed) and the last "
+          f"(tick {tick})" + (" (first seed)" if len(group.runs) > 1 else "") + ", on the axis of its bounds.",
+          lambda: figures.weight_distribution(weights, bounds, (first_tick, tick)))
 
 
 def _spiking(items: list, group: Group, scenario: dict) -> None:

@@ -146,3 +146,54 @@ def test_both_executors_return_the_same_evaluation_steps(tmp_path) -> None:
         np.testing.assert_allclose(reference.steps[name], batched.steps[name], rtol=0, atol=1e-12)
         # Averaged over the steps, they are the activations the evaluation returns.
         np.testing.assert_allclose(batched.steps[name].mean(axis=1), batched.activations[name][:8], atol=1e-12)
+
+
+def test_a_timed_logs_messages_list_every_spike_and_step(tmp_path) -> None:
+    """The forward messages a timed log lists, step by step: one ``spike`` message per synapse and
+    batch row whose presynaptic neuron spiked at that step (a silent neuron sends nothing), an
+    ``activation`` message per synapse and step from a rate neuron; per tick, as many of each
+    kind as the executor counted (docs/semantics.md, "Messages")."""
+    from ribbed.scheduler.messages import Kind
+
+    with open_log(run(tmp_path, "reference", "activity")) as log:
+        spiking = set(log.header["time"]["spiking"])
+        assert spiking == {"in", "hidden", "out"}  # the rate encoding's inputs spike; relay emits values
+        starts = {p["name"]: p["start"] for p in log.header["populations"]}
+        owner = {p["start"] + i: p["name"] for p in log.header["populations"] for i in range(p["size"])}
+        for tick in log.ticks:
+            frame = log.messages(ticks=int(tick), stage="forward")
+            record = log.tick(int(tick))
+            counts = record.decode(record.body["counts"])
+            spikes = frame[frame["kind"] == "spike"]
+            assert len(spikes) == counts[Kind.SPIKE] > 0
+            activations = frame[frame["kind"] == "activation"]
+            assert len(activations) == STEPS * 3 * 2 == counts[Kind.ACTIVATION] - 2 - 2  # relay->out; sense, readout
+            assert set(activations["step"]) == set(range(STEPS))
+            steps = log.step_activity(int(tick))
+            payload = spikes[[f"payload_{b}" for b in range(BATCH)]].to_numpy()
+            assert (payload.sum(axis=1) == 1).all()  # each spike message is one batch row's spike
+            rows = payload.argmax(axis=1)
+            for src, step, row in zip(spikes["src"], spikes["step"], rows):
+                name = owner[src]
+                assert steps[name][row, step, src - starts[name]] == 1.0
+            # every spike sent along every synapse: spikes x out-degree, neuron by neuron
+            total = sum(steps[name].sum() * out for name, out in (("in", 11), ("hidden", 3 + 2), ("out", 0)))
+            assert len(spikes) == total
+
+
+def test_a_sequence_tasks_inputs_are_logged_as_values(tmp_path) -> None:
+    """A sequence encoding's inputs are currents, not spikes: logged as floats, chunk s at step s."""
+    data = {"name": "seq-log", "seed": 1,
+            "task": {"kind": "mackey_glass", "n_samples": 60, "window": 4, "encoding": "sequence"},
+            "populations": [{"name": "in", "size": 1, "role": "input"}, {"name": "h", "size": 5, "activation": "tanh"},
+                            {"name": "out", "size": 1, "role": "output", "activation": "identity", "readout": "last"}],
+            "projections": [{"pre": "in", "post": "h"}, {"pre": "h", "post": "h"}, {"pre": "h", "post": "out"}],
+            "run": {"ticks": 2, "eval_every": 2, "batch_size": 3, "steps_per_sample": 4},
+            "backend": {"kind": "batched", "dtype": "float64", "device": "cpu"},
+            "output": {"agent_metrics": False}, "log": {"level": "activity"}}
+    result = ribbed.run(data, out=tmp_path / "seq")
+    with open_log(result.directory / "run.log") as log:
+        assert log.header["time"]["spiking"] == []
+        steps = log.step_activity(1)["in"]
+        assert steps.shape == (3, 4, 1) and len(np.unique(steps)) > 2  # values, not bits
+        assert verify(result.directory / "run.log").ok

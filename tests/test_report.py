@@ -16,7 +16,7 @@ from ribbed.report import write_report
 from ribbed.scenarios.loader import builtin_scenarios
 
 EVERY = {"learning-curves", "messages", "selectivity", "mutual-info", "coverage", "receptive-fields", "tuning",
-         "alpha-r2", "clusters", "modularity", "weight-graph", "raster", "firing-rates"}
+         "alpha-r2", "clusters", "modularity", "weight-graph", "raster", "firing-rates", "stdp-weights"}
 #: What each run's report must draw (tuning: where the run wrote tuning.csv).
 DIGITS = {"learning-curves", "messages", "selectivity", "mutual-info", "coverage", "tuning", "receptive-fields",
           "weight-graph"}
@@ -72,7 +72,8 @@ BUILT_IN = {"digits": DIGITS, "digits-fa": DIGITS, "digits-dfa": DIGITS, "digits
             "digits-specialize": GUIDED, "moons": IMAGES_FREE, "xor": IMAGES_FREE, "sine": SINE,
             # rows of 8 pixels: the input population is no image, so no receptive fields
             "digits-sequence": IMAGES_FREE, "digits-sequence-frozen": IMAGES_FREE, "mackey-glass": SINE,
-            "stdp-pairs": {"learning-curves", "messages"}}  # 1001 neurons: no weight graph; no classes
+            # 1001 neurons: no weight graph; no classes; its spikes, and STDP weights at the first and last snapshot
+            "stdp-pairs": {"learning-curves", "messages", "raster", "firing-rates", "stdp-weights"}}
 
 
 def test_every_built_in_is_covered():

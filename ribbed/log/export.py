@@ -56,9 +56,10 @@ def _json_lines(block) -> str:
     stages = [s.name.lower() for s in Stage]
     kinds = [k.name.lower() for k in Kind]
     lines = []
-    for tick, stage, kind, src, dst, payload in zip(block["tick"].tolist(), block["stage"].tolist(),
-                                                    block["kind"].tolist(), block["src"].tolist(),
-                                                    block["dst"].tolist(), np.asarray(block["payload"]).tolist()):
-        lines.append(json.dumps({"tick": tick, "stage": stages[stage], "kind": kinds[kind], "src": src,
+    for tick, step, stage, kind, src, dst, payload in zip(block["tick"].tolist(), block["step"].tolist(),
+                                                          block["stage"].tolist(), block["kind"].tolist(),
+                                                          block["src"].tolist(), block["dst"].tolist(),
+                                                          np.asarray(block["payload"]).tolist()):
+        lines.append(json.dumps({"tick": tick, "step": step, "stage": stages[stage], "kind": kinds[kind], "src": src,
                                  "dst": dst, "payload": payload}, allow_nan=True))
     return "".join(line + "\n" for line in lines)

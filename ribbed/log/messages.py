@@ -3,7 +3,9 @@
 A tick record stores per-neuron values, not one entry per message: the activation messages
 of a tick follow from every neuron's activation and the topology, the error messages from
 every neuron's credit, the task's answers and the weights they were sent with
-(docs/log-format.md, "Messages").  This module expands them, in the canonical order, reading
+(docs/log-format.md, "Messages"); a timed tick's forward messages follow, step by step, from
+what each neuron emitted at every step (a spike message per synapse and actual spike, a batch row
+at a time).  This module expands them, in the canonical order, reading
 only the records of the ticks asked for; with an agent filter it gathers only the synapses
 that touch the agent.
 
@@ -24,26 +26,29 @@ import numpy as np
 import pandas as pd
 
 from ribbed.errors import LogError, Problem
+from ribbed.log.format import unpack_spikes
 from ribbed.scheduler.messages import TASK, Kind, Stage
 
 __all__ = ["BLOCK_BYTES", "MessageColumns", "expand", "expandable", "iter_messages", "messages"]
 
-COLUMNS = ("tick", "stage", "kind", "src", "dst")
+COLUMNS = ("tick", "step", "stage", "kind", "src", "dst")
 #: About the most bytes one block of messages holds (its columns and payloads).
 BLOCK_BYTES = 16 << 20
-#: The bytes of one message's columns besides its payload (tick, stage, kind, src, dst).
-_COLUMN_BYTES = 8 + 1 + 1 + 8 + 8
+#: The bytes of one message's columns besides its payload (tick, step, stage, kind, src, dst).
+_COLUMN_BYTES = 8 + 8 + 1 + 1 + 8 + 8
 #: The messages each level can expand, as (stage, kind) pairs (docs/log-format.md, "Log levels").
 _EXPANDABLE = {
     "summary": {(Stage.READOUT, Kind.ACTIVATION)},
-    "activity": {(Stage.SENSE, Kind.ACTIVATION), (Stage.FORWARD, Kind.ACTIVATION), (Stage.READOUT, Kind.ACTIVATION)},
+    "activity": {(Stage.SENSE, Kind.ACTIVATION), (Stage.FORWARD, Kind.ACTIVATION), (Stage.FORWARD, Kind.SPIKE),
+                 (Stage.READOUT, Kind.ACTIVATION)},
 }
 _EXPANDABLE["messages"] = _EXPANDABLE["activity"] | {(Stage.READOUT, Kind.ERROR), (Stage.BACKWARD, Kind.ERROR)}
 
 
 class MessageColumns(dict):
-    """One block of messages as columns: ``tick``, ``stage``, ``kind``, ``src``, ``dst`` (one
-    entry per message) and ``payload`` (messages x batch)."""
+    """One block of messages as columns: ``tick``, ``step`` (the step within a timed tick at which
+    it was sent; 0 in an untimed run), ``stage``, ``kind``, ``src``, ``dst`` (one entry per
+    message) and ``payload`` (messages x batch)."""
 
     def __len__(self) -> int:
         return len(self["src"])
@@ -59,6 +64,8 @@ class _Layout:
         role = {p["role"]: p for p in header["populations"]}
         self._input, self._output = role["input"], role["output"]
         self.broadcast = np.asarray(header.get("broadcast", []), dtype=np.int64)
+        time = header.get("time") or {}
+        self.spiking = set(time.get("spiking", ()))
         self.projections = []
         self._touching = lru_cache(maxsize=8)(self._touching_uncached)
         topology = log.topology()
@@ -93,15 +100,26 @@ class _Layout:
     def _touching_uncached(self, agent: int) -> tuple[np.ndarray, ...]:
         return tuple(np.flatnonzero((p["src"] == agent) | (p["dst"] == agent)) for p in self.projections)
 
+    def step_activity(self, record) -> dict[str, np.ndarray] | None:
+        """A timed tick's per-step outputs, per population (batch, steps, size), spikes unpacked;
+        None for a record without them (untimed, or below level ``activity``)."""
+        steps = record.body.get("step_activity")
+        if steps is None:
+            return None
+        return {name: unpack_spikes(record.decode(value), self.populations[name]["size"]) if name in self.spiking
+                else record.decode(value) for name, value in steps.items()}
+
     def touching(self, agent: int | None) -> tuple[np.ndarray | None, ...]:
         if agent is None:
             return (None,) * len(self.projections)
         return self._touching(agent)
 
 
-def _block(tick: int, stage: Stage, kind: Kind, src: np.ndarray, dst: np.ndarray, payload: np.ndarray) -> MessageColumns:
+def _block(tick: int, stage: Stage, kind: Kind, src: np.ndarray, dst: np.ndarray, payload: np.ndarray,
+           step: int = 0) -> MessageColumns:
     n = len(src)
-    return MessageColumns(tick=np.full(n, tick, dtype=np.int64), stage=np.full(n, stage, dtype=np.uint8),
+    return MessageColumns(tick=np.full(n, tick, dtype=np.int64), step=np.full(n, step, dtype=np.int64),
+                          stage=np.full(n, stage, dtype=np.uint8),
                           kind=np.full(n, kind, dtype=np.uint8), src=np.asarray(src, dtype=np.int64),
                           dst=np.asarray(dst, dtype=np.int64), payload=payload)
 
@@ -133,12 +151,15 @@ def expand(layout: _Layout, record, *, agent: int | None = None, kinds: set[Kind
     width = outputs.shape[0]
     activation = record.array("activation")
     touching = layout.touching(agent)
+    steps = layout.step_activity(record) if activation is not None else None
     if activation is not None:
         if wanted(Stage.SENSE, Kind.ACTIVATION):
             at = _task_side(layout.input, agent)
             yield _block(tick, Stage.SENSE, Kind.ACTIVATION, np.full(len(at), TASK), layout.input[at],
                          activation[:, layout.input[at]].T)
-        if wanted(Stage.FORWARD, Kind.ACTIVATION):
+        if steps is not None:
+            yield from _timed_forward(layout, tick, steps, touching, wanted, width, block_bytes)
+        elif wanted(Stage.FORWARD, Kind.ACTIVATION):
             for projection, where in zip(layout.projections, touching):
                 src, dst = (projection["src"], projection["dst"]) if where is None else \
                     (projection["src"][where], projection["dst"][where])
@@ -181,6 +202,34 @@ def expand(layout: _Layout, record, *, agent: int | None = None, kinds: set[Kind
                 yield _block(tick, Stage.BACKWARD, Kind.ERROR, src, dst, delta[:, src].T)
 
 
+def _timed_forward(layout: _Layout, tick: int, steps: dict[str, np.ndarray], touching: tuple, wanted,
+                   width: int, block_bytes: int) -> Iterator[MessageColumns]:
+    """A timed tick's forward messages, step by step (docs/semantics.md, "Time within a tick"):
+    along every synapse, an ``activation`` message at each step from a neuron that emits values,
+    and a ``spike`` message for each batch row in which a spiking neuron spiked at that step (its
+    payload one-hot on that row: the reference executor's payload is the row itself); a silent
+    neuron sends nothing.  A delayed projection's message is listed at the step it was sent."""
+    for step in range(next(iter(steps.values())).shape[1]):
+        for projection, where in zip(layout.projections, touching):
+            pre = projection["pre"]
+            src, dst = (projection["src"], projection["dst"]) if where is None else \
+                (projection["src"][where], projection["dst"][where])
+            values = steps[pre][:, step, :]
+            local = src - layout.populations[pre]["start"]
+            spiking = pre in layout.spiking
+            if not wanted(Stage.FORWARD, Kind.SPIKE if spiking else Kind.ACTIVATION):
+                continue
+            for part in _pieces(len(src), width, block_bytes):
+                if not spiking:
+                    yield _block(tick, Stage.FORWARD, Kind.ACTIVATION, src[part], dst[part],
+                                 values[:, local[part]].T, step)
+                    continue
+                synapse, row = np.nonzero(values[:, local[part]].T)
+                payload = np.zeros((len(synapse), width))
+                payload[np.arange(len(synapse)), row] = 1.0
+                yield _block(tick, Stage.FORWARD, Kind.SPIKE, src[part][synapse], dst[part][synapse], payload, step)
+
+
 def _names(values, enum, what: str, source: str) -> set | None:
     if values is None:
         return None
@@ -220,10 +269,10 @@ def _check_level(log, kinds: set[Kind] | None, stages: set[Stage] | None) -> Non
         return
     asked = " ".join(filter(None, ["/".join(sorted(s.name.lower() for s in stages)) if stages else "",
                                    "/".join(sorted(k.name.lower() for k in kinds)) if kinds else ""]))
-    never = {Kind.ACTIVATION, Kind.ERROR}
+    never = {Kind.ACTIVATION, Kind.SPIKE, Kind.ERROR}
     if kinds and not kinds & never:
         fix = ("only their number per tick is logged (each tick record's counts, summed by ribbed log info); "
-               "activation and error messages are the ones a log expands")
+               "activation, spike and error messages are the ones a log expands")
     elif level != "messages":
         fix = ("run the scenario again with log: {level: messages} (every activation and error message), or "
                "log: {level: activity} (every activation message)")
@@ -274,10 +323,10 @@ def _concat(blocks: list[MessageColumns], log) -> MessageColumns:
 
 
 def to_frame(columns: MessageColumns) -> pd.DataFrame:
-    """Columns as a DataFrame: tick, stage and kind (categories by name), src, dst (-1: the task),
+    """Columns as a DataFrame: tick, step, stage and kind (categories by name), src, dst (-1: the task),
     and ``payload_0`` ... one column per sample of the batch."""
     frame = pd.DataFrame({
-        "tick": columns["tick"],
+        "tick": columns["tick"], "step": columns["step"],
         "stage": pd.Categorical.from_codes(columns["stage"].astype(np.int64), [s.name.lower() for s in Stage]),
         "kind": pd.Categorical.from_codes(columns["kind"].astype(np.int64), [k.name.lower() for k in Kind]),
         "src": columns["src"], "dst": columns["dst"],

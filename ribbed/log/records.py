@@ -18,6 +18,7 @@ import torch
 
 from ribbed.log.format import FORMAT, VERSION, pack_spikes
 from ribbed.resources import available_cores
+from ribbed.scenarios.timing import SPIKING_ENCODINGS
 from ribbed.scheduler.messages import Kind, Stage
 from ribbed.versions import package_versions
 
@@ -77,7 +78,7 @@ def time_layout(model: NetworkModel) -> dict | None:
     if not scenario.timed:
         return None
     spiking = {p.name for p in scenario.populations if scenario.population_firing(p).spiking}
-    if scenario.encoding.kind != "direct":
+    if scenario.encoding.kind in SPIKING_ENCODINGS:  # (a sequence's inputs are currents, not spikes)
         spiking.add(model.network.input.name)
     return {"steps": scenario.run.steps_per_sample,
             "spiking": [name for name in model.network.populations if name in spiking]}
