@@ -116,6 +116,13 @@ def load_task(scenario: Scenario) -> Dataset:
         return _split_scale(scenario, x, y, False, "regression")
     if task.kind == "mackey_glass":
         return _mackey_glass_task(scenario)
+    if task.kind == "delayed_recall":
+        rng = component_rng(seed, "data", "samples")
+        y = rng.integers(0, task.n_symbols, size=task.n_samples)
+        X = np.zeros((task.n_samples, task.delay + 1, task.n_symbols))
+        X[np.arange(task.n_samples), 0, y] = 1.0  # the cue, one-hot, at the first step
+        X[:, 1:, :] = task.noise * rng.standard_normal((task.n_samples, task.delay, task.n_symbols))
+        return _split_scale(scenario, X.reshape(task.n_samples, -1), y.astype(np.int64), True, "classification")
     if task.kind == "npz":
         return _load_npz(scenario)
     if task.kind == "constant":

@@ -435,7 +435,24 @@ class ConstantTask(_TaskBase):
     loss: Literal["mse"] = "mse"
 
 
-TaskSpec = tagged_union("kind", DigitsTask, MoonsTask, XorTask, SineTask, MackeyGlassTask, NpzTask, ConstantTask)
+class DelayedRecallTask(_TaskBase):
+    """Delayed recall: a cue (one of ``n_symbols``, one-hot) at the first step of a sequence, then
+    ``delay`` steps of distractor noise; the class to answer is the cue.  A sample's features are
+    the (delay + 1) x n_symbols values, step by step: with ``encoding: sequence`` (T = delay + 1, an
+    input population of n_symbols) only a network that keeps the cue can answer at the last step
+    (docs/semantics.md, "Data")."""
+
+    kind: Literal["delayed_recall"]
+    n_samples: int = Field(1000, ge=10, le=MAX_COUNT)
+    n_symbols: int = Field(4, ge=2, le=1000, description="Cue symbols: the classes.")
+    delay: int = Field(5, ge=1, le=10_000, description="Steps of distractor between the cue and the answer.")
+    noise: float = Field(1.0, ge=0.0, allow_inf_nan=False, description="Standard deviation of the distractor, "
+                         "added to every value after the cue.")
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+
+
+TaskSpec = tagged_union("kind", DigitsTask, MoonsTask, XorTask, SineTask, MackeyGlassTask, DelayedRecallTask, NpzTask,
+                        ConstantTask)
 
 #: Input and output sizes of the tasks whose data is known without reading a file.
 TASK_SHAPES: dict[str, tuple[int, int]] = {"digits": (64, 10), "moons": (2, 2), "xor": (2, 2), "sine": (1, 1)}
@@ -447,6 +464,8 @@ def task_shape(task: Any) -> tuple[int, int] | None:
         return task.window, 1
     if task.kind == "constant":
         return task.n_inputs, task.n_outputs
+    if task.kind == "delayed_recall":
+        return (task.delay + 1) * task.n_symbols, task.n_symbols
     return TASK_SHAPES.get(task.kind)
 
 

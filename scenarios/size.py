@@ -458,6 +458,9 @@ class _Estimator:
             path = "task.test_fraction"
         elif task.kind == "mackey_glass":
             samples, (n_in, n_out), path = task.n_samples, (task.window, 1), "task.n_samples"
+        elif task.kind == "delayed_recall":
+            samples, n_in, n_out, path = (task.n_samples, (task.delay + 1) * task.n_symbols, task.n_symbols,
+                                          "task.n_samples")
         elif task.kind == "constant":
             samples, n_in, n_out, path = task.n_samples, task.n_inputs, task.n_outputs, "task.n_samples"
         else:

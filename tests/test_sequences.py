@@ -104,3 +104,47 @@ def test_the_builtin_predicts_better_than_persistence_and_says_so(tmp_path) -> N
     assert "test_persistence_r2" in written.columns
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["final"]["test_persistence_r2"] == pytest.approx(persistence[0])
+
+
+def delayed_recall(frozen: bool, seed: int, direct: bool = False) -> dict:
+    """A cue among 4 symbols, 6 steps of distractor, the answer read at the last step; ``frozen``:
+    the recurrent projection frozen at zero; ``direct``: every step visible at once (feed-forward)."""
+    task = {"kind": "delayed_recall", "n_samples": 600, "n_symbols": 4, "delay": 6, "noise": 1.0}
+    recurrent = {"name": "recurrent", "pre": "hidden", "post": "hidden"}
+    if frozen:
+        recurrent.update(frozen=True, init={"kind": "constant", "value": 0.0})
+    return {"name": "recall", "seed": seed, "task": {**task, "encoding": "direct" if direct else "sequence"},
+            "populations": [{"name": "cue", "size": 28 if direct else 4, "role": "input"},
+                            {"name": "hidden", "size": 32, "activation": "tanh"},
+                            {"name": "answer", "size": 4, "role": "output", "activation": "identity",
+                             "readout": "mean" if direct else "last"}],
+            "projections": [{"pre": "cue", "post": "hidden"}, recurrent, {"pre": "hidden", "post": "answer"}],
+            "learning": {"rule": "backprop", "optimizer": "adam", "lr": 0.01},
+            "run": {"ticks": 300, "batch_size": 32, "eval_every": 300, "steps_per_sample": 1 if direct else 7},
+            "backend": {"kind": "batched", "device": "cpu"}, "log": {"level": "off"},
+            "output": {"agent_metrics": False}}
+
+
+def test_delayed_recall_needs_the_recurrence(tmp_path) -> None:
+    """The cue is seen only at step 0: the recurrent layer recalls it after 6 steps of distractor;
+    frozen at zero it answers from the distractor alone (chance, 1/4); seeing every step at once
+    (the feed-forward control) it reads the cue directly."""
+    def accuracy(**kind) -> float:
+        scores = [ribbed.run(delayed_recall(seed=seed, **kind), out=tmp_path / f"{kind}-{seed}").metrics
+                  ["test_accuracy"].iloc[-1] for seed in range(2)]
+        return float(np.mean(scores))
+
+    recurrent, frozen, direct = accuracy(frozen=False), accuracy(frozen=True), accuracy(frozen=True, direct=True)
+    assert recurrent >= 0.9, recurrent
+    assert frozen <= 0.25 + 0.1, frozen  # 120 held-out samples per seed: chance within its noise
+    assert direct >= 0.9, direct
+
+
+def test_the_delayed_recall_data_hold_the_cue_at_the_first_step_only() -> None:
+    dataset = load_task(ribbed.load_scenario(delayed_recall(frozen=False, seed=3)))
+    X = np.concatenate([dataset.X_train, dataset.X_test]).reshape(-1, 7, 4)
+    y = np.concatenate([dataset.y_train, dataset.y_test])
+    assert X.shape[0] == 600 and set(np.unique(y)) == {0, 1, 2, 3}
+    assert (X[:, 0, :].argmax(axis=1) == y).all()  # the cue, standardized, still the largest at step 0
+    later = X[:, 1:, :].reshape(len(X), -1)
+    assert abs(np.corrcoef(later.argmax(axis=1) % 4, y)[0, 1]) < 0.1  # the distractor says nothing of it
