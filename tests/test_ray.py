@@ -236,7 +236,7 @@ def stdp_weights(model) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
-@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_ray_agrees_with_batched_with_stdp(datasets, data):
     """STDP and R-STDP projections (random parameters, pairings, bounds; delayed ones among them),

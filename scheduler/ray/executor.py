@@ -18,7 +18,10 @@ large for the driver's memory can therefore be trained, but not evaluated, on th
 A scenario with time in its tick (T steps per sample, spiking policies) runs ``_timed_tick``: the
 same chain, one call per step and level forward and one per step and level in reverse
 (:mod:`ribbed.scheduler.ray.timed`), the last of which learns and returns the tick's spikes, from
-which the driver counts the spike messages.
+which the driver counts the spike messages.  STDP projections learn on the shards during forward;
+R-STDP's reward is computed here from the readout and sent with the first backward call; the
+carried state of ``run.carry_state`` stays with the shards and is joined into the mirror for
+snapshots (and cut back into blocks on a resume).
 
 Results do not depend on the number of shards (every sum is taken partition by partition, in
 partition order), and agree with the batched executor's to floating-point tolerance.

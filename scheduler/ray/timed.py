@@ -9,6 +9,13 @@ readout and the spike counts), applied to the block's rows, so the three executo
 semantics.  The random policy's and the rate encoding's uniforms come from the shared keyed
 function, for the whole population; a block takes its columns (no shard draws on its own).
 
+STDP and R-STDP (docs/semantics.md, "STDP in a tick"): a block's rows of an STDP projection carry
+their :class:`~ribbed.scheduler.plasticity.STDPSynapses` and step, after the block fires, with the
+presynaptic spikes the shard already assembled for the forward (``stdp_step``, the batched one);
+R-STDP's reward, which needs the whole readout, comes from the driver with the first backward call.
+With ``run.carry_state`` the blocks' firing states, traces and eligibility stay here from one
+training tick to the next (:meth:`TimedStages.carried` gives them to snapshots).
+
 What moves between shards, per step: in ``forward(step, level)``, what each block emitted at the
 step (activations or spikes) for the populations other shards read, delayed projections reading
 the previous step's; in ``backward(step, level)``, each post block's partial sums of the error it
