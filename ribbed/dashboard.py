@@ -32,6 +32,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import solara
 from matplotlib.figure import Figure
 
@@ -50,7 +51,8 @@ from ribbed.scenarios.loader import load_scenario
 from ribbed.scenarios.schema import Scenario
 
 __all__ = ["EVAL_EVERY_VARIABLE", "SCENARIO_VARIABLE", "Dashboard", "DashboardModel", "Page", "accuracy_figure",
-           "alpha_figure", "clusters_figure", "components", "loss_figure", "model_params", "selectivity_figure"]
+           "alpha_figure", "clusters_figure", "components", "firing_rate_figure", "loss_figure", "model_params",
+           "raster_figure", "selectivity_figure"]
 
 
 #: One figure size for every plot: two plots side by side fit SolaraViz's grid.
@@ -150,6 +152,37 @@ def clusters_figure(model: NetworkModel) -> Figure | str:
                                                            f"clusters, tick {model.tick}", size=_FIGSIZE, dpi=_DPI)
 
 
+def _no_spikes(model: NetworkModel) -> str | None:
+    if model.specialization.spiking - {model.network.input.name}:
+        return None
+    return (f"no spiking population in '{model.scenario.name}': rasters and firing rates belong to populations "
+            "with a spiking firing policy (try digits-spiking)")
+
+
+def raster_figure(model: NetworkModel) -> Figure | str:
+    """The spikes of two held-out samples at every step, per spiking population, at the latest
+    evaluation; or why there are none."""
+    recorder = model.specialization
+    if (why := _no_spikes(model)) is not None:
+        return why
+    if not recorder.raster:
+        return "no raster: the spiking populations are too large to keep their held-out spikes"
+    return figures.live_raster(recorder.raster, recorder.raster_labels,
+                               f"spikes, evaluated at tick {recorder.raster_tick}", size=_FIGSIZE, dpi=_DPI)
+
+
+def firing_rate_figure(model: NetworkModel) -> Figure | str:
+    """A histogram of each spiking population's per-neuron firing rate (spikes per step on the
+    held-out set) at the latest evaluation; or why there is none."""
+    if (why := _no_spikes(model)) is not None:
+        return why
+    rates = {p.name: np.asarray(model.executor.read("firing_rate", p.name), dtype=np.float64)
+             for p in model.network.populations.values()
+             if p.name in model.specialization.spiking and p.role != "input"}
+    return figures.live_firing_rates(rates, f"firing rates, evaluated at tick {_last_tick(model)}",
+                                     size=_FIGSIZE, dpi=_DPI)
+
+
 # ----------------------------------------------------------------------------- components
 
 
@@ -204,10 +237,11 @@ def ModelCard(model: NetworkModel) -> Any:
 
 
 def components() -> list[tuple[Callable[[NetworkModel], Any], int]]:
-    """SolaraViz's ``components``: the readout and the five plots, on one page."""
+    """SolaraViz's ``components``: the readout and the seven plots, on one page."""
     cards = [ModelCard, _card("Loss", loss_figure), _card("Accuracy", accuracy_figure),
              _card("Selectivity", selectivity_figure), _card("Alpha", alpha_figure),
-             _card("Clusters", clusters_figure)]
+             _card("Clusters", clusters_figure), _card("Spikes", raster_figure),
+             _card("Firing rates", firing_rate_figure)]
     return [(card, 0) for card in cards]
 
 

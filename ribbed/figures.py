@@ -31,13 +31,17 @@ __all__ = [
     "alpha_over_time",
     "cluster_membership",
     "clusters_over_time",
+    "firing_rates",
     "learning_curves",
     "live_curves",
+    "live_firing_rates",
+    "live_raster",
     "messages_by_kind",
     "modularity_over_time",
     "preference_coverage",
     "receptive_fields",
     "selectivity_histogram",
+    "spike_raster",
     "specialization_over_time",
     "tuning_matrix",
     "weight_graph",
@@ -389,6 +393,81 @@ def tuning_matrix(tuning: pd.DataFrame, population: str, tick: int | None = None
     return fig
 
 
+def spike_raster(spikes: dict[str, np.ndarray], labels: Sequence[int] | np.ndarray, *, samples: int = 4,
+                 max_neurons: int = 200, title: str = "Spike raster",
+                 size: tuple[float, float] | None = None, dpi: int = 100) -> Figure:
+    """Neurons x steps of a few held-out samples, one row of axes per spiking population: a dot
+    where a neuron spiked; the samples' steps side by side, separated by a line and labelled with
+    the sample's class.  ``spikes``: per population (samples, steps, size), 0/1; a population of
+    more than ``max_neurons`` shows its first ``max_neurons``."""
+    shown = {name: np.asarray(values)[:samples] for name, values in spikes.items() if np.asarray(values).size}
+    if not shown:
+        raise ValueError("nothing to draw: no spiking population's steps were recorded")
+    rows = len(shown)
+    fig = Figure(figsize=size or (8.0, 1.0 + 2.2 * rows), dpi=dpi, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, 1, squeeze=False)[:, 0])
+    for ax, (name, values) in zip(axes, shown.items()):
+        n_samples, steps, neurons = values.shape
+        kept = min(neurons, max_neurons)
+        sample, step, neuron = np.nonzero(values[:, :, :kept])
+        ax.scatter(sample * steps + step, neuron, s=4, marker="|", color="black", linewidths=0.8)
+        for k in range(1, n_samples):
+            ax.axvline(k * steps - 0.5, color="0.6", linewidth=0.8)
+        ax.set_xticks([k * steps + (steps - 1) / 2 for k in range(n_samples)],
+                      [f"sample {k} (class {int(labels[k])})" if k < len(labels) else f"sample {k}"
+                       for k in range(n_samples)], fontsize=8)
+        ax.set_xlim(-0.5, n_samples * steps - 0.5)
+        ax.set_ylim(-0.5, kept - 0.5)
+        rate = values.mean()
+        more = f", first {kept} of {neurons}" if kept < neurons else ""
+        ax.set(ylabel=f"{name} neuron", title=f"{name}: {steps} steps per sample{more}; "
+               f"{rate:.3f} spikes per neuron and step")
+    axes[0].figure.suptitle(title)
+    return fig
+
+
+def firing_rates(agents: pd.DataFrame, populations: Sequence[str], *, title: str = "Firing rates",
+                 size: tuple[float, float] = (7.0, 4.0), dpi: int = 100) -> Figure:
+    """The distribution of each spiking population's per-neuron firing rate (spikes per step, on
+    the held-out set: the neuron's ``activation_mean`` in agents.csv) at the last evaluation, with
+    that at initialization (tick 0) as an outline; seeds pooled."""
+    neurons = agents[(agents["agent_kind"] == "neuron") & agents["population"].isin(list(populations))]
+    _require(neurons, "neuron rows of a spiking population")
+    last = int(neurons["tick"].max())
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    ax = fig.subplots()
+    rates = neurons["activation_mean"].to_numpy(dtype=np.float64)
+    top = _rate_axis(rates)
+    bins = np.linspace(0.0, top, 41)
+    drawn = False
+    for index, name in enumerate(populations):
+        part = neurons[neurons["population"] == name]
+        final = part[part["tick"] == last]["activation_mean"].to_numpy(dtype=np.float64)
+        final = final[np.isfinite(final)]
+        if not final.size:
+            continue
+        color = f"C{index % 10}"
+        ax.hist(final, bins=bins, alpha=0.6, color=color,
+                label=f"{name} at tick {last} (mean {final.mean():.3f}, silent {np.mean(final == 0):.0%})")
+        initial = part[part["tick"] == 0]["activation_mean"].to_numpy(dtype=np.float64)
+        initial = initial[np.isfinite(initial)]
+        if initial.size and last != 0:
+            ax.hist(initial, bins=bins, histtype="step", color=color, linestyle="--", label=f"{name} at tick 0")
+        drawn = True
+    if not drawn:
+        raise ValueError("nothing to draw: no spiking neuron has a finite firing rate")
+    ax.set(xlim=(0.0, top), xlabel="firing rate (spikes per step, held-out samples)", ylabel="neurons", title=title)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def _rate_axis(rates: np.ndarray) -> float:
+    """The end of a firing-rate axis: a little above the highest finite rate, at most 1 spike per
+    step, at least 0.05."""
+    finite = rates[np.isfinite(rates)]
+    return float(min(1.0, max(0.05, 1.1 * finite.max()))) if finite.size else 1.0
+
+
 def weight_graph(weights: dict[str, np.ndarray], populations: Sequence[dict], projections: Sequence[dict], *,
                  max_edges: int = 600, title: str = "Weight graph") -> Figure:
     """The network as a graph (networkx): neurons in columns by population, the strongest
@@ -497,4 +576,28 @@ def clusters_over_time(metrics: pd.DataFrame, populations: Sequence[str], title:
     handles, labels = ax.get_legend_handles_labels()
     more_handles, more_labels = right.get_legend_handles_labels()
     ax.legend(handles + more_handles, labels + more_labels, loc="best", fontsize="small")
+    return fig
+
+
+def live_raster(spikes: dict[str, np.ndarray], labels: Sequence[int] | np.ndarray, title: str, *,
+                size: tuple[float, float] = (5.0, 3.2), dpi: int = 80) -> Figure:
+    """The dashboard's spike raster: :func:`spike_raster` of two held-out samples, small."""
+    return spike_raster(spikes, labels, samples=2, max_neurons=100, title=title, size=size, dpi=dpi)
+
+
+def live_firing_rates(rates: dict[str, np.ndarray], title: str, *, size: tuple[float, float] = (5.0, 3.2),
+                      dpi: int = 80) -> Figure:
+    """The dashboard's firing rates: a histogram of each spiking population's per-neuron rate
+    (spikes per step on the held-out set) at the latest evaluation."""
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    ax = fig.subplots()
+    top = _rate_axis(np.concatenate([np.ravel(v) for v in rates.values()])) if rates else 1.0
+    bins = np.linspace(0.0, top, 41)
+    for index, (name, values) in enumerate(rates.items()):
+        values = values[np.isfinite(values)]
+        ax.hist(values, bins=bins, alpha=0.6, color=f"C{index % 10}",
+                label=f"{name} (mean {values.mean():.3f})" if values.size else name)
+    ax.set(xlim=(0.0, top), xlabel="spikes per step", ylabel="neurons", title=title)
+    if rates:
+        ax.legend(loc="best", fontsize="small")
     return fig

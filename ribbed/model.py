@@ -315,6 +315,7 @@ class NetworkModel(mesa.Model):
             for name, info in self.network.populations.items():
                 self.executor.write(key, name, getattr(prediction, key)[info.start:info.start + info.size])
         metrics.update(self.specialization.record(prediction.activations))
+        self.specialization.keep_raster(prediction.steps)
         self._tuning_by_tick[self.tick] = dict(self.specialization.tuning)
         return metrics
 

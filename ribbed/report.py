@@ -35,7 +35,7 @@ from ribbed.environment.tasks import image_shape
 from ribbed.errors import Problem, RibbedError
 from ribbed.intervals import mean_ci
 from ribbed.run_data import Group, Results, RunFiles, analysed_populations as _analysed, guided_populations as _guided
-from ribbed.run_data import headline_metrics, load_results
+from ribbed.run_data import headline_metrics, load_results, spiking_populations as _spiking_populations
 
 __all__ = ["FIGURE_TITLES", "MAX_GRAPH_NEURONS", "Drawn", "Skipped", "plan_group", "write_report"]
 
@@ -54,6 +54,8 @@ FIGURE_TITLES = {
     "clusters": "Cluster membership and purity",
     "modularity": "Modularity",
     "weight-graph": "Weight graph",
+    "raster": "Spike raster",
+    "firing-rates": "Firing-rate distributions",
 }
 
 
@@ -197,7 +199,34 @@ def plan_group(group: Group, scenario: dict, *, overview: bool = False) -> list[
         _draw(items, "modularity", "Modularity of the |W| graph of each guided population under its clusters." + band,
               lambda: figures.modularity_over_time(metrics, guided))
     _weight_graph(items, group)
+    _spiking(items, group, scenario)
     return items
+
+
+def _spiking(items: list, group: Group, scenario: dict) -> None:
+    """The spike raster and the firing-rate distributions of the spiking populations."""
+    spiking = _spiking_populations(scenario)
+    if not spiking:
+        for key in ("raster", "firing-rates"):
+            items.append(Skipped(key, FIGURE_TITLES[key], "no population spikes (every population follows the rate "
+                                 "policy)"))
+        return
+    first = " First seed." if len(group.runs) > 1 else ""
+    raster = group.first.raster
+    if raster is None:
+        items.append(Skipped("raster", FIGURE_TITLES["raster"], "the run wrote no raster.npz (it has not evaluated "
+                             "yet, or was run by an older ribbed)"))
+    else:
+        _draw(items, "raster", f"What each neuron of the spiking populations emitted at every step for the first "
+              f"held-out samples, at the evaluation of tick {raster.tick}: a mark per spike." + first,
+              lambda: figures.spike_raster(raster.spikes, raster.labels, title=f"Spikes at tick {raster.tick}"))
+    if group.agents is None:
+        items.append(Skipped("firing-rates", FIGURE_TITLES["firing-rates"], "the run wrote no agents.csv "
+                             "(output.agent_metrics is off)"))
+    else:
+        _draw(items, "firing-rates", "Each spiking neuron's firing rate (spikes per step over the held-out samples) "
+              "at the last evaluation, and at initialization (dashed outline).",
+              lambda: figures.firing_rates(group.agents, spiking))
 
 
 def _receptive_fields(items: list, group: Group, scenario: dict, analysed: list[str]) -> None:

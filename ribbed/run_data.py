@@ -17,12 +17,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from ribbed.errors import Problem, RibbedError
 
-__all__ = ["Group", "Results", "RunFiles", "analysed_populations", "guided_populations", "headline_metrics",
+__all__ = ["Group", "Raster", "Results", "RunFiles", "analysed_populations", "guided_populations", "headline_metrics",
+           "spiking_populations",
            "load_results"]
 
 _FIX = "give the folder that ribbed run or ribbed sweep printed (it holds metrics.csv, or sweep.json)"
@@ -38,6 +40,16 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
         raise RibbedError(Problem(str(path), "", f"cannot be read as a table: {exc}",
                                   "give the run directory as ribbed run wrote it")) from None
     return None if frame.empty else frame
+
+
+@dataclass
+class Raster:
+    """A run's ``raster.npz``: the evaluation's tick, the samples' labels, and per spiking
+    population its spikes (samples, steps, size), 0/1."""
+
+    tick: int
+    labels: np.ndarray
+    spikes: dict[str, np.ndarray]
 
 
 @dataclass
@@ -95,6 +107,19 @@ class RunFiles:
     def tuning(self) -> pd.DataFrame | None:
         """tuning.csv (tick, AgentID, population, class, response), where the run wrote one."""
         return self._tagged(_read_csv(self.directory / "tuning.csv"))
+
+    @cached_property
+    def raster(self) -> Raster | None:
+        """raster.npz (the last evaluation's spikes of a few held-out samples at every step, per
+        spiking population), where the run wrote one; None for an unreadable file too."""
+        path = self.directory / "raster.npz"
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                names = [str(name) for name in data["populations"]]
+                return Raster(int(data["tick"]), np.array(data["labels"]),
+                              {name: np.array(data[f"spikes_{i}"]) for i, name in enumerate(names)})
+        except (OSError, ValueError, KeyError):
+            return None
 
     @property
     def log_path(self) -> Path | None:
@@ -261,3 +286,10 @@ def _load_sweep(folder: Path) -> Results:
         raise RibbedError(Problem(str(folder), "", "no point of this sweep has a run directory yet",
                                   "run the sweep (ribbed sweep --resume DIR) before reporting on it"))
     return Results(folder, "sweep", scenario, kept, grid)
+
+
+def spiking_populations(scenario: dict) -> list[str]:
+    """The non-input populations of a (resolved) scenario whose firing policy emits spikes (any
+    policy but ``rate``), in the scenario's order."""
+    return [p["name"] for p in scenario.get("populations", []) if p.get("role", "hidden") != "input"
+            and isinstance(p.get("firing"), dict) and p["firing"].get("policy", "rate") != "rate"]

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from ribbed.errors import Problem, RibbedError
@@ -153,11 +154,30 @@ class RunDirectory:
 
     def record(self, model: NetworkModel, row: dict) -> None:
         self._metrics_file = self._append(self._metrics_file, "metrics.csv", [row])
+        if model.specialization.raster:
+            self._write_raster(model.specialization)
         if self.write_agents:
             self._agents_file = self._append(self._agents_file, "agents.csv", model.agent_records())
             tuning = model.tuning_records()
             if tuning:
                 self._tuning_file = self._append(self._tuning_file, "tuning.csv", tuning)
+
+    def _write_raster(self, recorder) -> None:
+        """``raster.npz``: the latest evaluation's spikes of the first held-out samples at every
+        step, per spiking population (:attr:`SpecializationRecorder.raster`), replaced whole at
+        each evaluation (through a temporary file and a rename)."""
+        names = list(recorder.raster)
+        arrays = {f"spikes_{i}": recorder.raster[name] for i, name in enumerate(names)}
+        target = self.path / "raster.npz"
+        partial = self.path / ".raster.partial.npz"
+        try:
+            np.savez_compressed(partial, tick=np.int64(recorder.raster_tick), labels=recorder.raster_labels,
+                                populations=np.array(names, dtype=str), **arrays)
+            os.replace(partial, target)
+        except OSError as exc:
+            raise _cannot_write(target, exc) from None
+        finally:
+            partial.unlink(missing_ok=True)
 
     def _append(self, handle, name: str, rows: list[dict]):
         try:

@@ -74,6 +74,19 @@ class SpecializationRecorder:
         samples = len(model.dataset.X_test)
         self.analysed = [p for p in network.populations.values()
                          if p.role == "hidden" and p.size * samples <= ACTIVATION_LIMIT and self.classification]
+        scenario = model.scenario
+        #: A spiking population's response to a sample is its spike count over the steps.
+        self.steps = scenario.run.steps_per_sample
+        self.spiking = {p.name for p in scenario.populations if scenario.population_firing(p).spiking}
+        #: The spiking populations whose spikes at every step a raster shows (their held-out
+        #: activations are kept as the analysed ones are, hence the same bound).
+        self.raster_populations = [p for p in network.populations.values() if p.name in self.spiking
+                                   and p.role != "input" and p.size * samples <= ACTIVATION_LIMIT]
+        #: The latest evaluation's spikes of the first held-out samples, per raster population:
+        #: (samples, steps, size) uint8; with the samples' labels and the evaluation's tick.
+        self.raster: dict[str, np.ndarray] = {}
+        self.raster_labels: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.raster_tick: int | None = None
         self.values = {name: np.full(network.n_neurons, np.nan) for name in NEURON_METRICS}
         n_guides = sum(g.coupling.n_guides for g in network.guided.values())
         #: Per ClusterAgent (in the order of their ids), its values of the latest evaluation.
@@ -94,7 +107,25 @@ class SpecializationRecorder:
     @property
     def kept_populations(self) -> list[str]:
         """Populations whose held-out activations the evaluation must return."""
-        return [p.name for p in self.analysed]
+        kept = {p.name for p in self.analysed} | {p.name for p in self.raster_populations}
+        return [name for name in self.model.network.populations if name in kept]
+
+    def responses(self, population, values: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+        """A population's responses to the held-out samples, from what its neurons emitted per
+        step on average, and their floor (docs/semantics.md, "Specialization metrics"): a spiking
+        population's are spike counts over the steps (floor 0), a rate population's its
+        activations above the activation function's floor."""
+        if population.name in self.spiking:
+            return np.rint(values * self.steps), 0.0
+        return values, _FLOORS.get(population.activation, values.min(axis=0))
+
+    def keep_raster(self, steps: dict[str, np.ndarray]) -> None:
+        """Keep an evaluation's per-step spikes of the raster populations (``Prediction.steps``)."""
+        self.raster = {p.name: (np.asarray(steps[p.name]) != 0).astype(np.uint8)
+                       for p in self.raster_populations if p.name in steps}
+        count = next((len(v) for v in self.raster.values()), 0)
+        self.raster_labels = np.asarray(self.model.dataset.y_test[:count]).astype(np.int64)
+        self.raster_tick = self.model.tick if self.raster else None
 
     def record(self, activations: dict[str, np.ndarray]) -> dict[str, float]:
         """Per-neuron values (kept in :attr:`values`) and model-level metrics of one evaluation."""
@@ -122,7 +153,7 @@ class SpecializationRecorder:
         for population in self.analysed:
             values = prediction.activations[population.name]
             if np.all(np.isfinite(values)):
-                floor = _FLOORS.get(population.activation, values.min(axis=0))
+                values, floor = self.responses(population, values)
                 self.initial_preferred[population.name] = spec.preferred_class(
                     values, self.model.dataset.y_test, self.model.network.output.size, floor)
 
@@ -143,7 +174,7 @@ class SpecializationRecorder:
                 self.values[key][ids] = np.nan
             self.tuning[name] = np.full((n_classes, population.size), np.nan)
             return {key: np.nan for key in _population_keys(name)}
-        floor = _FLOORS.get(population.activation, values.min(axis=0))
+        values, floor = self.responses(population, values)
         self.tuning[name] = spec.class_responses(values, labels, n_classes, floor)
         observed = {"selectivity": spec.selectivity_index(values, labels, n_classes, floor),
                     "mutual_info": spec.mutual_information(values, labels)}

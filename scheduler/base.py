@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ribbed.environment.network import Network
     from ribbed.scenarios.schema import Scenario
 
-__all__ = ["Executor", "ExecutorInputs", "Prediction", "TickResult", "check_backend",
+__all__ = ["STEP_SAMPLES", "Executor", "ExecutorInputs", "Prediction", "TickResult", "check_backend",
            "make_executor"]
 
 class TickResult:
@@ -66,6 +66,15 @@ class Prediction(NamedTuple):
     activations: dict[str, np.ndarray] = {}  # (samples, size) of the populations asked for
     #: Per neuron, what it emitted per sample (and step) on average: y under the rate policy.
     firing_rate: np.ndarray | None = None
+    #: A timed scenario's: for the populations asked for, what each neuron emitted at every step
+    #: for the first :data:`STEP_SAMPLES` samples, (samples, steps, size) (a spike raster); empty
+    #: for an untimed one.
+    steps: dict[str, np.ndarray] = {}
+
+
+#: The held-out samples whose every step a timed evaluation returns (:attr:`Prediction.steps`):
+#: few, so that a raster costs little whatever the population's size.
+STEP_SAMPLES = 8
 
 
 class Executor(ABC):

@@ -19,13 +19,13 @@ from matplotlib.figure import Figure
 
 from ribbed import load_scenario
 from ribbed.dashboard import (
-    Dashboard, DashboardModel, Page, accuracy_figure, alpha_figure, clusters_figure, loss_figure, model_params,
-    readout, selectivity_figure)
+    Dashboard, DashboardModel, Page, accuracy_figure, alpha_figure, clusters_figure, firing_rate_figure, loss_figure,
+    model_params, raster_figure, readout, selectivity_figure)
 from ribbed.dashboard_server import (
     EVAL_EVERY_VARIABLE, OFFLINE_CDN, SCENARIO_VARIABLE, check_eval_every, server_command, server_environment)
 from ribbed.errors import ScenarioError
 
-PLOTS = ("Loss", "Accuracy", "Selectivity", "Alpha", "Clusters")
+PLOTS = ("Loss", "Accuracy", "Selectivity", "Alpha", "Clusters", "Spikes", "Firing rates")
 SLIDERS = {"seed": "seed", "learning__lr": "learning rate (learning.lr)", "run__batch_size": "batch size (run.batch_size)",
            "schedule__backward_every": "error every (schedule.backward_every)",
            "run__eval_every": "evaluate every (run.eval_every)"}
@@ -113,6 +113,9 @@ def test_page_has_the_controls_sliders_readout_and_plots():
     for title in ("Alpha", "Clusters"):
         assert not images(card(rc, title))
         assert "no guided population in 'digits'" in notes(card(rc, title))[0]
+    for title in ("Spikes", "Firing rates"):  # nor a spiking one
+        assert not images(card(rc, title))
+        assert "no spiking population in 'digits'" in notes(card(rc, title))[0]
 
 
 def test_steps_redraw_the_plots_and_the_readout():
@@ -276,3 +279,21 @@ def test_server_is_solaras_offline(tmp_path):
     assert environment["SOLARA_TELEMETRY_MIXPANEL_ENABLE"] == "false"
     assert environment["SOLARA_ASSETS_CDN"] == OFFLINE_CDN
     assert server_environment("digits", 1)[SCENARIO_VARIABLE] == "digits"
+
+
+def test_a_spiking_models_raster_and_firing_rates_are_its_latest_evaluations():
+    model = stepped("digits-spiking", 2)
+    recorder = model.specialization
+    assert recorder.raster_tick == 2 and set(recorder.raster) == {"hidden", "classes"}
+    figure = raster_figure(model)
+    assert isinstance(figure, Figure)
+    steps = model.scenario.run.steps_per_sample
+    marks = np.asarray(figure.axes[0].collections[0].get_offsets())
+    sample, step, neuron = np.nonzero(recorder.raster["hidden"][:2, :, :100])
+    assert np.array_equal(marks, np.stack([sample * steps + step, neuron], axis=1))
+    rates = firing_rate_figure(model)
+    hidden = np.asarray(model.executor.read("firing_rate", "hidden"))
+    assert sum(bar.get_height() for bar in rates.axes[0].patches[:40]) == np.isfinite(hidden).sum() == 100
+    rc = render("digits-spiking")
+    for title in ("Spikes", "Firing rates"):
+        assert plot_bytes(rc, title).startswith(b"\x89PNG")

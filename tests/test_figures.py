@@ -160,3 +160,48 @@ def test_a_figure_with_nothing_to_draw_says_so(digits):
         figures.specialization_over_time(digits.agents, digits.metrics, "no-such-population")
     with pytest.raises(ValueError, match="nothing to draw"):
         figures.alpha_and_guide_r2(digits.metrics, "hidden")  # digits has no guide
+
+
+# ------------------------------------------------------------------------------ spiking populations
+
+
+@pytest.fixture(scope="module")
+def spiking():
+    return load_results(run_dir("digits-spiking")).groups[0]
+
+
+def test_the_raster_marks_exactly_the_runs_spikes(spiking):
+    raster = spiking.first.raster
+    assert raster is not None and set(raster.spikes) == {"hidden", "classes"}
+    steps = load_results(run_dir("digits-spiking")).scenario["run"]["steps_per_sample"]
+    for values in raster.spikes.values():
+        assert values.shape[:2] == (8, steps) and set(np.unique(values)) <= {0, 1}
+    assert raster.spikes["hidden"].sum() > 0
+    figure = figures.spike_raster(raster.spikes, raster.labels, samples=3)
+    for ax, name in zip(figure.axes, ("hidden", "classes")):
+        (marks,) = ax.collections
+        sample, step, neuron = np.nonzero(raster.spikes[name][:3])
+        expected = np.stack([sample * steps + step, neuron], axis=1)
+        assert np.array_equal(np.asarray(marks.get_offsets()), expected)
+        assert f"class {int(raster.labels[0])}" in ax.get_xticklabels()[0].get_text()
+    flipped = {name: 1 - values for name, values in raster.spikes.items()}
+    check(lambda spikes: figures.spike_raster(spikes, raster.labels), raster.spikes, flipped)
+
+
+def test_firing_rates_are_the_spiking_neurons_rates_at_the_last_evaluation(spiking):
+    agents = spiking.agents
+    figure = figures.firing_rates(agents, ["hidden", "classes"])
+    last = agents[(agents["tick"] == agents["tick"].max()) & (agents["population"] == "hidden")]
+    hidden_bars = figure.axes[0].patches[:40]  # the first histogram drawn: hidden at the last evaluation
+    assert sum(bar.get_height() for bar in hidden_bars) == len(last) == 100
+    assert "hidden at tick" in figure.axes[0].get_legend().get_texts()[0].get_text()
+    check(lambda frame: figures.firing_rates(frame, ["hidden", "classes"]), agents,
+          changed(agents, "activation_mean", 0.5))
+    with pytest.raises(ValueError, match="nothing to draw"):
+        figures.firing_rates(agents, ["no-such-population"])
+
+
+def test_live_spike_figures(spiking):
+    raster = spiking.first.raster
+    assert drawn(figures.live_raster(raster.spikes, raster.labels, "spikes")) > 0
+    assert drawn(figures.live_firing_rates({"hidden": np.array([0.1, 0.2, 0.0])}, "rates")) > 0

@@ -423,6 +423,15 @@ def test_a_timed_run_on_ray_is_logged_verifies_and_resumes_identically(tmp_path:
     report = verify(tmp_path / "whole" / "run.log")
     assert report.ok, report.difference
     assert report.ticks_checked == 16
+    # The per-step activity and deltas the shards hand the log are those the batched executor logs.
+    quiet_run({**on_batched(scenario), "log": {"level": "messages"}}, tmp_path / "batched")
+    with open_log(tmp_path / "whole" / "run.log") as on_shards, open_log(tmp_path / "batched" / "run.log") as alone:
+        for tick in (0, 7, 15):
+            a, b = on_shards.step_activity(tick), alone.step_activity(tick)
+            assert a is not None and a.keys() == b.keys()
+            for name in a:
+                np.testing.assert_allclose(a[name], b[name], rtol=RTOL, atol=ATOL, err_msg=f"{name} at tick {tick}")
+            np.testing.assert_allclose(on_shards.step_delta(tick), alone.step_delta(tick), rtol=RTOL, atol=ATOL)
 
     def kill_at_9(model):
         if model.tick == 9:

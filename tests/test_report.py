@@ -16,12 +16,14 @@ from ribbed.report import write_report
 from ribbed.scenarios.loader import builtin_scenarios
 
 EVERY = {"learning-curves", "messages", "selectivity", "mutual-info", "coverage", "receptive-fields", "tuning",
-         "alpha-r2", "clusters", "modularity", "weight-graph"}
+         "alpha-r2", "clusters", "modularity", "weight-graph", "raster", "firing-rates"}
 #: What each run's report must draw (tuning: where the run wrote tuning.csv).
 DIGITS = {"learning-curves", "messages", "selectivity", "mutual-info", "coverage", "tuning", "receptive-fields",
           "weight-graph"}
 GUIDED = DIGITS | {"alpha-r2", "clusters", "modularity"}
 SINE = {"learning-curves", "messages", "weight-graph"}
+#: A run with spiking populations adds their spike raster and firing rates.
+SPIKING = DIGITS | {"raster", "firing-rates"}
 
 
 def figures_in(page: str, prefix: str) -> dict[str, bytes]:
@@ -65,7 +67,7 @@ def test_a_runs_report_holds_every_figure_that_applies(name, expected):
 
 
 IMAGES_FREE = DIGITS - {"receptive-fields"}
-BUILT_IN = {"digits": DIGITS, "digits-fa": DIGITS, "digits-dfa": DIGITS, "digits-hebbian": DIGITS, "digits-spiking": DIGITS,
+BUILT_IN = {"digits": DIGITS, "digits-fa": DIGITS, "digits-dfa": DIGITS, "digits-hebbian": DIGITS, "digits-spiking": SPIKING,
             "digits-guide-direct": GUIDED - {"clusters"}, "digits-guide-hash": GUIDED, "digits-guide-tree": GUIDED,
             "digits-specialize": GUIDED, "moons": IMAGES_FREE, "xor": IMAGES_FREE, "sine": SINE,
             # rows of 8 pixels: the input population is no image, so no receptive fields
@@ -176,3 +178,20 @@ def test_image_shape_comes_from_the_task_definition():
     np.testing.assert_array_equal(digits.images[5].reshape(-1), digits.data[5])
     assert load_task(load_scenario("digits")).image_shape == (8, 8)
     assert load_task(load_scenario("sine")).image_shape is None and image_shape("moons") is None
+
+
+def test_a_spiking_runs_report_draws_its_raster_and_says_why_a_rate_run_has_none():
+    page = write_report(run_dir("digits-spiking")).read_text(encoding="utf-8")
+    drawn = check_page(run_dir("digits-spiking") / "report" / "report.html", "run", SPIKING)
+    assert {"raster", "firing-rates"} <= set(drawn)
+    assert "at the evaluation of tick 40" in page  # the raster is the last evaluation's
+    rate = write_report(run_dir("digits")).read_text(encoding="utf-8")
+    assert "no population spikes (every population follows the rate policy)" in rate
+
+
+def test_a_spiking_run_without_its_raster_file_says_why():
+    folder = copy_of(run_dir("digits-spiking"), "no-raster")
+    (folder / "raster.npz").unlink()
+    page = write_report(folder).read_text(encoding="utf-8")
+    assert "the run wrote no raster.npz" in page
+    assert "raster" not in figures_in(page, "run") and "firing-rates" in figures_in(page, "run")

@@ -334,3 +334,30 @@ def test_alpha_summary():
     assert all(np.isnan(v) for v in alpha_summary(np.array([])).values())
     with pytest.raises(ValueError, match="1-D"):
         alpha_summary(np.ones((2, 2)))
+
+
+def test_a_spiking_populations_response_is_its_spike_count_over_the_steps():
+    """docs/semantics.md, "Specialization metrics": for a spiking population the response to a
+    sample is the neuron's spike count over the T steps, above a floor of 0."""
+    import ribbed
+    from ribbed.scenarios.loader import load_scenario
+    from ribbed.specialization import class_responses
+
+    data = load_scenario("digits-spiking").model_dump(mode="json")
+    data["run"].update(ticks=3, eval_every=3)
+    model = ribbed.NetworkModel(ribbed.load_scenario(data))
+    for _ in range(3):
+        model.step()
+    prediction = model.executor.predict(model.dataset.X_test, keep=["hidden"])
+    steps = model.scenario.run.steps_per_sample
+    counts = prediction.activations["hidden"] * steps
+    assert np.allclose(counts, np.rint(counts), atol=1e-4) and counts.max() > 1
+    # The first samples' per-step spikes add up to the same counts.
+    assert np.array_equal(prediction.steps["hidden"].sum(axis=1), np.rint(counts[:len(prediction.steps["hidden"])]))
+    model.evaluate()
+    labels, classes = model.dataset.y_test, model.network.output.size
+    expected = class_responses(np.rint(counts), labels, classes, 0.0)
+    np.testing.assert_allclose(model.specialization.tuning["hidden"], expected, rtol=0, atol=1e-12)
+    assert np.isfinite(model.specialization.values["selectivity"][64:164]).all()
+    # The raster is the evaluation's spikes of its first held-out samples.
+    assert np.array_equal(model.specialization.raster["hidden"], prediction.steps["hidden"].astype(np.uint8))

@@ -111,7 +111,7 @@ def check_header(body: dict) -> None:
     field otherwise."""
     version = body["version"]
     expected = set(_HEADER_FIELDS) | ({"resources"} if version >= 2 else set())
-    _keys({k: v for k, v in body.items() if k != "chain"}, expected, "the header")
+    _keys({k: v for k, v in body.items() if k not in ("chain", "time")}, expected, "the header")
     if body["format"] != FORMAT:
         raise _fail("format", f"must be {FORMAT!r}")
     if body["level"] not in LEVELS:
@@ -150,12 +150,29 @@ def check_header(body: dict) -> None:
     if body["stages"] != STAGES:
         raise _fail("stages", f"must list the stages by code: {STAGES}")
     _check_layout(body)
+    if "time" in body:
+        _check_time(body)
     if "chain" in body:
         chain = body["chain"]
         if (type(chain) is not dict or chain.keys() != {"kind", "key_id"} or chain["kind"] != "hmac-sha256"
                 or type(chain["key_id"]) is not str or len(chain["key_id"]) != 16
                 or any(c not in "0123456789abcdef" for c in chain["key_id"])):
             raise _fail("chain", "must be a map {kind: hmac-sha256, key_id: 16 hex digits}")
+
+
+def _check_time(body: dict) -> None:
+    """A timed run's ``time``: its steps per sample and the populations that emit spikes (names
+    of the header's populations, each once)."""
+    time = body["time"]
+    if type(time) is not dict:
+        raise _fail("time", "must be a map")
+    _keys(time, {"steps", "spiking"}, "the header's time")
+    _int(time, "steps", 1)
+    names = [p["name"] for p in body["populations"]]
+    spiking = time["spiking"]
+    if type(spiking) is not list or len(set(map(str, spiking))) != len(spiking) or not all(
+            type(name) is str and name in names for name in spiking):
+        raise _fail("time.spiking", "must be a list of the header's population names, each once")
 
 
 def _check_layout(body: dict) -> None:
@@ -231,8 +248,21 @@ class BodyRules:
         if self.level == "messages":
             arrays["answer"] = (self.float, [batch, n_output])
             arrays["delta"] = (self.float, [batch, n_neurons])
+        # A timed run (header "time"): per population what it emitted at every step, spikes as bits
+        # (8 neurons a byte), and at level messages the deltas at every step.
+        time = header.get("time")
+        self.step_arrays: dict[str, tuple[str, list[int]]] = {}
+        if time is not None and self.level in ("activity", "messages"):
+            steps, spiking = time["steps"], set(time["spiking"])
+            for p in header["populations"]:
+                self.step_arrays[p["name"]] = (("|u1", [batch, steps, -(-p["size"] // 8)]) if p["name"] in spiking
+                                               else (self.float, [batch, steps, p["size"]]))
+            if self.level == "messages":
+                arrays["step_delta"] = (self.float, [batch, steps, n_neurons])
         self.tick_arrays = arrays
         self.tick_fields = {"type", "tick", "backward", "loss", *arrays}
+        if self.step_arrays:
+            self.tick_fields.add("step_activity")
         if self.level == "messages":
             self.tick_fields.add("weights")
         #: The weights a tick record of level messages holds: projections that send error along their own weights.
@@ -258,6 +288,13 @@ class BodyRules:
             raise _fail("loss", f"must be a float, got {_show(body['loss'])}")
         for field, (dtype, shape) in self.tick_arrays.items():
             _array(body[field], field, (dtype,), shape)
+        if self.step_arrays:
+            activity = body["step_activity"]
+            if type(activity) is not dict:
+                raise _fail("step_activity", "must be a map")
+            _keys(activity, self.step_arrays.keys(), "field 'step_activity'")
+            for name, (dtype, shape) in self.step_arrays.items():
+                _array(activity[name], f"step_activity/{name}", (dtype,), shape)
         _counts(body, "counts")
         if "weights" in body:
             self._weights(body["weights"], self.error_weights, (self.float,), "weights")

@@ -34,7 +34,7 @@ __all__ = [
     "DIGEST_SEED", "DTYPES", "FORMAT", "ITEMSIZE", "OLDEST_VERSION", "RECORD_KEYS", "RECORD_TYPES", "VERSION",
     "array_prefix", "array_problem", "body_digest", "crc", "decode_array", "encode_array", "frame", "frame_prefix",
     "map_header",
-    "pack", "pack_body", "pack_parts", "record_body", "unpack_body",
+    "pack", "pack_body", "pack_parts", "pack_spikes", "record_body", "unpack_body", "unpack_spikes",
 ]
 
 FORMAT = "ribbed-log"
@@ -275,3 +275,14 @@ def _bin_header(size: int) -> bytes:
     if size < 2**32:
         return b"\xc6" + size.to_bytes(4, "big")
     raise ValueError(f"a record body of {size} bytes is larger than msgpack's 4 GiB bin limit")
+
+
+def pack_spikes(spikes: np.ndarray) -> np.ndarray:
+    """0/1 spikes (..., size) as bits, 8 neurons a byte along the last axis (little bit order:
+    neuron i is bit i % 8 of byte i // 8), uint8 (..., ceil(size / 8))."""
+    return np.packbits(np.asarray(spikes) != 0, axis=-1, bitorder="little")
+
+
+def unpack_spikes(packed: np.ndarray, size: int, dtype=np.float64) -> np.ndarray:
+    """The spikes :func:`pack_spikes` packed, (..., size) in ``dtype``."""
+    return np.unpackbits(np.asarray(packed), axis=-1, count=size, bitorder="little").astype(dtype)

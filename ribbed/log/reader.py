@@ -30,6 +30,7 @@ from ribbed.log.bodies import BodyRules, check_header, order_problem
 from ribbed.log.chain import DIGEST_SEED, PLAIN, DigestChain
 from ribbed.log.format import (
     FORMAT, OLDEST_VERSION, RECORD_KEYS, RECORD_TYPES, VERSION, FormatViolation, crc, decode_array, unpack_body,
+    unpack_spikes,
 )
 from ribbed.log.keys import LogKey, read_key_file
 from ribbed.log.writer import INDEX_FORMAT, INDEX_SUFFIX
@@ -182,6 +183,25 @@ class LogReader:
             raise LogError(Problem(str(self.path), "", f"tick {tick} is not in this log (it has ticks "
                                    f"{_ranges(self.ticks)})", "ask for a tick the log recorded"))
         return self.read(self._by_tick[tick])
+
+    def step_activity(self, tick: int) -> dict[str, np.ndarray] | None:
+        """Per population, what each neuron emitted at every step of a timed tick, (batch, steps,
+        size) in float64 (spikes unpacked from their bits); None where the log holds none (an
+        untimed run, level ``summary``, or a log written before per-step activity was recorded)."""
+        record = self.tick(tick)
+        time = self.header.get("time")
+        if time is None or "step_activity" not in record.body:
+            return None
+        spiking = set(time["spiking"])
+        sizes = {p["name"]: p["size"] for p in self.header["populations"]}
+        return {name: unpack_spikes(record.decode(value), sizes[name]) if name in spiking
+                else np.asarray(record.decode(value), dtype=np.float64)
+                for name, value in record.body["step_activity"].items()}
+
+    def step_delta(self, tick: int) -> np.ndarray | None:
+        """A timed tick's deltas at every step, (batch, steps, neurons) (NaN for neurons without
+        credit); None where the log holds none (below level ``messages``, or untimed)."""
+        return self.tick(tick).array("step_delta")
 
     def topology(self) -> Record | None:
         ref = next((r for r in self.refs if r.type == "topology"), None)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from ribbed.log.format import FORMAT, VERSION
+from ribbed.log.format import FORMAT, VERSION, pack_spikes
 from ribbed.resources import available_cores
 from ribbed.scheduler.messages import Kind, Stage
 from ribbed.versions import package_versions
@@ -24,7 +24,8 @@ from ribbed.versions import package_versions
 if TYPE_CHECKING:
     from ribbed.model import NetworkModel
 
-__all__ = ["LEVELS", "header_body", "restore_snapshot", "snapshot_body", "tick_body", "tick_fields", "topology_body"]
+__all__ = ["LEVELS", "header_body", "restore_snapshot", "snapshot_body", "tick_body", "tick_fields",
+           "time_layout", "topology_body"]
 
 #: Log levels, each recording everything the one before it does.
 LEVELS = ("off", "summary", "activity", "messages")
@@ -60,9 +61,26 @@ def header_body(model: NetworkModel, level: str, threads: dict, cores: int | Non
                         for p in network.projections],
         "broadcast": [int(i) for i in network.broadcast_targets] if network.output.needs_credit else [],
     }
+    time = time_layout(model)
+    if time is not None:
+        header["time"] = time
     if chain is not None:
         header["chain"] = chain
     return header
+
+
+def time_layout(model: NetworkModel) -> dict | None:
+    """A timed run's steps per sample and the populations that emit spikes (a spiking policy, or
+    the input of a spiking encoding), in the network's order: what a tick record's per-step
+    activity holds (docs/log-format.md); None for an untimed run."""
+    scenario = model.scenario
+    if not scenario.timed:
+        return None
+    spiking = {p.name for p in scenario.populations if scenario.population_firing(p).spiking}
+    if scenario.encoding.kind != "direct":
+        spiking.add(model.network.input.name)
+    return {"steps": scenario.run.steps_per_sample,
+            "spiking": [name for name in model.network.populations if name in spiking]}
 
 
 def topology_body(model: NetworkModel, version: int = VERSION) -> dict:
@@ -100,10 +118,17 @@ def tick_fields(model: NetworkModel, level: str, result, index: np.ndarray, back
     sizes = [p.size for p in model.network.populations.values()]
     if "activation" in values:
         fields["activation"] = values["activation"]
+    if "step_activity" in values:
+        spiking = set(time_layout(model)["spiking"])
+        steps = values["step_activity"]  # (in the network's order, as the header lists the populations)
+        fields["step_activity"] = {name: (steps[name], name in spiking) for name in model.network.populations}
     if "delta" in values:
         fields["answer"] = values["answer"]
         # A population without credit is written as NaN columns: its part is its width.
         fields["delta"] = [size if part is None else part for part, size in zip(values["delta"], sizes)]
+        if "step_delta" in values:
+            fields["step_delta"] = ([size if part is None else part for part, size in zip(values["step_delta"], sizes)],
+                                    model.scenario.run.steps_per_sample)
         fields["weights"] = weights
     return fields
 
@@ -115,12 +140,29 @@ def tick_body(fields: dict) -> dict:
     outputs = result.outputs
     body = {"tick": fields["tick"], "backward": fields["backward"], "loss": float(result.loss),
             "counts": fields["counts"], "batch": fields["batch"], "outputs": outputs}
-    for name in ("activation", "answer", "delta", "weights"):
-        if name in fields:
-            value = fields[name]
+    for name in ("activation", "step_activity", "answer", "delta", "step_delta", "weights"):
+        if name not in fields:
+            continue
+        value = fields[name]
+        if name == "step_activity":
+            body[name] = {population: pack_spikes(_array(part)) if spiking else _array(part)
+                          for population, (part, spiking) in value.items()}
+        elif name == "step_delta":
+            body[name] = _step_columns(value, outputs)
+        else:
             body[name] = _columns(value, outputs) if isinstance(value, list) else (
                 value if name == "weights" else _array(value))
     return body
+
+
+def _step_columns(value: tuple[list, int], outputs) -> np.ndarray:
+    """Per-population (batch, steps, size) parts side by side along the neurons; a part given as
+    its width (a population without credit) is NaN."""
+    parts, steps = value
+    outputs = _array(outputs)
+    arrays = [part if isinstance(part, int) else _array(part) for part in parts]
+    return np.concatenate([np.full((outputs.shape[0], steps, part), np.nan, dtype=outputs.dtype)
+                           if isinstance(part, int) else part for part in arrays], axis=2)
 
 
 def _columns(parts: list, outputs: np.ndarray) -> np.ndarray:

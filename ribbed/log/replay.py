@@ -343,7 +343,7 @@ def _agent_of(network, field: str, name: str | None, position: tuple) -> int | N
     neuron of an output column, the postsynaptic neuron of a synapse."""
     if not position:
         return None
-    if field in ("activation", "delta"):
+    if field in ("activation", "delta", "step_delta"):
         return position[-1]
     if field in ("outputs", "answer"):
         return network.output.start + position[-1]

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ribbed.errors import RibbedError
-from ribbed.log.format import RECORD_TYPES, pack_parts, record_body
+from ribbed.log.format import RECORD_TYPES, pack_parts, pack_spikes, record_body
 from ribbed.log.ring import ACK, CLOSE, FLUSH, KEY, RECORD, RING_BYTES, SCALARS, TICKS, slot_layout, slot_views
 from ribbed.log.writer import write_failure
 
@@ -56,13 +56,25 @@ def tick_layout(model, level: str) -> list[dict]:
     # ``parts``: the widths of the per-population parts the executor hands over, side by side;
     # ``output_part``: which of the activation's parts is the output population's.
     parts = [p.size for p in network.populations.values()]
+    from ribbed.log.records import time_layout
+
+    time = time_layout(model)
     if level in ("activity", "messages"):
         fields.append({"name": "activation", "dtype": dtype, "shape": [batch, network.n_neurons], "as": "array",
                        "parts": parts, "output_part": list(network.populations).index(network.output.name)})
+        if time is not None:  # per population, every step: spikes as bits (records.tick_body)
+            steps, spiking = time["steps"], set(time["spiking"])
+            fields.append({"name": "step_activity", "as": "map", "fields": [
+                {"name": p.name, "dtype": "|u1", "shape": [batch, steps, -(-p.size // 8)], "spikes": True}
+                if p.name in spiking else {"name": p.name, "dtype": dtype, "shape": [batch, steps, p.size]}
+                for p in network.populations.values()]})
     if level == "messages":
         fields.append({"name": "answer", "dtype": dtype, "shape": [batch, network.output.size], "as": "array"})
         fields.append({"name": "delta", "dtype": dtype, "shape": [batch, network.n_neurons], "as": "array",
                        "parts": parts})
+        if time is not None:
+            fields.append({"name": "step_delta", "dtype": dtype, "shape": [batch, time["steps"], network.n_neurons],
+                           "as": "array", "parts": parts})
         fields.append({"name": "weights", "as": "map", "fields": [
             {"name": p.name, "dtype": dtype, "shape": [p.n_synapses], "as": "array"}
             for p in network.projections if p.sends_error and p.feedback is None]})
@@ -148,12 +160,20 @@ class SharedLogWriter:
         if head - self._written >= self._n_slots:
             self._tell()
             self._wait(lambda: self._head - self._written < self._n_slots)
-        base, counts_view, batch_view, outputs, arrays, weight_views = self._slots[head % self._n_slots]
+        base, counts_view, batch_view, outputs, arrays, weight_views, step_views = self._slots[head % self._n_slots]
         SCALARS.pack_into(self._map, base, tick, result.loss, backward)
         np.subtract(counts, counts_before, out=counts_view)
         batch_view[...] = index  # (numpy's assignment: no dispatch through np.copyto)
         for name, view, tensor, parts in arrays:
             _copy(values[name], view, tensor, parts)
+        for name, view, spikes in step_views:
+            value = values["step_activity"][name]
+            if spikes:
+                view[...] = pack_spikes(value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value)
+            elif isinstance(value, torch.Tensor):
+                torch.from_numpy(view).copy_(value)
+            else:
+                view[...] = value
         raw = result.raw_outputs
         view, tensor, output_part, output_columns = outputs
         if output_part is not None and values["activation"][output_part] is raw:
@@ -276,20 +296,22 @@ def _slot_targets(layout: list[dict], views: dict, base: int) -> tuple:
     once per slot, so that a tick looks up nothing by name and slices nothing."""
     arrays, output_part, output_columns = [], None, None
     for field in layout:
-        if field["name"] in ("activation", "answer", "delta"):
+        if field["name"] in ("activation", "answer", "delta", "step_delta"):
             view = views[field["name"]]
             tensor = torch.from_numpy(view)
             edges = np.cumsum([0, *field.get("parts", [])]).tolist()
-            parts = [(view[:, start:stop], tensor[:, start:stop]) for start, stop in zip(edges[:-1], edges[1:])]
+            parts = [(view[..., start:stop], tensor[..., start:stop]) for start, stop in zip(edges[:-1], edges[1:])]
             arrays.append((field["name"], view, tensor, parts))
             if "output_part" in field:
                 output_part = field["output_part"]
                 output_columns = parts[output_part][0]
     weights = [(item["name"], views[f"weights/{item['name']}"])
-               for field in layout if field["as"] == "map" for item in field["fields"]]
+               for field in layout if field["name"] == "weights" for item in field["fields"]]
+    steps = [(item["name"], views[f"step_activity/{item['name']}"], item.get("spikes", False))
+             for field in layout if field["name"] == "step_activity" for item in field["fields"]]
     outputs = views["outputs"]
     return (base, views["counts"], views["batch"], (outputs, torch.from_numpy(outputs), output_part, output_columns),
-            arrays, weights)
+            arrays, weights, steps)
 
 
 def _copy(value, view: np.ndarray, tensor: torch.Tensor, parts: list[tuple[np.ndarray, torch.Tensor]]) -> None:
@@ -299,7 +321,7 @@ def _copy(value, view: np.ndarray, tensor: torch.Tensor, parts: list[tuple[np.nd
     if isinstance(value, list):
         if not any(part is None for part in value):
             try:  # the usual case, tensors: one call (a failed call is slow, hence the None check)
-                torch.cat(value, dim=1, out=tensor)
+                torch.cat(value, dim=-1, out=tensor)
                 return
             except TypeError:  # arrays
                 pass

@@ -24,7 +24,7 @@ from ribbed.agents.rules import broadcast_credit
 from ribbed.agents.state import state_field
 from ribbed.agents.view import make_views
 from ribbed.environment.losses import per_sample_loss
-from ribbed.scheduler.base import Executor, ExecutorInputs, Prediction, TickResult
+from ribbed.scheduler.base import STEP_SAMPLES, Executor, ExecutorInputs, Prediction, TickResult
 from ribbed.scheduler.batched.guidance import BatchedGuidance
 from ribbed.scheduler.batched.learning import learn
 from ribbed.scheduler.batched.populations import PopulationTensors, SynapseTensors
@@ -109,6 +109,8 @@ class BatchedExecutor(Executor):
         if scenario.run.carry_state:  # ... which a snapshot must then hold, with the STDP traces
             self.snapshot_attrs = type(self).snapshot_attrs + ("carried_state",)
         self._ticks_run = 0
+        self._step_outs: dict | None = None
+        self._step_deltas: dict = {}
         self.neurons, self.clusters = make_views(inputs.host, self, network) if views else ([], [])
 
     @property
@@ -165,6 +167,10 @@ class BatchedExecutor(Executor):
                 timed.learn_over_steps(population, deltas.get(population.info.name), outputs_by_step, batch, steps,
                                        self._learn)
         self._counts += timed.message_counts(plan, self.network, timed.spike_counts(plan, records))
+        # For the log (docs/semantics.md, "The state logged"): what each population emitted, and its
+        # delta, at every step (batch, steps, size); references, stacked only when the log asks.
+        self._step_outs = {name: [r.out for r in per_step] for name, per_step in records.items()}
+        self._step_deltas = {name: deltas.get(name) for name in self.populations}
         return TickResult(loss=loss, outputs=outputs)
 
     def _tick(self, tick: int, index: torch.Tensor) -> TickResult:
@@ -300,13 +306,15 @@ class BatchedExecutor(Executor):
             outputs = timed.readout(plan, records[self._output.info.name])
             per_step = {name: torch.stack([r.out for r in records[name]]).mean(0).to(torch.float64)
                         for name in self.populations}
+            steps = {name: torch.stack([r.out[:STEP_SAMPLES] for r in records[name]], dim=1).cpu().numpy()
+                     .astype(np.float64) for name in keep}
             values = torch.cat([per_step[name] for name in self.populations], dim=1)
             var, mean = torch.var_mean(values, dim=0, correction=0)
         mean = mean.cpu().numpy()
         return Prediction(outputs=outputs.cpu().numpy().astype(np.float64), activation_mean=mean,
                           activation_std=torch.sqrt(var).cpu().numpy(),
                           activations={name: per_step[name].cpu().numpy() for name in keep},
-                          firing_rate=mean.copy())
+                          firing_rate=mean.copy(), steps=steps)
 
     def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
         """For each guided population, per neuron, sums over the samples of (guidance - credit)^2,
@@ -447,11 +455,17 @@ class BatchedExecutor(Executor):
 
     def tick_values(self, activity: bool, messages: bool) -> dict:
         values: dict = {}
+        timed = self._plan is not None and self._step_outs is not None
         if activity:
             values["activation"] = [p.y for p in self.populations.values()]
+            if timed:
+                values["step_activity"] = {name: torch.stack(outs, dim=1) for name, outs in self._step_outs.items()}
         if messages:
             values["delta"] = [p.delta for p in self.populations.values()]
             values["answer"] = self._answer
+            if timed:
+                values["step_delta"] = [None if d is None else torch.stack(d, dim=1)
+                                        for d in self._step_deltas.values()]
         return values
 
     def set_tick_values(self, values: dict[str, dict[str, torch.Tensor | None]], answer: torch.Tensor | None) -> None:

@@ -13,8 +13,8 @@ delay, strictness, refractory period, surrogate); encodings ``direct``, ``rate``
 ``latency``; readouts ``mean``, ``count``, ``membrane``; rules ``backprop`` and
 ``feedback_alignment``; message counts, spikes included; STDP and R-STDP projections learn step by
 step during forward (:mod:`ribbed.scheduler.plasticity`), and ``run.carry_state`` carries the
-neurons' state and the traces from one training tick to the next.  Not yet: the log's per-step
-activity.
+neurons' state and the traces from one training tick to the next; the per-step outputs and deltas
+the log records (kept by the executor after the tick, docs/semantics.md, "The state logged").
 
 The step-level pieces (:func:`fire_step`, :func:`step_delta`, :func:`learn_over_steps`,
 :func:`message_counts`) work on a whole population or on a block of one: a Ray shard runs them on

@@ -116,6 +116,9 @@ class ShardActor:
     def values(self) -> dict:
         return self.shard.values()
 
+    def step_values(self) -> dict:
+        return self.shard.step_values()
+
     def get_state(self) -> dict:
         return self.shard.get_state()
 
@@ -565,9 +568,34 @@ class RayExecutor(Executor):
         return self._counts.copy()
 
     def tick_values(self, activity: bool, messages: bool) -> dict:
-        if activity or messages:
-            self._sync_values()
-        return self._mirror.tick_values(activity, messages) if (activity or messages) else {}
+        if not (activity or messages):
+            return {}
+        self._sync_values()
+        if self._plan is not None:
+            self._sync_steps()
+        return self._mirror.tick_values(activity, messages)
+
+    def _sync_steps(self) -> None:
+        """A timed tick's per-step outputs and deltas of every population (the shards' blocks side
+        by side), into the mirror, for the log (docs/semantics.md, "The state logged")."""
+        values: dict = {}
+        for part in self._get([a.step_values.remote() for a in self._actors], "step values", self._tick_no):
+            values.update(part)
+        if not values:
+            return
+        outs: dict[str, list] = {}
+        deltas: dict[str, list | None] = {}
+        for name in self._mirror.populations:
+            starts = [0] if name == self.network.input.name else [b.start for b in self.partitioning.blocks[name]]
+            parts = [values[(name, start)] for start in starts]
+            out = np.concatenate([p["out"] for p in parts], axis=2)
+            outs[name] = [torch.from_numpy(out[:, s]) for s in range(out.shape[1])]
+            if any(p["delta"] is None for p in parts):
+                deltas[name] = None
+            else:
+                delta = np.concatenate([p["delta"] for p in parts], axis=2)
+                deltas[name] = [torch.from_numpy(delta[:, s]) for s in range(delta.shape[1])]
+        self._mirror._step_outs, self._mirror._step_deltas = outs, deltas
 
     def state(self) -> tuple[dict, dict]:
         self._sync_state()

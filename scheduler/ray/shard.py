@@ -330,6 +330,11 @@ class Shard:
             values[(self.layout.input, 0)] = self.timed.input_values()
         return values
 
+    def step_values(self) -> dict:
+        """With time in the tick, every block's per-step outputs and deltas of the last training
+        tick (:meth:`TimedStages.step_values`), for the log."""
+        return self.timed.step_values() if self.timed is not None and self._x is not None else {}
+
     def get_state(self) -> dict:
         """Each block's weights, feedback weights, optimizer state, biases and DFA rows, the
         cycle-closing activity of the last tick, and (run.carry_state) the blocks' carried state."""

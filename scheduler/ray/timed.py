@@ -231,6 +231,19 @@ class TimedStages:
             spikes[(shard.layout.input, 0)] = self._inputs.sum(dim=(0, 1)).double().numpy()
         return spikes
 
+    def step_values(self) -> dict:
+        """What each block emitted, and its δ, at every step of the last training tick, (batch, steps,
+        block size) (δ None where the block has no credit), and the input's encoded steps under
+        ``(input, 0)``: the log's per-step fields (docs/semantics.md, "The state logged")."""
+        values: dict = {}
+        for (name, start), records in self._records.items():
+            deltas = self._deltas[(name, start)]
+            values[(name, start)] = {
+                "out": torch.stack([r.out for r in records], dim=1).numpy().copy(),
+                "delta": None if any(d is None for d in deltas) else torch.stack(deltas, dim=1).numpy().copy()}
+        values[(self.shard.layout.input, 0)] = {"out": self._inputs.transpose(0, 1).numpy().copy(), "delta": None}
+        return values
+
     # ------------------------------------------------------------------ carried state
 
     def carried(self) -> dict:

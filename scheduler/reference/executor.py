@@ -25,7 +25,7 @@ from ribbed.agents.firing import FiringState
 from ribbed.scheduler.reference.timed import TimedReference
 from ribbed.scheduler.reference.bus import MessageBus
 from ribbed.agents.state import state_field
-from ribbed.scheduler.base import Executor, ExecutorInputs, Prediction, TickResult
+from ribbed.scheduler.base import STEP_SAMPLES, Executor, ExecutorInputs, Prediction, TickResult
 from ribbed.scheduler.state import collect_state, restore_state
 from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 
@@ -347,9 +347,12 @@ class ReferenceExecutor(Executor):
             outputs, emitted = self._timed.predict(inputs)
             kept = {name: emitted[p.start:p.start + p.size].T.copy()
                     for name, p in self.network.populations.items() if name in keep}
+            steps = {name: np.stack([np.stack([r["out"][:STEP_SAMPLES] for r in neuron.steps], axis=1)
+                                     for neuron in self.neurons[p.start:p.start + p.size]], axis=2)
+                     for name, p in self.network.populations.items() if name in keep}
             return Prediction(outputs=outputs, activation_mean=emitted.mean(axis=1),
                               activation_std=emitted.std(axis=1), activations=kept,
-                              firing_rate=emitted.mean(axis=1))
+                              firing_rate=emitted.mean(axis=1), steps=steps)
         batch = inputs.shape[0]
         values: dict[int, np.ndarray] = {}
         for i, agent_id in enumerate(self.network.input.ids):
@@ -513,9 +516,14 @@ class ReferenceExecutor(Executor):
             return per_population
 
         values: dict = {}
+        timed = self._timed is not None and getattr(self._timed, "step_outs", None) is not None
         if activity:
             values["activation"] = stacked("y")
+            if timed:
+                values["step_activity"] = dict(self._timed.step_outs)
         if messages:
             values["delta"] = stacked("delta")
             values["answer"] = self._answer
+            if timed:
+                values["step_delta"] = list(self._timed.step_deltas.values())
         return values

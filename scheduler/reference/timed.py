@@ -72,6 +72,9 @@ class TimedReference:
                     synapses.stdp = STDPSynapses(params, reward, np.arange(n), np.zeros(n, dtype=np.int64), n, 1, np)
                     if reward is not None and (not self.rewarded or self.rewarded[-1] is not neuron):
                         self.rewarded.append(neuron)
+        #: Per population, the last training tick's per-step outputs and deltas (:meth:`keep_steps`).
+        self.step_outs: dict[str, np.ndarray] | None = None
+        self.step_deltas: dict[str, np.ndarray | None] = {}
 
     # ------------------------------------------------------------------ forward
 
@@ -326,7 +329,21 @@ class TimedReference:
             neuron.step_credit = None if deltas is None else np.concatenate(deltas) * steps
             for k, synapses in enumerate(neuron.incoming):
                 synapses.inputs = np.concatenate([r["inputs"][k] for r in neuron.steps], axis=1)
+        self.keep_steps()
         return loss, outputs
+
+    def keep_steps(self) -> None:
+        """Keep, per population, what each neuron emitted at every step and (where it has credit)
+        its delta at every step, (batch, steps, size), for the log (docs/semantics.md, "The state
+        logged"): evaluation runs the neurons' steps again, so they are copied out now."""
+        ex = self.ex
+        self.step_outs, self.step_deltas = {}, {}
+        for name, population in ex.network.populations.items():
+            neurons = ex.neurons[population.start:population.start + population.size]
+            self.step_outs[name] = np.stack([np.stack([r["out"] for r in n.steps], axis=1) for n in neurons], axis=2)
+            deltas = [getattr(n, "step_deltas", None) if population.needs_credit else None for n in neurons]
+            self.step_deltas[name] = (None if any(d is None for d in deltas)
+                                      else np.stack([np.stack(d, axis=1) for d in deltas], axis=2))
 
     def predict(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Outputs (samples, n_outputs) and per neuron what it emitted per step on average
