@@ -115,28 +115,7 @@ def backend_problems(scenario: Scenario) -> list[Problem]:
         except ImportError:
             problems.append(Problem(source, "backend.kind", "the ray executor needs Ray, which is not installed",
                                     "pip install 'ray>=2.9', or use 'backend: {kind: batched}'"))
-        field = _not_on_ray(scenario)
-        if field is not None:
-            problems.append(Problem(source, field, "the ray executor does not run STDP, R-STDP, the conductance "
-                                    "policy, the poisson encoding or carried state yet",
-                                    "use 'backend: {kind: batched}' (or reference) for this scenario"))
     return problems
-
-
-def _not_on_ray(s: Scenario) -> str | None:
-    """The first field that asks for what the Ray executor does not run yet (None when none does)."""
-    if s.run.carry_state:
-        return "run.carry_state"
-    if s.encoding.kind == "poisson":
-        return "task.encoding"
-    for i, population in enumerate(s.populations):
-        if s.population_firing(population).policy == "conductance":
-            return f"populations[{i}].firing.policy"
-    names = {p.name for p in s.populations}
-    for i, projection in enumerate(s.projections):
-        if projection.post in names and s.projection_learning(projection).rule in STDP_RULES:
-            return field_path(_rule_loc(s, i), type(s))
-    return None
 
 
 def device_problem(scenario: Scenario) -> Problem | None:

@@ -20,7 +20,7 @@ import numpy as np
 from ribbed.agents.stdp import (RewardParams, STDPParams, STDPTraces, apply_update, decay_traces, eligibility_step,
                                 increment_traces, initial_traces, pair_update)
 
-__all__ = ["STDPSynapses", "carried_values", "stdp_params", "task_reward"]
+__all__ = ["STDPSynapses", "carried_values", "projection_stdp", "stdp_params", "task_reward"]
 
 
 def stdp_params(learning: Any) -> tuple[STDPParams, RewardParams | None]:
@@ -31,6 +31,24 @@ def stdp_params(learning: Any) -> tuple[STDPParams, RewardParams | None]:
                         w_min=spec.w_min, w_max=spec.w_max, pairing=spec.pairing, bounds=spec.bounds, dt=spec.dt)
     reward = RewardParams(tau_e=spec.tau_e, lr=learning.lr) if learning.rule == "r_stdp" else None
     return params, reward
+
+
+def projection_stdp(info: Any, complete: bool, device: Any) -> "STDPSynapses":
+    """The :class:`STDPSynapses` of a projection's tensors (the batched executor's whole projection,
+    or a Ray shard's block of its rows: ``info`` is then the block's part), written once so that
+    both hold their synapses alike.  ``complete``: a dense matrix with every pair, whose flat view
+    is its synapses in canonical order (no index needed).  On the CPU the step runs in numpy on
+    views of the tensors (the same elementwise arithmetic, a fraction of torch's per-call overhead
+    on the small arrays of a step); on a GPU in torch."""
+    params, reward = stdp_params(info.learning)
+    if device.type == "cpu":
+        xp, index = np, (lambda a: a)
+    else:
+        import torch  # noqa: PLC0415
+
+        xp, index = torch, (lambda a: torch.as_tensor(a, device=device))
+    return STDPSynapses(params, reward, None if complete else index(info.pre_idx),
+                        None if complete else index(info.post_idx), info.pre.size, info.post.size, xp)
 
 
 class STDPSynapses:

@@ -7,6 +7,7 @@ The multi-node test is in test_ray_cluster.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 ray = pytest.importorskip("ray")
@@ -33,6 +34,7 @@ from ribbed.scheduler.ray.partitioning import partition_network  # noqa: E402
 from ribbed.scheduler.ray.executor import ShardError  # noqa: E402
 from test_executors import (ATOL, RTOL, assert_same_guidance, assert_same_state, datasets, scenarios,  # noqa: E402,F401
                             timed_scenarios)
+from test_stdp_wiring import pairs_scenario  # noqa: E402
 
 TICKS = 12
 
@@ -224,6 +226,151 @@ def test_timed_results_do_not_depend_on_the_number_of_shards():
     for a, b in zip(*runs):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+# ---------------------------------------------------------------------------- STDP, R-STDP, carried state
+
+
+def stdp_weights(model) -> dict[str, np.ndarray]:
+    return {p.name: model.executor.read("weights", p.name) for p in model.network.projections if p.stdp}
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_ray_agrees_with_batched_with_stdp(datasets, data):
+    """STDP and R-STDP projections (random parameters, pairings, bounds; delayed ones among them),
+    spiking encodings (poisson included), over 1-3 shards with populations split across them: the
+    STDP weights identical (the same arithmetic on each block's rows, with the pre spikes the shard
+    receives for the forward), the same losses, state, rows, message counts (reward messages
+    included) and predictions (docs/semantics.md, "STDP in a tick")."""
+    scenario = data.draw(timed_scenarios(datasets, stdp=True))
+    scenario["run"] = {**scenario["run"], "ticks": 8, "eval_every": 8}
+    shards = data.draw(st.sampled_from([1, 2, 3]), label="shards")
+    split_above = data.draw(st.integers(1, 3), label="split_above")
+    batched = model_from(on_batched(scenario))
+    sharded = model_from(on_ray(scenario, shards, partitions=4, split_above=split_above))
+    try:
+        before = stdp_weights(batched)
+        assert_same_timed_run(batched, sharded, 8)
+        expected, got = stdp_weights(batched), stdp_weights(sharded)
+        for name, values in expected.items():
+            np.testing.assert_array_equal(got[name], values, err_msg=f"STDP weights of {name}")
+        from ribbed.scheduler.messages import Kind
+
+        rewarded = {p.post.name for p in batched.network.projections if p.stdp and p.learning.rule == "r_stdp"}
+        per_tick = sum(batched.network.populations[name].size for name in rewarded)
+        assert sharded.executor.message_counts[Kind.REWARD] == 8 * per_tick
+        event(f"{len(expected)} STDP projection(s), {len(rewarded)} rewarded population(s), "
+              f"{sum(not np.array_equal(before[n], expected[n]) for n in expected)} changed")
+    finally:
+        sharded.executor.close()
+
+
+@contextlib.contextmanager
+def ray_model(scenario: dict):
+    """A model on Ray whose shards are stopped on leaving (its state stays readable)."""
+    model = model_from(scenario)
+    try:
+        yield model
+    finally:
+        model.executor.close()
+
+
+def split_pairs(ticks: int = 4) -> dict:
+    """tests/test_stdp_wiring.py's small stdp-pairs with a layer of three conductance neurons
+    between the inputs and the output, which a Ray run splits over its shards: poisson inputs,
+    STDP into the layer (which fires), a frozen projection strong enough for the output to fire,
+    carried state."""
+    data = pairs_scenario(60, 250.0, 100, ticks, "batched")
+    inputs, out = data["populations"]
+    data["populations"] = [inputs, {**out, "name": "h", "size": 3, "role": "hidden"}, out]
+    data["projections"] = [{"pre": "in", "post": "h", "init": {"kind": "uniform", "low": 0.0, "high": 0.01}},
+                           {"pre": "h", "post": "out", "init": {"kind": "uniform", "low": 0.3, "high": 0.6},
+                            "frozen": True}]
+    return data
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+def test_stdp_pairs_on_ray_equals_batched():
+    """The built-in stdp-pairs (1000 poisson inputs, a conductance neuron, STDP, carried state) for
+    a few 1 s ticks on 2 shards: the same spikes and the same weights, bit for bit."""
+    scenario = builtin("stdp-pairs", ticks=3)
+    batched = model_from(on_batched(scenario))
+    sharded = model_from(on_ray(scenario, 2))
+    try:
+        for _ in range(3):
+            batched.step()
+            sharded.step()
+            np.testing.assert_array_equal(sharded.last_result.outputs, batched.last_result.outputs)
+        assert batched.last_result.outputs.sum() > 0
+        for name, values in stdp_weights(batched).items():
+            np.testing.assert_array_equal(stdp_weights(sharded)[name], values)
+        np.testing.assert_array_equal(sharded.executor.message_counts, batched.executor.message_counts)
+    finally:
+        sharded.executor.close()
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+@pytest.mark.parametrize("shards", [2, 3])
+def test_a_snapshot_on_ray_holds_the_carried_state(shards):
+    """The carried state (firing state, traces) is kept by the shards, block by block, and a Ray
+    snapshot holds it as the batched executor's does: the same values (to rounding: a block's
+    current is its rows of the product), and a run continued from it computes, bit for bit, what
+    the uninterrupted run does (the weights alone do not)."""
+    data = split_pairs()
+    scenario = on_ray(data, shards, partitions=4, split_above=1)
+    batched, twin = model_from(data), model_from(data)
+    for model in (batched, twin):
+        model.run(4 if model is batched else 2)
+    expected, _ = twin.executor.state()
+    with ray_model(scenario) as whole:  # one Ray model at a time: the module's Ray has 4 CPUs
+        assert len(whole.executor.partitioning.blocks["h"]) == 3
+        whole.run(4)
+        final = stdp_weights(whole)
+    for name, values in stdp_weights(batched).items():
+        np.testing.assert_array_equal(final[name], values)
+    assert not np.array_equal(final["in->h"], model_from(data).executor.read("weights", "in->h"))  # it learned
+    with ray_model(scenario) as first:
+        first.run(2)
+        values, kinds = first.executor.state()
+        weights = first.executor.read("weights", "in->h")
+    carried = sorted(key for key in expected if key.startswith("/carried_state/"))
+    assert carried and carried == sorted(key for key in values if key.startswith("/carried_state/"))
+    for key in carried:  # the block's currents are its rows of the product: equal up to rounding
+        assert (values[key] is None) == (expected[key] is None), key
+        if expected[key] is not None:
+            np.testing.assert_allclose(values[key], expected[key], rtol=RTOL, atol=ATOL, err_msg=key)
+    for restore in (True, False):
+        with ray_model(scenario) as resumed:
+            resumed.executor.write("weights", "in->h", weights)
+            if restore:
+                resumed.executor.load_state(values, kinds)
+            for tick in (2, 3):
+                resumed.executor.tick(tick, resumed.stream.indices(tick))
+            assert np.array_equal(resumed.executor.read("weights", "in->h"), final["in->h"]) == restore
+
+
+def test_a_carried_state_run_on_ray_resumes_identically(tmp_path: Path):
+    """A run with carried state and STDP on shards, stopped by a killed shard, resumes from its
+    log's last snapshot to the same metrics and weights as the uninterrupted run."""
+    scenario = on_ray(split_pairs(ticks=12), 2, partitions=4, split_above=1)
+    scenario["run"].update(eval_every=4)
+    scenario["log"] = {"level": "summary"}
+    whole = quiet_run(scenario, tmp_path / "whole")
+
+    def kill_at_9(model):
+        if model.tick == 9:
+            ray.kill(model.executor._actors[1])
+
+    with pytest.raises(ShardError):
+        quiet_run(scenario, tmp_path / "killed", on_tick=kill_at_9)
+    resumed = resume(tmp_path / "killed")
+    assert resumed.model.tick == 12
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "killed" / "metrics.csv"),
+                                  pd.read_csv(tmp_path / "whole" / "metrics.csv"))
+    for a, b in zip(weights(resumed.model), weights(whole.model)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_partitions_do_not_depend_on_shards_and_keep_small_populations_whole():

@@ -30,7 +30,7 @@ from ribbed.scheduler.batched.learning import learn
 from ribbed.scheduler.batched.populations import PopulationTensors, SynapseTensors
 from ribbed.scheduler.batched.projection_tensors import make_projection_tensors
 from ribbed.scheduler.batched import timed
-from ribbed.scheduler.plasticity import STDPSynapses, stdp_params, task_reward
+from ribbed.scheduler.plasticity import projection_stdp, task_reward
 from ribbed.scheduler.device import resolve_device, resolve_dtype
 from ribbed.scheduler.state import collect_state, restore_state
 from ribbed.scheduler.message_counts import messages_per_tick
@@ -70,17 +70,8 @@ class BatchedExecutor(Executor):
         for info, spec in zip(network.projections, scenario.projections):
             layout = make_projection_tensors(info, spec.storage, backend.sparse_threshold, self.device, self.dtype)
             synapses = SynapseTensors(info, layout)
-            if info.stdp:
-                params, reward = stdp_params(info.learning)
-                # A complete dense matrix is its synapses in canonical order: every pair, no index needed.
-                # On the CPU the step runs in numpy on views of the tensors (the same elementwise
-                # arithmetic, a fraction of torch's per-call overhead on the small arrays of a step).
-                complete = layout.layout == "dense" and layout.mask is None
-                xp = np if self.device.type == "cpu" else torch
-                index = (lambda a: a) if xp is np else (lambda a: torch.as_tensor(a, device=self.device))
-                synapses.stdp = STDPSynapses(params, reward, None if complete else index(info.pre_idx),
-                                             None if complete else index(info.post_idx), info.pre.size,
-                                             info.post.size, xp)
+            if info.stdp:  # a complete dense matrix is its synapses in canonical order
+                synapses.stdp = projection_stdp(info, layout.layout == "dense" and layout.mask is None, self.device)
             self.projections.append(synapses)
             post = self.populations[info.post.name]
             post.incoming.append(synapses)

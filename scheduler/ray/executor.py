@@ -18,7 +18,10 @@ large for the driver's memory can therefore be trained, but not evaluated, on th
 A scenario with time in its tick (T steps per sample, spiking policies) runs ``_timed_tick``: the
 same chain, one call per step and level forward and one per step and level in reverse
 (:mod:`ribbed.scheduler.ray.timed`), the last of which learns and returns the tick's spikes, from
-which the driver counts the spike messages.
+which the driver counts the spike messages.  STDP projections learn on the shards during forward;
+R-STDP's reward is computed here from the readout and sent with the first backward call; the
+carried state of ``run.carry_state`` stays with the shards and is joined into the mirror for
+snapshots (and cut back into blocks on a resume).
 
 Results do not depend on the number of shards (every sum is taken partition by partition, in
 partition order), and agree with the batched executor's to floating-point tolerance.
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
+from ribbed.agents.firing import FiringState
 from ribbed.agents.guides import task_context
 from ribbed.determinism import configure_torch
 from ribbed.environment.losses import per_sample_loss
@@ -50,6 +54,7 @@ from ribbed.scheduler.ray.partitioning import Partitioning, partition_network
 from ribbed.scheduler.batched.projection_tensors import choose_layout
 from ribbed.scheduler.batched import timed
 from ribbed.scheduler.message_counts import carries_over_steps
+from ribbed.scheduler.plasticity import task_reward
 from ribbed.scheduler.ray.shard import (BlockData, Shard, ShardLayout, block_population, block_projection,
                                     collect_optimizer, restore_optimizer, row_slice)
 
@@ -96,10 +101,10 @@ class ShardActor:
             self.shard.timed.begin(*begin)
         return self.shard.timed.forward(step, level, deliveries)
 
-    def timed_backward(self, step: int, level: int, answers, learns: bool, *deliveries) -> dict:
-        """A timed tick's backward at one step and level; its last call also learns and returns the
-        tick's spikes per neuron (under ``"spikes"``)."""
-        result = self.shard.timed.backward(step, level, answers, deliveries)
+    def timed_backward(self, step: int, level: int, answers, rewards, learns: bool, *deliveries) -> dict:
+        """A timed tick's backward at one step and level (``rewards``: R-STDP's, at its first call);
+        its last call also learns and returns the tick's spikes per neuron (under ``"spikes"``)."""
+        result = self.shard.timed.backward(step, level, answers, deliveries, rewards)
         if learns:
             result["spikes"] = self.shard.timed.learn()
         return result
@@ -387,13 +392,14 @@ class RayExecutor(Executor):
             answers = [{start: error[:, start:stop].numpy() for start, stop in blocks}
                        for blocks in self._output_blocks]
             self._answer = error
+        rewards = self._rewards(outputs, targets, losses)
         lowest = self._levels[0]
         for step in reversed(range(steps)):
             for level in reversed(self._levels):
                 first = step == steps - 1 and level == self._levels[-1]
                 learns = step == 0 and level == lowest
-                previous = [actor.timed_backward.remote(step, level, answers[i] if first else None, learns,
-                                                        *_others(previous, i))
+                previous = [actor.timed_backward.remote(step, level, answers[i] if first else None,
+                                                        rewards if first else None, learns, *_others(previous, i))
                             for i, actor in enumerate(actors)]
         spikes: dict = {}
         for result in self._get(previous, "learn", tick):
@@ -407,6 +413,13 @@ class RayExecutor(Executor):
         self.seconds += time.perf_counter() - began
         self.ticks += 1
         return TickResult(loss=losses.mean(), outputs=outputs)
+
+    def _rewards(self, outputs: torch.Tensor, targets: torch.Tensor, losses: torch.Tensor) -> dict[int, np.ndarray]:
+        """R-STDP: the task's reward of each sample at its last step, per R-STDP projection (by
+        index), computed here as the batched executor does after the readout (it needs the whole
+        output); the shards apply it to their rows of the projection ("STDP in a tick")."""
+        return {info.index: task_reward(info.learning.stdp.reward, outputs, targets, losses, torch).numpy()
+                for info in self.network.projections if info.stdp and info.learning.rule == "r_stdp"}
 
     def _guide_stage(self, tick: int, forward: dict, backwards: dict, targets: torch.Tensor,
                      losses: torch.Tensor) -> dict[str, np.ndarray | None]:
@@ -468,8 +481,10 @@ class RayExecutor(Executor):
         self._sync_values()
         mirror = self._mirror
         blocks: dict = {}
+        carried: dict = {}
         for part in self._get([a.get_state.remote() for a in self._actors], "state", self._tick_no):
             blocks.update(part["blocks"])
+            carried.update(part.get("carried", {}))
         for name, population_blocks in self.partitioning.blocks.items():
             population = mirror.populations[name]
             parts = [blocks[(name, b.start)] for b in population_blocks]
@@ -483,6 +498,8 @@ class RayExecutor(Executor):
                 if synapses.feedback is not None:
                     synapses.feedback.copy_(torch.from_numpy(np.concatenate([s["feedback"] for s in pieces])))
                 restore_optimizer(synapses.optimizer, _concatenate([s["optimizer"] for s in pieces]))
+        if self._plan is not None and self._plan.carry:
+            _join_carried(mirror, carried, self.partitioning)
         mirror.set_message_counts(self._counts)
         mirror.changed()
         self._stale_state = False
@@ -511,6 +528,8 @@ class RayExecutor(Executor):
                         "optimizer": _slice(state, part),
                     })
                 states[self.partitioning.shard_of(block)]["blocks"][(name, block.start)] = entry
+        if self._plan is not None and self._plan.carry:
+            _split_carried(mirror, self.partitioning, states)
         for name in mirror.delayed_sources:
             y = mirror.populations[name].y
             if y is not None:
@@ -761,6 +780,57 @@ def _sum_blocks(results: list[dict], name: str, partitioning: Partitioning) -> t
         part = torch.from_numpy(np.array(found[block.start]))
         total = part if total is None else total.add_(part)
     return total
+
+
+def _join_carried(mirror: BatchedExecutor, carried: dict, partitioning: Partitioning) -> None:
+    """run.carry_state: the shards' carried state (per block, :meth:`TimedStages.carried`) as the
+    mirror's, so that a snapshot holds it as the batched executor's does: firing states and
+    postsynaptic traces joined along the neurons, eligibility along the synapses (a block's rows
+    are a run of the canonical order), the presynaptic traces (every block keeps the same copy)
+    taken from the first block."""
+    firing: dict | None = {}
+    for name, blocks in partitioning.blocks.items():
+        parts = [carried[(name, b.start)] for b in blocks]
+        states = [p["firing"] for p in parts]
+        if firing is not None and all(s is not None for s in states):
+            firing[name] = FiringState(*[None if states[0][k] is None else
+                                         torch.from_numpy(np.concatenate([s[k] for s in states], axis=1))
+                                         for k in range(len(states[0]))])
+        else:
+            firing = None
+        for k, synapses in enumerate(mirror.populations[name].incoming):
+            if synapses.stdp is None:
+                continue
+            pieces = [p["stdp"][k] for p in parts]
+            if any(piece is None for piece in pieces):
+                synapses.stdp.load(None)
+                continue
+            eligibility = None if pieces[0][2] is None else np.concatenate([p[2] for p in pieces], axis=1)
+            synapses.stdp.load([pieces[0][0], np.concatenate([p[1] for p in pieces], axis=1), eligibility])
+    mirror.carried = firing
+
+
+def _split_carried(mirror: BatchedExecutor, partitioning: Partitioning, states: list[dict]) -> None:
+    """The mirror's carried state (loaded from a snapshot, or as the shards left it) cut into each
+    shard's blocks, under ``"carried"`` of the state :meth:`Shard.set_state` takes."""
+    for state in states:
+        state["carried"] = {}
+    for name, blocks in partitioning.blocks.items():
+        population = mirror.populations[name]
+        whole = None if mirror.carried is None else mirror.carried.get(name)
+        for block in blocks:
+            columns = slice(block.start, block.stop)
+            firing = None if whole is None else [None if v is None else v[:, columns].numpy().copy() for v in whole]
+            stdp = []
+            for synapses in population.incoming:
+                values = None if synapses.stdp is None else synapses.stdp.carried()
+                if values is None:
+                    stdp.append(None)
+                    continue
+                lo, hi = (int(i) for i in np.searchsorted(synapses.info.post_idx, [block.start, block.stop]))
+                stdp.append([np.array(values[0]), np.array(values[1][:, columns]),
+                             None if values[2] is None else np.array(values[2][:, lo:hi])])
+            states[partitioning.shard_of(block)]["carried"][(name, block.start)] = {"firing": firing, "stdp": stdp}
 
 
 def _concatenate(states: list) -> tuple[dict, dict] | None:

@@ -40,6 +40,7 @@ from ribbed.scheduler.batched.populations import PopulationTensors, SynapseTenso
 from ribbed.scheduler.batched.learning import learn
 from ribbed.scheduler.ray.partitioning import Block
 from ribbed.scheduler.batched.projection_tensors import make_projection_tensors
+from ribbed.scheduler.plasticity import projection_stdp
 from ribbed.scheduler.state import collect_state, restore_state
 
 __all__ = ["BlockData", "Shard", "ShardLayout", "block_population", "block_projection", "collect_optimizer",
@@ -122,6 +123,10 @@ class _BlockState(PopulationTensors):
         self.full_info = info
         for projection, layout in data.incoming:
             synapses = SynapseTensors(projection, make_projection_tensors(projection, layout, 0.0, torch.device("cpu"), dtype))
+            if projection.stdp:  # the block's rows of an STDP projection learn here, as batched's whole one does
+                tensors = synapses.layout
+                synapses.stdp = projection_stdp(projection, tensors.layout == "dense" and tensors.mask is None,
+                                                torch.device("cpu"))
             self.incoming.append(synapses)
             if synapses.optimizer is not None:
                 self.plastic.append(synapses)
@@ -331,8 +336,8 @@ class Shard:
         return self.timed.step_values() if self.timed is not None and self._x is not None else {}
 
     def get_state(self) -> dict:
-        """Each block's weights, feedback weights, optimizer state, biases and DFA rows, and the
-        cycle-closing activity of the last tick."""
+        """Each block's weights, feedback weights, optimizer state, biases and DFA rows, the
+        cycle-closing activity of the last tick, and (run.carry_state) the blocks' carried state."""
         blocks = {}
         for block in self.blocks:
             blocks[(block.name, block.start)] = {
@@ -343,7 +348,10 @@ class Shard:
                               "feedback": None if s.feedback is None else s.feedback.numpy().copy(),
                               "optimizer": collect_optimizer(s.optimizer)} for s in block.incoming],
             }
-        return {"blocks": blocks, "last": {name: t.numpy().copy() for name, t in self._last.items()}}
+        state = {"blocks": blocks, "last": {name: t.numpy().copy() for name, t in self._last.items()}}
+        if self.timed is not None and self.timed.plan.carry:
+            state["carried"] = self.timed.carried()
+        return state
 
     def set_state(self, state: dict) -> None:
         """Put back state shaped as :meth:`get_state` returns it."""
@@ -359,6 +367,8 @@ class Shard:
                     synapses.feedback.copy_(torch.as_tensor(part["feedback"]))
                 restore_optimizer(synapses.optimizer, part["optimizer"])
         self._last = {name: torch.as_tensor(np.array(value)) for name, value in state["last"].items()}
+        if self.timed is not None and "carried" in state:
+            self.timed.load_carried(state["carried"])
 
 
 def collect_optimizer(optimizer) -> tuple[dict, dict] | None:

@@ -9,6 +9,13 @@ readout and the spike counts), applied to the block's rows, so the three executo
 semantics.  The random policy's and the rate encoding's uniforms come from the shared keyed
 function, for the whole population; a block takes its columns (no shard draws on its own).
 
+STDP and R-STDP (docs/semantics.md, "STDP in a tick"): a block's rows of an STDP projection carry
+their :class:`~ribbed.scheduler.plasticity.STDPSynapses` and step, after the block fires, with the
+presynaptic spikes the shard already assembled for the forward (``stdp_step``, the batched one);
+R-STDP's reward, which needs the whole readout, comes from the driver with the first backward call.
+With ``run.carry_state`` the blocks' firing states, traces and eligibility stay here from one
+training tick to the next (:meth:`TimedStages.carried` gives them to snapshots).
+
 What moves between shards, per step: in ``forward(step, level)``, what each block emitted at the
 step (activations or spikes) for the populations other shards read, delayed projections reading
 the previous step's; in ``backward(step, level)``, each post block's partial sums of the error it
@@ -25,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ribbed.agents.firing import initial_state
+from ribbed.agents.firing import FiringState, initial_state
 from ribbed.scheduler.batched import timed as steps_of
 from ribbed.scheduler.batched.learning import learn
 
@@ -73,7 +80,14 @@ class TimedStages:
                                                         device)
             population = draws[name]
             self._draws[at] = None if population is None else population[:, :, block.start:block.stop]
-            self._states[at] = initial_state((batch, block.stop - block.start), torch, dtype, device)
+            policy = self.plan.policies[name]
+            previous = self._states.get(at) if self.plan.carry else None  # run.carry_state: last tick's
+            self._states[at] = (previous if previous is not None and previous.spike.shape[0] == batch
+                                else initial_state((batch, block.stop - block.start), torch, dtype, device, policy))
+            for synapses in block.incoming:  # STDP traces start at 0, or continue (carry_state)
+                stdp = synapses.stdp
+                if stdp is not None and not (self.plan.carry and stdp.ready(batch)):
+                    stdp.reset(synapses.weights.numpy(), batch)
             self._records[at] = []
             self._deltas[at] = [None] * self.plan.steps
 
@@ -90,18 +104,26 @@ class TimedStages:
         for block in shard.by_level[level]:
             at = (block.name, block.start)
             u = block.bias.expand(batch, -1).clone()
+            arrived = []
             for synapses in block.incoming:
                 if synapses.info.delayed:
                     if step == 0:
+                        arrived.append(None)
                         continue
                     source = self.emitted(synapses.info.pre.name, step - 1)
                 else:
                     source = self.emitted(synapses.info.pre.name, step)
+                arrived.append(source)
                 synapses.layout.forward(source, u, synapses.weights)
             draws = self._draws[at]
             entry, self._states[at] = steps_of.fire_step(block, plan.policies[block.name], self._states[at], u,
                                                          None if draws is None else draws[step])
             self._records[at].append(entry)
+            for synapses, source in zip(block.incoming, arrived):  # STDP: after forward used the weights
+                if synapses.stdp is not None:
+                    if source is None:  # a delayed projection at step 0: nothing arrived
+                        source = torch.zeros(batch, synapses.info.pre.size, dtype=shard.dtype)
+                    steps_of.stdp_step(synapses, source, entry.out)
             shard._received["y"][(block.name, block.start, step)] = entry.out
             if block.name in layout.share_y:
                 to_shards["y"][(block.name, block.start, step)] = entry.out.numpy()
@@ -126,15 +148,23 @@ class TimedStages:
 
     # ------------------------------------------------------------------ backward and learn
 
-    def backward(self, step: int, level: int, answers: dict[int, np.ndarray] | None, deliveries: tuple) -> dict:
+    def backward(self, step: int, level: int, answers: dict[int, np.ndarray] | None, deliveries: tuple,
+                 rewards: dict[int, np.ndarray] | None = None) -> dict:
         """The blocks at ``level`` compute δ[step] (docs/semantics.md, "Learning over the steps")
         from the readout (output blocks; ``answers`` by first neuron, given once, at the first
         backward call, unless the shard computed them itself), the partial sums of their carrying
         projections' post blocks, and their own δ at the next step; returns the partial sums they
-        send back."""
+        send back.  ``rewards`` (at the first call): the task's reward per R-STDP projection (by
+        index), one per batch row, which every block's rows of the projection apply first, as
+        the batched executor does after the readout ("STDP in a tick")."""
         shard = self.shard
         shard._absorb(deliveries)
         layout, plan = shard.layout, self.plan
+        for block in shard.blocks if rewards else ():
+            for synapses in block.incoming:
+                reward = rewards.get(synapses.info.index)
+                if reward is not None and synapses.stdp is not None:
+                    steps_of.stdp_reward(synapses, torch.from_numpy(np.array(reward)))
         if answers is not None:
             self._answers = {start: torch.from_numpy(np.array(value)) for start, value in answers.items()}
         partials = shard._received["partial"]
@@ -213,6 +243,37 @@ class TimedStages:
                 "delta": None if any(d is None for d in deltas) else torch.stack(deltas, dim=1).numpy().copy()}
         values[(self.shard.layout.input, 0)] = {"out": self._inputs.transpose(0, 1).numpy().copy(), "delta": None}
         return values
+
+    # ------------------------------------------------------------------ carried state
+
+    def carried(self) -> dict:
+        """run.carry_state: per block, the firing state the last training tick left and each
+        incoming projection's STDP traces and eligibility (None where there are none), as plain
+        arrays for a snapshot (the driver joins the blocks' columns)."""
+        result = {}
+        for block in self.shard.blocks:
+            at = (block.name, block.start)
+            state = self._states.get(at)
+            firing = None if state is None else [None if v is None else v.numpy().copy() for v in state]
+            stdp = [None if s.stdp is None or s.stdp.carried() is None else
+                    [None if v is None else np.array(v) for v in s.stdp.carried()] for s in block.incoming]
+            result[at] = {"firing": firing, "stdp": stdp}
+        return result
+
+    def load_carried(self, values: dict) -> None:
+        """Put back what :meth:`carried` returns (a block without a firing state starts the next
+        tick from the reset state)."""
+        for block in self.shard.blocks:
+            at = (block.name, block.start)
+            entry = values.get(at) or {}
+            firing = entry.get("firing")
+            if firing is None:
+                self._states.pop(at, None)
+            else:
+                self._states[at] = FiringState(*[None if v is None else torch.from_numpy(np.array(v)) for v in firing])
+            for synapses, part in zip(block.incoming, entry.get("stdp") or [None] * len(block.incoming)):
+                if synapses.stdp is not None:
+                    synapses.stdp.load(None if part is None else [None if v is None else np.array(v) for v in part])
 
     def input_values(self) -> dict:
         """The input neurons' output at the tick's last step (what the log and reads show)."""
