@@ -358,19 +358,7 @@ def test_a_carried_state_run_on_ray_resumes_identically(tmp_path: Path):
     scenario["run"].update(eval_every=4)
     scenario["log"] = {"level": "summary"}
     whole = quiet_run(scenario, tmp_path / "whole")
-
-    def kill_at_9(model):
-        if model.tick == 9:
-            ray.kill(model.executor._actors[1])
-
-    with pytest.raises(ShardError):
-        quiet_run(scenario, tmp_path / "killed", on_tick=kill_at_9)
-    resumed = resume(tmp_path / "killed")
-    assert resumed.model.tick == 12
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "killed" / "metrics.csv"),
-                                  pd.read_csv(tmp_path / "whole" / "metrics.csv"))
-    for a, b in zip(weights(resumed.model), weights(whole.model)):
-        np.testing.assert_array_equal(a, b)
+    assert_a_killed_shard_resumes_identically(scenario, whole, tmp_path, 9)
 
 
 def test_partitions_do_not_depend_on_shards_and_keep_small_populations_whole():
@@ -413,6 +401,26 @@ def test_a_sharded_run_is_logged_and_verifies(tmp_path: Path, name: str, level: 
     assert np.isfinite(result.model.executor.read("weights", result.model.network.projections[0].name)).all()
 
 
+def assert_a_killed_shard_resumes_identically(scenario: dict, whole, tmp_path: Path, tick: int,
+                                              stopped=lambda error: None) -> None:
+    """Run ``scenario`` again into tmp_path/killed, kill shard 1 at ``tick`` (the run stops with a
+    ShardError, which ``stopped`` checks), resume it from its log, and check it ends as the
+    uninterrupted run ``whole`` (metrics and weights)."""
+    def kill(model):
+        if model.tick == tick:
+            ray.kill(model.executor._actors[1])
+
+    with pytest.raises(ShardError) as caught:
+        quiet_run(scenario, tmp_path / "killed", on_tick=kill)
+    stopped(caught.value)
+    resumed = resume(tmp_path / "killed")
+    assert resumed.model.tick == whole.model.tick
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "killed" / "metrics.csv"),
+                                  pd.read_csv(tmp_path / "whole" / "metrics.csv"))
+    for a, b in zip(weights(resumed.model), weights(whole.model)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_timed_run_on_ray_is_logged_verifies_and_resumes_identically(tmp_path: Path):
     """A spiking scenario on shards, logged at the messages level: the log verifies bit for bit,
     and a run stopped by a killed shard resumes to the same metrics and weights."""
@@ -432,19 +440,7 @@ def test_a_timed_run_on_ray_is_logged_verifies_and_resumes_identically(tmp_path:
             for name in a:
                 np.testing.assert_allclose(a[name], b[name], rtol=RTOL, atol=ATOL, err_msg=f"{name} at tick {tick}")
             np.testing.assert_allclose(on_shards.step_delta(tick), alone.step_delta(tick), rtol=RTOL, atol=ATOL)
-
-    def kill_at_9(model):
-        if model.tick == 9:
-            ray.kill(model.executor._actors[1])
-
-    with pytest.raises(ShardError):
-        quiet_run(scenario, tmp_path / "killed", on_tick=kill_at_9)
-    resumed = resume(tmp_path / "killed")
-    assert resumed.model.tick == 16
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "killed" / "metrics.csv"),
-                                  pd.read_csv(tmp_path / "whole" / "metrics.csv"))
-    for a, b in zip(weights(resumed.model), weights(whole.model)):
-        np.testing.assert_array_equal(a, b)
+    assert_a_killed_shard_resumes_identically(scenario, whole, tmp_path, 9)
 
 
 def test_a_killed_shard_stops_the_run_with_its_name_and_tick_and_the_run_resumes_identically(tmp_path: Path):
@@ -452,23 +448,14 @@ def test_a_killed_shard_stops_the_run_with_its_name_and_tick_and_the_run_resumes
     scenario["log"] = {"level": "summary"}
     whole = quiet_run(scenario, tmp_path / "whole")
 
-    def kill_at_25(model):
-        if model.tick == 25:
-            ray.kill(model.executor._actors[1])
+    def stopped(error: ShardError) -> None:
+        assert error.shard == 1 and error.tick == 25
+        assert "shard 1 of 2" in str(error) and "tick 25" in str(error) and "--resume" in str(error)
+        with open_log(tmp_path / "killed" / "run.log") as log:
+            assert list(log.ticks) == list(range(25))
+            assert log.end["status"] == "failed"
 
-    with pytest.raises(ShardError) as caught:
-        quiet_run(scenario, tmp_path / "killed", on_tick=kill_at_25)
-    assert caught.value.shard == 1 and caught.value.tick == 25
-    assert "shard 1 of 2" in str(caught.value) and "tick 25" in str(caught.value) and "--resume" in str(caught.value)
-    with open_log(tmp_path / "killed" / "run.log") as log:
-        assert list(log.ticks) == list(range(25))
-        assert log.end["status"] == "failed"
-    resumed = resume(tmp_path / "killed")
-    assert resumed.model.tick == 40
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "killed" / "metrics.csv"),
-                                  pd.read_csv(tmp_path / "whole" / "metrics.csv"))
-    for a, b in zip(weights(resumed.model), weights(whole.model)):
-        np.testing.assert_array_equal(a, b)
+    assert_a_killed_shard_resumes_identically(scenario, whole, tmp_path, 25, stopped)
 
 
 def test_bad_ray_settings_name_the_field_and_the_fix():
