@@ -40,6 +40,7 @@ __all__ = [
     "MLPGuide",
     "ReplayGuide",
     "guide_features",
+    "identity_features",
     "make_guides",
     "mlp_initial_weights",
     "forget_statistics",
@@ -69,6 +70,29 @@ def guide_features(u: Any, y: Any, derivative: Any, context: Any) -> Any:
     return xp.concatenate([xp.stack([u, y, derivative], axis=-1),
                            xp.broadcast_to(context, tuple(u.shape) + tuple(context.shape[-1:])),
                            derivative[..., None] * context], axis=-1)
+
+
+def identity_features(outgoing: Any | None, to_output: Any | None, derivative: Any, context: Any) -> Any:
+    """A population's identity features (batch, n, k), numpy or torch (docs/semantics.md, "Guided
+    learning"): for ``readout`` (``to_output``: (n, n_outputs), each neuron's weights into the
+    output population), its weight to the sample's target a = W[:, j] . t, with s a, f'(u) a and
+    f'(u) s a; then for ``weights`` (``outgoing``: (n, k)), the neuron's outgoing weights, the same
+    in every row.  f'(u) s a is minus the right class's share of the chain rule, delta_j = f'(u_j)
+    sum_k W_kj e_k with e = -s t at the right class: a guide shared by many neurons reads in it
+    what makes each one's credit its own.  ``derivative``: (batch, n); ``context``: (batch,
+    n_context) (:func:`task_context`)."""
+    xp = namespace(derivative)
+    batch, n = derivative.shape
+    parts = []
+    if to_output is not None:
+        n_outputs = to_output.shape[1]
+        targets, surprise = context[:, :n_outputs], context[:, n_outputs:n_outputs + 1]
+        a = targets @ to_output.T  # (batch, n)
+        parts += [a[..., None], (surprise * a)[..., None], (derivative * a)[..., None],
+                  (derivative * (surprise * a))[..., None]]
+    if outgoing is not None:
+        parts.append(xp.broadcast_to(outgoing[None], (batch,) + tuple(outgoing.shape)))
+    return xp.concatenate(parts, axis=-1)
 
 
 def forget_statistics(statistics: Any, new: Any, forget: float, xp: ModuleType) -> Any:

@@ -10,6 +10,10 @@ depth (log n), hash stays flat, and direct's memory grows linearly with n.
 
     python benchmarks/coupling_cost.py            # 1e3 .. 1e6
     python benchmarks/coupling_cost.py --quick    # 1e3 .. 1e5
+    python benchmarks/coupling_cost.py --quick --identity readout,weights   # with identity features
+
+With ``--identity`` the guides see identity features (docs/semantics.md, "Guided learning"), and
+the timed stage includes reading the outgoing weights for them, as the executor does every tick.
 """
 
 from __future__ import annotations
@@ -57,9 +61,16 @@ def state_bytes(guidance) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def measure(n: int, coupling: str, guide: str, data: Path, repeats: int) -> dict:
-    model = ribbed.NetworkModel(scenario(n, COUPLINGS[coupling], GUIDES[guide], data))
-    guidance = model.executor.populations["hidden"].guidance
+def measure(n: int, coupling: str, guide: str, data: Path, repeats: int, identity: tuple[str, ...] = ()) -> dict:
+    spec = {**GUIDES[guide], **({"identity": list(identity)} if identity else {})}
+    model = ribbed.NetworkModel(scenario(n, COUPLINGS[coupling], spec, data))
+    executor = model.executor
+    guidance = executor.populations["hidden"].guidance
+
+    def stage(tick: int) -> None:
+        guidance.see_weights(executor._weights_of)
+        guidance.guide_stage(tick, u, y, derivative, context, delta)
+
     rng = torch.Generator().manual_seed(0)
     u = torch.randn(BATCH, n, generator=rng)
     y = torch.tanh(u)
@@ -68,17 +79,17 @@ def measure(n: int, coupling: str, guide: str, data: Path, repeats: int) -> dict
     delta = torch.randn(BATCH, n, generator=rng) * 1e-2
     with torch.no_grad():
         start = time.perf_counter()
-        guidance.guide_stage(0, u, y, derivative, context, delta)  # tick 0 regroups
+        stage(0)  # tick 0 regroups
         regroup = time.perf_counter() - start
         for _ in range(2):
-            guidance.guide_stage(1, u, y, derivative, context, delta)
+            stage(1)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            guidance.guide_stage(1, u, y, derivative, context, delta)
+            stage(1)
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    return {"n": n, "coupling": coupling, "guide": guide, "depth": guidance.coupling.depth,
+    return {"n": n, "coupling": coupling, "guide": guide, "identity": list(identity), "depth": guidance.coupling.depth,
             "guides": guidance.coupling.n_guides, "stage_s": median, "ns_per_neuron": median / n * 1e9,
             "first_tick_s": regroup, "guide_bytes": state_bytes(guidance), "bytes_per_neuron": state_bytes(guidance) / n}
 
@@ -87,8 +98,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="sizes up to 1e5")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/coupling_cost.json"))
+    parser.add_argument("--identity", default="", help="identity features of the guides, e.g. readout,weights")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="default: benchmarks/results/coupling_cost[-identity].json")
     args = parser.parse_args()
+    identity = tuple(name for name in args.identity.split(",") if name)
+    if args.json is None:
+        args.json = Path(f"benchmarks/results/coupling_cost{'-' + '-'.join(identity) if identity else ''}.json")
     sizes = [10**3, 10**4, 10**5] + ([] if args.quick else [10**6])
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -100,7 +116,7 @@ def main() -> None:
         for guide in GUIDES:
             for coupling in COUPLINGS:
                 for n in sizes:
-                    row = measure(n, coupling, guide, data, args.repeats)
+                    row = measure(n, coupling, guide, data, args.repeats, identity)
                     rows.append(row)
                     print(f"{guide:6} {coupling:8} {n:9d} {row['depth']:5d} {row['guides']:8d} "
                           f"{row['stage_s'] * 1e3:10.2f} {row['ns_per_neuron']:10.1f} {row['first_tick_s'] * 1e3:13.1f} "
@@ -113,7 +129,7 @@ def main() -> None:
                   f"(depth {cases[0]['depth']} -> {cases[-1]['depth']})")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": platform.platform(), "threads": torch.get_num_threads(),
-                                     "batch": BATCH, "rows": rows}, indent=2))
+                                     "batch": BATCH, "identity": list(identity), "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")
 
 

@@ -8,12 +8,14 @@ width of the feature rows and signatures.  Executors build their guides from thi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ribbed.coupling import Coupling, make_coupling
+from ribbed.errors import Problem, ScenarioError
 from ribbed.meta import MetaController, make_controller
 from ribbed.seeding import component_rng
 
@@ -45,14 +47,59 @@ class GuidedPopulation:
     controller: MetaController
     n_context: int
     seed: int
+    #: The projections leaving the population, in declaration order (for identity features).
+    outgoing: tuple = ()
+    #: The first of them into the output population, or None.
+    to_output: Any = None
+    #: (fan-out, identity_dims), the fixed random projection of a large fan-out, or None.
+    identity_projection: np.ndarray | None = None
 
     @property
     def name(self) -> str:
         return self.population.name
 
     @property
+    def identity(self) -> tuple[str, ...]:
+        return tuple(getattr(self.guide, "identity", ()))
+
+    @property
+    def n_identity(self) -> int:
+        """Width of the identity features (docs/semantics.md, "Guided learning")."""
+        width = 4 if "readout" in self.identity else 0
+        if "weights" in self.identity:
+            fan_out = sum(p.post.size for p in self.outgoing)
+            width += fan_out if self.identity_projection is None else self.identity_projection.shape[1]
+        return width
+
+    @property
     def n_features(self) -> int:
-        return n_guide_features(self.n_context)
+        return n_guide_features(self.n_context) + self.n_identity
+
+    def identity_weights(self, weights_of: Callable[[Any], np.ndarray]) -> tuple[np.ndarray | None, np.ndarray | None] | None:
+        """The weights the identity features are made of, from each outgoing projection's weights
+        in canonical (post, pre) order (``weights_of(projection)``, what an executor's
+        ``read("weights", name)`` gives): for ``weights``, per neuron its outgoing weights (n,
+        fan-out), through the fixed random projection when there is one; for ``readout``, its
+        weights into the output population (n, n_outputs); None where not asked for, and None
+        without identity features.  Shared numpy code, in float64, so that every executor starts
+        from the same numbers."""
+        if not self.identity:
+            return None
+        n = self.population.size
+
+        def columns(projection) -> np.ndarray:
+            matrix = np.zeros((n, projection.post.size))
+            matrix[projection.pre_idx, projection.post_idx] = np.asarray(weights_of(projection), dtype=np.float64)
+            return matrix
+
+        outgoing = to_output = None
+        if "weights" in self.identity:
+            outgoing = np.concatenate([columns(p) for p in self.outgoing], axis=1)
+            if self.identity_projection is not None:
+                outgoing = outgoing @ self.identity_projection
+        if "readout" in self.identity:
+            to_output = columns(self.to_output)
+        return outgoing, to_output
 
     def refits_at(self, tick: int) -> bool:
         """Whether replay guides (tree, sklearn) refit at the end of this tick's guide stage."""
@@ -65,8 +112,10 @@ class GuidedPopulation:
         return component_rng(self.seed, "guides", self.name)
 
 
-def guided_populations(scenario, populations: dict, n_context: int) -> dict[str, GuidedPopulation]:
-    """The guided populations of a scenario, in declaration order."""
+def guided_populations(scenario, populations: dict, n_context: int,
+                       projections: tuple = ()) -> dict[str, GuidedPopulation]:
+    """The guided populations of a scenario, in declaration order (``projections``: the network's
+    ProjectionInfo, which identity features read)."""
     guided = {}
     for spec in scenario.populations:
         if spec.guide is None:
@@ -74,10 +123,33 @@ def guided_populations(scenario, populations: dict, n_context: int) -> dict[str,
         info = populations[spec.name]
         coupling = make_coupling(scenario.population_coupling(spec), info.size, n_context,
                                  component_rng(scenario.seed, "coupling", spec.name))
+        outgoing = tuple(p for p in projections if p.pre.name == spec.name)
+        to_output = next((p for p in outgoing if p.post.role == "output"), None)
+        projection = None
+        identity = tuple(getattr(spec.guide, "identity", ()))
+        where = f"populations[{info.index}].guide.identity"
+        if "readout" in identity and to_output is None:
+            raise ScenarioError(Problem(
+                scenario.source, where,
+                f"population '{spec.name}' does not project into the output population, so its neurons have no "
+                "weight to the sample's target to read ('readout')",
+                "use identity: [weights] for a population further from the output, or add a projection into it"))
+        if "weights" in identity:
+            if not outgoing:
+                raise ScenarioError(Problem(
+                    scenario.source, where,
+                    f"population '{spec.name}' has no outgoing projection, so its neurons have no outgoing weights "
+                    "to tell them apart", "remove 'weights' from identity, or project the population somewhere"))
+            fan_out = sum(p.post.size for p in outgoing)
+            dims = spec.guide.identity_dims
+            if fan_out > dims:
+                rng = component_rng(scenario.seed, "identity", spec.name)
+                projection = rng.standard_normal((fan_out, dims)) / np.sqrt(dims)
         guided[spec.name] = GuidedPopulation(
             population=info, guide=spec.guide, coupling=coupling,
             controller=make_controller(scenario.population_meta(spec), scenario.schedule.backward_every),
-            n_context=n_context, seed=scenario.seed,
+            n_context=n_context, seed=scenario.seed, outgoing=outgoing, to_output=to_output,
+            identity_projection=projection,
         )
     return guided
 

@@ -201,7 +201,8 @@ def build_network(scenario: Scenario) -> Network:
         if population.dfa_receiver:
             rng = component_rng(scenario.seed, "dfa", population.name)
             network.dfa_matrices[population.name] = rng.uniform(-1.0, 1.0, (population.size, n_out)) / np.sqrt(n_out)
-    network.guided = guided_populations(scenario, populations, n_context=n_context_columns(n_out))
+    network.guided = guided_populations(scenario, populations, n_context=n_context_columns(n_out),
+                                        projections=tuple(projections))
     for name, guided in network.guided.items():
         if not guided.population.needs_credit:
             raise ScenarioError(Problem(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ribbed.scenarios.base import MAX_COUNT, Strict, tagged_union
 
@@ -29,7 +29,35 @@ __all__ = [
 # --------------------------------------------------------------------------- guides
 
 
-class _ReplayGuideSpec(Strict):
+class _IdentitySpec(Strict):
+    """What every guide kind may add to its feature rows: each neuron's identity features, so that
+    a guide shared by many neurons (hash buckets, tree nodes) can tell its members apart
+    (docs/semantics.md, "Guided learning", identity)."""
+
+    identity: list[Literal["readout", "weights"]] = Field(
+        default_factory=list,
+        description="Identity features appended to every feature row. 'readout': the neuron's weight into "
+        "the output neuron of the sample's target, a (raw, times the surprise s, gated by f'(u), and both): "
+        "a neuron's credit is f'(u) times its outgoing weights times the output error, whose right-class "
+        "share is f'(u) s a, so a guide shared by many neurons can predict each one's own credit. "
+        "'weights': the neuron's outgoing weights (through a fixed random projection to identity_dims "
+        "when its fan-out is larger).",
+    )
+    identity_dims: int = Field(
+        16, gt=0, le=1024,
+        description="At most this many 'weights' features: a larger fan-out goes through a fixed "
+        "random projection to this many dimensions.",
+    )
+
+    @field_validator("identity")
+    @classmethod
+    def _once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"identity names a feature twice: {value}; name each once")
+        return value
+
+
+class _ReplayGuideSpec(_IdentitySpec):
     buffer: int = Field(4096, gt=0, le=2**24, description="Rows (neuron x sample) kept for refitting; the oldest go first.")
     refit_every: int = Field(20, gt=0, le=MAX_COUNT, description="Refit on the buffer every this many ticks.")
 
@@ -50,7 +78,7 @@ class SklearnGuideSpec(_ReplayGuideSpec):
     kind: Literal["sklearn"]
 
 
-class LinearGuideSpec(Strict):
+class LinearGuideSpec(_IdentitySpec):
     """Online least squares: ridge regression on exponentially forgotten sufficient statistics
     (X^T X, X^T c), solved after every credit delivery."""
 
@@ -59,7 +87,7 @@ class LinearGuideSpec(Strict):
     forget: float = Field(0.99, gt=0.0, le=1.0, description="Factor applied to the statistics before each update.")
 
 
-class MLPGuideSpec(Strict):
+class MLPGuideSpec(_IdentitySpec):
     """A tiny torch net (features -> hidden tanh units -> credit), one optimizer step on the
     squared error at every credit delivery; the output layer starts at zero, so a new guide
     predicts no credit."""

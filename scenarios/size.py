@@ -382,11 +382,13 @@ class _Estimator:
 
     def _guides(self) -> list[Part]:
         parts = []
-        features = 3 + 2 * (2 * self.n_out + 1)  # environment.guidance.n_guide_features(n_context_columns(n_out))
+        base = 3 + 2 * (2 * self.n_out + 1)  # environment.guidance.n_guide_features(n_context_columns(n_out))
         for i, population in enumerate(self.s.populations):
             guide = population.guide
             if guide is None:
                 continue
+            # Identity features (at most: 'weights' is narrower when the fan-out is below identity_dims).
+            features = base + 4 * ("readout" in guide.identity) + guide.identity_dims * ("weights" in guide.identity)
             guides = self._guide_count(population)
             per_guide = 4096  # the guide object itself (a Mesa ClusterAgent, or its slot in a stack)
             if guide.kind in ("tree", "sklearn"):

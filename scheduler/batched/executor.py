@@ -201,6 +201,7 @@ class BatchedExecutor(Executor):
         if self._guided or broadcast:
             context = task_context(targets, losses)
         for population in self._guided:
+            population.guidance.see_weights(self._weights_of)
             population.guidance.guide_stage(tick, population.u, population.y,
                                             population.activation.df(population.u, population.y), context,
                                             population.delta)
@@ -271,6 +272,8 @@ class BatchedExecutor(Executor):
         outputs, count = [], 0
         kept: dict[str, list[np.ndarray]] = {}
         mean = m2 = None
+        for population in self._guided:
+            population.guidance.see_weights(self._weights_of)
         with torch.no_grad():
             for start in range(0, samples, chunk):
                 x = torch.as_tensor(inputs[start:start + chunk], dtype=self.dtype, device=self.device)
@@ -316,6 +319,10 @@ class BatchedExecutor(Executor):
                           activations={name: per_step[name].cpu().numpy() for name in keep},
                           firing_rate=mean.copy(), steps=steps)
 
+    def _weights_of(self, projection) -> np.ndarray:
+        """A projection's weights in canonical order (what identity features read)."""
+        return self.read("weights", projection.name)
+
     def held_out_credit(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
         """For each guided population, per neuron, sums over the samples of (guidance - credit)^2,
         credit and credit^2, and the count (shape ``(4, size)``), for ``inputs`` (the true credit of a tick with
@@ -329,6 +336,8 @@ class BatchedExecutor(Executor):
         chunk = max(1, min(samples, PREDICT_CHUNK // max(1, self.network.n_neurons)))
         sums = {p.info.name: torch.zeros(4, p.info.size, dtype=torch.float64, device=self.device)
                 for p in self._guided}
+        for population in self._guided:
+            population.guidance.see_weights(self._weights_of)
         with torch.no_grad():
             for start in range(0, samples, chunk):
                 x = torch.as_tensor(inputs[start:start + chunk], dtype=self.dtype, device=self.device)

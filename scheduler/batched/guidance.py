@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ribbed.agents.guides import guide_features
+from ribbed.agents.guides import guide_features, identity_features
 from ribbed.agents.rules import guided_credit
 from ribbed.agents.stacked_guides import make_stacked_guides
 from ribbed.environment.guidance import GuidedPopulation
@@ -47,6 +47,8 @@ class BatchedGuidance:
         self.alpha = torch.full((size,), self.controller.initial_alpha(), dtype=dtype, device=device)
         self.guidance: torch.Tensor | None = None  # (batch, n): the sum of each neuron's path
         self.features: torch.Tensor | None = None
+        #: The weights of the identity features (see :meth:`see_weights`), or None without them.
+        self.identity: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self.assign(self.coupling.initial_paths())
 
     def assign(self, paths: np.ndarray) -> None:
@@ -70,11 +72,24 @@ class BatchedGuidance:
         else:
             self.levels = None
 
+    def see_weights(self, weights_of) -> None:
+        """Take the current outgoing weights for the identity features (``weights_of(projection)``:
+        its weights in canonical order), before the guide stage and before a held-out
+        prediction; nothing to do without ``identity: [weights]``."""
+        weights = self.guided.identity_weights(weights_of)
+        if weights is not None:
+            self.identity = tuple(None if w is None else torch.as_tensor(w, dtype=self.dtype, device=self.device)
+                                  for w in weights)
+
     def features_of(self, u: torch.Tensor, y: torch.Tensor, derivative: torch.Tensor,
                     context: torch.Tensor) -> torch.Tensor:
-        """(batch, n, 3 + 2 n_context): ``[u, y, f'(u), context, f'(u) context]`` per neuron and
-        sample, as :func:`ribbed.agents.guides.guide_features`."""
-        return guide_features(u, y, derivative, context)
+        """(batch, n, n_features): ``[u, y, f'(u), context, f'(u) context]`` per neuron and
+        sample, as :func:`ribbed.agents.guides.guide_features`, then the identity features
+        (:func:`ribbed.agents.guides.identity_features`) when the guide asks for them."""
+        features = guide_features(u, y, derivative, context)
+        if self.identity is None:
+            return features
+        return torch.cat([features, identity_features(*self.identity, derivative, context.to(derivative.dtype))], dim=2)
 
     def predict(self, u: torch.Tensor, y: torch.Tensor, derivative: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """The guidance for these activities and context under the current paths, without learning."""

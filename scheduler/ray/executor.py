@@ -436,6 +436,11 @@ class RayExecutor(Executor):
             population.u = _assemble(ahead, "u", name, self.partitioning)
             population.delta = _assemble(behind, "delta", name, self.partitioning)
             df = population.activation.df(population.u, population.y)
+            if population.guidance.guided.identity:
+                # Identity features read the outgoing weights as they are before this tick's learn:
+                # the shards' weights, brought into the mirror.
+                self._sync_state()
+                population.guidance.see_weights(self._mirror._weights_of)
             population.guidance.guide_stage(tick, population.u, population.y, df, context, population.delta)
             credit = population.guidance.credit(population.delta)
             credits[name] = None if credit is None else credit.numpy()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ribbed.agents.cluster import ClusterAgent
-from ribbed.agents.guides import guide_features, make_guides, task_context
+from ribbed.agents.guides import guide_features, identity_features, make_guides, task_context
 from ribbed.agents.neuron import NeuronAgent, Synapses
 from ribbed.environment.losses import LOSSES, sample_losses
 from ribbed.agents.firing import FiringState
@@ -306,6 +306,10 @@ class ReferenceExecutor(Executor):
             decay = group.coupling.signature_decay if group.coupling.regroup_every else None
             for neuron in group.neurons:
                 neuron.read_context(decay)
+            identity = self._identity(group, context)
+            if identity is not None:
+                for j, neuron in enumerate(group.neurons):
+                    neuron.features = np.concatenate([neuron.features, identity[:, j]], axis=1)
             if group.coupling.regroups_at(tick):
                 group.assign(group.coupling.regroup(np.stack([n.signature for n in group.neurons]), group.paths))
             for neuron in group.neurons:
@@ -326,6 +330,15 @@ class ReferenceExecutor(Executor):
             if group.guided.refits_at(tick):
                 for cluster in group.clusters:
                     cluster.refit()
+
+    def _identity(self, group: _GuidedGroup, context: np.ndarray) -> np.ndarray | None:
+        """The group's identity features (batch, n, k) from the current outgoing weights (before
+        this tick's learn), or None when its guide asks for none."""
+        weights = group.guided.identity_weights(lambda projection: self.read("weights", projection.name))
+        if weights is None:
+            return None
+        derivative = np.stack([n.activation.df(n.u, n.y) for n in group.neurons], axis=1)
+        return identity_features(*weights, derivative, context)
 
     def _broadcast_stage(self, tick: int, context: np.ndarray | None) -> None:
         """Broadcast credit, on a tick without propagated error (``context`` given): the task sends
@@ -391,8 +404,11 @@ class ReferenceExecutor(Executor):
             sums = {}
             for group in self._guided:
                 totals = np.zeros((4, len(group.neurons)))
+                identity = self._identity(group, context)
                 for j, neuron in enumerate(group.neurons):
                     features = guide_features(neuron.u, neuron.y, neuron.activation.df(neuron.u, neuron.y), context)
+                    if identity is not None:
+                        features = np.concatenate([features, identity[:, j]], axis=1)
                     guidance = sum(self.clusters[c - self.clusters[0].unique_id].guide.predict(features)
                                    for c in neuron.guide_path)
                     credit = neuron.delta
