@@ -28,6 +28,8 @@ def short(name: str, backend: str, level: str = "activity", ticks: int | None = 
     scenario = load_scenario(name).model_dump()
     scenario["run"].update({"ticks": ticks or (6 if backend == "reference" else 30),
                             "eval_every": 3 if backend == "reference" else 10, **run})
+    if backend == "reference" and "steps_per_sample" not in run:  # stdp-pairs' 1000 steps of 1001 agents:
+        scenario["run"]["steps_per_sample"] = min(scenario["run"]["steps_per_sample"], 100)  # a tenth of them
     scenario["backend"].update({"kind": backend, "dtype": None})
     scenario["log"] = {"level": level}
     return scenario
