@@ -21,17 +21,9 @@ from ribbed.scenarios.loader import load_scenario
 from ribbed.scenarios.timing import SURROGATE_DEFAULTS, FiringSpec
 from ribbed.scenarios.validation import timed_field
 
-BASE = {
-    "name": "timed",
-    "task": "xor",
-    "populations": [
-        {"name": "in", "size": 2, "role": "input"},
-        {"name": "hidden", "size": 4},
-        {"name": "out", "size": 2, "role": "output", "activation": "identity"},
-    ],
-    "projections": [{"pre": "in", "post": "hidden"}, {"pre": "hidden", "post": "out"}],
-    "run": {"ticks": 5, "eval_every": 5},
-}
+from test_bad_input import BASE as VALID  # noqa: E402  (the same small valid xor network)
+
+BASE = {**copy.deepcopy(VALID), "name": "timed"}
 
 #: The built-ins that keep today's tick (every one but those made for time within a tick).
 TIMED_BUILTINS = {"digits-spiking", "digits-sequence", "digits-sequence-frozen", "mackey-glass", "stdp-pairs"}
