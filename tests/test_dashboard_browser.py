@@ -76,18 +76,24 @@ def dashboard():
             server.wait()
 
 
+#: What Playwright says when the <img> it photographs was swapped for a new one mid-shot.
+SWAPPED = ("not attached", "not visible")
+
+
 def screenshot(image) -> bytes:
     """The picture of a plot's image. The page swaps a plot's <img> when the model's values
-    arrive, which can detach the element being photographed: then the locator finds the new one."""
+    arrive: the element being photographed can be detached, or be the new one before its picture
+    has loaded (no size yet, "not visible"). Then the locator waits for the new one to show."""
     from playwright.sync_api import Error
 
-    for _ in range(20):
+    for _ in range(50):
         try:
+            image.wait_for(state="visible")
             return image.screenshot()
         except Error as exc:
-            if "not attached" not in str(exc):
+            if not any(reason in str(exc) for reason in SWAPPED):
                 raise
-            time.sleep(0.1)
+            time.sleep(0.2)
     return image.screenshot()
 
 
