@@ -159,10 +159,11 @@ class STDPSpec(Strict):
     bounds: Literal["hard", "soft"] = Field("hard", description="hard: additive, clipped; soft: multiplicative.")
     dt: float = Field(1.0, gt=0.0, allow_inf_nan=False, description="The step, in the unit of the time constants.")
     tau_e: float = Field(1000.0, gt=0.0, allow_inf_nan=False, description="r_stdp: eligibility time constant.")
-    reward: Literal["correct", "negative_loss"] = Field(
+    reward: Literal["correct", "negative_loss", "shuffled"] = Field(
         "correct", description="r_stdp: the reward the task sends each sample at its last step: correct, +1 for a "
         "correct readout (argmax = label) and -1 for a wrong one (classification); negative_loss: minus the "
-        "sample's loss.")
+        "sample's loss; shuffled, the null baseline: the batch's correct rewards permuted across its samples by "
+        "a permutation drawn from the seed for the tick (the same +1/-1 counts, unrelated to the sample).")
 
     @model_validator(mode="after")
     def _ordered(self) -> "STDPSpec":

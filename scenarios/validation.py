@@ -513,10 +513,10 @@ def _stdp(s: Scenario) -> Iterator[Finding]:
                     yield Finding(loc, f"projection '{projection.label}' learns by {learning.rule}, which pairs "
                                   f"spikes, but its {end}synaptic population '{population.name}' emits none "
                                   f"({what})", learning.rule, f"{fix}, or use another rule")
-            if learning.rule == "r_stdp" and learning.stdp.reward == "correct" and not classification:
+            if learning.rule == "r_stdp" and learning.stdp.reward in ("correct", "shuffled") and not classification:
                 yield Finding(loc[:-1] + ("stdp", "reward"), f"projection '{projection.label}' is rewarded for a "
-                              f"correct readout, and task '{s.task.kind}' has no classes", "correct",
-                              "use reward: negative_loss")
+                              f"correct readout{' (shuffled)' if learning.stdp.reward == 'shuffled' else ''}, and "
+                              f"task '{s.task.kind}' has no classes", learning.stdp.reward, "use reward: negative_loss")
         if (s.population_firing(post).policy == "conductance" and learning.rule in GRADIENT_RULES
                 and not projection.frozen):
             yield Finding(_rule_loc(s, i), f"projection '{projection.label}' learns by {learning.rule} into the "

@@ -19,8 +19,10 @@ import numpy as np
 
 from ribbed.agents.stdp import (RewardParams, STDPParams, STDPTraces, apply_update, decay_traces, eligibility_step,
                                 increment_traces, initial_traces, pair_update)
+from ribbed.seeding import component_uniforms
 
-__all__ = ["STDPSynapses", "carried_values", "projection_stdp", "stdp_params", "task_reward"]
+__all__ = ["STDPSynapses", "carried_values", "projection_stdp", "reward_permutation", "stdp_params",
+           "task_reward"]
 
 
 def stdp_params(learning: Any) -> tuple[STDPParams, RewardParams | None]:
@@ -117,20 +119,36 @@ def carried_values(state: Any) -> list | None:
     return None if state is None else list(state)
 
 
-def task_reward(kind: str, outputs: Any, targets: Any, losses: Any, xp: ModuleType) -> Any:
+def task_reward(kind: str, outputs: Any, targets: Any, losses: Any, xp: ModuleType, seed: int, tick: int) -> Any:
     """The reward the task sends each sample at its last step (docs/semantics.md): ``correct``,
     +1 where the label's readout is above every other output's and -1 otherwise (a tie is wrong,
     whatever an argmax would pick; ``targets`` one-hot rows); ``negative_loss``, minus the sample's
-    loss."""
+    loss; ``shuffled``, the batch's ``correct`` rewards permuted across its samples by
+    :func:`reward_permutation` (the null baseline: the same +1/-1 counts, no link to the sample).
+    ``seed`` and ``tick`` key that permutation, so that every executor draws the same one."""
     if kind == "negative_loss":
         return -losses
     label = targets > 0.5
     if xp is np:
         best = np.where(label, outputs, -np.inf).max(axis=1)
         rival = np.where(label, -np.inf, outputs).max(axis=1)
-        return np.where(best > rival, 1.0, -1.0).astype(outputs.dtype)
-    import torch  # noqa: PLC0415
+        correct = np.where(best > rival, 1.0, -1.0).astype(outputs.dtype)
+    else:
+        import torch  # noqa: PLC0415
 
-    best = torch.where(label, outputs, -torch.inf).amax(dim=1)
-    rival = torch.where(label, -torch.inf, outputs).amax(dim=1)
-    return torch.where(best > rival, 1.0, -1.0).to(outputs.dtype)
+        best = torch.where(label, outputs, -torch.inf).amax(dim=1)
+        rival = torch.where(label, -torch.inf, outputs).amax(dim=1)
+        correct = torch.where(best > rival, 1.0, -1.0).to(outputs.dtype)
+    if kind != "shuffled":
+        return correct
+    order = reward_permutation(seed, tick, correct.shape[0])
+    return correct[order] if xp is np else correct[xp.as_tensor(order, device=correct.device)]
+
+
+def reward_permutation(seed: int, tick: int, batch: int) -> np.ndarray:
+    """The permutation of ``reward: shuffled`` at training tick ``tick``: sample i receives the
+    ``correct`` reward of sample ``order[i]``.  ``order`` is the stable argsort of the uniforms
+    ``component_uniforms(seed, ("reward-shuffle", tick), (batch,))``: drawn from the scenario seed
+    by key, not inside an executor, so all of them shuffle alike (docs/semantics.md, "STDP in a
+    tick")."""
+    return np.argsort(component_uniforms(seed, ("reward-shuffle", tick), (batch,)), kind="stable")

@@ -175,7 +175,7 @@ def test_without_carried_state_each_tick_starts_from_rest():
 # ---------------------------------------------------------------------- R-STDP
 
 
-def rewarded_scenario(backend: str) -> dict:
+def rewarded_scenario(backend: str, reward: str = "correct") -> dict:
     return {
         "name": "rewarded", "seed": 2, "task": {"kind": "xor", "encoding": {"kind": "rate", "gain": 2.0}},
         "populations": [{"name": "in", "size": 2, "role": "input"},
@@ -184,20 +184,23 @@ def rewarded_scenario(backend: str) -> dict:
         "projections": [{"pre": "in", "post": "out", "init": {"kind": "uniform", "low": 0.2, "high": 0.8}}],
         "learning": {"rule": "r_stdp", "lr": 0.7,
                      "stdp": {"tau_plus": 5.0, "tau_minus": 7.0, "a_plus": 0.05, "a_minus": 0.04, "w_min": 0.0,
-                              "w_max": 1.0, "tau_e": 10.0, "reward": "correct"}},
+                              "w_max": 1.0, "tau_e": 10.0, "reward": reward}},
         "run": {"ticks": 4, "batch_size": 4, "eval_every": 4, "steps_per_sample": 10},
         "backend": {"kind": backend} if backend == "reference" else {"kind": backend, "dtype": "float64",
                                                                       "device": "cpu"},
     }
 
 
+@pytest.mark.parametrize("reward_kind", ["correct", "shuffled"])
 @pytest.mark.parametrize("backend", ["reference", "batched"])
-def test_r_stdp_through_the_executor_is_the_stdp_modules_arithmetic(backend):
+def test_r_stdp_through_the_executor_is_the_stdp_modules_arithmetic(backend, reward_kind):
     """The weights after four ticks are agents/stdp.py's rstdp_step over each tick's spikes (inputs
     from the encoding's draws; outputs from the tick's fixed weights, which R-STDP changes only at
     the reward), with reward 0 at every step but the last, where it is +1 for a sample whose label's
-    spike count beats the other's and -1 otherwise."""
-    model = model_from(rewarded_scenario(backend))
+    spike count beats the other's and -1 otherwise (``correct``), or, with ``shuffled``, those
+    rewards permuted across the batch by the documented draw: sample i gets sample order[i]'s, order
+    the stable argsort of the uniforms keyed ("reward-shuffle", tick)."""
+    model = model_from(rewarded_scenario(backend, reward_kind))
     params, reward_params = stdp_params(model.network.projections[0].learning)
     assert reward_params == RewardParams(tau_e=10.0, lr=0.7)
     sigmoid = ACTIVATIONS["sigmoid"].f
@@ -212,6 +215,8 @@ def test_r_stdp_through_the_executor_is_the_stdp_modules_arithmetic(backend):
         post = np.stack([(s @ matrix.T > 0.5).astype(np.float64) for s in pre])
         counts = post.sum(axis=0)
         reward = np.where(counts[np.arange(4), labels] > counts[np.arange(4), 1 - labels], 1.0, -1.0)
+        if reward_kind == "shuffled":
+            reward = reward[np.argsort(component_uniforms(2, ("reward-shuffle", tick), (4,)), kind="stable")]
         rewards_seen += list(reward)
         traces, eligibility = initial_traces(2, 2, w, (4,)), np.zeros((4, 4))
         for s in range(10):
@@ -225,8 +230,9 @@ def test_r_stdp_through_the_executor_is_the_stdp_modules_arithmetic(backend):
     assert model.executor.message_counts[4] == 4 * 2  # one reward message per output neuron and tick
 
 
-def test_reward_messages_and_weights_agree_between_executors():
-    reference, batched = (model_from(rewarded_scenario(kind)) for kind in ("reference", "batched"))
+@pytest.mark.parametrize("reward", ["correct", "shuffled"])
+def test_reward_messages_and_weights_agree_between_executors(reward):
+    reference, batched = (model_from(rewarded_scenario(kind, reward)) for kind in ("reference", "batched"))
     for _ in range(4):
         reference.step()
         batched.step()

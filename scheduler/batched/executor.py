@@ -156,7 +156,7 @@ class BatchedExecutor(Executor):
         for synapses in self.projections:  # R-STDP: the task's reward at the sample's last step
             if synapses.stdp is not None and synapses.stdp.reward_params is not None:
                 kind = synapses.info.learning.stdp.reward
-                timed.stdp_reward(synapses, task_reward(kind, outputs, targets, losses, torch))
+                timed.stdp_reward(synapses, task_reward(kind, outputs, targets, losses, torch, plan.seed, tick))
         deltas = timed.backward_steps(self, plan, records, error)
         self._input.u = self._input.y = records[self._input.info.name][-1].out
         outputs_by_step = {name: [r.out for r in steps] for name, steps in records.items()}

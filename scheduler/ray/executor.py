@@ -392,7 +392,7 @@ class RayExecutor(Executor):
             answers = [{start: error[:, start:stop].numpy() for start, stop in blocks}
                        for blocks in self._output_blocks]
             self._answer = error
-        rewards = self._rewards(outputs, targets, losses)
+        rewards = self._rewards(tick, outputs, targets, losses)
         lowest = self._levels[0]
         for step in reversed(range(steps)):
             for level in reversed(self._levels):
@@ -414,11 +414,13 @@ class RayExecutor(Executor):
         self.ticks += 1
         return TickResult(loss=losses.mean(), outputs=outputs)
 
-    def _rewards(self, outputs: torch.Tensor, targets: torch.Tensor, losses: torch.Tensor) -> dict[int, np.ndarray]:
+    def _rewards(self, tick: int, outputs: torch.Tensor, targets: torch.Tensor,
+                 losses: torch.Tensor) -> dict[int, np.ndarray]:
         """R-STDP: the task's reward of each sample at its last step, per R-STDP projection (by
         index), computed here as the batched executor does after the readout (it needs the whole
         output); the shards apply it to their rows of the projection ("STDP in a tick")."""
-        return {info.index: task_reward(info.learning.stdp.reward, outputs, targets, losses, torch).numpy()
+        return {info.index: task_reward(info.learning.stdp.reward, outputs, targets, losses, torch, self._plan.seed,
+                                        tick).numpy()
                 for info in self.network.projections if info.stdp and info.learning.rule == "r_stdp"}
 
     def _guide_stage(self, tick: int, forward: dict, backwards: dict, targets: torch.Tensor,

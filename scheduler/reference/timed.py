@@ -308,7 +308,7 @@ class TimedReference:
                 kind = next(s.projection.learning.stdp.reward for s in neuron.incoming
                             if s.stdp is not None and s.stdp.reward_params is not None)
                 bus.send(Message(tick, Stage.READOUT, TASK, neuron.unique_id, Kind.REWARD,
-                                 task_reward(kind, outputs, targets, losses, np)))
+                                 task_reward(kind, outputs, targets, losses, np, self.seed, tick)))
             bus.deliver()
             for neuron in self.rewarded:
                 (message,) = neuron.take(Kind.REWARD)
