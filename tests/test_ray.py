@@ -34,7 +34,7 @@ from ribbed.scheduler.ray.partitioning import partition_network  # noqa: E402
 from ribbed.scheduler.ray.executor import ShardError  # noqa: E402
 from test_executors import (ATOL, RTOL, assert_same_guidance, assert_same_state, datasets, scenarios,  # noqa: E402,F401
                             timed_scenarios)
-from test_stdp_wiring import pairs_scenario  # noqa: E402
+from test_stdp_wiring import pairs_scenario, rewarded_scenario  # noqa: E402
 
 TICKS = 12
 
@@ -289,6 +289,25 @@ def split_pairs(ticks: int = 4) -> dict:
                            {"pre": "h", "post": "out", "init": {"kind": "uniform", "low": 0.3, "high": 0.6},
                             "frozen": True}]
     return data
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+def test_shuffled_rewards_on_ray_equal_batched():
+    """R-STDP with the shuffled reward (tests/test_stdp_wiring.py's small rewarded xor) on 2 shards:
+    the driver draws the same permutation as the batched executor, so the weights are identical."""
+    scenario = rewarded_scenario("batched", "shuffled")
+    batched = model_from(on_batched(scenario))
+    sharded = model_from(on_ray(scenario, 2))
+    try:
+        before = stdp_weights(batched)
+        for _ in range(4):
+            batched.step()
+            sharded.step()
+        for name, values in stdp_weights(batched).items():
+            assert np.abs(values - before[name]).max() > 1e-3
+            np.testing.assert_array_equal(stdp_weights(sharded)[name], values)
+    finally:
+        sharded.executor.close()
 
 
 @pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")

@@ -73,7 +73,9 @@ BUILT_IN = {"digits": DIGITS, "digits-fa": DIGITS, "digits-dfa": DIGITS, "digits
             # rows of 8 pixels: the input population is no image, so no receptive fields
             "digits-sequence": IMAGES_FREE, "digits-sequence-frozen": IMAGES_FREE, "mackey-glass": SINE,
             # 1001 neurons: no weight graph; no classes; its spikes, and STDP weights at the first and last snapshot
-            "stdp-pairs": {"learning-curves", "messages", "raster", "firing-rates", "stdp-weights"}}
+            "stdp-pairs": {"learning-curves", "messages", "raster", "firing-rates", "stdp-weights"},
+            # spiking moons, an R-STDP projection into the output
+            "moons-reward": IMAGES_FREE | {"raster", "firing-rates", "stdp-weights"}}
 
 
 def test_every_built_in_is_covered():

@@ -1,7 +1,8 @@
 """R-STDP learns a reward task, judged against nulls (docs/semantics.md, "STDP in a tick"): the
 ``shuffled`` reward (the batch's ``correct`` rewards permuted across its samples: the same +1/-1
 counts, no link to the sample) is exactly that, the same draw on every executor; and the built-in
-``moons-reward`` learns with ``correct`` rewards what it cannot with ``shuffled`` ones."""
+``moons-reward`` learns with ``correct`` rewards what it cannot with ``shuffled`` ones, nor
+frozen."""
 
 from __future__ import annotations
 
@@ -64,10 +65,14 @@ def test_the_executors_apply_the_same_shuffled_rewards():
 
 
 def held_out_accuracy(reward: str, seed: int) -> float:
-    """The built-in moons-reward (on the CPU, float32) with ``reward`` and ``seed``, after its run."""
+    """The built-in moons-reward (on the CPU, float32) with ``reward`` and ``seed``, after its run;
+    ``reward`` "frozen": its R-STDP projection frozen (the network as initialized)."""
     data = load_scenario("moons-reward").model_dump(mode="json", exclude_none=True)
     data["seed"] = seed
-    data["learning"]["stdp"]["reward"] = reward
+    if reward == "frozen":
+        data["projections"][1]["frozen"] = True
+    else:
+        data["learning"]["stdp"]["reward"] = reward
     data["backend"] = {"kind": "batched", "device": "cpu", "dtype": "float32"}
     model = model_from(data)
     for _ in range(data["run"]["ticks"]):
@@ -75,14 +80,18 @@ def held_out_accuracy(reward: str, seed: int) -> float:
     return model.evaluate()["test_accuracy"]
 
 
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")  # the frozen arm: "nothing learns", as meant
 def test_r_stdp_learns_moons_from_its_reward_and_not_from_a_shuffled_one():
     """Three seeds of the built-in moons-reward: with the correct reward the held-out accuracy is
-    well above chance (0.5, two balanced classes), and above the shuffled-reward null by more than
-    three times the pooled standard deviation over seeds.  (With shuffled rewards the outputs fall
-    silent and every held-out sample is a tie: exactly chance.)"""
-    correct = np.array([held_out_accuracy("correct", seed) for seed in SEEDS])
-    shuffled = np.array([held_out_accuracy("shuffled", seed) for seed in SEEDS])
-    pooled = np.sqrt((correct.var(ddof=1) + shuffled.var(ddof=1)) / 2)
-    assert correct.mean() - shuffled.mean() > 3 * pooled, (correct, shuffled)
-    assert correct.min() > 0.6 and correct.mean() > 0.7, correct
-    assert shuffled.max() < 0.56, shuffled
+    well above chance (0.5, two balanced classes), and above both nulls, the shuffled reward and
+    the frozen projection, by more than three times the pooled standard deviation over seeds.
+    (With shuffled rewards the outputs fall silent and every held-out sample is a tie: exactly
+    chance; the frozen network is its random initial weights.)"""
+    accuracy = {arm: np.array([held_out_accuracy(arm, seed) for seed in SEEDS])
+                for arm in ("correct", "shuffled", "frozen")}
+    correct = accuracy["correct"]
+    for null in ("shuffled", "frozen"):
+        pooled = np.sqrt((correct.var(ddof=1) + accuracy[null].var(ddof=1)) / 2)
+        assert correct.mean() - accuracy[null].mean() > 3 * pooled, accuracy
+    assert correct.min() > 0.6 and correct.mean() > 0.7, accuracy
+    assert accuracy["shuffled"].max() < 0.56, accuracy

@@ -77,6 +77,8 @@ def test_an_override_of_stdp_changes_only_the_keys_it_sets():
     (lambda d: d["task"].pop("encoding"), "learning.rule", "presynaptic population 'in' emits none"),
     (lambda d: d["projections"][0].update(learning={"rule": "r_stdp"}), "projections[0].learning.stdp.reward",
      "no classes"),
+    (lambda d: d["projections"][0].update(learning={"rule": "r_stdp", "stdp": {"reward": "shuffled"}}),
+     "projections[0].learning.stdp.reward", "correct readout (shuffled), and task 'constant' has no classes"),
     (lambda d: d["projections"][0].update(learning={"rule": "backprop"}), "projections[0].learning.rule",
      "no surrogate"),
     (lambda d: d["projections"].append({"pre": "out", "post": "out"}), "run.carry_state", "delayed"),

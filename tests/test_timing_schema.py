@@ -26,7 +26,8 @@ from test_bad_input import BASE as VALID  # noqa: E402  (the same small valid xo
 BASE = {**copy.deepcopy(VALID), "name": "timed"}
 
 #: The built-ins that keep today's tick (every one but those made for time within a tick).
-TIMED_BUILTINS = {"digits-spiking", "digits-sequence", "digits-sequence-frozen", "mackey-glass", "stdp-pairs"}
+TIMED_BUILTINS = {"digits-spiking", "digits-sequence", "digits-sequence-frozen", "mackey-glass", "moons-reward",
+                  "stdp-pairs"}
 BUILTINS = sorted(p for p in (Path(__file__).resolve().parents[1] / "scenarios" / "builtin").glob("*.yaml")
                   if p.stem not in TIMED_BUILTINS)
 
