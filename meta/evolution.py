@@ -48,7 +48,8 @@ class Births:
     mlp_weights: np.ndarray
 
 
-def candidate_costs(kind: np.ndarray, mask: np.ndarray, settings: tuple[KindSettings, ...]) -> tuple[np.ndarray, np.ndarray]:
+def candidate_costs(kind: np.ndarray, mask: np.ndarray,
+                    settings: tuple[KindSettings, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(memory, time) of each candidate, deterministic proxies of its cost: memory is its parameter
     count with m features on (linear m + 1; mlp h(m + 1) + h + 1), time the multiply-adds of one
     prediction plus one update per row (linear (m + 1)(m + 2): the prediction and the row's share

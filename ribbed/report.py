@@ -199,8 +199,8 @@ def plan_group(group: Group, scenario: dict, *, overview: bool = False) -> list[
                       "cluster; purity of the clusters with respect to preferred classes, against shuffled labels.",
                       lambda p=population: figures.cluster_membership(agents, metrics, p), suffix)
             if agents is None or "guide_kind" not in agents:
-                items.append(Skipped("evolved-kinds", FIGURE_TITLES["evolved-kinds"] + suffix,
-                                     "the guides do not evolve" if agents is not None else "the run wrote no agents.csv"))
+                why = "the guides do not evolve" if agents is not None else "the run wrote no agents.csv"
+                items.append(Skipped("evolved-kinds", FIGURE_TITLES["evolved-kinds"] + suffix, why))
             else:
                 _draw(items, "evolved-kinds", "The kind of candidate serving each neuron's meta unit (share of neurons, "
                       "and their mean serving fitness) at every evaluation; at the last, the kinds by preferred class "

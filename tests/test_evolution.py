@@ -11,6 +11,7 @@ settings get located errors."""
 from __future__ import annotations
 
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,38 @@ def state_with_fitness(fitness: np.ndarray, protect: int = 0, kind_change: float
     state.square[:] = 2.0
     state.error = 2.0 * (1.0 - fitness)
     return state
+
+
+def test_generation_0_regenerates_from_the_semantics_page():
+    """docs/semantics.md, "Evolving guides", Generation 0, with numpy alone."""
+    spec = EvolutionSpec(candidates=5, mutation={"mask_flip": 0.25, "lr_scale": 3.0})
+    guides, d, seed = 4, 7, 11
+    state, births = initial_population(spec, SETTINGS, guides, d, seed, "h")
+    key = (zlib.crc32(b"evolution"), zlib.crc32(b"h"), 0)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy=seed, spawn_key=key)))
+    steps = rng.integers(-1, 2, size=(guides, 5))
+    flips = rng.random((guides, 5, d)) < 0.25
+    kind = np.tile(np.arange(5) % 2, (guides, 1))
+    base = np.array([0.01, 0.01])[kind]
+    first = np.arange(5) < 2
+    np.testing.assert_array_equal(state.kind, kind)
+    np.testing.assert_array_equal(state.lr, np.where(first, base, np.clip(base * 3.0**steps, 1e-6, 1.0)))
+    np.testing.assert_array_equal(state.mask, np.where(first[None, :, None], True, ~flips))
+    n_mlp = int((kind == 1).sum())
+    np.testing.assert_array_equal(births.mlp_weights, rng.uniform(-1 / np.sqrt(d), 1 / np.sqrt(d), (n_mlp, d, 3)))
+    np.testing.assert_array_equal(state.ident, np.arange(guides * 5).reshape(guides, 5))
+    assert (state.parent == -1).all() and (state.born == 0).all()
+
+
+def test_with_a_memory_weight_the_cheapest_candidate_serves_until_scores_differ():
+    spec = EvolutionSpec(candidates=4, fitness={"score": 1.0, "memory": 10.0}, mutation={"mask_flip": 0.5})
+    state, _ = initial_population(spec, SETTINGS, 3, 6, 2, "h")
+    memory = np.where(state.kind == 0, state.mask.sum(-1) + 1, 3 * (state.mask.sum(-1) + 1) + 4)
+    np.testing.assert_array_equal(state.serving(), np.argmax(10.0 / memory, axis=1))
+    state.observe(np.arange(3), np.tile([1.0, 0.0, 1.0, 1.0], (3, 1)), np.ones(3))  # slot 1 predicted exactly
+    np.testing.assert_allclose(state.score()[:, 1], 1.0)
+    assert (state.score()[:, [0, 2, 3]] == 0.0).all()
+    np.testing.assert_array_equal(state.serving(), np.argmax(state.score() + 10.0 / memory, axis=1))
 
 
 def test_elites_survive_a_generation_untouched_and_the_rest_are_born_from_tournaments():
@@ -200,7 +233,8 @@ def test_a_resumed_run_continues_bit_for_bit_verifies_and_has_its_lineage_in_age
     again, _ = resumed.model.executor.state()
     assert values.keys() == again.keys()
     for key in values:
-        assert (values[key] is None and again[key] is None) or np.array_equal(values[key], again[key], equal_nan=True), key
+        same = np.array_equal(values[key], again[key], equal_nan=True) if values[key] is not None else again[key] is None
+        assert same, key
     agents = whole.model.agent_metrics  # the DataCollector's columns, as in agents.csv
     hidden = agents[(agents["population"] == "h") & (agents["agent_kind"] == "neuron")]
     assert set(hidden["guide_kind"]) <= {"linear", "mlp"} and hidden["guide_generation"].max() >= 1
