@@ -193,8 +193,10 @@ class StackedMLP(StackedGuides):
         for (name, value), grad in zip(self.params.items(), grads):
             shape = (-1,) + (1,) * (value.dim() - 1)
             m = mask.view(shape)
+            # A step size per guide (evolving candidates, agents/evolving_guides.py) or one for all.
+            lr = self.lr.view(shape) if isinstance(self.lr, torch.Tensor) else self.lr
             if not self.adam:
-                value.sub_(grad * (self.lr * m))
+                value.sub_(grad * (lr * m))
                 continue
             # torch.optim.Adam, for the guides that learn (mask 1); the others keep their state.
             beta1, beta2, eps = 0.9, 0.999, 1e-8
@@ -205,7 +207,7 @@ class StackedMLP(StackedGuides):
             bias1 = 1 - beta1**steps
             bias2_sqrt = torch.sqrt(1 - beta2**steps)
             denom = torch.sqrt(exp_avg_sq) / bias2_sqrt + eps
-            value.sub_(torch.where(m > 0, (self.lr / bias1) * exp_avg / denom, torch.zeros_like(value)))
+            value.sub_(torch.where(m > 0, (lr / bias1) * exp_avg / denom, torch.zeros_like(value)))
 
     def state(self) -> dict[str, torch.Tensor]:
         return dict(self.params)

@@ -72,6 +72,9 @@ _ROWS = (
                "the guides on each neuron's path, root first"),
     StateField("guide_alpha", "population", "guide", False, "the population has no guide",
                "per guide, the alpha its meta unit sets (NaN for guides that are not meta units)"),
+    StateField("lineage", "population", "mapping", False, "the population's guides do not evolve",
+               "per neuron, the candidate serving its meta unit (docs/semantics.md, \"Evolving guides\"): kind "
+               "(index in evolution.kinds), generation born, fitness, candidate id, parent id"),
     StateField("in_degree", "population", "neuron", False, "", "incoming synapses per neuron"),
     StateField("weight_norm", "population", "neuron", False, "", "Euclidean norm of each neuron's incoming weights"),
     StateField("activation_mean", "population", "neuron", True, "",

@@ -17,6 +17,8 @@ import numpy as np
 from ribbed.coupling import Coupling, make_coupling
 from ribbed.errors import Problem, ScenarioError
 from ribbed.meta import MetaController, make_controller
+from ribbed.meta.evolution import Births, EvolutionState, KindSettings, initial_population
+from ribbed.scenarios.guidance import LinearGuideSpec, MLPGuideSpec
 from ribbed.seeding import component_rng
 
 __all__ = ["GuidedPopulation", "guidance_warnings", "guided_populations", "messages_of_guidance", "n_context_columns",
@@ -100,6 +102,31 @@ class GuidedPopulation:
         if "readout" in self.identity:
             to_output = columns(self.to_output)
         return outgoing, to_output
+
+    @property
+    def evolution(self) -> Any:
+        """The guide's ``evolution`` section, or None (docs/semantics.md, "Evolving guides")."""
+        return getattr(self.guide, "evolution", None)
+
+    def kind_settings(self) -> tuple[KindSettings, ...]:
+        """Per evolving kind, in the order of ``evolution.kinds``, what its candidates share: the
+        guide's own settings for its kind (an mlp's hidden, optimizer and lr; a linear guide's
+        ridge and lr = 1 - forget), the kind's defaults for the others."""
+        settings = []
+        for name in self.evolution.kinds:
+            spec = self.guide if self.guide.kind == name else (
+                LinearGuideSpec(kind="linear") if name == "linear" else MLPGuideSpec(kind="mlp"))
+            if name == "linear":
+                settings.append(KindSettings("linear", lr=1.0 - spec.forget, ridge=spec.ridge))
+            else:
+                settings.append(KindSettings("mlp", lr=spec.lr, hidden=spec.hidden, optimizer=spec.optimizer))
+        return tuple(settings)
+
+    def initial_evolution(self) -> tuple[EvolutionState, Births]:
+        """Generation 0 of the candidates of every guide (shared code: every executor starts from
+        the same genomes and first-layer weights)."""
+        return initial_population(self.evolution, self.kind_settings(), self.coupling.n_guides, self.n_features,
+                                  self.seed, self.name)
 
     def refits_at(self, tick: int) -> bool:
         """Whether replay guides (tree, sklearn) refit at the end of this tick's guide stage."""

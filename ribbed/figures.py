@@ -30,6 +30,7 @@ __all__ = [
     "alpha_and_guide_r2",
     "alpha_over_time",
     "cluster_membership",
+    "evolved_kinds",
     "clusters_over_time",
     "firing_rates",
     "learning_curves",
@@ -304,6 +305,70 @@ def cluster_membership(agents: pd.DataFrame, metrics: pd.DataFrame | None, popul
         ax.set(xlabel="tick", ylabel="share", ylim=(0, 1.05))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    return fig
+
+
+def _cramers_v(kinds: np.ndarray, classes: np.ndarray) -> float:
+    """Cramér's V of the contingency table of two label arrays (0 when either has one value)."""
+    table = pd.crosstab(kinds, classes).to_numpy(dtype=np.float64)
+    if min(table.shape) < 2:
+        return 0.0
+    n = table.sum()
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / n
+    chi2 = ((table - expected) ** 2 / expected).sum()
+    return float(np.sqrt(chi2 / (n * (min(table.shape) - 1))))
+
+
+def evolved_kinds(agents: pd.DataFrame, population: str, permutations: int = 200) -> Figure:
+    """Which kind of candidate serves each neuron of a population whose guides evolve: the share
+    of neurons per kind and their serving fitness at each evaluation (mean over seeds); below,
+    at the last evaluation (first seed), the kinds by preferred class, with Cramér's V of kind
+    against preferred class and its label-permutation null (95th percentile of ``permutations``
+    shuffles, generator seeded 0): a specialization of kinds by class, or none."""
+    neurons = agents[(agents["population"] == population) & (agents["agent_kind"] == "neuron")]
+    if "guide_kind" not in neurons:
+        raise ValueError(f"the guides of population {population} do not evolve")
+    neurons = neurons[neurons["guide_kind"].notna()]
+    _require(neurons, f"guide kinds of population {population}")
+    seeds = neurons["seed"] if "seed" in neurons else pd.Series(0, index=neurons.index)
+    kinds = sorted(neurons["guide_kind"].unique())
+    fig = _figure(8.0, 7.0)
+    top, bottom = fig.subplots(2, 1, height_ratios=[1, 1])
+    share = (neurons.assign(_seed=seeds).groupby(["_seed", "tick"])["guide_kind"].value_counts(normalize=True)
+             .unstack(fill_value=0.0).groupby("tick").mean())
+    for i, kind in enumerate(kinds):
+        top.plot(share.index, share[kind], marker="o", color=f"C{i}", label=f"served by {kind}")
+    top.set(xlabel="tick", ylabel="share of neurons", ylim=(-0.02, 1.02),
+            title=f"{population}: the kind of guide candidate serving each neuron")
+    fitness = neurons.groupby("tick")["guide_fitness"].mean()
+    twin = top.twinx()
+    twin.plot(fitness.index, fitness.to_numpy(), "k--", label="mean serving fitness")
+    twin.set_ylabel("fitness")
+    lines = top.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    top.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="lower right")
+    top.grid(alpha=0.3)
+    first = neurons[seeds == seeds.iloc[0]]
+    last = first[first["tick"] == first["tick"].max()]
+    classes = last["preferred_class"].to_numpy(dtype=np.float64)
+    known = np.isfinite(classes)
+    if known.any():
+        served, preferred = last["guide_kind"].to_numpy()[known], classes[known].astype(int)
+        table = pd.crosstab(preferred, served).reindex(columns=kinds, fill_value=0)
+        bottom_edge = np.zeros(len(table))
+        for i, kind in enumerate(kinds):
+            bottom.bar(table.index, table[kind], bottom=bottom_edge, color=f"C{i}", label=kind)
+            bottom_edge += table[kind].to_numpy()
+        value = _cramers_v(served, preferred)
+        rng = np.random.default_rng(0)
+        null = [_cramers_v(served, rng.permutation(preferred)) for _ in range(permutations)]
+        bottom.set(xlabel="preferred class", ylabel="neurons", xticks=list(table.index),
+                   title=f"serving kinds by preferred class at tick {int(last['tick'].iloc[0])}\nCramér's V {value:.2f} "
+                         f"(label-permutation null: 95th percentile {np.quantile(null, 0.95):.2f})")
+        bottom.legend(fontsize=7)
+    else:
+        bottom.set_axis_off()
+        bottom.set_title("no neuron has a preferred class at the last evaluation")
     return fig
 
 

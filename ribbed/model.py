@@ -60,6 +60,13 @@ AGENT_REPORTERS: dict[str, str | Callable] = {
     "agent_kind": "agent_kind",
 }
 
+#: agents.csv columns of a run whose guides evolve (docs/semantics.md, "Evolving guides"): per
+#: neuron, the candidate serving its meta unit (empty for other agents).
+LINEAGE_REPORTERS: dict[str, Callable] = {
+    f"guide_{key}": (lambda key: lambda agent: agent.model.lineage_value(key, agent))(key)
+    for key in ("kind", "generation", "fitness", "candidate", "parent")
+}
+
 
 class Population:
     """A population of the running model: its neurons as a Mesa AgentSet, and its biases."""
@@ -206,9 +213,13 @@ class NetworkModel(mesa.Model):
         self.counts_at_record = np.zeros(len(Kind), dtype=np.int64)
         #: Evaluations made before a resume (see :meth:`restore_metrics`).
         self.earlier_metrics: pd.DataFrame | None = None
+        self._agent_reporters = dict(AGENT_REPORTERS)
+        if any(g.evolution is not None for g in self.network.guided.values()):
+            self._agent_reporters.update(LINEAGE_REPORTERS)
+        self._lineage: tuple[int, dict[str, dict]] | None = None
         self.datacollector = mesa.DataCollector(
             model_reporters={key: _metric(key) for key in self._metric_names()},
-            agent_reporters=dict(AGENT_REPORTERS),
+            agent_reporters=dict(self._agent_reporters),
         )
         #: The DataCollector's entries that are evaluations (``step()`` adds entries between them).
         self._evaluations: list[int] = []
@@ -337,6 +348,21 @@ class NetworkModel(mesa.Model):
             return float(self.specialization.cluster_values[name][agent.unique_id - self.network.n_neurons])
         return float("nan")
 
+    def lineage_value(self, key: str, agent: Any) -> Any:
+        """A neuron's evolving-guide lineage at this tick (``key``: kind, generation, fitness,
+        candidate or parent; the kind by name), read once per tick through the executor's
+        ``read("lineage", population)``; None for agents whose guides do not evolve."""
+        if self._lineage is None or self._lineage[0] != self.tick:
+            self._lineage = (self.tick, {name: self.executor.read("lineage", name)
+                                         for name, g in self.network.guided.items() if g.evolution is not None})
+        if getattr(agent, "agent_kind", None) != "neuron" or agent.population not in self._lineage[1]:
+            return None
+        info = self.network.populations[agent.population]
+        value = self._lineage[1][agent.population][key][agent.unique_id - info.start]
+        if key == "kind":
+            return self.network.guided[agent.population].evolution.kinds[int(value)]
+        return float(value) if key == "fitness" else int(value)
+
     def tuning_records(self) -> list[dict]:
         """The class-tuning matrices of the latest evaluation, one dict per (neuron, class):
         ``tick, AgentID, population, class, response`` (the neuron's mean response above its
@@ -419,7 +445,7 @@ class NetworkModel(mesa.Model):
         rows = []
         for agent in [*self.neurons, *self.executor.clusters]:
             row = {"tick": self.tick, "AgentID": agent.unique_id}
-            for key, reporter in AGENT_REPORTERS.items():
+            for key, reporter in self._agent_reporters.items():
                 row[key] = reporter(agent) if callable(reporter) else getattr(agent, reporter, None)
             rows.append(row)
         return rows

@@ -53,6 +53,7 @@ FIGURE_TITLES = {
     "alpha-r2": "Alpha against guide R²",
     "clusters": "Cluster membership and purity",
     "modularity": "Modularity",
+    "evolved-kinds": "Evolved guide kinds",
     "weight-graph": "Weight graph",
     "raster": "Spike raster",
     "firing-rates": "Firing-rate distributions",
@@ -180,7 +181,7 @@ def plan_group(group: Group, scenario: dict, *, overview: bool = False) -> list[
     _receptive_fields(items, group, scenario, analysed)
     guided = _guided(metrics)
     if not guided:
-        for key in ("alpha-r2", "clusters", "modularity"):
+        for key in ("alpha-r2", "clusters", "modularity", "evolved-kinds"):
             items.append(Skipped(key, FIGURE_TITLES[key], "no population has a guide"))
     else:
         for population in guided:
@@ -197,6 +198,14 @@ def plan_group(group: Group, scenario: dict, *, overview: bool = False) -> list[
                 _draw(items, "clusters", "Cluster of each neuron at each evaluation (first seed), sorted by the final "
                       "cluster; purity of the clusters with respect to preferred classes, against shuffled labels.",
                       lambda p=population: figures.cluster_membership(agents, metrics, p), suffix)
+            if agents is None or "guide_kind" not in agents:
+                why = "the guides do not evolve" if agents is not None else "the run wrote no agents.csv"
+                items.append(Skipped("evolved-kinds", FIGURE_TITLES["evolved-kinds"] + suffix, why))
+            else:
+                _draw(items, "evolved-kinds", "The kind of candidate serving each neuron's meta unit (share of neurons, "
+                      "and their mean serving fitness) at every evaluation; at the last, the kinds by preferred class "
+                      "with Cramér's V against its label-permutation null (first seed).",
+                      lambda p=population: figures.evolved_kinds(agents, p), suffix)
         _draw(items, "modularity", "Modularity of the |W| graph of each guided population under its clusters." + band,
               lambda: figures.modularity_over_time(metrics, guided))
     _weight_graph(items, group)

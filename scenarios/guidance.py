@@ -13,20 +13,92 @@ names an import path.  ``sklearn`` stands for any scikit-learn regressor handed 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ribbed.scenarios.base import MAX_COUNT, Strict, tagged_union
 
 __all__ = [
-    "ConfidenceMetaSpec", "CouplingSpec", "DirectCouplingSpec", "FixedMetaSpec", "GuideSpec",
+    "ConfidenceMetaSpec", "CouplingSpec", "DirectCouplingSpec", "EvolutionSpec", "FixedMetaSpec", "GuideSpec",
     "HashCouplingSpec", "LearnedMetaSpec", "LinearGuideSpec", "MLPGuideSpec", "MetaSpec", "SklearnGuideSpec", "TreeCouplingSpec",
     "TreeGuideSpec",
 ]
 
 
 # --------------------------------------------------------------------------- guides
+
+
+#: The guide kinds whose candidates can be stacked, and so evolve (docs/semantics.md, "Evolving guides").
+EVOLVING_KINDS = ("linear", "mlp")
+
+
+class MutationSpec(Strict):
+    """How a newborn candidate's genome differs from its parent's."""
+
+    lr_scale: float = Field(2.0, gt=1.0, le=1e3, description="The learning rate is multiplied by this, divided by "
+                            "it, or kept, with probability 1/3 each.")
+    mask_flip: float = Field(0.05, ge=0.0, le=1.0, description="Probability that each bit of the feature mask flips.")
+    kind_change: float = Field(0.1, ge=0.0, le=1.0, description="Probability that the kind changes to another of "
+                               "'kinds' (drawn uniformly).")
+
+
+class FitnessSpec(Strict):
+    """fitness = score * prequential score + memory / cost_mem + time / cost_time."""
+
+    score: float = Field(1.0, ge=0.0, le=1e6, description="Weight of the prequential score (a running R^2).")
+    memory: float = Field(0.0, ge=0.0, le=1e6, description="Weight of 1 / the candidate's parameter count.")
+    time: float = Field(0.0, ge=0.0, le=1e6, description="Weight of 1 / the candidate's multiply-adds per row.")
+
+
+class EvolutionSpec(Strict):
+    """A population of candidate guides behind every guide: all predict every tick, each is scored
+    prequentially on the credit that arrives, the fittest serves, and every ``generation_every``
+    ticks they are selected, recombined and mutated from keyed seeds (docs/semantics.md,
+    "Evolving guides")."""
+
+    candidates: int = Field(4, gt=0, le=64, description="Candidate guides per guide (per meta unit).")
+    kinds: list[str] = Field(default_factory=lambda: list(EVOLVING_KINDS),
+                             description="The kinds a candidate may be: linear and mlp (the stackable kinds).")
+    generation_every: int = Field(50, gt=0, le=MAX_COUNT, description="Ticks per generation.")
+    elites: int = Field(1, ge=0, le=64, description="The best candidates of each guide kept as they are.")
+    tournament: int = Field(2, gt=0, le=64, description="Candidates drawn per tournament selection of a parent.")
+    crossover: float = Field(0.5, ge=0.0, le=1.0, description="Probability that a newborn's feature mask mixes its "
+                             "two parents' (uniform crossover).")
+    mutation: MutationSpec = Field(default_factory=MutationSpec)
+    protect_generations: int = Field(3, ge=0, le=MAX_COUNT, description="During the first this many generations, "
+                                     "every kind keeps at least one candidate in every guide (speciation).")
+    fitness: FitnessSpec = Field(default_factory=FitnessSpec)
+    score_decay: float = Field(0.1, gt=0.0, le=1.0, description="Rate of the running means the score is made of.")
+
+    @field_validator("kinds")
+    @classmethod
+    def _stackable(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("kinds is empty; name at least one of linear, mlp")
+        for kind in value:
+            if kind in ("tree", "sklearn"):
+                raise ValueError(f"'{kind}' guides cannot evolve yet: they refit per guide on the CPU and cannot be "
+                                 "stacked as candidates; use kinds from [linear, mlp]")
+            if kind not in EVOLVING_KINDS:
+                raise ValueError(f"unknown guide kind '{kind}'; kinds are from [linear, mlp]")
+        if len(set(value)) != len(value):
+            raise ValueError(f"kinds names a kind twice: {value}; name each once")
+        return value
+
+    @model_validator(mode="after")
+    def _room(self) -> EvolutionSpec:
+        if self.candidates < len(self.kinds):
+            raise ValueError(f"candidates ({self.candidates}) is fewer than kinds ({len(self.kinds)}): generation 0 "
+                             "holds one candidate of every kind; raise candidates or name fewer kinds")
+        if self.elites >= self.candidates:
+            raise ValueError(f"elites ({self.elites}) must be fewer than candidates ({self.candidates}), or nothing "
+                             "evolves; lower elites")
+        if self.protect_generations and self.candidates - self.elites < len(self.kinds):
+            raise ValueError(f"protect_generations needs a newborn slot for every kind: candidates - elites = "
+                             f"{self.candidates - self.elites} < {len(self.kinds)} kinds; lower elites, raise "
+                             "candidates, or set protect_generations: 0")
+        return self
 
 
 class _IdentitySpec(Strict):
@@ -49,6 +121,17 @@ class _IdentitySpec(Strict):
         "random projection to this many dimensions.",
     )
 
+    evolution: Optional[EvolutionSpec] = Field(
+        None, description="Evolve a population of candidate guides behind every guide (linear and mlp guides).")
+
+    @model_validator(mode="after")
+    def _own_kind_evolves(self):
+        kind = getattr(self, "kind", None)
+        if self.evolution is not None and kind not in self.evolution.kinds:
+            raise ValueError(f"the guide's kind '{kind}' is not among evolution.kinds {self.evolution.kinds}: the "
+                             "guide's settings are the base genome of its kind; add it to kinds")
+        return self
+
     @field_validator("identity")
     @classmethod
     def _once(cls, value: list[str]) -> list[str]:
@@ -58,6 +141,14 @@ class _IdentitySpec(Strict):
 
 
 class _ReplayGuideSpec(_IdentitySpec):
+    @field_validator("evolution")
+    @classmethod
+    def _not_stacked(cls, value: EvolutionSpec | None) -> EvolutionSpec | None:
+        if value is not None:
+            raise ValueError("tree and sklearn guides cannot evolve yet (their candidates cannot be stacked); "
+                             "give the guide kind linear or mlp, with evolution.kinds from [linear, mlp]")
+        return value
+
     buffer: int = Field(4096, gt=0, le=2**24, description="Rows (neuron x sample) kept for refitting; the oldest go first.")
     refit_every: int = Field(20, gt=0, le=MAX_COUNT, description="Refit on the buffer every this many ticks.")
 

@@ -46,9 +46,20 @@ def strip_union_tags(loc: tuple, model: type[BaseModel]) -> tuple[tuple, type | 
                 continue
         clean.append(part)
         current = _child_type(current, part)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            owner = current
+        section = _optional_model(current)
+        if section is not None:
+            owner = section
     return tuple(clean), owner
+
+
+def _optional_model(annotation: Any) -> type | None:
+    """The section model of ``annotation``: a model class, or X of Optional[X] (an optional section
+    such as a guide's ``evolution``), else None."""
+    annotation = _unwrap(annotation)
+    args = [_unwrap(a) for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is not None and len(args) == 1 and len(get_args(annotation)) == 2:
+        annotation = args[0]
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 def _unwrap(annotation: Any) -> Any:

@@ -400,6 +400,17 @@ class _Estimator:
             else:  # mlp: parameters, gradients, Adam's two moments
                 per_guide += 4 * (features * guide.hidden + 2 * guide.hidden + 1) * self.dtype
             features_per_tick = 3 * self.batch * population.size * features * self.dtype
+            evolution = getattr(guide, "evolution", None)
+            if evolution is not None:
+                # Every (guide, candidate) slot has a place in the stack of every kind; the masked rows
+                # (and, for linear candidates, each row's X^T X) are made per candidate.
+                k, hidden = evolution.candidates, getattr(guide, "hidden", 16)
+                slot = sum(2 * (features * features + 2 * features) if kind == "linear"
+                           else 4 * (features * hidden + 2 * hidden + 1) for kind in evolution.kinds)
+                per_guide = 4096 + k * slot * self.dtype
+                features_per_tick *= k
+                if "linear" in evolution.kinds:
+                    features_per_tick += population.size * k * (features + 1) ** 2 * self.dtype
             parts.append(Part(f"population '{population.name}': {guides:,} {guide.kind} guides",
                               f"populations[{i}].guide", guides * per_guide + features_per_tick,
                               "use smaller guides (a smaller buffer or hidden size), or a hash or tree coupling "

@@ -416,7 +416,7 @@ def _broadcast(s: Scenario) -> Iterator[Finding]:
 
 #: Rules whose arithmetic over the steps of a tick is not defined yet (docs/semantics.md, "Time
 #: within a tick", "Learning over the steps").
-_UNTIMED_RULES = ("direct_feedback_alignment", "hebbian")
+_UNTIMED_RULES = ("hebbian",)
 
 
 def _timing(s: Scenario) -> Iterator[Finding]:
@@ -467,7 +467,8 @@ def _timing(s: Scenario) -> Iterator[Finding]:
         rules |= {s.projection_learning(p).rule for p in s.projections if p.post == population.name}
         for rule in sorted(rules & set(_UNTIMED_RULES)):
             yield Finding(("populations", i, "learning", "rule"), f"population '{population.name}' learns by the "
-                          f"{rule} rule, which {why}", rule, f"use backprop or feedback_alignment, {undo}")
+                          f"{rule} rule, which {why}", rule,
+                          f"use backprop, feedback_alignment or direct_feedback_alignment, {undo}")
 
 
 def _rule_loc(s: Scenario, i: int) -> tuple:

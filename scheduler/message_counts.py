@@ -14,7 +14,7 @@ from ribbed.scheduler.messages import Kind
 if TYPE_CHECKING:
     from ribbed.environment.network import Network
 
-__all__ = ["carries_over_steps", "messages_per_tick"]
+__all__ = ["carries_over_steps", "dfa_targets", "messages_per_tick"]
 
 
 def messages_per_tick(network: Network, backward: bool = True) -> np.ndarray:
@@ -41,7 +41,17 @@ def messages_per_tick(network: Network, backward: bool = True) -> np.ndarray:
 def carries_over_steps(info) -> bool:
     """Whether a projection carries credit back in a tick with time in it (docs/semantics.md, "Time
     within a tick"): where it carries errors in the untimed tick, and, being delayed, with a gradient
-    rule between populations that compute credit (then from each step to the step before)."""
+    rule between populations that compute credit (then from each step to the step before), unless
+    its presynaptic population is a DFA population (which takes its credit from the broadcast only)."""
     return bool(info.sends_error or (info.delayed and info.learning.rule in ("backprop", "feedback_alignment")
                                      and info.pre.needs_credit and info.post.needs_credit
-                                     and info.pre.role != "input"))
+                                     and info.pre.role != "input" and not info.pre.dfa_receiver))
+
+
+def dfa_targets(network: Network) -> list[int]:
+    """The neurons the output's delta reaches at every step of a timed tick: those of DFA
+    populations that need credit and act below the output's level (the others could not use it
+    within the step; docs/semantics.md, "Learning over the steps")."""
+    level = network.output.level
+    return [i for p in network.populations.values() if p.dfa_receiver and p.needs_credit and p.level < level
+            for i in p.ids]

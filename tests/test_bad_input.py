@@ -283,10 +283,10 @@ CASES = {
     "zero steps per sample": Case(setting("run.steps_per_sample", 0), "run.steps_per_sample", ("greater than 0",)),
     "an unknown encoding": Case(setting("task", {"kind": "xor", "encoding": "temporal"}), "task.encoding.kind",
                                 ("unknown kind 'temporal'", "'latency'")),
-    "DFA over several steps": Case(
-        lambda data, folder: data["populations"][1].update(learning={"rule": "direct_feedback_alignment"})
+    "Hebbian learning over several steps": Case(
+        lambda data, folder: data["populations"][1].update(learning={"rule": "hebbian"})
         or data["run"].update(steps_per_sample=4),
-        "populations[1].learning.rule", ("not defined yet with time within a tick", "backprop")),
+        "populations[1].learning.rule", ("not defined yet with time within a tick", "direct_feedback_alignment")),
     "a guide on a spiking population": Case(
         lambda data, folder: data["populations"][1].update(guide="mlp", firing={"policy": "threshold"}),
         "populations[1].guide", ("not defined yet with time within a tick", "remove 'guide'")),

@@ -331,10 +331,15 @@ def dfa_timing_scenario(task: dict, output_feeds_dfa: bool) -> dict:
             "run": {"ticks": TICKS, "batch_size": 4, "eval_every": TICKS}}
 
 
+@pytest.mark.parametrize("steps", [1, 3])
 @pytest.mark.parametrize("output_feeds_dfa", [False, True])
-def test_dfa_populations_the_output_error_reaches_late_agree(datasets, output_feeds_dfa):
+def test_dfa_populations_the_output_error_reaches_late_agree(datasets, output_feeds_dfa, steps):
+    """Untimed, and through time (where the output sends its delta of each step only to the DFA
+    neurons below its level: the message counts agree)."""
+    data = dfa_timing_scenario(datasets[4, "classification"], output_feeds_dfa)
+    data["run"]["steps_per_sample"] = steps
     with pytest.warns(RibbedWarning, match="'side' learns by direct feedback alignment but acts at or after"):
-        reference, batched = pair(dfa_timing_scenario(datasets[4, "classification"], output_feeds_dfa))
+        reference, batched = pair(data)
     levels = {p.name: p.level for p in reference.network.populations.values()}
     assert levels["side"] == levels["out"]
     if output_feeds_dfa:
@@ -344,6 +349,7 @@ def test_dfa_populations_the_output_error_reaches_late_agree(datasets, output_fe
         batched.step()
         assert batched.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL, abs=ATOL)
     assert_same_state(reference, batched)
+    np.testing.assert_array_equal(batched.executor.message_counts, reference.executor.message_counts)
 
 
 # --------------------------------------------------------------------------- time within a tick
@@ -380,7 +386,8 @@ def timed_scenarios(draw, datasets: dict, stdp: bool = False) -> dict:
     its tick: steps, an encoding (a sequence of T chunks of 4 features among them), a firing policy
     per population, the output's readout, and a BPTT window or none; with ``stdp``, spiking
     populations (a spiking encoding, STDP and R-STDP projections where both ends spike)."""
-    data = recurrent_scenario(datasets[4, "classification"], draw(st.sampled_from(["backprop", "feedback_alignment"])))
+    rules = ["backprop", "feedback_alignment"] + ([] if stdp else ["direct_feedback_alignment"])
+    data = recurrent_scenario(datasets[4, "classification"], draw(st.sampled_from(rules)))
     steps = draw(st.integers(1, 5))
     data["run"] = {**data["run"], "steps_per_sample": steps}
     encoding = draw(st.sampled_from(
@@ -405,7 +412,7 @@ def timed_scenarios(draw, datasets: dict, stdp: bool = False) -> dict:
     # (found by this strategy with 40 examples, on main's code too: threshold policies at 0 with
     # kappa 0.3 and one step). The untimed strategy above keeps kappa.
     data["learning"] = {**data["learning"], "kappa": 0.0}
-    for what in (f"encoding {encoding['kind']}", f"readout {out['readout']}",
+    for what in (f"rule {data['learning']['rule']}", f"encoding {encoding['kind']}", f"readout {out['readout']}",
                  f"bptt_window {'set' if 'bptt_window' in data['run'] else 'full'}"):
         event(what)  # (pytest --hypothesis-show-statistics shows how often each was drawn)
     if not stdp:

@@ -32,8 +32,8 @@ from ribbed.runner import resume  # noqa: E402
 from ribbed.scenarios.loader import load_scenario  # noqa: E402
 from ribbed.scheduler.ray.partitioning import partition_network  # noqa: E402
 from ribbed.scheduler.ray.executor import ShardError  # noqa: E402
-from test_executors import (ATOL, RTOL, assert_same_guidance, assert_same_state, datasets, scenarios,  # noqa: E402,F401
-                            timed_scenarios)
+from test_executors import (ATOL, RTOL, assert_same_guidance, assert_same_state, datasets,  # noqa: E402,F401
+                            recurrent_scenario, scenarios, timed_scenarios)
 from test_stdp_wiring import pairs_scenario, rewarded_scenario  # noqa: E402
 
 TICKS = 12
@@ -208,6 +208,26 @@ def test_a_timed_regression_on_ray_agrees_with_batched():
     sharded = model_from(on_ray(scenario, 2, partitions=4, split_above=4))
     try:
         assert_same_timed_run(batched, sharded, 10)
+    finally:
+        sharded.executor.close()
+
+
+@pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
+def test_dfa_through_time_on_ray_agrees_with_batched(datasets):
+    """Direct feedback alignment over the steps, every hidden population a DFA population (lif and
+    random neurons, a cycle), split over 3 shards: each DFA block takes the output blocks' delta of
+    every step; the same losses, rows, message counts and predictions as batched."""
+    scenario = recurrent_scenario(datasets[4, "classification"], "direct_feedback_alignment")
+    scenario["run"] = {**scenario["run"], "ticks": 5, "eval_every": 5, "steps_per_sample": 4}
+    scenario["learning"] = {**scenario["learning"], "kappa": 0.0}
+    scenario["populations"][1]["firing"] = {"policy": "lif", "beta": 0.8, "threshold": 0.3}
+    scenario["populations"][2]["firing"] = {"policy": "random", "temperature": 0.8}
+    batched = model_from(on_batched(scenario))
+    sharded = model_from(on_ray(scenario, 3, partitions=4, split_above=2))
+    try:
+        assert any(len(blocks) > 1 for blocks in sharded.executor.partitioning.blocks.values())
+        assert_same_timed_run(batched, sharded, 5)
+        assert np.abs(batched.executor.read("delta", "a")).sum() > 0  # the broadcast reached it
     finally:
         sharded.executor.close()
 

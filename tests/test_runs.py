@@ -114,6 +114,17 @@ def test_builtin_digits_spiking_reaches_its_accuracy_bar():
     assert result.metrics["msg_spike"].iloc[-1] > 0
 
 
+def test_digits_spiking_learns_by_dfa_through_time():
+    """The built-in's lif hidden layer trained by direct feedback alignment through time (D δ_out[s]
+    at every step) in place of BPTT (measured, seeds 0-2: 0.957 ± 0.011 against BPTT's
+    0.968 ± 0.024 and a frozen hidden layer's 0.944 ± 0.058)."""
+    data = ribbed.load_scenario("digits-spiking").model_dump(mode="json", exclude_none=True)
+    data["populations"][1]["learning"] = {"rule": "direct_feedback_alignment"}
+    result = run(data, write=False)
+    assert result.model.network.populations["hidden"].dfa_receiver
+    assert result.metrics["test_accuracy"].iloc[-1] >= 0.93
+
+
 def test_builtin_digits_sequence_reaches_its_accuracy_bar():
     """Rows as a sequence through a recurrent layer, the class read after the last row (measured:
     0.969; its frozen control 0.51, tests/test_sequences.py)."""

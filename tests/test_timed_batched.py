@@ -180,6 +180,96 @@ def test_sequences_and_truncated_bptt_move_the_weights_by_the_autograd_gradient(
                                rtol=1e-6, atol=1e-9)
 
 
+#: Direct feedback alignment through time: (hidden, out, readout, bptt_window).
+DFA_CASES = {
+    "rate hidden, several steps": ({}, {}, None, None),
+    "lif hidden, lif output counted": ({"policy": "lif", "beta": 0.9, "threshold": 0.5},
+                                       {"policy": "lif", "beta": 0.7, "threshold": 0.3}, "count", None),
+    "lif hidden reset at once, membrane readout, window 2": (
+        {"policy": "lif", "beta": 0.85, "threshold": 0.3, "reset_delay": False, "refractory": 1},
+        {"policy": "lif", "beta": 0.7, "threshold": 0.2}, "membrane", 2),
+    "random hidden, last readout": ({"policy": "random", "temperature": 0.7}, {}, "last", None),
+}
+
+
+def autograd_dfa_tick(model, index: np.ndarray, hidden: dict, out: dict, readout: str | None,
+                      window: int | None):
+    """The gradients of a tick in which the hidden population learns by DFA through time, by
+    autograd in two passes: the output's δ[s] = dL/du_out[s] (its own BPTT), then the hidden
+    population's gradient with, at each step, D δ_out[s] injected on what it emitted; the hidden
+    population sees no credit along projections (the output reads its spikes detached, the
+    recurrent input is detached), only its own membrane's, cut every ``window`` steps."""
+    ex = model.executor
+    x = ex.inputs[index]
+    w = {name: torch.tensor(ex.read("weights", name).reshape(*shape), requires_grad=True)
+         for name, shape in (("in->hidden", (HIDDEN, 2)), ("hidden->hidden", (HIDDEN, HIDDEN)),
+                             ("hidden->out", (2, HIDDEN)))}
+    b = {name: torch.tensor(ex.read("bias", name), requires_grad=True) for name in ("hidden", "out")}
+    dfa = torch.as_tensor(ex.read("dfa", "hidden"))  # (HIDDEN, 2)
+    ph, po = policy_of(FiringSpec.model_validate(hidden)), policy_of(FiringSpec.model_validate(out))
+    sh, so = initial_state((BATCH, HIDDEN), torch), initial_state((BATCH, 2), torch)
+    draws = torch.as_tensor(step_uniforms(3, ("firing", "hidden", 0), (STEPS, BATCH, HIDDEN)))
+    h_prev, emitted, currents, outs, membranes = None, [], [], [], []
+    for s in range(STEPS):
+        if window and s and s % window == 0:
+            sh, so = (state._replace(membrane=state.membrane.detach()) for state in (sh, so))
+        u = b["hidden"] + x @ w["in->hidden"].T
+        if h_prev is not None:
+            u = u + h_prev.detach() @ w["hidden->hidden"].T
+        h, sh = fire(ph, sh, u, torch, uniforms=draws[s], activation="tanh")
+        u_out = b["out"] + h.detach() @ w["hidden->out"].T
+        o, so = fire(po, so, u_out, torch, activation="identity")
+        emitted.append(h)
+        currents.append(u_out)
+        outs.append(o)
+        membranes.append(so.membrane)
+        h_prev = h
+    if readout == "count":
+        result = torch.stack(outs).sum(0)
+    elif readout == "membrane":
+        result = torch.stack(membranes).sum(0) / STEPS
+    elif readout == "last":
+        result = outs[-1]
+    else:
+        result = torch.stack(outs).sum(0) / STEPS
+    loss = F.cross_entropy(result, ex.targets[index].argmax(1))
+    out_params = [w["hidden->out"], b["out"]]
+    grads = torch.autograd.grad(loss, out_params + currents, retain_graph=True, allow_unused=True)
+    delta_out = [torch.zeros(BATCH, 2, dtype=torch.float64) if g is None else g for g in grads[2:]]
+    injected = sum((h * (d @ dfa.T)).sum() for h, d in zip(emitted, delta_out))
+    hidden_params = [w["in->hidden"], w["hidden->hidden"], b["hidden"]]
+    hidden_grads = torch.autograd.grad(injected, hidden_params, allow_unused=True)
+    names = ["hidden->out", "out", "in->hidden", "hidden->hidden", "hidden"]
+    values = list(grads[:2]) + list(hidden_grads)
+    params = out_params + hidden_params
+    return loss.item(), {n: (torch.zeros_like(p) if g is None else g).detach().numpy().ravel()
+                         for n, g, p in zip(names, values, params)}
+
+
+@pytest.mark.parametrize("case", DFA_CASES.values(), ids=DFA_CASES.keys())
+def test_dfa_through_time_moves_the_weights_by_the_injected_autograd_gradient(case) -> None:
+    """A hidden population learning by direct feedback alignment over the steps: at each step it
+    receives D δ_out[s] on what it emitted, turned into δ[s] by its own surrogate and membrane
+    (docs/semantics.md, "Learning over the steps"); autograd with that gradient injected is the oracle."""
+    hidden, out, readout, window = case
+    data = scenario(hidden, out, readout, window)
+    data["populations"][1]["learning"] = {"rule": "direct_feedback_alignment"}
+    model = ribbed.NetworkModel(data)
+    ex = model.executor
+    index = np.arange(BATCH)
+    loss, grads = autograd_dfa_tick(model, index, hidden, out, readout, window)
+    before = {n: ex.read("weights" if "->" in n else "bias", n) for n in grads}
+    result = ex.tick(0, index)
+    assert result.loss == pytest.approx(loss, rel=1e-12)
+    for name, g in grads.items():
+        after = ex.read("weights" if "->" in name else "bias", name)
+        np.testing.assert_allclose(before[name] - after, g, rtol=1e-9, atol=1e-12, err_msg=name)
+    assert np.count_nonzero(grads["in->hidden"]) > 0, "the broadcast must reach the hidden population"
+    counts = ex.message_counts
+    # errors: the task's answer, and each output neuron's delta to each hidden neuron at every step
+    assert counts[Kind.ERROR] == 2 + 2 * HIDDEN * STEPS
+
+
 def test_the_sequence_encoding_feeds_chunk_s_at_step_s() -> None:
     """Digits row by row: the input population's output at step s is row s of the image."""
     data = scenario({}, {}, "last")

@@ -405,10 +405,12 @@ class BatchedExecutor(Executor):
             for synapses in population.incoming:
                 squares += synapses.layout.row_sum(synapses.weights.to(torch.float64) ** 2)
             return torch.sqrt(squares).cpu().numpy()
-        if name in ("alpha", "cluster", "guidance", "guide_paths", "guide_alpha"):
+        if name in ("alpha", "cluster", "guidance", "guide_paths", "guide_alpha", "lineage"):
             guidance = population.guidance
             if guidance is None:
                 return np.full(info.size, np.nan) if name == "alpha" else None
+            if name == "lineage":
+                return guidance.lineage()
             if name == "guide_paths":
                 return np.array(guidance.paths)
             if name == "guide_alpha":

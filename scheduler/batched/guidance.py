@@ -15,6 +15,7 @@ import torch
 
 from ribbed.agents.guides import guide_features, identity_features
 from ribbed.agents.rules import guided_credit
+from ribbed.agents.evolving_guides import StackedEvolving
 from ribbed.agents.stacked_guides import make_stacked_guides
 from ribbed.environment.guidance import GuidedPopulation
 
@@ -35,7 +36,8 @@ class BatchedGuidance:
         self.coupling = guided.coupling
         self.controller = guided.controller
         self.device, self.dtype = device, dtype
-        self.guides = make_stacked_guides(guided, estimator, device, dtype)
+        self.guides = (StackedEvolving(guided, device, dtype) if guided.evolution is not None
+                       else make_stacked_guides(guided, estimator, device, dtype))
         size = guided.population.size
         self.signature = (torch.zeros(size, 1 + guided.n_context, dtype=dtype, device=device)
                           if self.coupling.regroup_every else None)
@@ -152,6 +154,15 @@ class BatchedGuidance:
                 self._sums[row].index_add_(0, self.units, values)
         if self.guided.refits_at(tick):
             self.guides.refit()
+        if self.guided.evolution is not None and self.guides.state.generation_at(tick):
+            self.guides.evolve()
+
+    def lineage(self) -> dict[str, np.ndarray] | None:
+        """Per neuron, its meta unit's serving candidate (see EvolutionState.lineage), or None
+        when the guides do not evolve."""
+        if self.guided.evolution is None:
+            return None
+        return self.guides.state.lineage(self.paths[:, -1])
 
     def credit(self, delta: torch.Tensor | None) -> torch.Tensor:
         """(1 - alpha) delta + alpha guidance; alpha guidance when no true credit arrived."""

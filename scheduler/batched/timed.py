@@ -10,8 +10,9 @@ with the firing module's surrogate derivatives (:func:`~ribbed.agents.firing.spi
 
 Wired so far: policies ``rate``, ``threshold``, ``random`` and ``lif`` (any reset and reset
 delay, strictness, refractory period, surrogate); encodings ``direct``, ``rate``,
-``latency``; readouts ``mean``, ``count``, ``membrane``; rules ``backprop`` and
-``feedback_alignment``; message counts, spikes included; STDP and R-STDP projections learn step by
+``latency``; readouts ``mean``, ``count``, ``membrane``; rules ``backprop``,
+``feedback_alignment`` and ``direct_feedback_alignment`` (the output's delta of each step,
+broadcast); message counts, spikes included; STDP and R-STDP projections learn step by
 step during forward (:mod:`ribbed.scheduler.plasticity`), and ``run.carry_state`` carries the
 neurons' state and the traces from one training tick to the next; the per-step outputs and deltas
 the log records (kept by the executor after the tick, docs/semantics.md, "The state logged").
@@ -33,14 +34,15 @@ from ribbed.agents.activations import TORCH_ACTIVATIONS
 from ribbed.agents.firing import (FiringPolicy, fire, initial_state, lif_current_gradient, lif_membrane_carry,
                                   lif_step, policy_of, spike_derivative)
 from ribbed.scenarios.timing import SPIKING_ENCODINGS
-from ribbed.scheduler.message_counts import carries_over_steps
+from ribbed.scheduler.message_counts import carries_over_steps, dfa_targets
 from ribbed.scheduler.messages import Kind
 from ribbed.seeding import component_uniforms as step_uniforms
 
 if TYPE_CHECKING:
     from ribbed.scenarios.schema import Scenario
 
-__all__ = ["SPIKING_ENCODINGS", "StepRecord", "TimedPlan", "backward_steps", "carriers", "encode_inputs",
+__all__ = ["SPIKING_ENCODINGS", "StepRecord", "TimedPlan", "backward_steps", "carriers", "dfa_gradient",
+           "encode_inputs",
            "encoded_inputs", "fire_step", "keep_final_state", "learn_over_steps", "message_counts", "output_gradients",
            "population_draws", "readout", "run_steps", "spike_counts", "stacked", "step_delta"]
 
@@ -286,6 +288,15 @@ def output_gradients(plan: TimedPlan, answer: torch.Tensor,
     return (answer if plan.readout == "count" else answer / plan.steps), None
 
 
+def dfa_gradient(dfa: torch.Tensor, output_delta: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """What a DFA population (or block) receives on what it emitted at one step: the output's δ[s]
+    through its fixed matrix D, Σ_o D_jo δ_o[s] (zero where the output's delta does not reach it:
+    the output acts at or below its level; docs/semantics.md, "Learning over the steps")."""
+    if output_delta is None:
+        return torch.zeros_like(like)
+    return torch.mm(output_delta, dfa.T)
+
+
 def step_delta(policy: FiringPolicy, activation: Any, entry: StepRecord, grad_out: torch.Tensor,
                membrane_answer: torch.Tensor | None, later: torch.Tensor | None) -> torch.Tensor:
     """δ[s] = dL/du[s] of one population (or block) at one step, from ``grad_out`` = dL/d(out[s])
@@ -320,6 +331,13 @@ def backward_steps(executor: Any, plan: TimedPlan, records: dict[str, list[StepR
                 if name not in deltas:
                     continue
                 entry = records[name][s]
+                if population.dfa is not None:  # DFA through time: the output's delta of this step
+                    grad_out = dfa_gradient(population.dfa, deltas.get(output.info.name, [None] * steps)[s]
+                                            if output.info.level > population.info.level else None, entry.u)
+                    later = deltas[name][s + 1] if s + 1 < steps and plan.carries(s) else None
+                    deltas[name][s] = step_delta(plan.policies[name], population.activation, entry, grad_out, None,
+                                                 later)
+                    continue
                 grad_out = torch.zeros_like(entry.u)
                 to_out, to_membrane = output_gradients(plan, answer, s) if population is output else (None, None)
                 if to_out is not None:
@@ -396,6 +414,8 @@ def message_counts(plan: TimedPlan, network: Any, spikes: dict[str, np.ndarray])
         if carries_over_steps(info):  # a delayed projection: at the steps s + 1 whose credit crosses to s
             crossings = sum(map(plan.carries, range(plan.steps - 1))) if info.delayed else plan.steps
             counts[Kind.ERROR] += info.n_synapses * crossings
+    if network.output.needs_credit:  # DFA through time: the output's delta of every step, to each DFA neuron
+        counts[Kind.ERROR] += network.output.size * len(dfa_targets(network)) * plan.steps
     rewarded = {info.post.name: info.post.size for info in network.projections
                 if info.stdp and info.learning.rule == "r_stdp"}
     counts[Kind.REWARD] += sum(rewarded.values())  # R-STDP: one reward message per neuron it rewards

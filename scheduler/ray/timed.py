@@ -21,7 +21,8 @@ step (activations or spikes) for the populations other shards read, delayed proj
 the previous step's; in ``backward(step, level)``, each post block's partial sums of the error it
 sends back along carrying projections (:func:`~ribbed.scheduler.message_counts.carries_over_steps`),
 which the pre blocks add in partition order at the same step (or at the step before, along a
-delayed projection).  Each call takes what the other shards' previous call returned, as the
+delayed projection); with DFA populations, the output blocks' δ at the step, from which each DFA
+block takes Σ_o D_jo δ_o[step] (the batched ``dfa_gradient``).  Each call takes what the other shards' previous call returned, as the
 untimed stages do; the driver chains the calls step by step.
 """
 
@@ -168,7 +169,7 @@ class TimedStages:
         if answers is not None:
             self._answers = {start: torch.from_numpy(np.array(value)) for start, value in answers.items()}
         partials = shard._received["partial"]
-        out: dict = {"partial": {}}
+        out: dict = {"partial": {}, "delta": {}}
         for block in shard.by_level[level]:
             info = block.full_info
             if not info.needs_credit:
@@ -177,12 +178,15 @@ class TimedStages:
             entry = self._records[at][step]
             grad_out = torch.zeros_like(entry.u)
             membrane_answer = None
-            if block.name == layout.output:
+            if block.dfa is not None:  # DFA through time: the output's delta of this step
+                grad_out = steps_of.dfa_gradient(block.dfa, self.output_delta(step)
+                                                 if shard.output_level > info.level else None, entry.u)
+            elif block.name == layout.output:
                 answer = self._answers[block.start] if block.start in self._answers else block.answer
                 to_out, membrane_answer = steps_of.output_gradients(plan, answer, step)
                 if to_out is not None:
                     grad_out.add_(to_out)
-            for projection in self.carriers.get(block.name, ()):
+            for projection in self.carriers.get(block.name, ()) if block.dfa is None else ():
                 post = layout.projection_posts[projection]
                 t = step + 1 if self.delayed[projection] else step
                 if t >= plan.steps or not layout.populations[post].needs_credit or (
@@ -194,6 +198,9 @@ class TimedStages:
             later = deltas[step + 1] if step + 1 < plan.steps and plan.carries(step) else None
             deltas[step] = steps_of.step_delta(plan.policies[block.name], block.activation, entry, grad_out,
                                                membrane_answer, later)
+            if block.name == layout.output and block.name in layout.share_delta:  # for the DFA blocks
+                shard._received["delta"][(block.name, block.start, step)] = deltas[step]
+                out["delta"][(block.name, block.start, step)] = deltas[step].numpy()
             for synapses in block.incoming:
                 projection = synapses.info
                 if projection.index not in self.carriers.get(projection.pre.name, ()):
@@ -206,6 +213,13 @@ class TimedStages:
                 partials[(projection.index, block.start, step)] = partial
                 out["partial"][(projection.index, block.start, step)] = partial.numpy()
         return out
+
+    def output_delta(self, step: int) -> torch.Tensor:
+        """The output population's δ at ``step``, assembled from its blocks (DFA through time)."""
+        output = self.shard.layout.output
+        received = self.shard._received["delta"]
+        parts = [received[(output, start, step)] for start, _ in self.shard.layout.blocks[output]]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def learn(self) -> dict:
         """Every block's learn stage on its sums over the steps; the state the last step left kept

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ribbed.agents.cluster import ClusterAgent
+from ribbed.agents.evolving_guides import apply_births, make_evolving_guides
 from ribbed.agents.guides import guide_features, identity_features, make_guides, task_context
 from ribbed.agents.neuron import NeuronAgent, Synapses
 from ribbed.environment.losses import LOSSES, sample_losses
@@ -42,10 +43,15 @@ class _GuidedGroup:
     """A guided population in the reference executor: its neurons, its ClusterAgents (one per
     guide), and the coupling's current paths."""
 
-    snapshot_attrs = ("paths",)
+    snapshot_attrs = ("paths", "evolution")
 
     def after_load(self) -> None:
         self.assign(self.paths)
+
+    def evolve(self, tick: int) -> None:
+        """At a generation boundary, the shared generation step, then fresh newborn candidates."""
+        if self.evolution is not None and self.evolution.generation_at(tick):
+            apply_births([cluster.guide for cluster in self.clusters], self.evolution.next_generation())
 
     def __init__(self, host: mesa.Model, guided: GuidedPopulation, neurons: list[NeuronAgent], first_id: int,
                  estimator):
@@ -53,8 +59,13 @@ class _GuidedGroup:
         self.guided = guided
         self.coupling = guided.coupling
         self.neurons = neurons[population.start:population.start + population.size]
-        guides = make_guides(guided.guide, self.coupling.n_guides, guided.n_features, guided.guide_rng(),
-                             estimator)
+        #: The candidates' shared state when the guides evolve (docs/semantics.md, "Evolving guides").
+        self.evolution = None
+        if guided.evolution is not None:
+            self.evolution, guides = make_evolving_guides(guided)
+        else:
+            guides = make_guides(guided.guide, self.coupling.n_guides, guided.n_features, guided.guide_rng(),
+                                 estimator)
         unit_guides = set(self.coupling.unit_guides().tolist())
         self.clusters = [
             ClusterAgent(host, first_id + i, population, i, guide, guided.controller if i in unit_guides else None)
@@ -330,6 +341,7 @@ class ReferenceExecutor(Executor):
             if group.guided.refits_at(tick):
                 for cluster in group.clusters:
                     cluster.refit()
+            group.evolve(tick)
 
     def _identity(self, group: _GuidedGroup, context: np.ndarray) -> np.ndarray | None:
         """The group's identity features (batch, n, k) from the current outgoing weights (before
@@ -466,10 +478,12 @@ class ReferenceExecutor(Executor):
             states = [n.bias_optimizer.state() for n in neurons]
             return {key: value if isinstance(value, int) else np.array([float(st[key]) for st in states])
                     for key, value in states[0].items()}
-        if name in ("cluster", "guide_paths", "guide_alpha"):
+        if name in ("cluster", "guide_paths", "guide_alpha", "lineage"):
             group = self._group(where)
             if group is None:
                 return None
+            if name == "lineage":
+                return None if group.evolution is None else group.evolution.lineage(group.paths[:, -1])
             if name == "cluster":
                 return group.coupling.units(group.paths)
             if name == "guide_paths":

@@ -22,7 +22,7 @@ from ribbed.environment.losses import sample_losses
 from ribbed.agents.firing import (fire, initial_state, lif_current_gradient, lif_membrane_carry, lif_step, policy_of,
                                   spike_derivative)
 from ribbed.scenarios.timing import SPIKING_ENCODINGS
-from ribbed.scheduler.message_counts import carries_over_steps
+from ribbed.scheduler.message_counts import carries_over_steps, dfa_targets
 from ribbed.scheduler.plasticity import STDPSynapses, stdp_params, task_reward
 from ribbed.scheduler.messages import TASK, Kind, Message, Stage
 from ribbed.seeding import component_uniforms
@@ -226,6 +226,9 @@ class TimedReference:
         for neuron in learners:
             neuron.step_deltas = [None] * steps
             neuron.membrane_grad = None
+        # DFA through time: each output neuron sends its delta of every step to the DFA neurons below
+        # its level (the others could not use it within the step; docs/semantics.md).
+        targets = dfa_targets(ex.network)
         for s in reversed(range(steps)):
             if s < steps - 1:
                 bus.pending, bus.next_tick = bus.next_tick, []
@@ -236,11 +239,20 @@ class TimedReference:
                     if info.role == "input" or not info.needs_credit:
                         neuron.take(Kind.ERROR)
                         continue
-                    grad = np.zeros(bus.batch_size)
-                    for m in neuron.take(Kind.ERROR):
-                        grad = grad + m.payload
+                    errors = neuron.take(Kind.ERROR)
+                    if neuron.dfa is not None:  # Σ_o D_jo δ_o[s], from the output's messages of this step
+                        broadcast = np.zeros((neuron.dfa.shape[0], bus.batch_size))
+                        for m in errors:
+                            broadcast[m.src - neuron.output_start] = m.payload
+                        grad = neuron.dfa @ broadcast
+                    else:
+                        grad = np.zeros(bus.batch_size)
+                        for m in errors:
+                            grad = grad + m.payload
                     delta = self._delta(neuron, s, grad, answers.get(neuron.unique_id))
                     neuron.step_deltas[s] = delta
+                    if info.role == "output" and targets:
+                        bus.send_each(tick, Stage.BACKWARD, neuron.unique_id, targets, Kind.ERROR, delta)
                     for synapses in neuron.incoming:
                         projection = synapses.projection
                         if not carries_over_steps(projection) or (projection.delayed and s % self.window == 0):

@@ -1,0 +1,267 @@
+"""Evolving guides (issue 17, docs/semantics.md "Evolving guides"): a population of candidate
+guides behind every guide, scored prequentially, selected and mutated at generation boundaries
+from keyed seeds.
+
+Evolution is deterministic (same seed, same lineage; another seed, another), elites survive a
+generation, protected kinds survive the first generations (and are lost without protection), the
+reference and batched executors agree on every tick's guidance and lineage under every coupling,
+Ray agrees with batched, a run resumes bit for bit with its lineage in agents.csv, and bad
+settings get located errors."""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ribbed
+from conftest import model_from
+from ribbed import ScenarioError
+from ribbed.meta.evolution import EvolutionState, KindSettings, initial_population
+from ribbed.log import verify
+from ribbed.runner import resume
+from ribbed.scenarios.guidance import EvolutionSpec
+from ribbed.scenarios.loader import load_scenario
+from test_executors import ATOL, RTOL, assert_same_guidance, assert_same_prediction, assert_same_state
+
+TICKS = 16
+LINEAGE = ("kind", "generation", "fitness", "candidate", "parent")
+SETTINGS = (KindSettings("linear", lr=0.01, ridge=1e-3), KindSettings("mlp", lr=0.01, hidden=3))
+
+
+def evolving(coupling: dict | None = None, seed: int = 5, ticks: int = TICKS, **evolution) -> dict:
+    """xor: in(2) -> h(6, evolving guides with readout identity) -> out(2), the error every 2nd
+    tick, a generation every 4 ticks."""
+    spec = {"candidates": 3, "generation_every": 4, "elites": 1, "protect_generations": 2,
+            "mutation": {"mask_flip": 0.2, "kind_change": 0.3}, **evolution}
+    return {"name": "evolve", "seed": seed, "task": {"kind": "xor", "n_samples": 64},
+            "populations": [{"name": "in", "size": 2, "role": "input"},
+                            {"name": "h", "size": 6, "activation": "tanh",
+                             "guide": {"kind": "mlp", "hidden": 4, "identity": ["readout"], "evolution": spec}},
+                            {"name": "out", "size": 2, "role": "output", "activation": "identity"}],
+            "projections": [{"pre": "in", "post": "h"}, {"pre": "h", "post": "out"}],
+            "coupling": coupling or {"kind": "direct"},
+            "learning": {"rule": "backprop", "lr": 0.05, "optimizer": "adam"},
+            "schedule": {"backward_every": 2},
+            "run": {"ticks": ticks, "batch_size": 8, "eval_every": ticks // 2}}
+
+
+def batched(data: dict) -> dict:
+    return {**data, "backend": {"kind": "batched", "dtype": "float64", "device": "cpu"}}
+
+
+def genomes(model) -> dict[str, np.ndarray]:
+    """The evolution state of population h, read from whichever executor runs it."""
+    executor = model.executor
+    group = executor.populations["h"].guidance.guides.state if hasattr(executor, "populations") else \
+        executor._group("h").evolution
+    return {name: np.array(getattr(group, name)) for name in ("kind", "lr", "mask", "ident", "parent", "born")}
+
+
+# ---------------------------------------------------------------------------- determinism
+
+
+def test_the_same_seed_gives_the_same_lineage_and_another_seed_another():
+    runs = []
+    for seed in (5, 5, 6):
+        model = model_from(batched(evolving(seed=seed)))
+        model.run()
+        runs.append((genomes(model), model.executor.read("lineage", "h")))
+    (first, lineage), (again, lineage_again), (other, _) = runs
+    assert first["ident"].max() >= 4 * 6 * 3  # four generations happened
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name], err_msg=name)
+    for name in LINEAGE:
+        np.testing.assert_array_equal(lineage[name], lineage_again[name], err_msg=name)
+    assert not all(np.array_equal(first[name], other[name]) for name in ("kind", "lr", "mask", "parent"))
+
+
+# ---------------------------------------------------------------------------- the generation step
+
+
+def state_with_fitness(fitness: np.ndarray, protect: int = 0, kind_change: float = 0.0,
+                       tournament: int = 2) -> EvolutionState:
+    """Generation 0 of 5 guides x 4 candidates over 6 features, with scores set so that the
+    fitness is ``fitness`` (5, 4)."""
+    spec = EvolutionSpec(candidates=4, elites=2, protect_generations=protect, tournament=tournament,
+                         mutation={"kind_change": kind_change, "mask_flip": 0.3})
+    state, _ = initial_population(spec, SETTINGS, 5, 6, 3, "h")
+    state.square[:] = 2.0
+    state.error = 2.0 * (1.0 - fitness)
+    return state
+
+
+def test_generation_0_regenerates_from_the_semantics_page():
+    """docs/semantics.md, "Evolving guides", Generation 0, with numpy alone."""
+    spec = EvolutionSpec(candidates=5, mutation={"mask_flip": 0.25, "lr_scale": 3.0})
+    guides, d, seed = 4, 7, 11
+    state, births = initial_population(spec, SETTINGS, guides, d, seed, "h")
+    key = (zlib.crc32(b"evolution"), zlib.crc32(b"h"), 0)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy=seed, spawn_key=key)))
+    steps = rng.integers(-1, 2, size=(guides, 5))
+    flips = rng.random((guides, 5, d)) < 0.25
+    kind = np.tile(np.arange(5) % 2, (guides, 1))
+    base = np.array([0.01, 0.01])[kind]
+    first = np.arange(5) < 2
+    np.testing.assert_array_equal(state.kind, kind)
+    np.testing.assert_array_equal(state.lr, np.where(first, base, np.clip(base * 3.0**steps, 1e-6, 1.0)))
+    np.testing.assert_array_equal(state.mask, np.where(first[None, :, None], True, ~flips))
+    n_mlp = int((kind == 1).sum())
+    np.testing.assert_array_equal(births.mlp_weights, rng.uniform(-1 / np.sqrt(d), 1 / np.sqrt(d), (n_mlp, d, 3)))
+    np.testing.assert_array_equal(state.ident, np.arange(guides * 5).reshape(guides, 5))
+    assert (state.parent == -1).all() and (state.born == 0).all()
+
+
+def test_with_a_memory_weight_the_cheapest_candidate_serves_until_scores_differ():
+    spec = EvolutionSpec(candidates=4, fitness={"score": 1.0, "memory": 10.0}, mutation={"mask_flip": 0.5})
+    state, _ = initial_population(spec, SETTINGS, 3, 6, 2, "h")
+    memory = np.where(state.kind == 0, state.mask.sum(-1) + 1, 3 * (state.mask.sum(-1) + 1) + 4)
+    np.testing.assert_array_equal(state.serving(), np.argmax(10.0 / memory, axis=1))
+    state.observe(np.arange(3), np.tile([1.0, 0.0, 1.0, 1.0], (3, 1)), np.ones(3))  # slot 1 predicted exactly
+    np.testing.assert_allclose(state.score()[:, 1], 1.0)
+    assert (state.score()[:, [0, 2, 3]] == 0.0).all()
+    np.testing.assert_array_equal(state.serving(), np.argmax(state.score() + 10.0 / memory, axis=1))
+
+
+def test_elites_survive_a_generation_untouched_and_the_rest_are_born_from_tournaments():
+    fitness = np.array([[0.1, 0.9, 0.5, 0.2], [0.7, 0.3, 0.8, 0.0], [0.4, 0.4, 0.4, 0.4],
+                        [0.0, 0.1, 0.2, 0.3], [0.6, 0.5, 0.9, 0.95]])
+    state = state_with_fitness(fitness)
+    before = {name: np.array(getattr(state, name)) for name in ("kind", "lr", "mask", "ident", "error")}
+    births = state.next_generation()
+    elites = np.array([[1, 2], [0, 2], [0, 1], [2, 3], [2, 3]])  # the two best (ties: the lower slot)
+    born = np.ones((5, 4), dtype=bool)
+    born[np.arange(5)[:, None], elites] = False
+    np.testing.assert_array_equal(np.stack([births.guides, births.slots], 1), np.argwhere(born))
+    for name, value in before.items():
+        np.testing.assert_array_equal(getattr(state, name)[~born], value[~born], err_msg=name)
+    assert state.generation == 1 and (state.born[born] == 1).all() and (state.born[~born] == 0).all()
+    assert len(np.unique(state.ident)) == 20 and (state.ident[born] >= 20).all()
+    # Every newborn's parent is a candidate of its own guide, and newborns start at score 0.
+    for g, c in np.argwhere(born):
+        assert state.parent[g, c] in before["ident"][g]
+    np.testing.assert_allclose(state.score()[born], 0.0)
+    assert births.mlp_weights.shape == (int((state.kind[born] == 1).sum()), 6, 3)
+
+
+def test_protected_kinds_survive_the_first_generations_and_are_lost_without_protection():
+    # Linear candidates (slots 0 and 2) are fit, mlp ones are not: tournaments of 4 pick linear
+    # parents, and without kind changes their children are linear.
+    fitness = np.tile([0.9, -5.0, 0.8, -5.0], (5, 1))
+    protected = state_with_fitness(fitness, protect=2, tournament=4)
+    unprotected = state_with_fitness(fitness, protect=0, tournament=4)
+    for generation in (1, 2):
+        protected.next_generation()
+        unprotected.next_generation()
+        assert all({0, 1} <= set(kinds) for kinds in protected.kind.tolist()), generation
+    assert not any(1 in kinds for kinds in unprotected.kind.tolist())
+
+
+# ---------------------------------------------------------------------------- executors
+
+
+@pytest.mark.parametrize("coupling", [{"kind": "direct"}, {"kind": "hash", "bits": 1, "rehash_every": 3},
+                                      {"kind": "tree", "leaf_size": 2, "reorder_every": 4}])
+def test_reference_and_batched_agree_on_guidance_and_lineage(coupling):
+    data = evolving(coupling)
+    reference = model_from({**data, "backend": {"kind": "reference"}})
+    other = model_from(batched(data))
+    generations = set()
+    for _ in range(TICKS):
+        reference.step()
+        other.step()
+        assert other.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL, abs=ATOL)
+        assert_same_guidance(reference, other)
+        expected, got = reference.executor.read("lineage", "h"), other.executor.read("lineage", "h")
+        for name in LINEAGE:
+            np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=ATOL, err_msg=name)
+        generations.update(expected["generation"].tolist())
+    for name, value in genomes(reference).items():
+        np.testing.assert_array_equal(genomes(other)[name], value, err_msg=name)
+    assert_same_state(reference, other)
+    assert_same_prediction(reference, other)
+    assert len(generations) > 1  # candidates born after generation 0 served
+
+
+def test_ray_agrees_with_batched():
+    ray = pytest.importorskip("ray")
+    ray.shutdown()
+    ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
+    try:
+        data = evolving({"kind": "hash", "bits": 1, "rehash_every": 3})
+        on_ray = model_from({**data, "backend": {"kind": "ray", "dtype": "float64", "shards": 2}})
+        other = model_from(batched(data))
+        try:
+            for _ in range(TICKS):
+                on_ray.step()
+                other.step()
+                assert_same_guidance(other, on_ray)
+            expected, got = other.executor.read("lineage", "h"), on_ray.executor.read("lineage", "h")
+            for name in LINEAGE:
+                np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+        finally:
+            on_ray.executor.close()
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["reference", "batched"])
+def test_a_resumed_run_continues_bit_for_bit_verifies_and_has_its_lineage_in_agents_csv(tmp_path: Path, backend: str):
+    data = {**evolving({"kind": "hash", "bits": 1, "rehash_every": 3}, ticks=24),
+            "backend": {"kind": backend, **({"dtype": "float64", "device": "cpu"} if backend == "batched" else {})},
+            "log": {"level": "summary", "snapshot_every": 6}}
+    data["run"]["eval_every"] = 6
+
+    def interrupt(model) -> None:
+        if model.tick == 15:  # after the snapshot of tick 12, between generations 3 and 4
+            raise KeyboardInterrupt
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ribbed.RibbedWarning)
+        whole = ribbed.run(data, out=tmp_path / "whole")
+        with pytest.raises(KeyboardInterrupt):
+            ribbed.run(data, out=tmp_path / "cut", on_tick=interrupt)
+        resumed = resume(tmp_path / "cut")
+    assert verify(tmp_path / "cut" / "run.log").ok and verify(tmp_path / "whole" / "run.log").ok
+    for name in ("metrics.csv", "agents.csv"):
+        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
+    values, _ = whole.model.executor.state()
+    again, _ = resumed.model.executor.state()
+    assert values.keys() == again.keys()
+    for key in values:
+        same = np.array_equal(values[key], again[key], equal_nan=True) if values[key] is not None else again[key] is None
+        assert same, key
+    agents = whole.model.agent_metrics  # the DataCollector's columns, as in agents.csv
+    hidden = agents[(agents["population"] == "h") & (agents["agent_kind"] == "neuron")]
+    assert set(hidden["guide_kind"]) <= {"linear", "mlp"} and hidden["guide_generation"].max() >= 1
+    assert agents[agents["population"] == "in"]["guide_kind"].isna().all()
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("change,where,says", [
+    (lambda g: g["evolution"].update(kinds=["tree", "mlp"]), "guide.evolution.kinds", "'tree' guides cannot evolve"),
+    (lambda g: g.update(kind="tree", evolution={}), "guide.evolution", "tree and sklearn guides cannot evolve"),
+    (lambda g: g["evolution"].update(elites=3), "guide.evolution", "elites (3) must be fewer than candidates"),
+    (lambda g: g["evolution"].update(kinds=["linear"]), "guide", "kind 'mlp' is not among evolution.kinds"),
+    (lambda g: g["evolution"].update(candidates=1), "guide.evolution", "candidates (1) is fewer than kinds"),
+    (lambda g: g["evolution"].update(elites=2, candidates=3), "guide.evolution", "protect_generations needs"),
+    (lambda g: g["evolution"]["mutation"].update(lr_scale=1.0), "guide.evolution.mutation.lr_scale", "greater than 1"),
+    (lambda g: g["evolution"].update(generation=3), "guide.evolution.generation", "candidates, crossover"),
+])
+def test_bad_settings_are_refused_naming_the_field(change, where, says):
+    data = evolving()
+    guide = data["populations"][1]["guide"]
+    change(guide)
+    if guide["kind"] == "tree":
+        guide.pop("hidden")
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(data)
+    problem = caught.value.problems[0]
+    assert problem.path == f"populations[1].{where}"
+    assert says in problem.message + problem.fix
