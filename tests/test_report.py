@@ -69,7 +69,8 @@ def test_a_runs_report_holds_every_figure_that_applies(name, expected):
 IMAGES_FREE = DIGITS - {"receptive-fields"}
 BUILT_IN = {"digits": DIGITS, "digits-fa": DIGITS, "digits-dfa": DIGITS, "digits-hebbian": DIGITS, "digits-spiking": SPIKING,
             "digits-guide-direct": GUIDED - {"clusters"}, "digits-guide-hash": GUIDED, "digits-guide-tree": GUIDED,
-            "digits-specialize": GUIDED, "digits-evolve": GUIDED | {"evolved-kinds"}, "moons": IMAGES_FREE, "xor": IMAGES_FREE, "sine": SINE,
+            "digits-specialize": GUIDED, "digits-evolve": GUIDED | {"evolved-kinds"},
+            "moons": IMAGES_FREE, "xor": IMAGES_FREE, "sine": SINE,
             # rows of 8 pixels: the input population is no image, so no receptive fields
             "digits-sequence": IMAGES_FREE, "digits-sequence-frozen": IMAGES_FREE, "mackey-glass": SINE,
             # 1001 neurons: no weight graph; no classes; its spikes, and STDP weights at the first and last snapshot
