@@ -104,14 +104,14 @@ def assert_same_run(resumed: Path, whole: Path) -> None:
 
 @pytest.mark.parametrize("writer", ["process", "thread"])
 def test_ctrl_c_in_a_terminal_closes_the_log_and_the_run_resumes_identically(tmp_path: Path, writer: str):
-    path = scenario_file(tmp_path, ticks=3000, eval_every=100)
+    path = scenario_file(tmp_path, ticks=1500, eval_every=50)
     env = {**os.environ, "RIBBED_LOG_WRITER": writer}
     stopped = tmp_path / "stopped"
     status, printed = interrupt_in_terminal(cli("run", str(path), "--out", str(stopped)), stopped, 2, env)
     assert status == 130, printed
     assert "interrupted" in printed and "Traceback" not in printed
     tick = assert_ends_interrupted(stopped)
-    assert 0 < tick < 3000
+    assert 0 < tick < 1500
     with open_log(stopped / "run.log") as log:
         assert log.header["resources"]["writer"] == writer
 
@@ -123,7 +123,7 @@ def test_ctrl_c_in_a_terminal_closes_the_log_and_the_run_resumes_identically(tmp
 
 def test_ctrl_c_on_ray_closes_the_log_stops_ray_and_resumes_identically(tmp_path: Path):
     pytest.importorskip("ray")
-    path = scenario_file(tmp_path, ticks=240, eval_every=20, backend={"kind": "ray", "shards": 2})
+    path = scenario_file(tmp_path, ticks=120, eval_every=10, backend={"kind": "ray", "shards": 2})
     ray_dir = tempfile.mkdtemp(prefix="rbi", dir="/tmp")  # short: Ray's socket paths are limited in length
     env = {**os.environ, "RAY_TMPDIR": ray_dir}
     try:
@@ -132,7 +132,7 @@ def test_ctrl_c_on_ray_closes_the_log_stops_ray_and_resumes_identically(tmp_path
         assert status == 130, printed
         assert "Traceback" not in printed
         tick = assert_ends_interrupted(stopped)
-        assert 0 < tick < 240
+        assert 0 < tick < 120
         left = subprocess.run(["pgrep", "-f", ray_dir], capture_output=True, text=True)
         assert left.stdout.strip() == "", f"Ray processes outlived the run: {left.stdout}"
 

@@ -471,15 +471,21 @@ def test_a_damaged_index_is_rebuilt_not_reported(real_log, tmp_path):
     path = tmp_path / "run.log"
     path.write_bytes(real_log["data"])
     index = Path(str(path) + ".idx")
-    for name, damaged in _index_damages(real_log["index"]).items():
+    from ribbed.log import verify
+
+    for n, (name, damaged) in enumerate(_index_damages(real_log["index"]).items()):
         index.write_bytes(damaged)
         with LogReader(path) as log:
             assert log.tick(5).tick == 5, name
             assert log.check() == len(real_log["frames"]), name
             assert [r.data for r in log.records(ALL)] == [r["body"] for r in real_log["frames"]], name
             assert len(log.messages(ticks=(0, 10))) == 10 * 30, name
-        result, _ = ribbed_command("replay", str(path), "--verify")
-        assert result.returncode == 0 and "verified" in result.stdout, (name, result.stderr)
+        index.write_bytes(damaged)
+        if n == 0:  # the command once (a new process: its import alone takes seconds), the function for all
+            result, _ = ribbed_command("replay", str(path), "--verify")
+            assert result.returncode == 0 and "verified" in result.stdout, (name, result.stderr)
+            index.write_bytes(damaged)
+        assert verify(path).ok, name
 
 
 def test_a_damaged_log_with_a_damaged_index_is_still_an_error_at_its_tick(real_log, tmp_path):

@@ -70,7 +70,7 @@ def weights(model) -> list[np.ndarray]:
 
 
 @pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
-@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_ray_agrees_with_batched_on_generated_scenarios(datasets, data):
     """1, 2 or 3 shards, populations split over partitions (split_above is drawn small), float64,
@@ -101,9 +101,10 @@ def test_ray_agrees_with_batched_on_generated_scenarios(datasets, data):
 
 
 @pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
-@pytest.mark.parametrize("name", ["digits-fa", "digits-guide-tree", "digits-dfa", "digits-hebbian", "sine"])
+@pytest.mark.parametrize("name", ["digits-guide-tree", "digits-dfa", "digits-hebbian", "sine"])
 def test_two_and_three_shards_give_identical_results(name):
-    """Bit for bit: sums are taken partition by partition, in partition order, on any shards."""
+    """Bit for bit: sums are taken partition by partition, in partition order, on any shards
+    (guides, the DFA broadcast, Sanger's lateral messages, a regression the shards answer)."""
     scenario = builtin(name, ticks=15)
     runs = []
     for shards in (2, 3):
@@ -351,14 +352,14 @@ def test_stdp_pairs_on_ray_equals_batched():
 
 
 @pytest.mark.filterwarnings("ignore::ribbed.RibbedWarning")
-@pytest.mark.parametrize("shards", [2, 3])
-def test_a_snapshot_on_ray_holds_the_carried_state(shards):
-    """The carried state (firing state, traces) is kept by the shards, block by block, and a Ray
+def test_a_snapshot_on_ray_holds_the_carried_state():
+    """The carried state (firing state, traces) is kept by the shards, block by block (three shards,
+    a block each; tests/test_ray.py's resumed carried-state run has two), and a Ray
     snapshot holds it as the batched executor's does: the same values (to rounding: a block's
     current is its rows of the product), and a run continued from it computes, bit for bit, what
     the uninterrupted run does (the weights alone do not)."""
     data = split_pairs()
-    scenario = on_ray(data, shards, partitions=4, split_above=1)
+    scenario = on_ray(data, 3, partitions=4, split_above=1)
     batched, twin = model_from(data), model_from(data)
     for model in (batched, twin):
         model.run(4 if model is batched else 2)

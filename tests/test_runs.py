@@ -93,12 +93,14 @@ def test_builtin_digits_scenarios_run_on_the_batched_executor_by_default():
         assert ribbed.load_scenario(name).backend.kind == "batched"
 
 
-@pytest.mark.parametrize("backend", ["batched", pytest.param("reference", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("name, bar", [
-    ("digits", 0.95),
-    ("digits-fa", 0.92),
-    ("digits-dfa", 0.92),
-    ("digits-hebbian", 0.85),
+@pytest.mark.parametrize("name, bar, backend", [
+    ("digits", 0.95, "batched"),
+    # The reference executor (the per-agent oracle) trains the main built-in to its bar too; for the
+    # others, its agreement with batched tick by tick (tests/test_executors.py) carries the bars over.
+    pytest.param("digits", 0.95, "reference", marks=pytest.mark.slow),
+    ("digits-fa", 0.92, "batched"),
+    ("digits-dfa", 0.92, "batched"),
+    ("digits-hebbian", 0.85, "batched"),
 ])
 def test_builtin_digits_scenarios_reach_their_accuracy_bar(name, bar, backend):
     result = run(name, backend=backend, write=False)
