@@ -95,6 +95,17 @@ def scenario(hidden: dict, out: dict, readout: str | None, window: int | None = 
     return data
 
 
+def readout_of(readout: str | None, outs: list, membranes: list) -> torch.Tensor:
+    """The output's readout over the steps (docs/semantics.md, "Readout"), on autograd's tensors."""
+    if readout == "count":
+        return torch.stack(outs).sum(0)
+    if readout == "membrane":
+        return torch.stack(membranes).sum(0) / STEPS
+    if readout == "last":
+        return outs[-1]
+    return torch.stack(outs).sum(0) / STEPS
+
+
 def autograd_tick(model, index: np.ndarray, hidden: dict, out: dict, readout: str | None,
                   window: int | None = None, sequence: bool = False):
     """The loss and the gradients of the tick, by autograd over the same steps; truncated BPTT as
@@ -123,14 +134,7 @@ def autograd_tick(model, index: np.ndarray, hidden: dict, out: dict, readout: st
         outs.append(o)
         membranes.append(so.membrane)
         h_prev = h
-    if readout == "count":
-        result = torch.stack(outs).sum(0)
-    elif readout == "membrane":
-        result = torch.stack(membranes).sum(0) / STEPS
-    elif readout == "last":
-        result = outs[-1]
-    else:
-        result = torch.stack(outs).sum(0) / STEPS
+    result = readout_of(readout, outs, membranes)
     if sequence:
         loss = F.mse_loss(result, ex.targets[index])
     else:
@@ -224,14 +228,7 @@ def autograd_dfa_tick(model, index: np.ndarray, hidden: dict, out: dict, readout
         outs.append(o)
         membranes.append(so.membrane)
         h_prev = h
-    if readout == "count":
-        result = torch.stack(outs).sum(0)
-    elif readout == "membrane":
-        result = torch.stack(membranes).sum(0) / STEPS
-    elif readout == "last":
-        result = outs[-1]
-    else:
-        result = torch.stack(outs).sum(0) / STEPS
+    result = readout_of(readout, outs, membranes)
     loss = F.cross_entropy(result, ex.targets[index].argmax(1))
     out_params = [w["hidden->out"], b["out"]]
     grads = torch.autograd.grad(loss, out_params + currents, retain_graph=True, allow_unused=True)
