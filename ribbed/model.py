@@ -225,6 +225,7 @@ class NetworkModel(mesa.Model):
         if any(g.hierarchy is not None for g in self.network.guided.values()):
             self._agent_reporters.update(HIERARCHY_REPORTERS)
         self._lineage: tuple[int, dict[str, dict]] | None = None
+        self._hierarchy: tuple[int, dict[str, dict]] | None = None
         self.datacollector = mesa.DataCollector(
             model_reporters={key: _metric(key) for key in self._metric_names()},
             agent_reporters=dict(self._agent_reporters),
@@ -373,18 +374,20 @@ class NetworkModel(mesa.Model):
 
     def hierarchy_value(self, key: str, agent: Any) -> float | None:
         """A cluster's second-level group (``meta_group``, the group of the unit it is) or the alpha
-        that group last sent it (``group_alpha``); None for other agents, NaN for guides that are no
-        meta unit."""
+        that group last sent it (``group_alpha``), read once per tick for every guide; None for
+        other agents, NaN for guides that are no meta unit."""
         if getattr(agent, "agent_kind", None) != "cluster":
             return None
-        guided = self.network.guided[agent.population_info.name]
-        if guided.hierarchy is None:
-            return None
-        if key == "group_alpha":
-            return float(self.executor.read("group_alpha", guided.name)[agent.index])
-        units = guided.coupling.unit_guides()
-        unit = np.flatnonzero(units == agent.index)
-        return float(self.executor.read("hierarchy", guided.name)["groups"][unit[0]]) if len(unit) else float("nan")
+        if self._hierarchy is None or self._hierarchy[0] != self.tick:
+            per_guide = {}
+            for name, guided in self.network.guided.items():
+                if guided.hierarchy is not None:
+                    groups = np.full(guided.coupling.n_guides, np.nan)
+                    groups[guided.coupling.unit_guides()] = self.executor.read("hierarchy", name)["groups"]
+                    per_guide[name] = {"meta_group": groups, "group_alpha": self.executor.read("group_alpha", name)}
+            self._hierarchy = (self.tick, per_guide)
+        values = self._hierarchy[1].get(agent.population_info.name)
+        return None if values is None else float(values[key][agent.index])
 
     def tuning_records(self) -> list[dict]:
         """The class-tuning matrices of the latest evaluation, one dict per (neuron, class):
