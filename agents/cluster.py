@@ -48,6 +48,12 @@ class ClusterAgent(TickedWhole, MeasuredCluster, mesa.Agent):
         # This tick's sums over the feedback rows: (guide - credit)^2, credit^2, guide * credit,
         # guide^2, and the row count.
         self._sums = np.zeros(5)
+        #: This tick's per-row means over the members' feedback of their credit and activity (the
+        #: profile a hierarchy correlates), or None without feedback.
+        self._profile: tuple[np.ndarray, np.ndarray] | None = None
+        #: The id of the population's MetaGroupAgent when its meta has a hierarchy, and its weight w.
+        self.meta_group: int | None = None
+        self.group_weight = 0.0
 
     def take(self, kind: Kind) -> list[Message]:
         taken = [m for m in self.inbox if m.kind == kind]
@@ -67,8 +73,12 @@ class ClusterAgent(TickedWhole, MeasuredCluster, mesa.Agent):
         the guides above it said)."""
         feedback = self.take(Kind.FEEDBACK)
         self._sums[:] = 0.0
+        self._profile = None
         if not feedback:
             return
+        if self.meta_group is not None:  # each message holds one member's rows: [features, target, guidance, credit]
+            self._profile = (np.mean([m.payload[:, -1] for m in feedback], axis=0),
+                             np.mean([m.payload[:, 1] for m in feedback], axis=0))
         rows = np.concatenate([m.payload for m in feedback])
         self.guide.partial_fit(rows[:, :-3], rows[:, -3])
         guidance, credit = rows[:, -2], rows[:, -1]
@@ -86,7 +96,21 @@ class ClusterAgent(TickedWhole, MeasuredCluster, mesa.Agent):
         stats = dict(zip(("error", "square", "cross", "guide_square"), (np.float64(s / max(count, 1.0)) for s in sums)))
         loss = np.float64(self.take(Kind.REWARD)[0].payload) if self.controller.needs_loss else np.float64(0.0)
         self.alpha = float(self.controller.update(self.meta_state, stats, np.float64(count > 0), loss, np))
-        bus.send_each(tick, Stage.META, self.unique_id, self.members, Kind.MODULATION, np.float64(self.alpha))
+        if self.meta_group is None:
+            bus.send_each(tick, Stage.META, self.unique_id, self.members, Kind.MODULATION, np.float64(self.alpha))
+            return
+        # Hierarchy: first tell the group agent this tick's profile (docs/semantics.md, "Hierarchical
+        # meta units"): [loss, the five sums, the meta state, per-row mean credit, per-row mean activity].
+        credit, activity = self._profile if self._profile is not None and self.members else (np.empty(0), np.empty(0))
+        payload = np.concatenate([[loss], self._sums, [self.meta_state[k] for k in self.meta_state], credit, activity])
+        bus.send(Message(tick, Stage.META, self.unique_id, self.meta_group, Kind.FEEDBACK, payload))
+
+    def pass_on(self, tick: int, bus: MessageBus) -> None:
+        """Hierarchy: blend this unit's alpha with the one its group sent, (1 - w) alpha_u + w alpha_G,
+        and send that to every member."""
+        (message,) = self.take(Kind.MODULATION)
+        alpha = (1.0 - self.group_weight) * np.float64(self.alpha) + self.group_weight * np.float64(message.payload)
+        bus.send_each(tick, Stage.META, self.unique_id, self.members, Kind.MODULATION, np.float64(alpha))
 
     def __repr__(self) -> str:
         return f"ClusterAgent({self.unique_id}, population={self.population_info.name!r}, guide={self.index})"

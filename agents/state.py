@@ -72,6 +72,13 @@ _ROWS = (
                "the guides on each neuron's path, root first"),
     StateField("guide_alpha", "population", "guide", False, "the population has no guide",
                "per guide, the alpha its meta unit sets (NaN for guides that are not meta units)"),
+    StateField("meta_group", "population", "neuron", False, "the population's meta has no hierarchy",
+               "the second-level group of each neuron's meta unit (docs/semantics.md, \"Hierarchical meta units\")"),
+    StateField("group_alpha", "population", "guide", False, "the population's meta has no hierarchy",
+               "per guide, the alpha its meta unit's group last sent it (NaN for guides that are not meta units)"),
+    StateField("hierarchy", "population", "mapping", False, "the population's meta has no hierarchy",
+               "the second level of meta units: groups (per unit), n_groups, merges and splits so far, the running "
+               "correlations r_c and r_a (unit x unit), unit_group_alpha (per unit)"),
     StateField("lineage", "population", "mapping", False, "the population's guides do not evolve",
                "per neuron, the candidate serving its meta unit (docs/semantics.md, \"Evolving guides\"): kind "
                "(index in evolution.kinds), generation born, fitness, candidate id, parent id"),

@@ -17,6 +17,7 @@ import numpy as np
 from ribbed.coupling import Coupling, make_coupling
 from ribbed.errors import Problem, ScenarioError
 from ribbed.meta import MetaController, make_controller
+from ribbed.meta.hierarchy import MAX_UNITS
 from ribbed.meta.evolution import Births, EvolutionState, KindSettings, initial_population
 from ribbed.scenarios.guidance import LinearGuideSpec, MLPGuideSpec
 from ribbed.seeding import component_rng
@@ -55,6 +56,8 @@ class GuidedPopulation:
     to_output: Any = None
     #: (fan-out, identity_dims), the fixed random projection of a large fan-out, or None.
     identity_projection: np.ndarray | None = None
+    #: The meta spec's ``hierarchy`` section, or None (docs/semantics.md, "Hierarchical meta units").
+    hierarchy: Any = None
 
     @property
     def name(self) -> str:
@@ -172,13 +175,33 @@ def guided_populations(scenario, populations: dict, n_context: int,
             if fan_out > dims:
                 rng = component_rng(scenario.seed, "identity", spec.name)
                 projection = rng.standard_normal((fan_out, dims)) / np.sqrt(dims)
+        meta = scenario.population_meta(spec)
+        if meta.hierarchy is not None:
+            _check_hierarchy(scenario, spec, info, coupling)
         guided[spec.name] = GuidedPopulation(
             population=info, guide=spec.guide, coupling=coupling,
-            controller=make_controller(scenario.population_meta(spec), scenario.schedule.backward_every),
+            controller=make_controller(meta, scenario.schedule.backward_every),
             n_context=n_context, seed=scenario.seed, outgoing=outgoing, to_output=to_output,
-            identity_projection=projection,
+            identity_projection=projection, hierarchy=meta.hierarchy,
         )
     return guided
+
+
+def _check_hierarchy(scenario, spec, info, coupling: Coupling) -> None:
+    """A hierarchy groups meta units that serve several neurons, and correlates every pair of them."""
+    where = (f"populations[{info.index}].meta.hierarchy" if spec.meta is not None else "meta.hierarchy")
+    if coupling.kind == "direct":
+        raise ScenarioError(Problem(
+            scenario.source, where,
+            f"population '{spec.name}' has direct coupling, whose meta units are single neurons: a hierarchy groups "
+            "meta units that each pool several neurons' credit",
+            "use coupling kind hash or tree for this population, or remove meta.hierarchy"))
+    if coupling.n_units > MAX_UNITS:
+        raise ScenarioError(Problem(
+            scenario.source, where,
+            f"population '{spec.name}' has {coupling.n_units} meta units; a hierarchy correlates every pair of them "
+            f"and takes at most {MAX_UNITS}",
+            "use fewer hash bits or a larger tree leaf_size, or remove meta.hierarchy"))
 
 
 def messages_of_guidance(guided: dict[str, GuidedPopulation], backward: bool) -> dict[str, int]:
@@ -193,6 +216,9 @@ def messages_of_guidance(guided: dict[str, GuidedPopulation], backward: bool) ->
         counts["modulation"] += n
         if g.controller.needs_loss:
             counts["reward"] += g.coupling.n_units
+        if g.hierarchy is not None:  # each unit's profile to the group agent, and its group's alpha back
+            counts["feedback"] += g.coupling.n_units
+            counts["modulation"] += g.coupling.n_units
     return counts
 
 

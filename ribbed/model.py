@@ -67,6 +67,12 @@ LINEAGE_REPORTERS: dict[str, Callable] = {
     for key in ("kind", "generation", "fitness", "candidate", "parent")
 }
 
+#: agents.csv columns of a run with hierarchical meta units (docs/semantics.md, "Hierarchical meta
+#: units"): per guide that is a meta unit, its group and the alpha its group sent (empty elsewhere).
+HIERARCHY_REPORTERS: dict[str, Callable] = {
+    key: (lambda key: lambda agent: agent.model.hierarchy_value(key, agent))(key) for key in ("meta_group", "group_alpha")
+}
+
 
 class Population:
     """A population of the running model: its neurons as a Mesa AgentSet, and its biases."""
@@ -216,7 +222,10 @@ class NetworkModel(mesa.Model):
         self._agent_reporters = dict(AGENT_REPORTERS)
         if any(g.evolution is not None for g in self.network.guided.values()):
             self._agent_reporters.update(LINEAGE_REPORTERS)
+        if any(g.hierarchy is not None for g in self.network.guided.values()):
+            self._agent_reporters.update(HIERARCHY_REPORTERS)
         self._lineage: tuple[int, dict[str, dict]] | None = None
+        self._hierarchy: tuple[int, dict[str, dict]] | None = None
         self.datacollector = mesa.DataCollector(
             model_reporters={key: _metric(key) for key in self._metric_names()},
             agent_reporters=dict(self._agent_reporters),
@@ -362,6 +371,23 @@ class NetworkModel(mesa.Model):
         if key == "kind":
             return self.network.guided[agent.population].evolution.kinds[int(value)]
         return float(value) if key == "fitness" else int(value)
+
+    def hierarchy_value(self, key: str, agent: Any) -> float | None:
+        """A cluster's second-level group (``meta_group``, the group of the unit it is) or the alpha
+        that group last sent it (``group_alpha``), read once per tick for every guide; None for
+        other agents, NaN for guides that are no meta unit."""
+        if getattr(agent, "agent_kind", None) != "cluster":
+            return None
+        if self._hierarchy is None or self._hierarchy[0] != self.tick:
+            per_guide = {}
+            for name, guided in self.network.guided.items():
+                if guided.hierarchy is not None:
+                    groups = np.full(guided.coupling.n_guides, np.nan)
+                    groups[guided.coupling.unit_guides()] = self.executor.read("hierarchy", name)["groups"]
+                    per_guide[name] = {"meta_group": groups, "group_alpha": self.executor.read("group_alpha", name)}
+            self._hierarchy = (self.tick, per_guide)
+        values = self._hierarchy[1].get(agent.population_info.name)
+        return None if values is None else float(values[key][agent.index])
 
     def tuning_records(self) -> list[dict]:
         """The class-tuning matrices of the latest evaluation, one dict per (neuron, class):

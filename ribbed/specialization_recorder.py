@@ -53,6 +53,9 @@ _FLOORS = {"tanh": -1.0, "sigmoid": 0.0, "relu": 0.0}
 #: The statistics kept of each tuning metric against its null.
 _NULL_STATS = ("null_mean", "null_lo", "null_hi", "p", "null_q90", "above_null")
 _TUNING = ("selectivity", "mutual_info")
+#: Per population with a hierarchy of meta units: its groups now, and the merges and splits of every
+#: regroup so far.
+_HIERARCHY_METRICS = ("meta_groups", "merges", "splits")
 _GUIDED_METRICS = ("guide_r2", "clusters", "cluster_size_max", "cluster_kept", "cluster_ari", "purity",
                    "purity_shuffled", "purity_null_lo", "purity_null_hi", "purity_p", "alpha_mean", "alpha_q10",
                    "alpha_q50", "alpha_q90", "modularity")
@@ -100,8 +103,10 @@ class SpecializationRecorder:
 
     def metric_names(self) -> list[str]:
         names = [key for p in self.analysed for key in _population_keys(p.name)]
-        for name in self.model.network.guided:
+        for name, guided in self.model.network.guided.items():
             names += [f"{name}_{metric}" for metric in _GUIDED_METRICS]
+            if guided.hierarchy is not None:
+                names += [f"{name}_{metric}" for metric in _HIERARCHY_METRICS]
         return names
 
     @property
@@ -227,6 +232,10 @@ class SpecializationRecorder:
         for key in ("mean", "q10", "q50", "q90"):
             row[f"{name}_alpha_{key}"] = summary[key]
         row[f"{name}_modularity"] = self._modularity(population, clusters)
+        hierarchy = model.executor.read("hierarchy", name)
+        if hierarchy is not None:  # docs/semantics.md, "Hierarchical meta units"
+            row[f"{name}_meta_groups"] = float(hierarchy["n_groups"])
+            row[f"{name}_merges"], row[f"{name}_splits"] = float(hierarchy["merges"]), float(hierarchy["splits"])
         return row
 
     def _cluster_values(self, clusters: np.ndarray, sums: np.ndarray, offset: int, n_guides: int) -> None:

@@ -21,7 +21,7 @@ from ribbed.scenarios.base import MAX_COUNT, Strict, tagged_union
 
 __all__ = [
     "ConfidenceMetaSpec", "CouplingSpec", "DirectCouplingSpec", "EvolutionSpec", "FixedMetaSpec", "GuideSpec",
-    "HashCouplingSpec", "LearnedMetaSpec", "LinearGuideSpec", "MLPGuideSpec", "MetaSpec", "SklearnGuideSpec", "TreeCouplingSpec",
+    "HashCouplingSpec", "HierarchySpec", "LearnedMetaSpec", "LinearGuideSpec", "MLPGuideSpec", "MetaSpec", "SklearnGuideSpec", "TreeCouplingSpec",
     "TreeGuideSpec",
 ]
 
@@ -234,14 +234,33 @@ CouplingSpec = tagged_union("kind", DirectCouplingSpec, HashCouplingSpec, TreeCo
 # --------------------------------------------------------------------------- meta-controllers
 
 
-class FixedMetaSpec(Strict):
+class HierarchySpec(Strict):
+    """A second level of meta units over the first (hash buckets, tree leaves): units whose
+    members' mean credit and mean activity correlate are grouped, the same controller runs once
+    per group, and each unit's alpha is blended with its group's (docs/semantics.md,
+    "Hierarchical meta units")."""
+
+    regroup_every: int = Field(50, gt=0, le=MAX_COUNT, description="Regroup the units every this many ticks.")
+    threshold: float = Field(0.5, ge=-1.0, le=1.0, description="Units u, v are linked when both running "
+                             "correlations (of their mean credit and of their mean activity) reach this.")
+    decay: float = Field(0.1, gt=0.0, le=1.0, description="Rate of the running correlations.")
+    weight: float = Field(0.5, ge=0.0, le=1.0, description="w: a unit sends (1 - w) alpha_unit + w alpha_group.")
+
+
+class _MetaSpec(Strict):
+    hierarchy: Optional[HierarchySpec] = Field(
+        None, description="Group the meta units by correlated credit and activity under a second-level controller "
+        "(hash and tree couplings).")
+
+
+class FixedMetaSpec(_MetaSpec):
     """The same alpha for every neuron, all run long."""
 
     kind: Literal["fixed"]
     alpha: float = Field(0.5, ge=0.0, le=1.0)
 
 
-class ConfidenceMetaSpec(Strict):
+class ConfidenceMetaSpec(_MetaSpec):
     """alpha = alpha_max * max(0, 1 - e / v) per neuron (direct) or cluster, with e the running
     mean squared error of the guide against the true credit and v the credit's running mean
     square: trust grows as the guide explains the credit."""
@@ -251,7 +270,7 @@ class ConfidenceMetaSpec(Strict):
     alpha_max: float = Field(1.0, gt=0.0, le=1.0)
 
 
-class LearnedMetaSpec(Strict):
+class LearnedMetaSpec(_MetaSpec):
     """alpha = sigmoid(w . phi + w_0) per neuron (direct) or cluster, a logistic model of the
     learning context phi = (the guidance's running R^2, the loss trend); at every credit
     delivery it takes one step towards the alpha that brings the credit used closest to the

@@ -405,10 +405,14 @@ class BatchedExecutor(Executor):
             for synapses in population.incoming:
                 squares += synapses.layout.row_sum(synapses.weights.to(torch.float64) ** 2)
             return torch.sqrt(squares).cpu().numpy()
-        if name in ("alpha", "cluster", "guidance", "guide_paths", "guide_alpha", "lineage"):
+        if name in ("alpha", "cluster", "guidance", "guide_paths", "guide_alpha", "lineage", "meta_group",
+                    "group_alpha", "hierarchy"):
             guidance = population.guidance
             if guidance is None:
                 return np.full(info.size, np.nan) if name == "alpha" else None
+            if name in ("meta_group", "group_alpha", "hierarchy"):
+                reads = guidance.hierarchy_reads()
+                return None if reads is None else reads[name]
             if name == "lineage":
                 return guidance.lineage()
             if name == "guide_paths":

@@ -18,6 +18,7 @@ from ribbed.agents.rules import guided_credit
 from ribbed.agents.evolving_guides import StackedEvolving
 from ribbed.agents.stacked_guides import make_stacked_guides
 from ribbed.environment.guidance import GuidedPopulation
+from ribbed.meta.hierarchy import Hierarchy, hierarchy_reads
 
 __all__ = ["BatchedGuidance"]
 
@@ -51,6 +52,15 @@ class BatchedGuidance:
         self.features: torch.Tensor | None = None
         #: The weights of the identity features (see :meth:`see_weights`), or None without them.
         self.identity: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        #: The second level of meta units, or None (docs/semantics.md, "Hierarchical meta units").
+        self.hierarchy = (Hierarchy(guided.hierarchy, self.controller, self.coupling.n_units)
+                          if guided.hierarchy is not None else None)
+        if self.hierarchy is not None:
+            self.snapshot_attrs = BatchedGuidance.snapshot_attrs + ("hierarchy",)
+        #: This tick's per-row means of credit and activity per unit (B, U), and the units with
+        #: members, when credit was delivered and a hierarchy wants them.
+        self._profile: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._tick = 0
         self.assign(self.coupling.initial_paths())
 
     def assign(self, paths: np.ndarray) -> None:
@@ -124,6 +134,7 @@ class BatchedGuidance:
     def guide_stage(self, tick: int, u: torch.Tensor, y: torch.Tensor, derivative: torch.Tensor,
                     context: torch.Tensor, delta: torch.Tensor | None) -> None:
         F = self.features = self.features_of(u, y, derivative, context)
+        self._tick, self._profile = tick, None
         if self.signature is not None:
             now = torch.cat([y.mean(dim=0)[:, None], torch.mm(y.T, context) / y.shape[0]], dim=1)
             self.signature += self.coupling.signature_decay * (now - self.signature)
@@ -152,10 +163,25 @@ class BatchedGuidance:
                     (g * g).sum(dim=0), count)
             for row, values in enumerate(sums):
                 self._sums[row].index_add_(0, self.units, values)
+            if self.hierarchy is not None:
+                self._profile = self._profile_of(delta, y)
         if self.guided.refits_at(tick):
             self.guides.refit()
         if self.guided.evolution is not None and self.guides.state.generation_at(tick):
             self.guides.evolve()
+
+    def _profile_of(self, delta: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per unit and batch row, the mean over its members of the credit and of the activity (B, U),
+        and which units have members (as float64 numpy, for the shared hierarchy code)."""
+        n_units = self.coupling.n_units
+        members = torch.zeros(n_units, dtype=self.dtype, device=self.device)
+        members.index_add_(0, self.units, torch.ones_like(self.units, dtype=self.dtype))
+        means = []
+        for values in (delta, y):
+            total = torch.zeros(values.shape[0], n_units, dtype=self.dtype, device=self.device)
+            total.index_add_(1, self.units, values.to(self.dtype))
+            means.append((total / members.clamp(min=1.0)).cpu().numpy().astype(np.float64))
+        return means[0], means[1], (members > 0).cpu().numpy()
 
     def lineage(self) -> dict[str, np.ndarray] | None:
         """Per neuron, its meta unit's serving candidate (see EvolutionState.lineage), or None
@@ -174,9 +200,26 @@ class BatchedGuidance:
         count = count.clamp(min=1.0)
         stats = dict(zip(("error", "square", "cross", "guide_square"), (s / count for s in sums)))
         self.unit_alpha = self.controller.update(self.meta_state, stats, received, loss.to(self.dtype), torch)
+        sent = self.unit_alpha
+        hierarchy = self.hierarchy
+        if hierarchy is not None:
+            if self._profile is not None:
+                hierarchy.observe(*self._profile)
+            group_alpha = hierarchy.update(self._sums.cpu().numpy().astype(np.float64), float(loss))
+            sent = hierarchy.blend(self.unit_alpha, torch.as_tensor(group_alpha, dtype=self.dtype, device=self.device))
+            if hierarchy.regroups_at(self._tick):
+                hierarchy.regroup({name: value.cpu().numpy().astype(np.float64)
+                                   for name, value in self.meta_state.items()})
         # Each neuron keeps the alpha its unit sent it until the next meta stage, even if a
         # regrouping moves it to another unit in between.
-        self.alpha = self.unit_alpha.index_select(0, self.units)
+        self.alpha = sent.index_select(0, self.units)
+
+    def hierarchy_reads(self) -> dict[str, np.ndarray] | None:
+        """``meta_group`` per neuron (its unit's group), ``group_alpha`` per guide (its unit's group's
+        alpha, NaN for guides that are no unit), and the hierarchy's summary; None without one."""
+        if self.hierarchy is None:
+            return None
+        return hierarchy_reads(self.hierarchy, self.coupling, self.paths)
 
     def state(self) -> dict[str, np.ndarray]:
         """Each neuron's alpha and meta unit, and the last tick's guidance (batch, n)."""

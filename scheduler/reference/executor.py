@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ribbed.agents.cluster import ClusterAgent
+from ribbed.agents.meta_group import MetaGroupAgent
+from ribbed.meta.hierarchy import Hierarchy, hierarchy_reads
 from ribbed.agents.evolving_guides import apply_births, make_evolving_guides
 from ribbed.agents.guides import guide_features, identity_features, make_guides, task_context
 from ribbed.agents.neuron import NeuronAgent, Synapses
@@ -76,7 +78,24 @@ class _GuidedGroup:
         for neuron in self.neurons:
             neuron.guided, neuron.alpha = True, alpha
         self.paths = np.empty((0, 0), dtype=np.int64)
+        #: The second level of meta units (docs/semantics.md, "Hierarchical meta units"), or None;
+        #: its id is given once every guide has one (:meth:`add_meta_group`).
+        self.meta_group: MetaGroupAgent | None = None
         self.assign(self.coupling.initial_paths())
+
+    def add_meta_group(self, agent_id: int) -> MetaGroupAgent | None:
+        """The population's MetaGroupAgent with id ``agent_id``, when its meta has a hierarchy."""
+        guided = self.guided
+        if guided.hierarchy is None:
+            return None
+        names = list(guided.controller.initial_state())
+        self.meta_group = MetaGroupAgent(agent_id, Hierarchy(guided.hierarchy, guided.controller,
+                                                             self.coupling.n_units),
+                                         [c.unique_id for c in self.units], names)
+        for cluster in self.units:
+            cluster.meta_group, cluster.group_weight = agent_id, guided.hierarchy.weight
+        self.snapshot_attrs = _GuidedGroup.snapshot_attrs + ("meta_group",)
+        return self.meta_group
 
     def assign(self, paths: np.ndarray) -> None:
         """Point every neuron at the clusters on its path, and every cluster at its members."""
@@ -118,7 +137,12 @@ class ReferenceExecutor(Executor):
                                              inputs.guide_estimators.get(guided.name)))
             self.clusters.extend(self._guided[-1].clusters)
         self._backward_every = network.scenario.schedule.backward_every
-        self.bus = MessageBus(self.neurons + self.clusters)
+        #: The second-level meta agents, ids after every guide's (docs/semantics.md, "Hierarchical meta units").
+        self.meta_groups = [agent for group in self._guided
+                            if (agent := group.add_meta_group(network.n_neurons + len(self.clusters)
+                                                              + sum(g.meta_group is not None for g in self._guided)))
+                            is not None]
+        self.bus = MessageBus(self.neurons + self.clusters + self.meta_groups)
         self._wire(network)
         self._levels = [
             [n for population in level for n in self.neurons[population.start:population.start + population.size]]
@@ -209,6 +233,15 @@ class ReferenceExecutor(Executor):
                 for cluster in group.units:
                     cluster.modulate(tick, bus)
             bus.deliver()
+            if self.meta_groups:  # the second level answers its units, who pass the blend on
+                for agent in self.meta_groups:
+                    agent.modulate(tick, bus)
+                bus.deliver()
+                for group in self._guided:
+                    if group.meta_group is not None:
+                        for cluster in group.units:
+                            cluster.pass_on(tick, bus)
+                bus.deliver()
             for group in self._guided:
                 for neuron in group.neurons:
                     neuron.read_modulation()
@@ -478,10 +511,13 @@ class ReferenceExecutor(Executor):
             states = [n.bias_optimizer.state() for n in neurons]
             return {key: value if isinstance(value, int) else np.array([float(st[key]) for st in states])
                     for key, value in states[0].items()}
-        if name in ("cluster", "guide_paths", "guide_alpha", "lineage"):
+        if name in ("cluster", "guide_paths", "guide_alpha", "lineage", "meta_group", "group_alpha", "hierarchy"):
             group = self._group(where)
             if group is None:
                 return None
+            if name in ("meta_group", "group_alpha", "hierarchy"):
+                return (None if group.meta_group is None
+                        else hierarchy_reads(group.meta_group.hierarchy, group.coupling, group.paths)[name])
             if name == "lineage":
                 return None if group.evolution is None else group.evolution.lineage(group.paths[:, -1])
             if name == "cluster":

@@ -19,7 +19,8 @@ RTOL, ATOL = 1e-7, 1e-8
 
 
 def guided_fa() -> dict:
-    """Guides with hash coupling, feedback alignment into the output, a frozen-free network."""
+    """Guides with hash coupling and hierarchical meta units, feedback alignment into the output, a
+    frozen-free network."""
     return {
         "name": "contract", "seed": 11, "task": {"kind": "xor", "n_samples": 60},
         "populations": [{"name": "in", "size": 2, "role": "input"},
@@ -28,7 +29,8 @@ def guided_fa() -> dict:
         "projections": [{"pre": "in", "post": "h"},
                         {"pre": "h", "post": "out", "learning": {"rule": "feedback_alignment"}}],
         "learning": {"rule": "backprop", "optimizer": "adam", "lr": 0.02},
-        "coupling": {"kind": "hash", "bits": 2, "rehash_every": 3}, "meta": {"kind": "confidence"},
+        "coupling": {"kind": "hash", "bits": 2, "rehash_every": 3},
+        "meta": {"kind": "confidence", "hierarchy": {"regroup_every": 2, "threshold": 0.0}},
         "schedule": {"backward_every": 2},
         "run": {"ticks": 6, "batch_size": 4, "eval_every": 3},
     }
