@@ -133,6 +133,13 @@ class EvolutionState:
                 "fitness": fitness[guides, serving], "candidate": self.ident[guides, serving],
                 "parent": self.parent[guides, serving]}
 
+    def genomes(self) -> dict[str, Any]:
+        """Copies of every candidate's genome and lineage, (guides, k) arrays (mask (guides, k, d)),
+        and the generations run: what ``read("genomes", population)`` gives."""
+        return {"generation": self.generation, "kind": self.kind.copy(), "lr": self.lr.copy(),
+                "mask": self.mask.copy(), "id": self.ident.copy(), "parent": self.parent.copy(),
+                "born": self.born.copy()}
+
     def observe(self, guides: np.ndarray, mse: np.ndarray, square: np.ndarray) -> None:
         """Credit delivered to ``guides``: each candidate's mean squared error on the delivered rows
         (its prediction made before it learns from them), ``mse`` (len(guides), k), and the rows'

@@ -20,6 +20,7 @@ import pytest
 import ribbed
 from conftest import model_from
 from ribbed import ScenarioError
+from ribbed.errors import LogFormatError
 from ribbed.meta.evolution import EvolutionState, KindSettings, initial_population
 from ribbed.log import verify
 from ribbed.runner import resume
@@ -282,6 +283,52 @@ def test_a_resumed_run_continues_bit_for_bit_verifies_and_has_its_lineage_in_age
     hidden = agents[(agents["population"] == "h") & (agents["agent_kind"] == "neuron")]
     assert set(hidden["guide_kind"]) <= {"linear", "mlp"} and hidden["guide_generation"].max() >= 1
     assert agents[agents["population"] == "in"]["guide_kind"].isna().all()
+
+
+# ---------------------------------------------------------------------------- lineage in the log
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_generations_are_logged_verified_bit_for_bit_and_a_tampered_lineage_is_found(tmp_path: Path, writer: str,
+                                                                                       monkeypatch):
+    from test_log import rewrite
+
+    monkeypatch.setenv("RIBBED_LOG_WRITER", writer)  # a generation's tick goes around the writer process's ring
+    data = {**batched(evolving({"kind": "hash", "bits": 1, "rehash_every": 3})), "log": {"level": "summary"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ribbed.RibbedWarning)
+        run = ribbed.run(data, out=tmp_path / "run")
+    path = tmp_path / "run" / "run.log"
+    final = genomes(run.model)
+    with ribbed.log.open_log(path) as log:
+        assert log.header["resources"]["writer"] == writer
+        events = log.generations("h")
+        assert log.generations("in") == []
+    assert [(e["tick"], e["generation"]) for e in events] == [(3, 1), (7, 2), (11, 3), (15, 4)]
+    last = events[-1]
+    born = final["born"] == 4
+    np.testing.assert_array_equal(np.stack([last["guides"], last["slots"]], 1), np.argwhere(born))
+    for key, name in (("ids", "ident"), ("parents", "parent"), ("kinds", "kind"), ("lrs", "lr"), ("masks", "mask")):
+        np.testing.assert_array_equal(last[key], final[name][born], err_msg=key)
+    assert (last["parents"] >= 0).all() and last["masks"].dtype == bool
+    assert verify(path).ok
+
+    def nudge_lr(body: dict) -> dict:
+        lrs = body["generations"]["h"]["lrs"]
+        values = np.frombuffer(lrs["data"], dtype="<f8").copy()
+        values[0] *= 1.0 + 1e-12
+        lrs["data"] = values.tobytes()
+        return body
+
+    rewrite(path, 7, nudge_lr, recompute_crc=True, rechain=True)
+    report = verify(path)
+    assert not report.ok
+    assert (report.difference.tick, report.difference.field) == (7, "generations/h/lrs")
+    rewrite(path, 11, lambda body: {k: v for k, v in body.items() if k != "generations"}, recompute_crc=True,
+            rechain=True)
+    with pytest.raises(LogFormatError, match="lacks generations"):
+        with ribbed.log.open_log(path) as log:
+            log.check()
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -405,12 +405,14 @@ class BatchedExecutor(Executor):
             for synapses in population.incoming:
                 squares += synapses.layout.row_sum(synapses.weights.to(torch.float64) ** 2)
             return torch.sqrt(squares).cpu().numpy()
-        if name in ("alpha", "cluster", "guidance", "guide_paths", "guide_alpha", "lineage"):
+        if name in ("alpha", "cluster", "guidance", "guide_paths", "guide_alpha", "lineage", "genomes"):
             guidance = population.guidance
             if guidance is None:
                 return np.full(info.size, np.nan) if name == "alpha" else None
             if name == "lineage":
                 return guidance.lineage()
+            if name == "genomes":
+                return None if guidance.guided.evolution is None else guidance.guides.state.genomes()
             if name == "guide_paths":
                 return np.array(guidance.paths)
             if name == "guide_alpha":

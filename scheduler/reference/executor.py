@@ -478,12 +478,14 @@ class ReferenceExecutor(Executor):
             states = [n.bias_optimizer.state() for n in neurons]
             return {key: value if isinstance(value, int) else np.array([float(st[key]) for st in states])
                     for key, value in states[0].items()}
-        if name in ("cluster", "guide_paths", "guide_alpha", "lineage"):
+        if name in ("cluster", "guide_paths", "guide_alpha", "lineage", "genomes"):
             group = self._group(where)
             if group is None:
                 return None
             if name == "lineage":
                 return None if group.evolution is None else group.evolution.lineage(group.paths[:, -1])
+            if name == "genomes":
+                return None if group.evolution is None else group.evolution.genomes()
             if name == "cluster":
                 return group.coupling.units(group.paths)
             if name == "guide_paths":
