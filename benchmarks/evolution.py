@@ -12,7 +12,8 @@ identity features (``readout``), confidence meta, SGD, the batched executor on t
   0.86, the network reaches 0.97), with other input statistics than digits, so that an outcome
   that holds on both is not digits' alone; cheap enough for 5 seeds of every arm.
 
-Arms (the guided ones at the task's learning rate, on the reported seeds 0..4):
+Arms (the guided ones at the task's learning rate and again at control (a)'s tuned one, borrowed
+from the unguided selection, not tuned for the guides; on the reported seeds 0..4):
 
 - **evolved**: ``evolution`` with tournament selection (digits-evolve's: 4 candidates of kinds
   linear and mlp, a generation every 50 ticks, 1 elite, kinds protected for 3 generations);
@@ -22,7 +23,7 @@ Arms (the guided ones at the task's learning rate, on the reported seeds 0..4):
   the mlp guide of digits-evolve: 16 hidden, Adam, lr 0.01); the better one is named;
 - **controls** (no guide), as benchmarks/guided_learning.py makes them: *unguided, same lr*;
   *(a) unguided, tuned lr* and *(b) broadcast (dfa), tuned lr*, their hidden learning rate the
-  best of the task's lr x {1, 2, 4, ..., 64} on selection seeds 100..102 (not the reported
+  best of the task's lr x {1, 2, 4, ..., 256} on selection seeds 100..102 (not the reported
   ones); *(c) error every tick* (``backward_every: 1``, tuned likewise): more information than
   the others have, an upper bound rather than a fair control.
 
@@ -75,14 +76,14 @@ class Plan:
     selection_seeds: list[int]
     ticks: int
     eval_every: int = 100
-    lr_factors: list[float] = field(default_factory=lambda: [2.0**k for k in range(7)])
+    lr_factors: list[float] = field(default_factory=lambda: [2.0**k for k in range(9)])
     timing_ticks: int = 200
     timing_repeats: int = 3
 
     def key(self, task: str) -> str:
         """Names the task's results folder: the plan, the task's scenario and the arms."""
         scenario = base_scenario(task, self, True)
-        what = [asdict(self), scenario, guided_arms(scenario), CONTROLS]
+        what = [asdict(self), scenario, guided_arms(scenario), CONTROLS, "guided arms at both lrs"]
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -180,13 +181,15 @@ def run_task(task: str, plan: Plan, folder: Path, workers: int | None) -> dict[s
     """Every arm's final rows (one per run): the guided sweep and each control family's."""
     guided = base_scenario(task, plan, True)
     guided["output"] = {"agent_metrics": True}  # (agents.csv: which candidate serves)
-    arms = guided_arms(guided)
-    frames = {"guided": _sweep("guided", guided, plan.seeds, {GUIDE_FIELD: list(arms.values())}, folder, workers)}
     lr = guided["learning"]["lr"]
     lrs = [lr * f for f in plan.lr_factors]
+    frames = {}
     for label, changes in CONTROLS.items():
         frames[label] = _sweep(label, base_scenario(task, plan, False), plan.seeds + plan.selection_seeds,
                                {**{k: [v] for k, v in changes.items()}, LR_FIELD: lrs}, folder, workers)
+    tuned, _ = choose_lr(frames["unguided"], plan)
+    frames["guided"] = _sweep("guided", guided, plan.seeds, {GUIDE_FIELD: list(guided_arms(guided).values()),
+                                                             LR_FIELD: list(dict.fromkeys([lr, tuned]))}, folder, workers)
     return frames
 
 
@@ -247,10 +250,14 @@ def table(task: str, frames: dict[str, pd.DataFrame], plan: Plan, timings: dict[
         rows.append({"label": label, "kind": kind, "lr": lr_used, "seeds": runs["seed"].astype(int).tolist(),
                      "accuracy": accuracy.tolist(), "r2": r2.tolist(), "accuracy_mean_ci": interval(accuracy),
                      "r2_mean_ci": interval(r2) if not np.isnan(r2).all() else (float("nan"), float("nan")),
-                     "seconds_per_tick": timings.get(label, float("nan")), **serving, **extra})
+                     "seconds_per_tick": timings.get(extra.get("arm", label), float("nan")), **serving, **extra})
 
-    for label, guide in guided_arms(scenario).items():
-        row(label, guided_runs[guided_runs[GUIDE_FIELD] == str(guide)], "guided", lr)
+    tuned, _ = choose_lr(frames["unguided"], plan)
+    groups = [("", lr)] + ([(" @ tuned lr", tuned)] if not np.isclose(tuned, lr) else [])  # (else the same runs)
+    for suffix, value in groups:
+        for label, guide in guided_arms(scenario).items():
+            runs = guided_runs[(guided_runs[GUIDE_FIELD] == str(guide)) & np.isclose(guided_runs[LR_FIELD], value)]
+            row(label + suffix, runs, "guided", value, arm=label, group=suffix)
     unguided = frames["unguided"]
     reported = unguided[unguided["seed"].isin(plan.seeds)]
     row("unguided, same lr", reported[np.isclose(reported[LR_FIELD], lr)], "control", lr)
@@ -264,8 +271,8 @@ def table(task: str, frames: dict[str, pd.DataFrame], plan: Plan, timings: dict[
     fixed = max(("fixed linear", "fixed mlp"), key=lambda label: by_label[label]["accuracy_mean_ci"][0])
     comparisons = []
     for evolved in (r for r in rows if r["label"].startswith("evolved")):
-        for other in rows:
-            if other["label"].startswith("evolved"):
+        for other in rows:  # the other guided arms at the same lr, and the controls
+            if other["label"].startswith("evolved") or other.get("group", evolved["group"]) != evolved["group"]:
                 continue
             difference = float(np.mean(evolved["accuracy"]) - np.mean(other["accuracy"]))
             p = _welch(evolved["accuracy"], other["accuracy"])
@@ -279,13 +286,13 @@ def table(task: str, frames: dict[str, pd.DataFrame], plan: Plan, timings: dict[
 
 def render(result: dict) -> str:
     lines = [f"task {result['task']}: best single fixed kind = {result['best_fixed']}",
-             f"  {'arm':32} {'lr':>6} {'accuracy (95% CI)':>19} {'guide R2 (95% CI)':>19} {'ms/tick':>8} "
+             f"  {'arm':36} {'lr':>6} {'accuracy (95% CI)':>19} {'guide R2 (95% CI)':>19} {'ms/tick':>8} "
              f"{'newborn':>7} {'mlp':>5}"]
     for row in result["rows"]:
         (acc, acc_ci), (r2, r2_ci) = row["accuracy_mean_ci"], row["r2_mean_ci"]
         r2_text = f"{r2:7.3f} ± {r2_ci:5.3f}" if np.isfinite(r2) else f"{'-':>15}"
         seconds = row["seconds_per_tick"]
-        lines.append(f"  {row['label']:32} {row['lr']:6.3f} {acc:9.4f} ± {acc_ci:6.4f} {r2_text:>19} "
+        lines.append(f"  {row['label']:36} {row['lr']:6.3f} {acc:9.4f} ± {acc_ci:6.4f} {r2_text:>19} "
                      f"{seconds * 1e3 if np.isfinite(seconds) else float('nan'):8.2f} "
                      f"{row['served_newborn']:7.2f} {row['served_mlp']:5.2f}"
                      + ("  (lr at the grid's edge)" if row.get("lr_at_grid_edge") else ""))
@@ -294,7 +301,7 @@ def render(result: dict) -> str:
     lines.append("  each evolved arm against each other arm (accuracy difference, Welch p; guide R2 difference, Welch p):")
     for c in result["comparisons"]:
         r2 = f"{c['r2_difference']:+.3f} p = {c['r2_p']:.3g}" if np.isfinite(c["r2_difference"]) else ""
-        lines.append(f"    {c['evolved']:20} vs {c['against']:32} {c['accuracy_difference']:+.4f} "
+        lines.append(f"    {c['evolved']:30} vs {c['against']:38} {c['accuracy_difference']:+.4f} "
                      f"p = {c['accuracy_p']:.3g} ({c['verdict']})  {r2}")
     return "\n".join(lines)
 
