@@ -82,6 +82,9 @@ _ROWS = (
     StateField("lineage", "population", "mapping", False, "the population's guides do not evolve",
                "per neuron, the candidate serving its meta unit (docs/semantics.md, \"Evolving guides\"): kind "
                "(index in evolution.kinds), generation born, fitness, candidate id, parent id"),
+    StateField("genomes", "population", "mapping", False, "the population's guides do not evolve",
+               "every candidate of every guide, (guide, slot) arrays: kind (index in evolution.kinds), lr, mask, "
+               "id, parent id, generation born; and 'generation', the generations run"),
     StateField("in_degree", "population", "neuron", False, "", "incoming synapses per neuron"),
     StateField("weight_norm", "population", "neuron", False, "", "Euclidean norm of each neuron's incoming weights"),
     StateField("activation_mean", "population", "neuron", True, "",

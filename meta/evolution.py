@@ -24,6 +24,9 @@ __all__ = ["Births", "EvolutionState", "candidate_costs", "initial_population"]
 
 #: The learning rate of a genome stays in [LR_MIN, LR_MAX] (a linear candidate forgets 1 - lr).
 LR_MIN, LR_MAX = 1e-6, 1.0
+#: Random search draws a genome's learning rate log-uniformly within this many decades either side
+#: of its kind's base learning rate (then clipped to [LR_MIN, LR_MAX]).
+RANDOM_LR_DECADES = 2.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,13 @@ class EvolutionState:
                 "fitness": fitness[guides, serving], "candidate": self.ident[guides, serving],
                 "parent": self.parent[guides, serving]}
 
+    def genomes(self) -> dict[str, Any]:
+        """Copies of every candidate's genome and lineage, (guides, k) arrays (mask (guides, k, d)),
+        and the generations run: what ``read("genomes", population)`` gives."""
+        return {"generation": self.generation, "kind": self.kind.copy(), "lr": self.lr.copy(),
+                "mask": self.mask.copy(), "id": self.ident.copy(), "parent": self.parent.copy(),
+                "born": self.born.copy()}
+
     def observe(self, guides: np.ndarray, mse: np.ndarray, square: np.ndarray) -> None:
         """Credit delivered to ``guides``: each candidate's mean squared error on the delivered rows
         (its prediction made before it learns from them), ``mse`` (len(guides), k), and the rows'
@@ -151,6 +161,8 @@ class EvolutionState:
         self.generation += 1
         generation = self.generation
         rng = component_rng(self.seed, "evolution", self.population, generation)
+        if spec.selection == "random":
+            return self._random_generation(rng)
         n_kinds = len(self.settings)
         tournaments = rng.integers(0, k, size=(n_guides, k, 2, spec.tournament))
         cross_coin = rng.random((n_guides, k))
@@ -161,10 +173,7 @@ class EvolutionState:
         kind_pick = rng.integers(0, max(n_kinds - 1, 1), size=(n_guides, k))
 
         fitness = self.fitness()
-        order = np.argsort(-fitness, axis=1, kind="stable")
-        rows = np.arange(n_guides)[:, None]
-        newborn = np.ones((n_guides, k), dtype=bool)
-        newborn[rows, order[:, :spec.elites]] = False
+        newborn = self._newborn()
 
         def winner(picks: np.ndarray) -> np.ndarray:
             """The best of each tournament's picks (ties: the first pick)."""
@@ -189,6 +198,32 @@ class EvolutionState:
         self.parent = np.where(newborn, parent, self.parent)
         if generation <= spec.protect_generations:
             self._protect(newborn)
+        return self._births(newborn, rng)
+
+    def _newborn(self) -> np.ndarray:
+        """Every slot but the ``elites`` best of each guide (fitness descending, ties to the lower
+        slot: a stable sort), (guides, k) bool."""
+        order = np.argsort(-self.fitness(), axis=1, kind="stable")
+        newborn = np.ones((self.n_guides, self.k), dtype=bool)
+        newborn[np.arange(self.n_guides)[:, None], order[:, :self.spec.elites]] = False
+        return newborn
+
+    def _random_generation(self, rng: np.random.Generator) -> Births:
+        """Random search (``selection: random``): every newborn's genome drawn afresh, from no
+        parent: kind R = ``integers(0, K)``, lr = base lr of that kind times 10^U with
+        U = ``uniform(-RANDOM_LR_DECADES, RANDOM_LR_DECADES)`` (clipped), mask bits on where
+        uniforms < 1/2; drawn in that order for every (guide, slot), elites included."""
+        n_guides, k, d = self.n_guides, self.k, self.n_features
+        kind = rng.integers(0, len(self.settings), size=(n_guides, k))
+        exponent = rng.uniform(-RANDOM_LR_DECADES, RANDOM_LR_DECADES, size=(n_guides, k))
+        mask = rng.random((n_guides, k, d)) < 0.5
+        base = np.array([s.lr for s in self.settings])[kind]
+        lr = np.clip(base * 10.0 ** exponent, LR_MIN, LR_MAX)
+        newborn = self._newborn()
+        self.kind = np.where(newborn, kind, self.kind)
+        self.lr = np.where(newborn, lr, self.lr)
+        self.mask = np.where(newborn[:, :, None], mask, self.mask)
+        self.parent = np.where(newborn, -1, self.parent)
         return self._births(newborn, rng)
 
     def _protect(self, newborn: np.ndarray) -> None:

@@ -58,6 +58,10 @@ class EvolutionSpec(Strict):
     "Evolving guides")."""
 
     candidates: int = Field(4, gt=0, le=64, description="Candidate guides per guide (per meta unit).")
+    selection: Literal["tournament", "random"] = Field(
+        "tournament", description="How a generation makes its newborns: 'tournament' (selected by fitness, "
+        "recombined and mutated from parents) or 'random' (random search, the control evolution must beat: "
+        "genomes drawn afresh from the genome space, the elites kept).")
     kinds: list[str] = Field(default_factory=lambda: list(EVOLVING_KINDS),
                              description="The kinds a candidate may be: linear and mlp (the stackable kinds).")
     generation_every: int = Field(50, gt=0, le=MAX_COUNT, description="Ticks per generation.")
@@ -94,7 +98,11 @@ class EvolutionSpec(Strict):
         if self.elites >= self.candidates:
             raise ValueError(f"elites ({self.elites}) must be fewer than candidates ({self.candidates}), or nothing "
                              "evolves; lower elites")
-        if self.protect_generations and self.candidates - self.elites < len(self.kinds):
+        if self.selection == "random" and self.elites < 1:
+            raise ValueError("selection 'random' keeps the best candidate found so far as an elite: elites must be at "
+                             "least 1; set elites: 1")
+        if (self.selection == "tournament" and self.protect_generations
+                and self.candidates - self.elites < len(self.kinds)):
             raise ValueError(f"protect_generations needs a newborn slot for every kind: candidates - elites = "
                              f"{self.candidates - self.elites} < {len(self.kinds)} kinds; lower elites, raise "
                              "candidates, or set protect_generations: 0")

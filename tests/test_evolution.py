@@ -20,6 +20,7 @@ import pytest
 import ribbed
 from conftest import model_from
 from ribbed import ScenarioError
+from ribbed.errors import LogFormatError
 from ribbed.meta.evolution import EvolutionState, KindSettings, initial_population
 from ribbed.log import verify
 from ribbed.runner import resume
@@ -83,11 +84,11 @@ def test_the_same_seed_gives_the_same_lineage_and_another_seed_another():
 
 
 def state_with_fitness(fitness: np.ndarray, protect: int = 0, kind_change: float = 0.0,
-                       tournament: int = 2) -> EvolutionState:
+                       tournament: int = 2, selection: str = "tournament") -> EvolutionState:
     """Generation 0 of 5 guides x 4 candidates over 6 features, with scores set so that the
     fitness is ``fitness`` (5, 4)."""
     spec = EvolutionSpec(candidates=4, elites=2, protect_generations=protect, tournament=tournament,
-                         mutation={"kind_change": kind_change, "mask_flip": 0.3})
+                         selection=selection, mutation={"kind_change": kind_change, "mask_flip": 0.3})
     state, _ = initial_population(spec, SETTINGS, 5, 6, 3, "h")
     state.square[:] = 2.0
     state.error = 2.0 * (1.0 - fitness)
@@ -160,13 +161,56 @@ def test_protected_kinds_survive_the_first_generations_and_are_lost_without_prot
     assert not any(1 in kinds for kinds in unprotected.kind.tolist())
 
 
+def test_random_search_keeps_the_elites_and_draws_the_rest_afresh_as_the_semantics_page_says():
+    """docs/semantics.md, "Evolving guides", random search, with numpy alone."""
+    fitness = np.array([[0.1, 0.9, 0.5, 0.2], [0.7, 0.3, 0.8, 0.0], [0.4, 0.4, 0.4, 0.4],
+                        [0.0, 0.1, 0.2, 0.3], [0.6, 0.5, 0.9, 0.95]])
+    state = state_with_fitness(fitness, selection="random")
+    before = {name: np.array(getattr(state, name)) for name in ("kind", "lr", "mask", "ident", "parent", "error")}
+    births = state.next_generation()
+    key = (zlib.crc32(b"evolution"), zlib.crc32(b"h"), 1)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy=3, spawn_key=key)))
+    kind = rng.integers(0, 2, size=(5, 4))
+    lr = np.clip(0.01 * 10.0 ** rng.uniform(-2.0, 2.0, size=(5, 4)), 1e-6, 1.0)
+    mask = rng.random((5, 4, 6)) < 0.5
+    born = np.ones((5, 4), dtype=bool)
+    born[np.arange(5)[:, None], np.array([[1, 2], [0, 2], [0, 1], [2, 3], [2, 3]])] = False
+    np.testing.assert_array_equal(np.stack([births.guides, births.slots], 1), np.argwhere(born))
+    for name, value in before.items():
+        np.testing.assert_array_equal(getattr(state, name)[~born], value[~born], err_msg=name)
+    np.testing.assert_array_equal(state.kind[born], kind[born])
+    np.testing.assert_array_equal(state.lr[born], lr[born])
+    np.testing.assert_array_equal(state.mask[born], mask[born])
+    assert (state.parent[born] == -1).all() and (state.born[born] == 1).all()
+    n_mlp = int((kind[born] == 1).sum())
+    np.testing.assert_array_equal(births.mlp_weights, rng.uniform(-1 / np.sqrt(6), 1 / np.sqrt(6), (n_mlp, 6, 3)))
+    # The best found so far is an elite: it keeps serving until a newborn scores better.
+    np.testing.assert_array_equal(state.serving(), np.argmax(fitness, axis=1))
+
+
+def test_random_search_is_deterministic_and_differs_from_tournament_selection():
+    runs = []
+    for selection in ("random", "random", "tournament"):
+        model = model_from(batched(evolving(selection=selection)))
+        model.run()
+        runs.append(genomes(model))
+    first, again, tournament = runs
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name], err_msg=name)
+    assert first["ident"].max() >= 4 * 6 * 3 and (first["parent"][first["born"] > 0] == -1).all()
+    assert (tournament["parent"][tournament["born"] > 0] >= 0).all()
+    assert not all(np.array_equal(first[name], tournament[name]) for name in ("kind", "lr", "mask"))
+
+
 # ---------------------------------------------------------------------------- executors
 
 
-@pytest.mark.parametrize("coupling", [{"kind": "direct"}, {"kind": "hash", "bits": 1, "rehash_every": 3},
-                                      {"kind": "tree", "leaf_size": 2, "reorder_every": 4}])
-def test_reference_and_batched_agree_on_guidance_and_lineage(coupling):
-    data = evolving(coupling)
+@pytest.mark.parametrize("coupling,selection", [
+    ({"kind": "direct"}, "tournament"), ({"kind": "hash", "bits": 1, "rehash_every": 3}, "tournament"),
+    ({"kind": "tree", "leaf_size": 2, "reorder_every": 4}, "tournament"),
+    ({"kind": "hash", "bits": 1, "rehash_every": 3}, "random")])
+def test_reference_and_batched_agree_on_guidance_and_lineage(coupling, selection):
+    data = evolving(coupling, selection=selection)
     reference = model_from({**data, "backend": {"kind": "reference"}})
     other = model_from(batched(data))
     generations = set()
@@ -241,6 +285,52 @@ def test_a_resumed_run_continues_bit_for_bit_verifies_and_has_its_lineage_in_age
     assert agents[agents["population"] == "in"]["guide_kind"].isna().all()
 
 
+# ---------------------------------------------------------------------------- lineage in the log
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_generations_are_logged_verified_bit_for_bit_and_a_tampered_lineage_is_found(tmp_path: Path, writer: str,
+                                                                                       monkeypatch):
+    from test_log import rewrite
+
+    monkeypatch.setenv("RIBBED_LOG_WRITER", writer)  # a generation's tick goes around the writer process's ring
+    data = {**batched(evolving({"kind": "hash", "bits": 1, "rehash_every": 3})), "log": {"level": "summary"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ribbed.RibbedWarning)
+        run = ribbed.run(data, out=tmp_path / "run")
+    path = tmp_path / "run" / "run.log"
+    final = genomes(run.model)
+    with ribbed.log.open_log(path) as log:
+        assert log.header["resources"]["writer"] == writer
+        events = log.generations("h")
+        assert log.generations("in") == []
+    assert [(e["tick"], e["generation"]) for e in events] == [(3, 1), (7, 2), (11, 3), (15, 4)]
+    last = events[-1]
+    born = final["born"] == 4
+    np.testing.assert_array_equal(np.stack([last["guides"], last["slots"]], 1), np.argwhere(born))
+    for key, name in (("ids", "ident"), ("parents", "parent"), ("kinds", "kind"), ("lrs", "lr"), ("masks", "mask")):
+        np.testing.assert_array_equal(last[key], final[name][born], err_msg=key)
+    assert (last["parents"] >= 0).all() and last["masks"].dtype == bool
+    assert verify(path).ok
+
+    def nudge_lr(body: dict) -> dict:
+        lrs = body["generations"]["h"]["lrs"]
+        values = np.frombuffer(lrs["data"], dtype="<f8").copy()
+        values[0] *= 1.0 + 1e-12
+        lrs["data"] = values.tobytes()
+        return body
+
+    rewrite(path, 7, nudge_lr, recompute_crc=True, rechain=True)
+    report = verify(path)
+    assert not report.ok
+    assert (report.difference.tick, report.difference.field) == (7, "generations/h/lrs")
+    rewrite(path, 11, lambda body: {k: v for k, v in body.items() if k != "generations"}, recompute_crc=True,
+            rechain=True)
+    with pytest.raises(LogFormatError, match="lacks generations"):
+        with ribbed.log.open_log(path) as log:
+            log.check()
+
+
 # ---------------------------------------------------------------------------- bad input
 
 
@@ -253,6 +343,8 @@ def test_a_resumed_run_continues_bit_for_bit_verifies_and_has_its_lineage_in_age
     (lambda g: g["evolution"].update(elites=2, candidates=3), "guide.evolution", "protect_generations needs"),
     (lambda g: g["evolution"]["mutation"].update(lr_scale=1.0), "guide.evolution.mutation.lr_scale", "greater than 1"),
     (lambda g: g["evolution"].update(generation=3), "guide.evolution.generation", "candidates, crossover"),
+    (lambda g: g["evolution"].update(selection="random", elites=0), "guide.evolution", "elites must be at least 1"),
+    (lambda g: g["evolution"].update(selection="best"), "guide.evolution.selection", "tournament"),
 ])
 def test_bad_settings_are_refused_naming_the_field(change, where, says):
     data = evolving()

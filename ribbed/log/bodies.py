@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ribbed.log.format import FORMAT, ITEMSIZE, FormatViolation, array_problem, decode_array
+from ribbed.log.lineage import check_generations, evolving_populations, generations_at
 from ribbed.scheduler.messages import Kind, Stage
 
 __all__ = ["LEVELS", "BodyRules", "check_header", "order_problem"]
@@ -268,6 +269,10 @@ class BodyRules:
         #: The weights a tick record of level messages holds: projections that send error along their own weights.
         self.error_weights = {p["name"]: [p["synapses"]] for p in self.projections
                               if p["sends_error"] and not p["feedback"]}
+        #: Populations whose guides evolve: a tick record that ends a generation of theirs has
+        #: ``generations`` (at every level).
+        scenario = header.get("scenario")
+        self.evolving = evolving_populations(scenario) if isinstance(scenario, dict) else {}
 
     def check(self, kind: str, body: dict) -> None:
         """A FormatViolation naming the field when ``body`` (of a ``kind`` record) breaks the page."""
@@ -281,7 +286,12 @@ class BodyRules:
             self._end(body)
 
     def _tick(self, body: dict) -> None:
-        _keys(body, self.tick_fields, f"a tick record at level {self.level}")
+        generations = generations_at(self.evolving, body["tick"]) if self.evolving and type(body.get("tick")) is int \
+            else []
+        _keys(body, self.tick_fields | ({"generations"} if generations else set()),
+              f"a tick record at level {self.level}" + (" ending a generation" if generations else ""))
+        if generations:
+            check_generations(body["generations"], generations)
         if type(body["backward"]) is not bool:
             raise _fail("backward", f"must be true or false, got {_show(body['backward'])}")
         if type(body["loss"]) is not float:

@@ -33,6 +33,7 @@ from ribbed.log.format import (
     unpack_spikes,
 )
 from ribbed.log.keys import LogKey, read_key_file
+from ribbed.log.lineage import decode_generations, evolving_populations, generations_at
 from ribbed.log.writer import INDEX_FORMAT, INDEX_SUFFIX
 
 __all__ = ["DEFAULT_MAX_RECORD_BYTES", "LogReader", "Record", "RecordRef"]
@@ -202,6 +203,24 @@ class LogReader:
         """A timed tick's deltas at every step, (batch, steps, neurons) (NaN for neurons without
         credit); None where the log holds none (below level ``messages``, or untimed)."""
         return self.tick(tick).array("step_delta")
+
+    def generations(self, population: str | None = None) -> list[dict]:
+        """The generation events of evolving guides (docs/log-format.md, tick field
+        ``generations``), in tick order: per generation, ``tick``, ``population``, ``generation``
+        and, per candidate born (guide, then slot order), ``guides``, ``slots``, ``ids``,
+        ``parents`` (-1: none), ``kinds`` (index in the population's ``evolution.kinds``),
+        ``lrs`` and ``masks`` (bool, (born, features)).  Only the records of generation ticks are
+        read.  ``population``: only that population's; empty for a run without evolution."""
+        evolving = evolving_populations(self.header.get("scenario") or {})
+        if population is not None:
+            evolving = {name: value for name, value in evolving.items() if name == population}
+        wanted = {int(t) for t in self.ticks if generations_at(evolving, int(t))}
+        events = []
+        for record in self._walk(lambda ref: ref.type == "tick" and ref.tick in wanted):
+            decoded = decode_generations(record.body.get("generations") or {}, record.decode)
+            events.extend({"tick": record.tick, "population": name, **entry} for name, entry in decoded.items()
+                          if name in evolving)
+        return events
 
     def topology(self) -> Record | None:
         ref = next((r for r in self.refs if r.type == "topology"), None)

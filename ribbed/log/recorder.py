@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from ribbed.log.lineage import generations_at
 from ribbed.log.records import snapshot_body, tick_body, tick_fields, weights_before_tick
 from ribbed.log.writer import LogWriter
 
@@ -70,12 +71,16 @@ class LogRecorder(Recorder):
         #: copied into shared memory now: no record is built on the run's thread.
         self._write_tick = getattr(writer, "write_tick", None)
         self._activity, self._messages = level in ("activity", "messages"), level == "messages"
+        #: Populations whose guides evolve: a tick that ends one of their generations has a record
+        #: of a size of its own (its ``generations``), built here and sent whole, not through the ring.
+        self._evolving = {name: {"generation_every": g.evolution.generation_every}
+                          for name, g in model.network.guided.items() if g.evolution is not None}
 
     def after_tick(self, result, index: np.ndarray, backward: bool) -> None:
         """A writer process's ring gets the values :func:`tick_fields` would gather, handed over
         as the executor gives them (this runs at every tick: no dict is built); a thread writer
         gets the record as :class:`Recorder` builds it."""
-        if self._write_tick is None:
+        if self._write_tick is None or generations_at(self._evolving, self.model.tick - 1):
             super().after_tick(result, index, backward)
             return
         executor = self.model.executor

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ribbed.log.format import FORMAT, VERSION, pack_spikes
+from ribbed.log.lineage import generation_fields
 from ribbed.resources import available_cores
 from ribbed.scenarios.timing import SPIKING_ENCODINGS
 from ribbed.scheduler.messages import Kind, Stage
@@ -131,6 +132,9 @@ def tick_fields(model: NetworkModel, level: str, result, index: np.ndarray, back
             fields["step_delta"] = ([size if part is None else part for part, size in zip(values["step_delta"], sizes)],
                                     model.scenario.run.steps_per_sample)
         fields["weights"] = weights
+    generations = generation_fields(model, model.tick - 1)
+    if generations is not None:  # (copies: the genomes change at the next generation)
+        fields["generations"] = generations
     return fields
 
 
@@ -141,7 +145,7 @@ def tick_body(fields: dict) -> dict:
     outputs = result.outputs
     body = {"tick": fields["tick"], "backward": fields["backward"], "loss": float(result.loss),
             "counts": fields["counts"], "batch": fields["batch"], "outputs": outputs}
-    for name in ("activation", "step_activity", "answer", "delta", "step_delta", "weights"):
+    for name in ("activation", "step_activity", "answer", "delta", "step_delta", "weights", "generations"):
         if name not in fields:
             continue
         value = fields[name]
@@ -152,7 +156,7 @@ def tick_body(fields: dict) -> dict:
             body[name] = _step_columns(value, outputs)
         else:
             body[name] = _columns(value, outputs) if isinstance(value, list) else (
-                value if name == "weights" else _array(value))
+                value if name in ("weights", "generations") else _array(value))
     return body
 
 

@@ -274,7 +274,16 @@ def _first_difference(model, logged: Record, replayed: dict) -> Difference | Non
             continue
         if isinstance(value, dict) and "dtype" not in value:  # a map of arrays (weights, biases, state)
             for name, item in value.items():
-                found = _compare(logged, item, (other or {}).get(name))
+                theirs = (other or {}).get(name) if isinstance(other, dict) else None
+                if isinstance(item, dict) and "dtype" not in item:  # a map of maps (generations)
+                    for key, part in item.items():
+                        found = _compare(logged, part, (theirs or {}).get(key) if isinstance(theirs, dict) else None)
+                        if found is not None:
+                            return Difference(logged.tick, logged.type, f"{field}/{name}/{key}", None,
+                                              f"logged {_show(logged, part, found)}, replayed "
+                                              f"{_show(logged, (theirs or {}).get(key), found)}")
+                    continue
+                found = _compare(logged, item, theirs)
                 if found is not None:
                     return Difference(logged.tick, logged.type, f"{field}/{name}",
                                       _agent_of(network, field, name, found), f"differs at position {found}")

@@ -405,7 +405,7 @@ class BatchedExecutor(Executor):
             for synapses in population.incoming:
                 squares += synapses.layout.row_sum(synapses.weights.to(torch.float64) ** 2)
             return torch.sqrt(squares).cpu().numpy()
-        if name in ("alpha", "cluster", "guidance", "guide_paths", "guide_alpha", "lineage", "meta_group",
+        if name in ("alpha", "cluster", "guidance", "guide_paths", "guide_alpha", "lineage", "genomes", "meta_group",
                     "group_alpha", "hierarchy"):
             guidance = population.guidance
             if guidance is None:
@@ -415,6 +415,8 @@ class BatchedExecutor(Executor):
                 return None if reads is None else reads[name]
             if name == "lineage":
                 return guidance.lineage()
+            if name == "genomes":
+                return None if guidance.guided.evolution is None else guidance.guides.state.genomes()
             if name == "guide_paths":
                 return np.array(guidance.paths)
             if name == "guide_alpha":

@@ -620,7 +620,7 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Rows of the state table that the last tick computed (read from the shards' last values).
 _TICK_VALUES = frozenset({"u", "y", "membrane", "refractory", "delta", "credit", "guidance", "alpha", "cluster",
-                          "guide_paths", "guide_alpha", "lineage", "meta_group", "group_alpha",
+                          "guide_paths", "guide_alpha", "lineage", "genomes", "meta_group", "group_alpha",
                           "hierarchy"})
 
 

@@ -511,7 +511,8 @@ class ReferenceExecutor(Executor):
             states = [n.bias_optimizer.state() for n in neurons]
             return {key: value if isinstance(value, int) else np.array([float(st[key]) for st in states])
                     for key, value in states[0].items()}
-        if name in ("cluster", "guide_paths", "guide_alpha", "lineage", "meta_group", "group_alpha", "hierarchy"):
+        if name in ("cluster", "guide_paths", "guide_alpha", "lineage", "genomes", "meta_group", "group_alpha",
+                    "hierarchy"):
             group = self._group(where)
             if group is None:
                 return None
@@ -520,6 +521,8 @@ class ReferenceExecutor(Executor):
                         else hierarchy_reads(group.meta_group.hierarchy, group.coupling, group.paths)[name])
             if name == "lineage":
                 return None if group.evolution is None else group.evolution.lineage(group.paths[:, -1])
+            if name == "genomes":
+                return None if group.evolution is None else group.evolution.genomes()
             if name == "cluster":
                 return group.coupling.units(group.paths)
             if name == "guide_paths":
