@@ -1,5 +1,5 @@
 """benchmarks/evolution.py's machinery, without running it: the arms differ only where they should
-(selection, the selective settings, no evolution for the fixed kinds), the controls carry no
+(selection, the fast settings, no evolution for the fixed kinds), the controls carry no
 guide, every task and plan gets a folder of its own, and the table chooses the controls' learning
 rates on the selection seeds only, reports the guided arms at both learning rates, and compares
 every evolved arm by Welch's test.  Not a timed test."""
@@ -41,14 +41,14 @@ def test_the_arms_differ_only_in_what_they_test(bench, plan):
     for task in bench.TASKS:
         scenario = bench.base_scenario(task, plan, True)
         arms = bench.guided_arms(scenario)
-        assert list(arms) == ["evolved", "random search", "evolved, selective", "random search, selective",
+        assert list(arms) == ["evolved", "random search", "evolved, fast", "random search, fast",
                               "fixed linear", "fixed mlp"]
-        for suffix in ("", ", selective"):
+        for suffix in ("", ", fast"):
             evolved, random_search = arms["evolved" + suffix], arms["random search" + suffix]
             assert evolved["evolution"].pop("selection") == "tournament"
             assert random_search["evolution"].pop("selection") == "random"
             assert evolved == random_search
-        assert arms["evolved, selective"]["evolution"] == {**arms["evolved"]["evolution"], **bench.SELECTIVE}
+        assert arms["evolved, fast"]["evolution"] == {**arms["evolved"]["evolution"], **bench.FAST}
         assert "evolution" not in arms["fixed linear"] and "evolution" not in arms["fixed mlp"]
         assert arms["fixed linear"]["identity"] == arms["fixed mlp"]["identity"] == ["readout"]
         ribbed_scenario = dict(scenario, populations=[*scenario["populations"]])
@@ -98,8 +98,8 @@ def test_the_table_tunes_on_selection_seeds_and_compares_every_evolved_arm(bench
     c = comparisons[("evolved", "random search")]
     expected = stats.ttest_ind(rows["evolved"]["accuracy"], rows["random search"]["accuracy"], equal_var=False)
     assert c["accuracy_p"] == pytest.approx(expected.pvalue)
-    assert {against for (evolved, against) in comparisons if evolved == "evolved, selective @ tuned lr"} == {
-        "random search @ tuned lr", "random search, selective @ tuned lr", "fixed linear @ tuned lr",
+    assert {against for (evolved, against) in comparisons if evolved == "evolved, fast @ tuned lr"} == {
+        "random search @ tuned lr", "random search, fast @ tuned lr", "fixed linear @ tuned lr",
         "fixed mlp @ tuned lr", "unguided, same lr", "(a) unguided, tuned lr", "(b) broadcast (dfa), tuned lr",
         "(c) error every tick, tuned lr"}
     assert "task digits" in bench.render(result)
