@@ -18,8 +18,8 @@ from ribbed.coupling import Coupling, make_coupling
 from ribbed.errors import Problem, ScenarioError
 from ribbed.meta import MetaController, make_controller
 from ribbed.meta.hierarchy import MAX_UNITS
-from ribbed.meta.evolution import Births, EvolutionState, KindSettings, initial_population
-from ribbed.scenarios.guidance import LinearGuideSpec, MLPGuideSpec
+from ribbed.meta.evolution import TREE_LR, Births, EvolutionState, KindSettings, initial_population
+from ribbed.scenarios.guidance import LinearGuideSpec, MLPGuideSpec, TreeGuideSpec
 from ribbed.seeding import component_rng
 
 __all__ = ["GuidedPopulation", "guidance_warnings", "guided_populations", "messages_of_guidance", "n_context_columns",
@@ -114,13 +114,20 @@ class GuidedPopulation:
     def kind_settings(self) -> tuple[KindSettings, ...]:
         """Per evolving kind, in the order of ``evolution.kinds``, what its candidates share: the
         guide's own settings for its kind (an mlp's hidden, optimizer and lr; a linear guide's
-        ridge and lr = 1 - forget), the kind's defaults for the others."""
+        ridge and lr = 1 - forget; a tree's max_depth, min_samples_leaf, buffer and refit_every),
+        the kind's defaults for the others.  A tree's lr is unused: TREE_LR, carried by its genome
+        so that a descendant of another kind inherits one."""
+        defaults = {"linear": LinearGuideSpec(kind="linear"), "mlp": MLPGuideSpec(kind="mlp"),
+                    "tree": TreeGuideSpec(kind="tree")}
         settings = []
         for name in self.evolution.kinds:
-            spec = self.guide if self.guide.kind == name else (
-                LinearGuideSpec(kind="linear") if name == "linear" else MLPGuideSpec(kind="mlp"))
+            spec = self.guide if self.guide.kind == name else defaults[name]
             if name == "linear":
                 settings.append(KindSettings("linear", lr=1.0 - spec.forget, ridge=spec.ridge))
+            elif name == "tree":
+                settings.append(KindSettings("tree", lr=TREE_LR, max_depth=spec.max_depth,
+                                             min_samples_leaf=spec.min_samples_leaf, buffer=spec.buffer,
+                                             refit_every=spec.refit_every))
             else:
                 settings.append(KindSettings("mlp", lr=spec.lr, hidden=spec.hidden, optimizer=spec.optimizer))
         return tuple(settings)
@@ -132,8 +139,11 @@ class GuidedPopulation:
                                   self.seed, self.name)
 
     def refits_at(self, tick: int) -> bool:
-        """Whether replay guides (tree, sklearn) refit at the end of this tick's guide stage."""
+        """Whether replay guides (tree, sklearn), or tree candidates, refit at the end of this tick's
+        guide stage."""
         every = getattr(self.guide, "refit_every", None)
+        if self.evolution is not None:
+            every = next((s.refit_every for s in self.kind_settings() if s.name == "tree"), None)
         return every is not None and (tick + 1) % every == 0
 
     def guide_rng(self) -> np.random.Generator:

@@ -20,25 +20,33 @@ import numpy as np
 
 from ribbed.seeding import component_rng
 
-__all__ = ["Births", "EvolutionState", "candidate_costs", "initial_population"]
+__all__ = ["TREE_LR", "Births", "EvolutionState", "KindSettings", "candidate_costs", "initial_population"]
 
 #: The learning rate of a genome stays in [LR_MIN, LR_MAX] (a linear candidate forgets 1 - lr).
 LR_MIN, LR_MAX = 1e-6, 1.0
 #: Random search draws a genome's learning rate log-uniformly within this many decades either side
 #: of its kind's base learning rate (then clipped to [LR_MIN, LR_MAX]).
 RANDOM_LR_DECADES = 2.0
+#: A tree candidate's learning rate: its genome carries one (mutated and inherited like any other, so
+#: that a descendant that changes kind has one), but a tree does not use it.
+TREE_LR = 0.01
 
 
 @dataclass(frozen=True)
 class KindSettings:
     """What a kind's candidates share besides their genome: the mlp's hidden width and optimizer,
-    the linear guide's ridge, and the kind's initial learning rate."""
+    the linear guide's ridge, the tree's depth, leaf size, replay buffer and refit period, and the
+    kind's initial learning rate (a tree's is carried in its genome but unused)."""
 
     name: str
     lr: float
     hidden: int = 0
     optimizer: str = "adam"
     ridge: float = 0.0
+    max_depth: int = 0
+    min_samples_leaf: int = 1
+    buffer: int = 0
+    refit_every: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,9 @@ def candidate_costs(kind: np.ndarray, mask: np.ndarray,
     count with m features on (linear m + 1; mlp h(m + 1) + h + 1), time the multiply-adds of one
     prediction plus one update per row (linear (m + 1)(m + 2): the prediction and the row's share
     of X^T X and X^T c; mlp 3(h(m + 1) + h + 1): a forward pass and a backward pass of twice its
-    cost)."""
+    cost; tree of depth D on a buffer of B rows refit every R ticks: memory 2^(D+1) - 1, the most
+    nodes it can have, time D + m D ceil(log2 B) / R: a prediction's D comparisons, plus the refit's
+    comparisons per buffered row (m features sorted at each of D levels) spread over R ticks)."""
     m = mask.sum(axis=-1).astype(np.float64)
     memory = np.zeros(kind.shape)
     time = np.zeros(kind.shape)
@@ -66,6 +76,11 @@ def candidate_costs(kind: np.ndarray, mask: np.ndarray,
         if kind_settings.name == "linear":
             memory[where] = m[where] + 1
             time[where] = (m[where] + 1) * (m[where] + 2)
+        elif kind_settings.name == "tree":
+            depth = kind_settings.max_depth
+            memory[where] = 2.0 ** (depth + 1) - 1
+            sort = np.ceil(np.log2(max(kind_settings.buffer, 2)))
+            time[where] = depth + m[where] * depth * sort / kind_settings.refit_every
         else:
             h = kind_settings.hidden
             memory[where] = h * (m[where] + 1) + h + 1

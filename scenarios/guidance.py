@@ -29,8 +29,13 @@ __all__ = [
 # --------------------------------------------------------------------------- guides
 
 
-#: The guide kinds whose candidates can be stacked, and so evolve (docs/semantics.md, "Evolving guides").
-EVOLVING_KINDS = ("linear", "mlp")
+#: The guide kinds a candidate may be (docs/semantics.md, "Evolving guides"). ``sklearn`` is not one: an
+#: estimator handed over from Python has no settings a genome could carry or a kind could default to.
+EVOLVING_KINDS = ("linear", "mlp", "tree")
+#: The default ``evolution.kinds``: the stackable kinds (tree candidates refit one by one on the CPU).
+DEFAULT_KINDS = ("linear", "mlp")
+SKLEARN_REFUSED = ("'sklearn' guides cannot evolve: an estimator handed over from Python has no settings a "
+                   "genome could carry, and no default a candidate of another guide's kind could start from")
 
 
 class MutationSpec(Strict):
@@ -62,8 +67,9 @@ class EvolutionSpec(Strict):
         "tournament", description="How a generation makes its newborns: 'tournament' (selected by fitness, "
         "recombined and mutated from parents) or 'random' (random search, the control evolution must beat: "
         "genomes drawn afresh from the genome space, the elites kept).")
-    kinds: list[str] = Field(default_factory=lambda: list(EVOLVING_KINDS),
-                             description="The kinds a candidate may be: linear and mlp (the stackable kinds).")
+    kinds: list[str] = Field(default_factory=lambda: list(DEFAULT_KINDS),
+                             description="The kinds a candidate may be: linear, mlp, tree (default: linear and mlp, "
+                             "the stackable kinds; tree candidates are fitted one by one on the CPU).")
     generation_every: int = Field(50, gt=0, le=MAX_COUNT, description="Ticks per generation.")
     elites: int = Field(1, ge=0, le=64, description="The best candidates of each guide kept as they are.")
     tournament: int = Field(2, gt=0, le=64, description="Candidates drawn per tournament selection of a parent.")
@@ -79,13 +85,12 @@ class EvolutionSpec(Strict):
     @classmethod
     def _stackable(cls, value: list[str]) -> list[str]:
         if not value:
-            raise ValueError("kinds is empty; name at least one of linear, mlp")
+            raise ValueError("kinds is empty; name at least one of linear, mlp, tree")
         for kind in value:
-            if kind in ("tree", "sklearn"):
-                raise ValueError(f"'{kind}' guides cannot evolve yet: they refit per guide on the CPU and cannot be "
-                                 "stacked as candidates; use kinds from [linear, mlp]")
+            if kind == "sklearn":
+                raise ValueError(f"{SKLEARN_REFUSED}; use kinds from [linear, mlp, tree]")
             if kind not in EVOLVING_KINDS:
-                raise ValueError(f"unknown guide kind '{kind}'; kinds are from [linear, mlp]")
+                raise ValueError(f"unknown guide kind '{kind}'; kinds are from [linear, mlp, tree]")
         if len(set(value)) != len(value):
             raise ValueError(f"kinds names a kind twice: {value}; name each once")
         return value
@@ -130,7 +135,8 @@ class _IdentitySpec(Strict):
     )
 
     evolution: Optional[EvolutionSpec] = Field(
-        None, description="Evolve a population of candidate guides behind every guide (linear and mlp guides).")
+        None, description="Evolve a population of candidate guides behind every guide (linear, mlp and tree "
+        "guides).")
 
     @model_validator(mode="after")
     def _own_kind_evolves(self):
@@ -149,14 +155,6 @@ class _IdentitySpec(Strict):
 
 
 class _ReplayGuideSpec(_IdentitySpec):
-    @field_validator("evolution")
-    @classmethod
-    def _not_stacked(cls, value: EvolutionSpec | None) -> EvolutionSpec | None:
-        if value is not None:
-            raise ValueError("tree and sklearn guides cannot evolve yet (their candidates cannot be stacked); "
-                             "give the guide kind linear or mlp, with evolution.kinds from [linear, mlp]")
-        return value
-
     buffer: int = Field(4096, gt=0, le=2**24, description="Rows (neuron x sample) kept for refitting; the oldest go first.")
     refit_every: int = Field(20, gt=0, le=MAX_COUNT, description="Refit on the buffer every this many ticks.")
 
@@ -175,6 +173,13 @@ class SklearnGuideSpec(_ReplayGuideSpec):
     estimator})``) and cloned per guide; trained like ``tree``."""
 
     kind: Literal["sklearn"]
+
+    @field_validator("evolution")
+    @classmethod
+    def _no_genome(cls, value: EvolutionSpec | None) -> EvolutionSpec | None:
+        if value is not None:
+            raise ValueError(f"{SKLEARN_REFUSED}; give the guide kind linear, mlp or tree")
+        return value
 
 
 class LinearGuideSpec(_IdentitySpec):

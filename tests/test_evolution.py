@@ -21,7 +21,7 @@ import ribbed
 from conftest import model_from
 from ribbed import ScenarioError
 from ribbed.errors import LogFormatError
-from ribbed.meta.evolution import EvolutionState, KindSettings, initial_population
+from ribbed.meta.evolution import EvolutionState, KindSettings, candidate_costs, initial_population
 from ribbed.log import verify
 from ribbed.runner import resume
 from ribbed.scenarios.guidance import EvolutionSpec
@@ -48,6 +48,16 @@ def evolving(coupling: dict | None = None, seed: int = 5, ticks: int = TICKS, **
             "learning": {"rule": "backprop", "lr": 0.05, "optimizer": "adam"},
             "schedule": {"backward_every": 2},
             "run": {"ticks": ticks, "batch_size": 8, "eval_every": ticks // 2}}
+
+
+def evolving_trees(coupling: dict | None = None, ticks: int = TICKS, **evolution) -> dict:
+    """:func:`evolving` with a tree guide (depth 3, leaves of 2 rows, a buffer of 64 rows refit every
+    2nd tick) whose candidates are of kinds linear, mlp and tree."""
+    data = evolving(coupling, ticks=ticks, **{"candidates": 4, "kinds": ["linear", "mlp", "tree"], **evolution})
+    data["populations"][1]["guide"] = {"kind": "tree", "max_depth": 3, "min_samples_leaf": 2, "buffer": 64,
+                                       "refit_every": 2, "identity": ["readout"],
+                                       "evolution": data["populations"][1]["guide"]["evolution"]}
+    return data
 
 
 def batched(data: dict) -> dict:
@@ -230,13 +240,124 @@ def test_reference_and_batched_agree_on_guidance_and_lineage(coupling, selection
     assert len(generations) > 1  # candidates born after generation 0 served
 
 
-def test_ray_agrees_with_batched():
+def same_trees(reference, other) -> int:
+    """Asserts that every tree candidate of population h is the same fitted tree (or unfitted) in
+    both executors; returns how many are fitted."""
+    executor = reference.executor
+    guides = [cluster.guide for cluster in executor._group("h").clusters]
+    stacked = other.executor.populations["h"].guidance.guides
+    fitted = 0
+    for g, guide in enumerate(guides):
+        for c, candidate in enumerate(guide.candidates):
+            tree = stacked.trees[g * len(guide.candidates) + c]
+            assert (tree is None) == (type(candidate).__name__ != "CandidateTree"), (g, c)
+            if tree is None:
+                continue
+            np.testing.assert_array_equal(tree.mask, candidate.mask)
+            assert tree.fitted == candidate.fitted, (g, c)
+            if candidate.fitted:
+                fitted += 1
+                a, b = candidate.model.tree_, tree.model.tree_
+                for field in ("feature", "threshold", "value", "children_left"):
+                    np.testing.assert_array_equal(getattr(b, field), getattr(a, field), err_msg=f"{field} {g} {c}")
+        np.testing.assert_array_equal(stacked.buffers[g].X, guide.buffer.X)
+        np.testing.assert_array_equal(stacked.buffers[g].y, guide.buffer.y)
+    return fitted
+
+
+@pytest.mark.parametrize("coupling", [{"kind": "direct"}, {"kind": "hash", "bits": 1, "rehash_every": 3},
+                                      {"kind": "tree", "leaf_size": 2, "reorder_every": 4}])
+def test_tree_candidates_agree_between_reference_and_batched(coupling):
+    data = evolving_trees(coupling)
+    reference = model_from({**data, "backend": {"kind": "reference"}})
+    other = model_from(batched(data))
+    kinds, fitted = set(), 0
+    for _ in range(TICKS):
+        reference.step()
+        other.step()
+        assert other.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL, abs=ATOL)
+        assert_same_guidance(reference, other)
+        expected, got = reference.executor.read("lineage", "h"), other.executor.read("lineage", "h")
+        for name in LINEAGE:
+            np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=ATOL, err_msg=name)
+        kinds.update(expected["kind"].tolist())
+        fitted = max(fitted, same_trees(reference, other))
+    for name, value in genomes(reference).items():
+        np.testing.assert_array_equal(genomes(other)[name], value, err_msg=name)
+    assert fitted > 0 and (genomes(reference)["kind"] == 2).any()
+    assert_same_state(reference, other)
+    assert_same_prediction(reference, other)
+    if coupling["kind"] == "hash":
+        assert 2 in kinds  # a tree candidate served
+
+
+def step_rows(n: int, rows: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Feature rows whose credit is a step of feature 0 (1 above 0, -1 below; |feature 0| >= 1/2, so
+    that any split between the two sides is exact): a tree predicts it exactly, a line does not."""
+    X = np.random.default_rng(seed).normal(size=(rows, n, d))
+    X[..., 0] += np.where(X[..., 0] > 0, 0.5, -0.5)
+    return X, np.where(X[..., 0] > 0, 1.0, -1.0)
+
+
+def test_a_fitted_tree_candidate_serves_when_it_is_the_best_in_both_executors():
+    from types import SimpleNamespace
+
+    import torch
+
+    from ribbed.agents.evolving_guides import EvolvingGuide, StackedEvolving, apply_births
+
+    spec = EvolutionSpec(candidates=2, kinds=["linear", "tree"], protect_generations=0, score_decay=1.0)
+    settings = (KindSettings("linear", lr=0.01, ridge=1e-3),
+                KindSettings("tree", lr=0.01, max_depth=2, min_samples_leaf=1, buffer=256, refit_every=1))
+    n, d = 3, 4
+    stacked = StackedEvolving(SimpleNamespace(initial_evolution=lambda: initial_population(spec, settings, n, d, 1, "h")),
+                              torch.device("cpu"), torch.float64)
+    state, births = initial_population(spec, settings, n, d, 1, "h")
+    guides = [EvolvingGuide(state, g) for g in range(n)]
+    apply_births(guides, births)
+    assert (state.kind == [0, 1]).all() and state.mask.all()
+    received = torch.ones(n, dtype=torch.bool)
+    for tick in range(3):
+        X, credit = step_rows(n, 64, d, tick)
+        F = torch.as_tensor(X)
+        before = stacked.predict(F, None).numpy()
+        for g, guide in enumerate(guides):
+            np.testing.assert_allclose(guide.predict(X[:, g]), before[:, g], rtol=1e-12, atol=1e-12)
+            guide.partial_fit(X[:, g], credit[:, g])
+            guide.refit()
+        stacked.learn([(None, torch.as_tensor(credit))], F, received)
+        stacked.refit()
+        np.testing.assert_allclose(stacked.state.error, state.error, rtol=1e-12)
+    # Unfitted at tick 0 the tree predicted 0 (and linear served); fitted since, it predicts the step
+    # exactly (score 1, the last delivery's R^2 with score_decay 1) and serves.
+    assert (state.serving() == 1).all() and (stacked.state.serving() == 1).all()
+    assert (state.score()[:, 1] == 1.0).all() and (state.score()[:, 0] < 0.9).all()
+    X, credit = step_rows(n, 64, d, 9)
+    served = stacked.predict(torch.as_tensor(X), None).numpy()
+    np.testing.assert_array_equal(served, credit)
+    for g, guide in enumerate(guides):
+        np.testing.assert_array_equal(guide.predict(X[:, g]), credit[:, g])
+
+
+def test_tree_costs_are_the_node_bound_and_a_prediction_plus_the_refits_share():
+    settings = (KindSettings("linear", lr=0.01), KindSettings("tree", lr=0.01, max_depth=3, buffer=64, refit_every=2))
+    kind = np.array([[0, 1, 1]])
+    mask = np.zeros((1, 3, 5), dtype=bool)
+    mask[0, :, :4] = True
+    mask[0, 2, :] = True
+    memory, time = candidate_costs(kind, mask, settings)
+    np.testing.assert_array_equal(memory, [[5, 15, 15]])
+    np.testing.assert_array_equal(time, [[30, 3 + 4 * 3 * 6 / 2, 3 + 5 * 3 * 6 / 2]])
+
+
+@pytest.mark.parametrize("trees", [False, True])
+def test_ray_agrees_with_batched(trees: bool):
     ray = pytest.importorskip("ray")
     ray.shutdown()
     ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False,
              logging_level="ERROR")
     try:
-        data = evolving({"kind": "hash", "bits": 1, "rehash_every": 3})
+        data = (evolving_trees if trees else evolving)({"kind": "hash", "bits": 1, "rehash_every": 3})
         on_ray = model_from({**data, "backend": {"kind": "ray", "dtype": "float64", "shards": 2}})
         other = model_from(batched(data))
         try:
@@ -253,15 +374,23 @@ def test_ray_agrees_with_batched():
         ray.shutdown()
 
 
-@pytest.mark.parametrize("backend", ["reference", "batched"])
-def test_a_resumed_run_continues_bit_for_bit_verifies_and_has_its_lineage_in_agents_csv(tmp_path: Path, backend: str):
-    data = {**evolving({"kind": "hash", "bits": 1, "rehash_every": 3}, ticks=24),
+@pytest.mark.parametrize("backend,trees", [("reference", False), ("batched", False), ("reference", True),
+                                           ("batched", True)])
+def test_a_resumed_run_continues_bit_for_bit_verifies_and_has_its_lineage_in_agents_csv(tmp_path: Path, backend: str,
+                                                                                         trees: bool):
+    scenario = evolving_trees if trees else evolving
+    data = {**scenario({"kind": "hash", "bits": 1, "rehash_every": 3}, ticks=24),
             "backend": {"kind": backend, **({"dtype": "float64", "device": "cpu"} if backend == "batched" else {})},
             "log": {"level": "summary", "snapshot_every": 6}}
     data["run"]["eval_every"] = 6
 
+    # After the snapshot of tick 12, between generations 3 and 4; with trees, after that of tick 6,
+    # where tree candidates born in generation 1 (tick 3) were fitted (tick 5) and must be refit
+    # from the snapshot's buffer to score the next delivery.
+    cut = 9 if trees else 15
+
     def interrupt(model) -> None:
-        if model.tick == 15:  # after the snapshot of tick 12, between generations 3 and 4
+        if model.tick == cut:
             raise KeyboardInterrupt
 
     with warnings.catch_warnings():
@@ -281,7 +410,8 @@ def test_a_resumed_run_continues_bit_for_bit_verifies_and_has_its_lineage_in_age
         assert same, key
     agents = whole.model.agent_metrics  # the DataCollector's columns, as in agents.csv
     hidden = agents[(agents["population"] == "h") & (agents["agent_kind"] == "neuron")]
-    assert set(hidden["guide_kind"]) <= {"linear", "mlp"} and hidden["guide_generation"].max() >= 1
+    assert set(hidden["guide_kind"]) <= ({"linear", "mlp", "tree"} if trees else {"linear", "mlp"})
+    assert hidden["guide_generation"].max() >= 1
     assert agents[agents["population"] == "in"]["guide_kind"].isna().all()
 
 
@@ -335,8 +465,11 @@ def test_generations_are_logged_verified_bit_for_bit_and_a_tampered_lineage_is_f
 
 
 @pytest.mark.parametrize("change,where,says", [
-    (lambda g: g["evolution"].update(kinds=["tree", "mlp"]), "guide.evolution.kinds", "'tree' guides cannot evolve"),
-    (lambda g: g.update(kind="tree", evolution={}), "guide.evolution", "tree and sklearn guides cannot evolve"),
+    (lambda g: g["evolution"].update(kinds=["sklearn", "mlp"]), "guide.evolution.kinds",
+     "'sklearn' guides cannot evolve: an estimator handed over from Python has no settings"),
+    (lambda g: g.update(kind="sklearn", evolution={}), "guide.evolution", "'sklearn' guides cannot evolve"),
+    (lambda g: g.update(kind="tree", evolution={}), "guide", "kind 'tree' is not among evolution.kinds"),
+    (lambda g: g["evolution"].update(kinds=["forest", "mlp"]), "guide.evolution.kinds", "linear, mlp, tree"),
     (lambda g: g["evolution"].update(elites=3), "guide.evolution", "elites (3) must be fewer than candidates"),
     (lambda g: g["evolution"].update(kinds=["linear"]), "guide", "kind 'mlp' is not among evolution.kinds"),
     (lambda g: g["evolution"].update(candidates=1), "guide.evolution", "candidates (1) is fewer than kinds"),
@@ -350,7 +483,7 @@ def test_bad_settings_are_refused_naming_the_field(change, where, says):
     data = evolving()
     guide = data["populations"][1]["guide"]
     change(guide)
-    if guide["kind"] == "tree":
+    if guide["kind"] in ("tree", "sklearn"):
         guide.pop("hidden")
     with pytest.raises(ScenarioError) as caught:
         load_scenario(data)
