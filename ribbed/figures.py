@@ -319,12 +319,21 @@ def _cramers_v(kinds: np.ndarray, classes: np.ndarray) -> float:
     return float(np.sqrt(chi2 / (n * (min(table.shape) - 1))))
 
 
+def _kind_spread(selectivity: np.ndarray, kinds: np.ndarray) -> float:
+    """The range of the per-kind mean selectivities (0 with one kind)."""
+    means = [selectivity[kinds == kind].mean() for kind in np.unique(kinds)]
+    return float(max(means) - min(means))
+
+
 def evolved_kinds(agents: pd.DataFrame, population: str, permutations: int = 200) -> Figure:
-    """Which kind of candidate serves each neuron of a population whose guides evolve: the share
-    of neurons per kind and their serving fitness at each evaluation (mean over seeds); below,
-    at the last evaluation (first seed), the kinds by preferred class, with Cramér's V of kind
-    against preferred class and its label-permutation null (95th percentile of ``permutations``
-    shuffles, generator seeded 0): a specialization of kinds by class, or none."""
+    """Which kind of candidate serves each neuron of a population (a layer) whose guides evolve:
+    the share of neurons per kind and their serving fitness at each evaluation (mean over seeds);
+    below, at the last evaluation (first seed), the kinds by preferred class, with Cramér's V of
+    kind against preferred class and its label-permutation null (95th percentile of
+    ``permutations`` shuffles, generator seeded 0), and each kind's neurons' selectivity, with the
+    spread of the kinds' mean selectivities against its kind-permutation null (the same
+    generator, after the first null's draws): a specialization of kinds by class or selectivity,
+    or none. One figure per population: the report draws one for every evolving layer."""
     neurons = agents[(agents["population"] == population) & (agents["agent_kind"] == "neuron")]
     if "guide_kind" not in neurons:
         raise ValueError(f"the guides of population {population} do not evolve")
@@ -332,8 +341,8 @@ def evolved_kinds(agents: pd.DataFrame, population: str, permutations: int = 200
     _require(neurons, f"guide kinds of population {population}")
     seeds = neurons["seed"] if "seed" in neurons else pd.Series(0, index=neurons.index)
     kinds = sorted(neurons["guide_kind"].unique())
-    fig = _figure(8.0, 7.0)
-    top, bottom = fig.subplots(2, 1, height_ratios=[1, 1])
+    fig = _figure(8.0, 10.0)
+    top, bottom, lowest = fig.subplots(3, 1, height_ratios=[1, 1, 1])
     share = (neurons.assign(_seed=seeds).groupby(["_seed", "tick"])["guide_kind"].value_counts(normalize=True)
              .unstack(fill_value=0.0).groupby("tick").mean())
     for i, kind in enumerate(kinds):
@@ -352,6 +361,7 @@ def evolved_kinds(agents: pd.DataFrame, population: str, permutations: int = 200
     last = first[first["tick"] == first["tick"].max()]
     classes = last["preferred_class"].to_numpy(dtype=np.float64)
     known = np.isfinite(classes)
+    rng = np.random.default_rng(0)
     if known.any():
         served, preferred = last["guide_kind"].to_numpy()[known], classes[known].astype(int)
         table = pd.crosstab(preferred, served).reindex(columns=kinds, fill_value=0)
@@ -360,7 +370,6 @@ def evolved_kinds(agents: pd.DataFrame, population: str, permutations: int = 200
             bottom.bar(table.index, table[kind], bottom=bottom_edge, color=f"C{i}", label=kind)
             bottom_edge += table[kind].to_numpy()
         value = _cramers_v(served, preferred)
-        rng = np.random.default_rng(0)
         null = [_cramers_v(served, rng.permutation(preferred)) for _ in range(permutations)]
         bottom.set(xlabel="preferred class", ylabel="neurons", xticks=list(table.index),
                    title=f"serving kinds by preferred class at tick {int(last['tick'].iloc[0])}\nCramér's V {value:.2f} "
@@ -369,6 +378,22 @@ def evolved_kinds(agents: pd.DataFrame, population: str, permutations: int = 200
     else:
         bottom.set_axis_off()
         bottom.set_title("no neuron has a preferred class at the last evaluation")
+    selectivity = last["selectivity"].to_numpy(dtype=np.float64) if "selectivity" in last else np.array([])
+    measured = np.isfinite(selectivity)
+    if measured.any():
+        served, values = last["guide_kind"].to_numpy()[measured], selectivity[measured]
+        present = [kind for kind in kinds if (served == kind).any()]
+        lowest.boxplot([values[served == kind] for kind in present])
+        lowest.set_xticks(range(1, len(present) + 1), present)
+        spread = _kind_spread(values, served)
+        null = [_kind_spread(values, rng.permutation(served)) for _ in range(permutations)]
+        lowest.set(xlabel="serving kind", ylabel="selectivity",
+                   title=f"selectivity by serving kind\nspread of the kinds' means {spread:.3f} "
+                         f"(kind-permutation null: 95th percentile {np.quantile(null, 0.95):.3f})")
+        lowest.grid(alpha=0.3)
+    else:
+        lowest.set_axis_off()
+        lowest.set_title("no neuron's selectivity was measured at the last evaluation")
     return fig
 
 

@@ -204,7 +204,8 @@ def plan_group(group: Group, scenario: dict, *, overview: bool = False) -> list[
             else:
                 _draw(items, "evolved-kinds", "The kind of candidate serving each neuron's meta unit (share of neurons, "
                       "and their mean serving fitness) at every evaluation; at the last, the kinds by preferred class "
-                      "with Cramér's V against its label-permutation null (first seed).",
+                      "with Cramér's V against its label-permutation null, and each kind's neurons' selectivity with "
+                      "the spread of the kinds' means against its kind-permutation null (first seed).",
                       lambda p=population: figures.evolved_kinds(agents, p), suffix)
         _draw(items, "modularity", "Modularity of the |W| graph of each guided population under its clusters." + band,
               lambda: figures.modularity_over_time(metrics, guided))

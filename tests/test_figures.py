@@ -4,6 +4,7 @@ changes when that data changes."""
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -205,3 +206,35 @@ def test_live_spike_figures(spiking):
     raster = spiking.first.raster
     assert drawn(figures.live_raster(raster.spikes, raster.labels, "spikes")) > 0
     assert drawn(figures.live_firing_rates({"hidden": np.array([0.1, 0.2, 0.0])}, "rates")) > 0
+
+
+def _evolved_agents(specialized: bool):
+    """One evaluation of 40 neurons served by linear or mlp candidates: with ``specialized``, the
+    mlp neurons prefer classes 2-3 and are more selective; without, each class and selectivity
+    level has as many neurons of each kind."""
+    import pandas as pd
+
+    kinds = np.array(["linear", "mlp"] * 20) if not specialized else np.repeat(["linear", "mlp"], 20)
+    index = np.arange(40)
+    classes = (index // 2) % 4 if not specialized else np.where(kinds == "mlp", 2 + index % 2, index % 2)
+    selectivity = (0.2 + 0.1 * ((index // 2) % 3) if not specialized
+                   else np.where(kinds == "mlp", 0.6, 0.2) + 0.01 * (index % 3))
+    return pd.DataFrame({"tick": 100, "AgentID": index, "population": "hidden", "agent_kind": "neuron",
+                         "guide_kind": kinds, "guide_fitness": 0.5, "preferred_class": classes.astype(float),
+                         "selectivity": selectivity})
+
+
+@pytest.mark.parametrize("specialized", [True, False])
+def test_evolved_kinds_tests_class_and_selectivity_against_their_nulls(specialized):
+    """The evolved-kinds figure's statistics: Cramér's V of kind against preferred class and the
+    spread of the kinds' mean selectivities, each beside its permutation null's 95th percentile;
+    kinds that split by class and selectivity stand above both nulls, a balanced design at 0."""
+    fig = figures.evolved_kinds(_evolved_agents(specialized), "hidden")
+    _, by_class, by_selectivity = fig.axes[:3]
+    v, v_null = map(float, re.findall(r"V ([0-9.]+) .*percentile ([0-9.]+)", by_class.get_title())[0])
+    spread, s_null = map(float, re.findall(r"means ([0-9.]+) .*percentile ([0-9.]+)", by_selectivity.get_title())[0])
+    if specialized:
+        assert v == pytest.approx(1.0) and v > v_null
+        assert spread == pytest.approx(0.4) and spread > s_null
+    else:
+        assert v == 0.0 and spread == pytest.approx(0.0, abs=1e-12)
