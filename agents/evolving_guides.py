@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from sklearn.tree import DecisionTreeRegressor
 
-from ribbed.agents.guides import LinearGuide, MLPGuide, forget_statistics, ridge_coefficients
-from ribbed.agents.stacked_guides import StackedGuides, StackedLinear, StackedMLP, _scatter_sum
+from ribbed.agents.guides import LinearGuide, MLPGuide
+from ribbed.agents.stacked_guides import StackedGuides, StackedLinear, StackedMLP
 from ribbed.meta.evolution import Births, EvolutionState, KindSettings
 
 __all__ = ["CandidateTree", "EvolvingGuide", "StackedEvolving", "TreeBuffer", "make_evolving_guides"]
@@ -221,20 +221,9 @@ def make_evolving_guides(guided) -> tuple[EvolutionState, list[EvolvingGuide]]:
 class _SlotLinear(StackedLinear):
     """:class:`StackedLinear` whose slots forget at rates of their own (``forget``: (slots,))."""
 
-    def learn(self, levels, F, received):
-        gram = torch.zeros_like(self.gram)
-        moment = torch.zeros_like(self.moment)
-        ones = torch.ones(F.shape[:2] + (1,), dtype=F.dtype, device=F.device)
-        Fa = torch.cat([F, ones], dim=2)
-        per_row = torch.einsum("bnd,bne->nde", Fa, Fa)
-        for index, target in levels:
-            gram += _scatter_sum(per_row, index, self.n_guides)
-            moment += _scatter_sum(torch.einsum("bnd,bn->nd", Fa, target), index, self.n_guides)
-        rows = torch.nonzero(received).squeeze(1)
+    def _forget(self, rows: torch.Tensor) -> tuple:
         forget = self.forget[rows]
-        self.gram[rows] = forget_statistics(self.gram[rows], gram[rows], forget[:, None, None], torch)
-        self.moment[rows] = forget_statistics(self.moment[rows], moment[rows], forget[:, None], torch)
-        self.coef[rows] = ridge_coefficients(self.gram[rows], self.moment[rows], self.ridge, torch)
+        return forget[:, None, None], forget[:, None]
 
     def reset(self, slots: torch.Tensor) -> None:
         for tensor in (self.gram, self.moment, self.coef):

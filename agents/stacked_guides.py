@@ -83,9 +83,15 @@ class StackedLinear(StackedGuides):
             gram += _scatter_sum(per_neuron_gram, index, self.n_guides)
             moment += _scatter_sum(torch.einsum("bnd,bn->nd", Fa, target), index, self.n_guides)
         rows = torch.nonzero(received).squeeze(1)
-        self.gram[rows] = forget_statistics(self.gram[rows], gram[rows], self.forget, torch)
-        self.moment[rows] = forget_statistics(self.moment[rows], moment[rows], self.forget, torch)
+        forget_gram, forget_moment = self._forget(rows)
+        self.gram[rows] = forget_statistics(self.gram[rows], gram[rows], forget_gram, torch)
+        self.moment[rows] = forget_statistics(self.moment[rows], moment[rows], forget_moment, torch)
         self.coef[rows] = ridge_coefficients(self.gram[rows], self.moment[rows], self.ridge, torch)
+
+    def _forget(self, rows: torch.Tensor) -> tuple:
+        """The forgetting factor of the guides ``rows`` for their Gram matrices and moments: one
+        for every guide here (evolving candidates forget at rates of their own)."""
+        return self.forget, self.forget
 
     def predict_segments(self, F, level):
         offset, nodes, span = level

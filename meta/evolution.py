@@ -243,12 +243,17 @@ class EvolutionState:
 
     def _protect(self, newborn: np.ndarray) -> None:
         """Every kind keeps a candidate in every guide: a kind missing from a guide takes the
-        highest newborn slot not yet given to a missing kind (kinds in the order of ``kinds``)."""
+        highest newborn slot not yet given to a missing kind whose own kind has another candidate
+        in the guide, so that no kind is lost to another's protection (kinds in the order of
+        ``kinds``; with k - elites >= K such a slot always exists)."""
         for g in range(self.n_guides):
             free = [c for c in range(self.k - 1, -1, -1) if newborn[g, c]]
             for index in range(len(self.settings)):
-                if not (self.kind[g] == index).any():
-                    self.kind[g, free.pop(0)] = index
+                if (self.kind[g] == index).any():
+                    continue
+                slot = next(c for c in free if (self.kind[g] == self.kind[g, c]).sum() > 1)
+                free.remove(slot)
+                self.kind[g, slot] = index
 
     def _births(self, newborn: np.ndarray, rng: np.random.Generator) -> Births:
         """Fresh lineage and running error for the newborn candidates, and their mlp weights."""

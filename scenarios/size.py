@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 
 from ribbed.errors import Problem
 from ribbed.scenarios.graphs import bound_arguments, graph_shape
+from ribbed.scenarios.guidance import TreeGuideSpec
 
 if TYPE_CHECKING:
     from ribbed.scenarios.schema import PopulationSpec, ProjectionSpec, Scenario
@@ -406,8 +407,12 @@ class _Estimator:
                 # (and, for linear candidates, each row's X^T X) are made per candidate.
                 k, hidden = evolution.candidates, getattr(guide, "hidden", 16)
                 slot = sum(2 * (features * features + 2 * features) if kind == "linear"
-                           else 4 * (features * hidden + 2 * hidden + 1) for kind in evolution.kinds)
+                           else 4 * (features * hidden + 2 * hidden + 1) for kind in evolution.kinds if kind != "tree")
                 per_guide = 4096 + k * slot * self.dtype
+                if "tree" in evolution.kinds:  # a float32 buffer per guide, its copy at the last refit, the trees
+                    tree = guide if guide.kind == "tree" else TreeGuideSpec(kind="tree")
+                    rows = min(tree.buffer, self.batch * math.ceil(population.size / guides) * self.s.run.ticks)
+                    per_guide += 2 * rows * (features + 1) * 4 + k * 2 ** (tree.max_depth + 1) * 80
                 features_per_tick *= k
                 if "linear" in evolution.kinds:
                     features_per_tick += population.size * k * (features + 1) ** 2 * self.dtype

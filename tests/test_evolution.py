@@ -171,6 +171,19 @@ def test_protected_kinds_survive_the_first_generations_and_are_lost_without_prot
     assert not any(1 in kinds for kinds in unprotected.kind.tolist())
 
 
+def test_protection_never_takes_the_last_candidate_of_another_kind():
+    """Three kinds, one elite: after the step a guide holds linear, linear, linear, mlp, with every
+    slot but the first newborn; tree, missing, must take a linear slot (the highest), not the mlp
+    one, which is the last of its kind."""
+    spec = EvolutionSpec.model_validate({"candidates": 4, "kinds": ["linear", "mlp", "tree"], "elites": 1,
+                                         "protect_generations": 2})
+    settings = (KindSettings("linear", 0.01), KindSettings("mlp", 0.01, hidden=3), KindSettings("tree", 0.01))
+    state = EvolutionState(spec, settings, 1, 6, 3, "h")
+    state.kind[:] = [[0, 0, 0, 1]]
+    state._protect(np.array([[False, True, True, True]]))
+    np.testing.assert_array_equal(state.kind, [[0, 0, 2, 1]])
+
+
 def test_random_search_keeps_the_elites_and_draws_the_rest_afresh_as_the_semantics_page_says():
     """docs/semantics.md, "Evolving guides", random search, with numpy alone."""
     fitness = np.array([[0.1, 0.9, 0.5, 0.2], [0.7, 0.3, 0.8, 0.0], [0.4, 0.4, 0.4, 0.4],

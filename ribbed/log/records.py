@@ -18,6 +18,7 @@ import torch
 
 from ribbed.log.format import FORMAT, VERSION, pack_spikes
 from ribbed.log.lineage import generation_fields
+from ribbed.scheduler.message_counts import dfa_targets
 from ribbed.resources import available_cores
 from ribbed.scenarios.timing import SPIKING_ENCODINGS
 from ribbed.scheduler.messages import Kind, Stage
@@ -61,7 +62,8 @@ def header_body(model: NetworkModel, level: str, threads: dict, cores: int | Non
         "projections": [{"name": p.name, "pre": p.pre.name, "post": p.post.name, "synapses": p.n_synapses,
                          "sends_error": p.sends_error, "feedback": p.feedback is not None, "delayed": p.delayed}
                         for p in network.projections],
-        "broadcast": [int(i) for i in network.broadcast_targets] if network.output.needs_credit else [],
+        "broadcast": ([int(i) for i in (dfa_targets(network) if scenario.timed else network.broadcast_targets)]
+                      if network.output.needs_credit else []),
     }
     time = time_layout(model)
     if time is not None:

@@ -331,14 +331,11 @@ def backward_steps(executor: Any, plan: TimedPlan, records: dict[str, list[StepR
                 if name not in deltas:
                     continue
                 entry = records[name][s]
-                if population.dfa is not None:  # DFA through time: the output's delta of this step
+                if population.dfa is not None:  # DFA through time: the output's delta of this step (no carriers)
                     grad_out = dfa_gradient(population.dfa, deltas.get(output.info.name, [None] * steps)[s]
                                             if output.info.level > population.info.level else None, entry.u)
-                    later = deltas[name][s + 1] if s + 1 < steps and plan.carries(s) else None
-                    deltas[name][s] = step_delta(plan.policies[name], population.activation, entry, grad_out, None,
-                                                 later)
-                    continue
-                grad_out = torch.zeros_like(entry.u)
+                else:
+                    grad_out = torch.zeros_like(entry.u)
                 to_out, to_membrane = output_gradients(plan, answer, s) if population is output else (None, None)
                 if to_out is not None:
                     grad_out.add_(to_out)
