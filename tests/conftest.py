@@ -55,3 +55,34 @@ def model_from(data: dict) -> ribbed.NetworkModel:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+def assert_resume_is_exact(data: dict, cut: int, folder: Path):
+    """Run ``data`` whole, and again interrupted after tick ``cut`` and resumed from its log's last
+    snapshot: both logs verify, metrics.csv and agents.csv are the same file, and so is every
+    value of the executors' state. Returns the whole run and the resumed one, and the state's values."""
+    import warnings
+
+    from ribbed.log import verify
+    from ribbed.runner import resume
+
+    def interrupt(model) -> None:
+        if model.tick == cut:
+            raise KeyboardInterrupt
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ribbed.RibbedWarning)
+        whole = ribbed.run(data, out=folder / "whole")
+        with pytest.raises(KeyboardInterrupt):
+            ribbed.run(data, out=folder / "cut", on_tick=interrupt)
+        resumed = resume(folder / "cut")
+    assert verify(folder / "cut" / "run.log").ok and verify(folder / "whole" / "run.log").ok
+    for name in ("metrics.csv", "agents.csv"):
+        assert (folder / "cut" / name).read_text() == (folder / "whole" / name).read_text(), name
+    values, _ = whole.model.executor.state()
+    again, _ = resumed.model.executor.state()
+    assert values.keys() == again.keys()
+    for key in values:
+        same = np.array_equal(values[key], again[key], equal_nan=True) if values[key] is not None else again[key] is None
+        assert same, key
+    return whole, resumed, values

@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 
 import ribbed
-from conftest import model_from
+from conftest import assert_resume_is_exact, model_from
 from ribbed import ScenarioError
 from ribbed.errors import LogFormatError
 from ribbed.meta.evolution import EvolutionState, KindSettings, candidate_costs, initial_population
 from ribbed.log import verify
-from ribbed.runner import resume
 from ribbed.scenarios.guidance import EvolutionSpec
 from ribbed.scenarios.loader import load_scenario
 from test_executors import ATOL, RTOL, assert_same_guidance, assert_same_prediction, assert_same_state
@@ -400,27 +399,7 @@ def test_a_resumed_run_continues_bit_for_bit_verifies_and_has_its_lineage_in_age
     # After the snapshot of tick 12, between generations 3 and 4; with trees, after that of tick 6,
     # where tree candidates born in generation 1 (tick 3) were fitted (tick 5) and must be refit
     # from the snapshot's buffer to score the next delivery.
-    cut = 9 if trees else 15
-
-    def interrupt(model) -> None:
-        if model.tick == cut:
-            raise KeyboardInterrupt
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ribbed.RibbedWarning)
-        whole = ribbed.run(data, out=tmp_path / "whole")
-        with pytest.raises(KeyboardInterrupt):
-            ribbed.run(data, out=tmp_path / "cut", on_tick=interrupt)
-        resumed = resume(tmp_path / "cut")
-    assert verify(tmp_path / "cut" / "run.log").ok and verify(tmp_path / "whole" / "run.log").ok
-    for name in ("metrics.csv", "agents.csv"):
-        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
-    values, _ = whole.model.executor.state()
-    again, _ = resumed.model.executor.state()
-    assert values.keys() == again.keys()
-    for key in values:
-        same = np.array_equal(values[key], again[key], equal_nan=True) if values[key] is not None else again[key] is None
-        assert same, key
+    whole, _, _ = assert_resume_is_exact(data, 9 if trees else 15, tmp_path)
     agents = whole.model.agent_metrics  # the DataCollector's columns, as in agents.csv
     hidden = agents[(agents["population"] == "h") & (agents["agent_kind"] == "neuron")]
     assert set(hidden["guide_kind"]) <= ({"linear", "mlp", "tree"} if trees else {"linear", "mlp"})

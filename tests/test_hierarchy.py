@@ -9,19 +9,15 @@ agents.csv, and bad settings get located errors."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import ribbed
-from conftest import model_from
+from conftest import assert_resume_is_exact, model_from
 from ribbed import ScenarioError
-from ribbed.log import verify
 from ribbed.meta import make_controller
 from ribbed.meta.hierarchy import Hierarchy, correlations, group_changes, groups_of
-from ribbed.runner import resume
 from ribbed.scenarios.guidance import ConfidenceMetaSpec, HierarchySpec
 from test_executors import ATOL, RTOL, assert_same_state
 
@@ -180,25 +176,9 @@ def test_a_resumed_run_continues_bit_for_bit_verifies_and_records_the_hierarchy(
     data = {**hierarchical(ticks=24, backend=backend, regroup_every=5), "log": {"level": "summary", "snapshot_every": 6}}
     data["run"]["eval_every"] = 6
 
-    def interrupt(model) -> None:
-        if model.tick == 17:  # after the snapshot of tick 12, past the regroups of ticks 4, 9 and 14
-            raise KeyboardInterrupt
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ribbed.RibbedWarning)
-        whole = ribbed.run(data, out=tmp_path / "whole")
-        with pytest.raises(KeyboardInterrupt):
-            ribbed.run(data, out=tmp_path / "cut", on_tick=interrupt)
-        resumed = resume(tmp_path / "cut")
-    assert verify(tmp_path / "cut" / "run.log").ok and verify(tmp_path / "whole" / "run.log").ok
-    for name in ("metrics.csv", "agents.csv"):
-        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
-    values, _ = whole.model.executor.state()
-    again, _ = resumed.model.executor.state()
-    assert values.keys() == again.keys() and any("hierarchy/r_c" in key for key in values)
-    for key in values:
-        same = np.array_equal(values[key], again[key], equal_nan=True) if values[key] is not None else again[key] is None
-        assert same, key
+    # cut after the snapshot of tick 12, past the regroups of ticks 4, 9 and 14
+    whole, _, values = assert_resume_is_exact(data, 17, tmp_path)
+    assert any("hierarchy/r_c" in key for key in values)
     metrics = whole.model.metrics
     assert {"h_meta_groups", "h_merges", "h_splits"} <= set(metrics.columns)
     assert metrics["h_merges"].iloc[-1] + metrics["h_splits"].iloc[-1] > 0
