@@ -227,6 +227,18 @@ def test_random_search_is_deterministic_and_differs_from_tournament_selection():
 # ---------------------------------------------------------------------------- executors
 
 
+def step_alike(reference, other) -> dict[str, np.ndarray]:
+    """One tick of both models: the same loss, guidance and lineage of population h; its lineage."""
+    reference.step()
+    other.step()
+    assert other.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL, abs=ATOL)
+    assert_same_guidance(reference, other)
+    expected, got = reference.executor.read("lineage", "h"), other.executor.read("lineage", "h")
+    for name in LINEAGE:
+        np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=ATOL, err_msg=name)
+    return expected
+
+
 @pytest.mark.parametrize("coupling,selection", [
     ({"kind": "direct"}, "tournament"), ({"kind": "hash", "bits": 1, "rehash_every": 3}, "tournament"),
     ({"kind": "tree", "leaf_size": 2, "reorder_every": 4}, "tournament"),
@@ -237,13 +249,7 @@ def test_reference_and_batched_agree_on_guidance_and_lineage(coupling, selection
     other = model_from(batched(data))
     generations = set()
     for _ in range(TICKS):
-        reference.step()
-        other.step()
-        assert other.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL, abs=ATOL)
-        assert_same_guidance(reference, other)
-        expected, got = reference.executor.read("lineage", "h"), other.executor.read("lineage", "h")
-        for name in LINEAGE:
-            np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=ATOL, err_msg=name)
+        expected = step_alike(reference, other)
         generations.update(expected["generation"].tolist())
     for name, value in genomes(reference).items():
         np.testing.assert_array_equal(genomes(other)[name], value, err_msg=name)
@@ -285,13 +291,7 @@ def test_tree_candidates_agree_between_reference_and_batched(coupling):
     other = model_from(batched(data))
     kinds, fitted = set(), 0
     for _ in range(TICKS):
-        reference.step()
-        other.step()
-        assert other.last_result.loss == pytest.approx(reference.last_result.loss, rel=RTOL, abs=ATOL)
-        assert_same_guidance(reference, other)
-        expected, got = reference.executor.read("lineage", "h"), other.executor.read("lineage", "h")
-        for name in LINEAGE:
-            np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=ATOL, err_msg=name)
+        expected = step_alike(reference, other)
         kinds.update(expected["kind"].tolist())
         fitted = max(fitted, same_trees(reference, other))
     for name, value in genomes(reference).items():
